@@ -1,0 +1,9 @@
+// Package guestkernel locates msb's guest kernel and builds the initramfs the
+// guest boots with: a newc cpio archive holding agentd as /init, plus an
+// optional second archive carrying per-boot configuration (/msb/boot.env), so
+// long or secret values never travel on the kernel command line.
+//
+// The kernel itself is built by scripts/kernel/build.sh from Debian's
+// linux-source-6.1 with scripts/kernel/msb.config and cached under
+// ~/.cache/msb/kernel/<hash>/vmlinux; Locate finds it.
+package guestkernel

@@ -1,0 +1,100 @@
+// Package machine describes a microVM independently of the backend that runs
+// it: kernel, initramfs, command line, vCPUs, memory, block devices, the agent
+// console port, the network frame endpoint and shared directories. The qemu
+// backend (internal/vmm/qemu) and the native KVM backend (internal/vmm) both
+// take a Spec; nothing above them knows which one runs the guest.
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Spec is one microVM. The zero value is not valid; see Validate.
+type Spec struct {
+	// Kernel is an uncompressed x86-64 vmlinux with a PVH entry (or a bzImage).
+	Kernel string
+	// Initrd is the initramfs (agentd as /init, optionally followed by a boot
+	// environment archive).
+	Initrd string
+	// Cmdline holds kernel parameters beyond those the backend adds itself
+	// (console, virtio-mmio device declarations, timing hints).
+	Cmdline []string
+	// VCPUs is the number of virtual CPUs (1–8; the guest kernel has NR_CPUS=8).
+	VCPUs int
+	// MemoryMiB is the guest RAM size.
+	MemoryMiB int
+	// Disks are virtio-blk devices in order: the first is /dev/vda.
+	Disks []Disk
+	// Agent is the host end of the virtio-console port named "agent". The
+	// backend connects the guest port to it; the relay owns the other end.
+	Agent *os.File
+	// Console receives the guest's serial console (kernel.log). Nil discards.
+	Console *os.File
+	// Net, when set, gives the guest one virtio-net device whose frames go to
+	// the host end of a stream socket (4-byte big-endian length prefix per
+	// frame, as QEMU's stream netdev speaks).
+	Net *Net
+	// Shares are virtio-fs shared directories.
+	Shares []Share
+}
+
+// Disk is one virtio-blk device.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+	// Serial is reported by VIRTIO_BLK_T_GET_ID (at most 20 bytes); the guest
+	// finds disks by it in /sys/block/vd*/serial.
+	Serial string
+}
+
+// Net is a virtio-net device backed by a frame stream.
+type Net struct {
+	Conn *os.File
+	MAC  string // "02:6d:73:00:01:02"
+}
+
+// Share is one virtio-fs device.
+type Share struct {
+	Tag      string
+	Path     string
+	ReadOnly bool
+}
+
+// Limits on the machine shape that every backend supports.
+const (
+	MaxVCPUs     = 8
+	MinMemoryMiB = 64
+	MaxMemoryMiB = 64 << 10
+	maxSerialLen = 20
+)
+
+// Validate reports the first problem with s, phrased for a user.
+func (s *Spec) Validate() error {
+	var errs []error
+	if s.Kernel == "" {
+		errs = append(errs, errors.New("no kernel"))
+	}
+	if s.VCPUs < 1 || s.VCPUs > MaxVCPUs {
+		errs = append(errs, fmt.Errorf("vcpus %d out of range 1-%d", s.VCPUs, MaxVCPUs))
+	}
+	if s.MemoryMiB < MinMemoryMiB || s.MemoryMiB > MaxMemoryMiB {
+		errs = append(errs, fmt.Errorf("memory %d MiB out of range %d-%d", s.MemoryMiB, MinMemoryMiB, MaxMemoryMiB))
+	}
+	for i, d := range s.Disks {
+		if d.Path == "" {
+			errs = append(errs, fmt.Errorf("disk %d: no path", i))
+		}
+		if len(d.Serial) > maxSerialLen || strings.ContainsAny(d.Serial, ",=") {
+			errs = append(errs, fmt.Errorf("disk %d: serial %q must be at most %d bytes without ',' or '='", i, d.Serial, maxSerialLen))
+		}
+	}
+	for _, w := range s.Cmdline {
+		if strings.ContainsAny(w, " \t\n") && !strings.Contains(w, `"`) {
+			errs = append(errs, fmt.Errorf("kernel parameter %q contains whitespace", w))
+		}
+	}
+	return errors.Join(errs...)
+}

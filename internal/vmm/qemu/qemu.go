@@ -1,0 +1,374 @@
+// Package qemu runs a machine.Spec under qemu-system-x86_64 -M microvm: it
+// turns the spec into QEMU arguments (virtio-mmio devices, a virtio-serial
+// port named "agent" on a socket the relay owns, the serial console to a
+// pipe), starts QEMU as a child that dies with its parent, and maps QEMU's
+// exit to the guest's.
+//
+// QEMU is the portable backend: it runs wherever hardware virtualization is
+// missing (TCG) and on macOS (hvf). The native backend in internal/vmm needs
+// real KVM.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/msb-go/msb/internal/machine"
+)
+
+// Accel is a QEMU accelerator.
+type Accel string
+
+// Accelerators QEMU offers for x86-64 guests.
+const (
+	AccelTCG Accel = "tcg" // software CPU: works everywhere, ~3-10x slower
+	AccelKVM Accel = "kvm" // Linux hardware virtualization
+	AccelHVF Accel = "hvf" // macOS Hypervisor.framework
+)
+
+// MinVersion is the oldest QEMU msb drives: microvm with virtio-mmio
+// command-line devices and fd-backed socket chardevs.
+var MinVersion = [2]int{6, 2}
+
+// ErrNotFound reports that no QEMU binary was found.
+var ErrNotFound = errors.New("qemu-system-x86_64 not found")
+
+// Config selects the QEMU binary and accelerator for one machine.
+type Config struct {
+	// Binary is the QEMU executable; empty means $MSB_QEMU, then
+	// qemu-system-x86_64 on PATH.
+	Binary string
+	// Accel is the accelerator; empty means tcg.
+	Accel Accel
+	// TSCKHz, when non-zero, is passed as tsc_early_khz so the guest skips TSC
+	// calibration, which stalls or fails under TCG when the host is busy.
+	TSCKHz int
+}
+
+// FindBinary resolves the QEMU executable.
+func FindBinary(name string) (string, error) {
+	if name == "" {
+		name = os.Getenv("MSB_QEMU")
+	}
+	if name == "" {
+		name = "qemu-system-x86_64"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%w (looked for %q): install qemu-system-x86 or set MSB_QEMU", ErrNotFound, name)
+	}
+	return p, nil
+}
+
+var versionRE = regexp.MustCompile(`version (\d+)\.(\d+)`)
+
+// Version runs `qemu --version` and returns its major and minor numbers.
+func Version(ctx context.Context, binary string) ([2]int, error) {
+	out, err := exec.CommandContext(ctx, binary, "--version").Output()
+	if err != nil {
+		return [2]int{}, fmt.Errorf("qemu --version: %w", err)
+	}
+	return parseVersion(string(out))
+}
+
+func parseVersion(s string) ([2]int, error) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return [2]int{}, fmt.Errorf("qemu --version: unrecognised output %q", strings.TrimSpace(firstLine(s)))
+	}
+	maj, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return [2]int{maj, minor}, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// Fixed fd numbers of the files handed to QEMU (exec.Cmd.ExtraFiles start at 3).
+const (
+	fdAgent = 3
+	fdNet   = 4
+)
+
+// Args returns the QEMU command line (without the binary) for spec. Files the
+// spec references (Agent, Net) are passed as inherited descriptors whose
+// numbers Args assumes; Start arranges them.
+func Args(spec *machine.Spec, cfg Config) ([]string, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("machine spec: %w", err)
+	}
+	accel := cfg.Accel
+	if accel == "" {
+		accel = AccelTCG
+	}
+	// acpi=off: the guest kernel has no ACPI, and without it QEMU appends a
+	// virtio_mmio.device= parameter for each virtio-mmio device itself.
+	// rtc=off: probing the CMOS RTC costs seconds under emulation.
+	args := []string{
+		"-M", "microvm,acpi=off,rtc=off",
+		"-accel", string(accel),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-smp", strconv.Itoa(spec.VCPUs),
+		"-m", strconv.Itoa(spec.MemoryMiB),
+		"-kernel", spec.Kernel,
+	}
+	if accel == AccelKVM || accel == AccelHVF {
+		args = append(args, "-cpu", "host")
+	}
+	if spec.Initrd != "" {
+		args = append(args, "-initrd", spec.Initrd)
+	}
+	// The serial console goes to QEMU's stdout, which the supervisor copies
+	// into kernel.log; signal=off keeps QEMU from treating ^C in it as a quit.
+	args = append(args, "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con")
+
+	for i, d := range spec.Disks {
+		id := "vd" + strconv.Itoa(i)
+		drive := "id=" + id + ",if=none,format=raw,file=" + escapeOpt(d.Path)
+		if d.ReadOnly {
+			// A read-only image is shared by many sandboxes and never changes:
+			// host page cache is safe and fastest.
+			drive += ",readonly=on,cache=unsafe"
+		} else {
+			drive += ",cache=writeback"
+		}
+		dev := "virtio-blk-device,drive=" + id
+		if d.Serial != "" {
+			dev += ",serial=" + d.Serial
+		}
+		args = append(args, "-drive", drive, "-device", dev)
+	}
+	if spec.Agent != nil {
+		args = append(args,
+			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fdAgent),
+			"-device", "virtio-serial-device,max_ports=2",
+			"-device", "virtserialport,chardev=agent,name=agent")
+	}
+	if spec.Net != nil {
+		args = append(args,
+			"-netdev", fmt.Sprintf("socket,id=net0,fd=%d", fdNet),
+			"-device", "virtio-net-device,netdev=net0,mac="+spec.Net.MAC)
+	}
+	if len(spec.Shares) > 0 {
+		return nil, errors.New("virtio-fs shares are not supported by the qemu backend yet")
+	}
+	args = append(args, "-device", "virtio-rng-device")
+	args = append(args, "-append", strings.Join(Cmdline(spec, cfg), " "))
+	return args, nil
+}
+
+// Cmdline is the kernel command line for spec: the console and timing
+// parameters every msb guest needs, then spec.Cmdline.
+func Cmdline(spec *machine.Spec, cfg Config) []string {
+	words := []string{
+		"console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t", "quiet",
+		// Under emulation the TSC and timer checks stall or misfire; the
+		// guest's clock is still correct with these.
+		"tsc=reliable", "no_timer_check", "cryptomgr.notests",
+		"8250.nr_uarts=1", "random.trust_cpu=on",
+	}
+	if cfg.TSCKHz > 0 {
+		words = append(words, "tsc_early_khz="+strconv.Itoa(cfg.TSCKHz))
+	}
+	return append(words, spec.Cmdline...)
+}
+
+// escapeOpt doubles commas, QEMU's escape inside option values.
+func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// HostTSCKHz reads the host TSC rate from /proc/cpuinfo ("cpu MHz"), or 0.
+func HostTSCKHz() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil && f > 0 {
+				return int(f * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// Process is a running QEMU.
+type Process struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+	console *consoleWatch
+}
+
+// Exit describes how the guest ended.
+type Exit struct {
+	// Panicked is true when the guest kernel panicked (seen on its console).
+	Panicked bool
+	// Err is QEMU's own failure (non-zero exit or killed), nil for a guest
+	// that shut down or rebooted (-no-reboot turns a reboot into an exit).
+	Err error
+	// Stderr is the tail of QEMU's standard error.
+	Stderr string
+}
+
+// Start launches QEMU for spec. QEMU is killed when ctx is cancelled and,
+// through PR_SET_PDEATHSIG, when the calling process dies; the guest console
+// is copied to spec.Console.
+func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error) {
+	bin, err := FindBinary(cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("build VM: %w", err)
+	}
+	v, err := Version(ctx, bin)
+	if err != nil {
+		return nil, fmt.Errorf("build VM: %w", err)
+	}
+	if v[0] < MinVersion[0] || (v[0] == MinVersion[0] && v[1] < MinVersion[1]) {
+		return nil, fmt.Errorf("build VM: qemu %d.%d is too old (need %d.%d or newer): upgrade qemu-system-x86", v[0], v[1], MinVersion[0], MinVersion[1])
+	}
+	if _, err := os.Stat(spec.Kernel); err != nil {
+		return nil, fmt.Errorf("build VM: kernel: %w", err)
+	}
+	args, err := Args(spec, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("build VM: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	// ExtraFiles[i] becomes fd 3+i; unused slots stay nil (closed in the child).
+	extra := make([]*os.File, 2)
+	if spec.Agent != nil {
+		extra[fdAgent-3] = spec.Agent
+	}
+	if spec.Net != nil {
+		extra[fdNet-3] = spec.Net.Conn
+	}
+	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("build VM: %w", err)
+	}
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("build VM: start qemu: %w", err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{}), console: &consoleWatch{}}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		var dst io.Writer = io.Discard
+		if spec.Console != nil {
+			dst = spec.Console
+		}
+		_, _ = io.Copy(io.MultiWriter(dst, p.console), stdout)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+		case <-p.done:
+		}
+	}()
+	go func() {
+		<-copied
+		p.err = cmd.Wait()
+		if p.err != nil {
+			p.err = fmt.Errorf("qemu: %w: %s", p.err, strings.TrimSpace(stderr.String()))
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID returns QEMU's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed when QEMU has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until QEMU exits and reports how the guest ended.
+func (p *Process) Wait() Exit {
+	<-p.done
+	return Exit{Panicked: p.console.panicked(), Err: p.err}
+}
+
+// Kill stops QEMU at once.
+func (p *Process) Kill() error {
+	err := p.cmd.Process.Kill()
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return err
+}
+
+// consoleWatch scans console output for a kernel panic without keeping it.
+type consoleWatch struct {
+	mu    sync.Mutex
+	tail  []byte
+	found bool
+}
+
+var panicMarker = []byte("Kernel panic - not syncing")
+
+func (c *consoleWatch) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.found {
+		return len(p), nil
+	}
+	buf := append(c.tail, p...)
+	if bytes.Contains(buf, panicMarker) {
+		c.found = true
+	}
+	if keep := len(panicMarker) - 1; len(buf) > keep {
+		buf = buf[len(buf)-keep:]
+	}
+	c.tail = append(c.tail[:0], buf...)
+	return len(p), nil
+}
+
+func (c *consoleWatch) panicked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.found
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
