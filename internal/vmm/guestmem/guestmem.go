@@ -240,3 +240,22 @@ func (m *Memory) Write64(a Addr, v uint64) error {
 	binary.LittleEndian.PutUint64(b, v)
 	return nil
 }
+
+// AppendSlices appends to dst slices aliasing the n bytes of guest memory at
+// a, one per region the range touches, so that a buffer spanning adjacent
+// regions can still be used without copying. On error dst is returned
+// unchanged. n == 0 appends nothing.
+func (m *Memory) AppendSlices(dst [][]byte, a Addr, n uint64) ([][]byte, error) {
+	if err := m.checkRange(a, n); err != nil {
+		return dst, fmt.Errorf("slices %v+%d: %w", a, n, err)
+	}
+	for n > 0 {
+		r := m.regions[m.find(a)]
+		off := uint64(a - r.Base)
+		k := min(n, r.Size()-off)
+		dst = append(dst, r.Data[off:off+k:off+k])
+		n -= k
+		a += Addr(k)
+	}
+	return dst, nil
+}

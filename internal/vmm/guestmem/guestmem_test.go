@@ -349,3 +349,39 @@ func BenchmarkLoadAcquire16(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendSlices(t *testing.T) {
+	m := mustNew(t,
+		Region{Base: 0x0, Data: make([]byte, 8)},
+		Region{Base: 0x8, Data: make([]byte, 8)},
+		Region{Base: 0x20, Data: make([]byte, 8)},
+	)
+	tests := []struct {
+		name    string
+		a       Addr
+		n       uint64
+		want    []int // lengths
+		wantErr bool
+	}{
+		{"within", 0x2, 4, []int{4}, false},
+		{"across adjacent", 0x6, 6, []int{2, 4}, false},
+		{"zero", 0x6, 0, nil, false},
+		{"into hole", 0xe, 4, nil, true},
+		{"wraps", 0x2, math.MaxUint64, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := m.AppendSlices(nil, tc.a, tc.n)
+			if gotErr := err != nil; gotErr != tc.wantErr {
+				t.Fatalf("AppendSlices(%v, %d) error = %v; want error %v", tc.a, tc.n, err, tc.wantErr)
+			}
+			var lens []int
+			for _, b := range got {
+				lens = append(lens, len(b))
+			}
+			if diff := cmp.Diff(tc.want, lens); diff != "" {
+				t.Fatalf("AppendSlices(%v, %d) lengths (-want +got):\n%s", tc.a, tc.n, diff)
+			}
+		})
+	}
+}
