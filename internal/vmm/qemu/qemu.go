@@ -19,12 +19,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 
 // Accel is a QEMU accelerator.
@@ -54,6 +56,20 @@ type Config struct {
 	// TSCKHz, when non-zero, is passed as tsc_early_khz so the guest skips TSC
 	// calibration, which stalls or fails under TCG when the host is busy.
 	TSCKHz int
+}
+
+// DefaultAccel picks the accelerator for this host: hvf on macOS, kvm where
+// /dev/kvm is backed by real hardware virtualization (not kvm_pvm, which
+// cannot run an unmodified Linux guest), else tcg. reason says why.
+func DefaultAccel() (Accel, string) {
+	if runtime.GOOS == "darwin" {
+		return AccelHVF, "macOS"
+	}
+	ok, reason := kvm.HardwareVirtualization()
+	if ok {
+		return AccelKVM, reason
+	}
+	return AccelTCG, reason
 }
 
 // FindBinary resolves the QEMU executable.

@@ -1,0 +1,64 @@
+# msb — developer entry points. `make` lists them; `make check` is what CI runs.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+FUZZTIME ?= 30s
+# Packages whose tests boot real guests; they run serially after the unit tier.
+E2E_PKGS := ./test/e2e/...
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /test/e2e)
+LDFLAGS := -s -w -X github.com/msb-go/msb/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Install the Debian packages the build and tests need (idempotent; root)
+	@scripts/setup.sh
+
+build: agentd ## Build bin/msb and bin/agentd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/msb ./cmd/msb
+
+agentd: ## Build the static guest agent bin/agentd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/agentd ./cmd/agentd
+
+kernel: setup ## Build (or reuse from ~/.cache/msb) the guest kernel, linked as bin/vmlinux
+	@mkdir -p $(BIN)
+	@k=$$(scripts/kernel/build.sh) && ln -sf "$$k" $(BIN)/vmlinux && echo "kernel: $$k"
+
+rootfs: setup ## Build (or reuse) the busybox demo root directory
+	@scripts/images/busybox-rootfs.sh
+
+demo: build kernel rootfs ## Run a command in a sandbox built from the busybox demo rootfs
+	@scripts/demo.sh
+
+test: setup kernel ## Unit tests (-race), then the e2e tier under QEMU, serially
+	$(GO) test -race -shuffle=on -timeout 20m $(UNIT_PKGS)
+	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+
+test-unit: ## Unit tests only (no QEMU)
+	$(GO) test -race -shuffle=on $(UNIT_PKGS)
+
+test-e2e: kernel ## The e2e tier only
+	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+
+test-kvm: ## KVM-level tests on /dev/kvm, failing (not skipping) without it
+	MSB_REQUIRE_KVM=1 $(GO) test -count=1 ./internal/vmm/...
+
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	@scripts/fuzz.sh $(FUZZTIME)
+
+bench: kernel ## Benchmarks (agent round trip, store, codecs, rootfs, boot)
+	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -run '^$$' -bench . -benchmem -count 1 ./... 2>&1 | tee $(BIN)/bench.txt | grep -E '^(Benchmark|ok|FAIL|---)'
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+check: lint test ## Everything CI runs
+
+clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
+	rm -rf $(BIN)
+
+.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-kvm fuzz bench lint check clean

@@ -1,0 +1,120 @@
+package msb_test
+
+import (
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// goList runs `go list -json` for patterns and decodes the stream.
+func goList(t *testing.T, args ...string) []listedPackage {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	var pkgs []listedPackage
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p listedPackage
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+type listedPackage struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	Doc        string
+	GoFiles    []string
+	Deps       []string
+	Imports    []string
+}
+
+// TestPackageDocs requires a package doc comment on every package, so each
+// one says what it is for.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range goList(t, "./...") {
+		if p.Doc != "" {
+			continue
+		}
+		// go list reports Doc only from non-test files of the current
+		// GOOS; parse every file to be sure before complaining.
+		found := false
+		fset := token.NewFileSet()
+		files, _ := filepath.Glob(filepath.Join(p.Dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err == nil && af.Doc != nil {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("package %s has no package doc comment", p.ImportPath)
+		}
+	}
+}
+
+// TestDependencyRules enforces the architecture's dependency rules: the guest
+// agent stays small and static, the protocol package is stdlib + CBOR, and
+// virtio devices never reach for transports, the VMM or the network stack.
+func TestDependencyRules(t *testing.T) {
+	const mod = "github.com/msb-go/msb/"
+	tests := []struct {
+		pkg     string
+		allowed func(dep string) bool
+	}{
+		{
+			pkg: "./cmd/agentd",
+			allowed: func(d string) bool {
+				return isStd(d) || strings.HasPrefix(d, "golang.org/x/sys/") ||
+					strings.HasPrefix(d, "github.com/fxamacker/cbor/") || strings.HasPrefix(d, "github.com/x448/float16") ||
+					strings.HasPrefix(d, "github.com/creack/pty") ||
+					d == mod+"internal/agent" || strings.HasPrefix(d, mod+"internal/agent/") ||
+					d == mod+"internal/agentproto"
+			},
+		},
+		{
+			pkg: "./internal/agentproto",
+			allowed: func(d string) bool {
+				return isStd(d) || strings.HasPrefix(d, "github.com/fxamacker/cbor/") || strings.HasPrefix(d, "github.com/x448/float16")
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pkg, func(t *testing.T) {
+			if _, err := os.Stat(strings.TrimPrefix(tc.pkg, "./")); err != nil {
+				t.Fatalf("%s: %v", tc.pkg, err)
+			}
+			pkgs := goList(t, tc.pkg)
+			for _, d := range pkgs[0].Deps {
+				if !tc.allowed(d) {
+					t.Errorf("%s depends on %s, which the dependency rules forbid", tc.pkg, d)
+				}
+			}
+		})
+	}
+}
+
+// isStd reports whether an import path is in the standard library (no dot in
+// its first element), including the vendored golang.org/x packages the
+// standard library carries.
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".") || strings.HasPrefix(path, "vendor/")
+}

@@ -1,0 +1,119 @@
+package qemu
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/msb-go/msb/internal/machine"
+)
+
+func TestArgs(t *testing.T) {
+	agent, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	spec := &machine.Spec{
+		Kernel: "/k/vmlinux", Initrd: "/k/initrd", VCPUs: 2, MemoryMiB: 512,
+		Cmdline: []string{"MSB_PROBE=1"},
+		Disks: []machine.Disk{
+			{Path: "/c/lower,1.erofs", ReadOnly: true, Serial: "lower"},
+			{Path: "/s/upper.ext4"},
+		},
+		Agent: agent,
+	}
+	got, err := Args(spec, Config{Accel: AccelTCG, TSCKHz: 2100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"-M", "microvm,acpi=off,rtc=off", "-accel", "tcg",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-smp", "2", "-m", "512", "-kernel", "/k/vmlinux", "-initrd", "/k/initrd",
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-drive", "id=vd0,if=none,format=raw,file=/c/lower,,1.erofs,readonly=on,cache=unsafe",
+		"-device", "virtio-blk-device,drive=vd0,serial=lower",
+		"-drive", "id=vd1,if=none,format=raw,file=/s/upper.ext4,cache=writeback",
+		"-device", "virtio-blk-device,drive=vd1",
+		"-chardev", "socket,id=agent,fd=3",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-device", "virtserialport,chardev=agent,name=agent",
+		"-device", "virtio-rng-device",
+		"-append", "console=ttyS0 rdinit=/init panic=-1 reboot=t quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on tsc_early_khz=2100000 MSB_PROBE=1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Args (-want +got):\n%s", diff)
+	}
+
+	kvmArgs, err := Args(spec, Config{Accel: AccelKVM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(kvmArgs, " "), "-accel kvm -cpu host") && !strings.Contains(strings.Join(kvmArgs, " "), "-cpu host") {
+		t.Errorf("kvm args lack -cpu host: %q", kvmArgs)
+	}
+
+	bad := *spec
+	bad.VCPUs = 0
+	if _, err := Args(&bad, Config{}); err == nil {
+		t.Errorf("Args with 0 vcpus = nil error; want error")
+	}
+	shares := *spec
+	shares.Shares = []machine.Share{{Tag: "x", Path: "/x"}}
+	if _, err := Args(&shares, Config{}); err == nil {
+		t.Errorf("Args with shares = nil error; want unsupported error")
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		in   string
+		want [2]int
+		err  bool
+	}{
+		{"QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright", [2]int{7, 2}, false},
+		{"QEMU emulator version 10.1.0\n", [2]int{10, 1}, false},
+		{"something else", [2]int{}, true},
+	}
+	for _, tc := range tests {
+		got, err := parseVersion(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("parseVersion(%q) = %v, %v; want %v, err=%v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestConsoleWatchAcrossWrites(t *testing.T) {
+	tests := []struct {
+		name   string
+		chunks []string
+		want   bool
+	}{
+		{"none", []string{"booting\n", "ok\n"}, false},
+		{"one write", []string{"[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n"}, true},
+		{"split", []string{"Kernel pa", "nic - not sy", "ncing: x"}, true},
+		{"byte by byte", strings.Split("xxKernel panic - not syncing", ""), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c consoleWatch
+			for _, s := range tc.chunks {
+				c.Write([]byte(s))
+			}
+			if got := c.panicked(); got != tc.want {
+				t.Errorf("panicked = %v; want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	tb := &tailBuffer{max: 4}
+	tb.Write([]byte("abc"))
+	tb.Write([]byte("def"))
+	if got := tb.String(); got != "cdef" {
+		t.Errorf("tail = %q; want %q", got, "cdef")
+	}
+}
