@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Source tags the origin of an exec.log record (reference §5).
+type Source string
+
+// Sources of exec.log records.
+const (
+	SourceStdout Source = "stdout"
+	SourceStderr Source = "stderr"
+	SourceOutput Source = "output" // PTY sessions: stdout and stderr are one stream
+	SourceSystem Source = "system"
+)
+
+// Lifecycle markers written as system records.
+const (
+	MarkerStarted = "--- sandbox started ---\n"
+	MarkerStopped = "--- sandbox stopped ---\n"
+)
+
+// ExecRecord is one exec.log line.
+type ExecRecord struct {
+	Time   time.Time
+	Source Source
+	Data   string
+	ID     uint64 // relay log session id; 0 for system records
+}
+
+// execLine is the JSON Lines schema: {"t","s","d","id"?,"e"?}. "e" is only read:
+// readers accept "b64" data as the reference's do, but nothing writes it.
+type execLine struct {
+	T  string `json:"t"`
+	S  Source `json:"s"`
+	D  string `json:"d"`
+	ID uint64 `json:"id,omitempty"`
+	E  string `json:"e,omitempty"`
+}
+
+// ExecLog writes exec.log. It is safe for concurrent use; each record is one
+// Write on the underlying writer, so records never interleave.
+type ExecLog struct {
+	w   io.Writer
+	now func() time.Time
+}
+
+// OpenExecLog opens (appending) the exec.log at path on a RotatingFile.
+func OpenExecLog(path string, maxBytes int64) (*ExecLog, error) {
+	f, err := Open(path, maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("open exec log: %w", err)
+	}
+	return NewExecLog(f), nil
+}
+
+// NewExecLog writes records to w, which must accept concurrent Writes (as
+// RotatingFile does). Close closes w if it is an io.Closer.
+func NewExecLog(w io.Writer) *ExecLog {
+	return &ExecLog{w: w, now: time.Now}
+}
+
+// Write records data from an exec session. Invalid UTF-8 bytes become U+FFFD.
+// An empty data slice writes nothing.
+func (l *ExecLog) Write(source Source, id uint64, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	return l.write(execLine{S: source, D: lossyUTF8(data), ID: id})
+}
+
+// System records a system message, adding a trailing newline if missing.
+func (l *ExecLog) System(text string) error {
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return l.write(execLine{S: SourceSystem, D: lossyUTF8([]byte(text))})
+}
+
+// Started writes the "--- sandbox started ---" marker.
+func (l *ExecLog) Started() error { return l.System(MarkerStarted) }
+
+// Stopped writes the "--- sandbox stopped ---" marker.
+func (l *ExecLog) Stopped() error { return l.System(MarkerStopped) }
+
+func (l *ExecLog) write(rec execLine) error {
+	rec.T = l.now().UTC().Format(rfc3339Milli)
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode exec log record: %w", err)
+	}
+	line = append(line, '\n')
+	if _, err := l.w.Write(line); err != nil {
+		return fmt.Errorf("write exec log: %w", err)
+	}
+	return nil
+}
+
+// Close closes the underlying writer if it is an io.Closer.
+func (l *ExecLog) Close() error {
+	if c, ok := l.w.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// lossyUTF8 converts b to a string, replacing each invalid byte with U+FFFD.
+func lossyUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) + 8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size <= 1 {
+			sb.WriteRune(utf8.RuneError)
+			b = b[1:]
+			continue
+		}
+		sb.Write(b[:size])
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+// SourceMask selects record sources when reading exec.log.
+type SourceMask uint8
+
+// Source mask bits. The zero mask means DefaultSources.
+const (
+	MaskStdout SourceMask = 1 << iota
+	MaskStderr
+	MaskOutput
+	MaskSystem
+
+	DefaultSources = MaskStdout | MaskStderr | MaskOutput
+	AllSources     = DefaultSources | MaskSystem
+)
+
+func (m SourceMask) has(s Source) bool {
+	switch s {
+	case SourceStdout:
+		return m&MaskStdout != 0
+	case SourceStderr:
+		return m&MaskStderr != 0
+	case SourceOutput:
+		return m&MaskOutput != 0
+	case SourceSystem:
+		return m&MaskSystem != 0
+	}
+	return false
+}
+
+// ExecLogFilter selects records in ReadExecLog. The zero value selects every
+// stdout, stderr and output record.
+type ExecLogFilter struct {
+	Sources SourceMask // zero means DefaultSources
+	Since   time.Time  // inclusive; zero means no lower bound
+	Until   time.Time  // exclusive; zero means no upper bound
+	Tail    int        // keep only the last Tail matches; <= 0 keeps all
+}
+
+func (f ExecLogFilter) match(r ExecRecord) bool {
+	mask := f.Sources
+	if mask == 0 {
+		mask = DefaultSources
+	}
+	if !mask.has(r.Source) {
+		return false
+	}
+	if !f.Since.IsZero() && r.Time.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	return true
+}
+
+// maxExecLogLine bounds one exec.log line; a 4 KiB chunk encodes to < 25 KiB,
+// so longer lines are not ours and are skipped.
+const maxExecLogLine = 1 << 20
+
+// ReadExecLog reads the exec.log files in paths (oldest first, as LogFiles
+// returns them) and returns the records matching filter in file order. Missing
+// files are skipped, as are lines that do not parse (a torn last line, or an
+// oversized one).
+func ReadExecLog(paths []string, filter ExecLogFilter) ([]ExecRecord, error) {
+	var out []ExecRecord
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read exec log: %w", err)
+		}
+		out, err = readExecLogFrom(f, filter, out)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read exec log %s: %w", p, err)
+		}
+	}
+	return out, nil
+}
+
+func readExecLogFrom(r io.Reader, filter ExecLogFilter, out []ExecRecord) ([]ExecRecord, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > maxExecLogLine {
+			tooLong = true
+		} else if !tooLong {
+			line = append(line, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if !tooLong {
+			if rec, ok := ParseExecRecord(line); ok && filter.match(rec) {
+				out = append(out, rec)
+				if filter.Tail > 0 && len(out) > 2*filter.Tail {
+					// Keep memory proportional to Tail on long logs.
+					out = append(out[:0], out[len(out)-filter.Tail:]...)
+				}
+			}
+		}
+		line, tooLong = line[:0], false
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	if filter.Tail > 0 && len(out) > filter.Tail {
+		out = append(out[:0], out[len(out)-filter.Tail:]...)
+	}
+	return out, nil
+}
+
+// ParseExecRecord parses one exec.log line. It reports false for anything that
+// is not a well-formed record.
+func ParseExecRecord(line []byte) (ExecRecord, bool) {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return ExecRecord{}, false
+	}
+	var l execLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return ExecRecord{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, l.T)
+	if err != nil {
+		return ExecRecord{}, false
+	}
+	switch l.S {
+	case SourceStdout, SourceStderr, SourceOutput, SourceSystem:
+	default:
+		return ExecRecord{}, false
+	}
+	data := l.D
+	switch l.E {
+	case "":
+	case "b64":
+		raw, err := base64.StdEncoding.DecodeString(l.D)
+		if err != nil {
+			return ExecRecord{}, false
+		}
+		data = lossyUTF8(raw)
+	default:
+		return ExecRecord{}, false
+	}
+	return ExecRecord{Time: t, Source: l.S, Data: data, ID: l.ID}, true
+}
