@@ -1,0 +1,104 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Launch is the sandbox process's whole configuration. The parent writes it
+// as JSON into an inherited pipe (LaunchFD), never on the command line:
+// guest environment values may be secrets, and argv is world-readable in
+// /proc.
+type Launch struct {
+	Name      string `json:"name"`
+	SandboxID int64  `json:"sandbox_id"`
+	Home      string `json:"home"`
+
+	Kernel string `json:"kernel"`
+	// Agentd is the static guest agent the initramfs is built around.
+	Agentd    string `json:"agentd"`
+	VCPUs     int    `json:"vcpus"`
+	MemoryMiB int    `json:"memory_mib"`
+
+	// Lower is the read-only EROFS root image (/dev/vda), Upper the
+	// sandbox's private ext4 upper (/dev/vdb). Both empty: the initramfs is
+	// the root.
+	Lower string `json:"lower,omitempty"`
+	Upper string `json:"upper,omitempty"`
+
+	// Env is the guest boot environment: MSB_* configuration for agentd and
+	// the default environment of every command.
+	Env []string `json:"env,omitempty"`
+
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
+	// Attached sandboxes stop when the parent dies (the watchdog pipe on
+	// WatchdogFD reaches EOF); detached ones outlive it.
+	Attached bool `json:"attached"`
+
+	// VMM backend settings.
+	QEMU  string `json:"qemu,omitempty"`
+	Accel string `json:"accel,omitempty"`
+}
+
+// Descriptors the parent passes to the sandbox process.
+const (
+	LaunchFD   = 3 // read end of a pipe carrying the Launch JSON, then EOF
+	WatchdogFD = 4 // read end of a pipe the parent holds open (attached only)
+)
+
+// maxLaunchBytes bounds the launch document; a real one is a few KiB.
+const maxLaunchBytes = 4 << 20
+
+// ReadLaunch decodes the launch configuration from r (the LaunchFD pipe).
+func ReadLaunch(r io.Reader) (*Launch, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxLaunchBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config parse: read launch: %w", err)
+	}
+	if len(b) > maxLaunchBytes {
+		return nil, errors.New("config parse: launch document larger than 4 MiB")
+	}
+	var l Launch
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("config parse: launch: %w", err)
+	}
+	if err := l.validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	return &l, nil
+}
+
+func (l *Launch) validate() error {
+	var errs []error
+	if l.Name == "" {
+		errs = append(errs, errors.New("no sandbox name"))
+	}
+	if l.Home == "" {
+		errs = append(errs, errors.New("no home directory"))
+	}
+	if (l.Lower == "") != (l.Upper == "") {
+		errs = append(errs, errors.New("lower and upper images go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// WriteLaunch encodes l for ReadLaunch.
+func WriteLaunch(w io.Writer, l *Launch) error {
+	if err := json.NewEncoder(w).Encode(l); err != nil {
+		return fmt.Errorf("write launch: %w", err)
+	}
+	return nil
+}
+
+// Startup is the first line the sandbox process prints on its stdout.
+type Startup struct {
+	PID int `json:"pid"`
+}
+
+// openLaunchFD returns the inherited launch pipe.
+func openLaunchFD() *os.File { return os.NewFile(LaunchFD, "launch") }
