@@ -1,0 +1,206 @@
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Owner is a uid/gid pair.
+type Owner struct {
+	UID, GID uint32
+}
+
+// PackOptions configures PackDir. The zero value keeps host ownership.
+type PackOptions struct {
+	// Owner, when non-nil, replaces the owner of every entry. An
+	// unprivileged user cannot create root-owned files, so a tree prepared
+	// without root is typically packed with Owner = &Owner{0, 0}.
+	Owner *Owner
+}
+
+// PackDir builds a read-only EROFS image at dst from the directory tree src.
+// Regular files, directories, symlinks, hardlinks (kept as one inode),
+// device nodes, fifos, sockets and xattrs (security.capability included) are
+// kept with their mode, uid/gid and mtime. Symlinks are never followed,
+// except src itself. The image is written to dst+".tmp" and renamed, and is
+// byte-identical for the same tree.
+func PackDir(ctx context.Context, src, dst string, opts PackOptions) error {
+	root, err := scanDir(ctx, src, opts)
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", src, err)
+	}
+	if err := writeImage(ctx, root, dst); err != nil {
+		return fmt.Errorf("pack %s: %w", src, err)
+	}
+	return nil
+}
+
+type devIno struct{ dev, ino uint64 }
+
+func scanDir(ctx context.Context, src string, opts PackOptions) (*inode, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: src, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, &fs.PathError{Op: "pack", Path: src, Err: errNotDir}
+	}
+	root, err := hostInode(src, &st, opts)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[devIno]*inode{}
+	var scan func(dir string, d *inode) error
+	scan = func(dir string, d *inode) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return &fs.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+			key := devIno{uint64(st.Dev), st.Ino}
+			if !isDir && st.Nlink > 1 {
+				if ino, ok := seen[key]; ok {
+					d.children[e.Name()] = &dirent{ino: ino}
+					continue
+				}
+			}
+			ino, err := hostInode(p, &st, opts)
+			if err != nil {
+				return err
+			}
+			if !isDir && st.Nlink > 1 {
+				seen[key] = ino
+			}
+			d.children[e.Name()] = &dirent{ino: ino}
+			if isDir {
+				if err := scan(p, ino); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := scan(src, root); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+var errNotDir = errors.New("not a directory")
+
+// hostInode converts the lstat result of path p into an inode.
+func hostInode(p string, st *unix.Stat_t, opts PackOptions) (*inode, error) {
+	n := &inode{
+		mode:    unixToGoMode(st.Mode),
+		uid:     st.Uid,
+		gid:     st.Gid,
+		mtime:   st.Mtim.Sec,
+		mtimeNs: uint32(st.Mtim.Nsec),
+	}
+	if opts.Owner != nil {
+		n.uid, n.gid = opts.Owner.UID, opts.Owner.GID
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		n.children = map[string]*dirent{}
+	case unix.S_IFREG:
+		n.size = st.Size
+		n.data = func() (io.Reader, error) { return os.Open(p) }
+	case unix.S_IFLNK:
+		t, err := os.Readlink(p)
+		if err != nil {
+			return nil, err
+		}
+		n.target = t
+	case unix.S_IFCHR, unix.S_IFBLK:
+		n.rdev = encodeDev(unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	x, err := readXattrs(p)
+	if err != nil {
+		return nil, err
+	}
+	n.xattrs = x
+	return n, nil
+}
+
+// readXattrs returns every extended attribute of p (not following symlinks).
+func readXattrs(p string) (map[string]string, error) {
+	size, err := unix.Llistxattr(p, nil)
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, size)
+	size, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
+	}
+	out := map[string]string{}
+	for _, name := range splitNul(buf[:size]) {
+		v, err := lgetxattr(p, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed while we looked
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		out[name] = string(v)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func lgetxattr(p, name string) ([]byte, error) {
+	for {
+		size, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue // grew between the two calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+func splitNul(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == 0 {
+			if i > start {
+				out = append(out, string(b[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
