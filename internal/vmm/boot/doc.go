@@ -9,7 +9,7 @@
 // Guest physical layout of the low megabyte (see Layout constants):
 //
 //	0x0000_0500  GDT (null, code32, code64 = __BOOT_CS, data = __BOOT_DS, TSS)
-//	0x0000_6000  PVH hvm_start_info, then its memory map
+//	0x0000_6000  PVH hvm_start_info; module list at 0x6040, memory map at 0x6080
 //	0x0000_7000  boot_params (zero page)
 //	0x0000_8ff0  initial stack (grows down)
 //	0x0000_9000  PML4

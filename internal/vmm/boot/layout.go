@@ -6,7 +6,8 @@ import "github.com/msb-go/msb/internal/vmm/guestmem"
 const (
 	GDTAddr          guestmem.Addr = 0x500
 	StartInfoAddr    guestmem.Addr = 0x6000
-	StartInfoMapAddr guestmem.Addr = 0x6040
+	StartInfoModAddr guestmem.Addr = 0x6040 // PVH module list (the initrd)
+	StartInfoMemAddr guestmem.Addr = 0x6080 // PVH memory map
 	ZeroPageAddr     guestmem.Addr = 0x7000
 	StackTop         guestmem.Addr = 0x8ff0
 	PML4Addr         guestmem.Addr = 0x9000
