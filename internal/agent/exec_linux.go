@@ -1,0 +1,563 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/msb-go/msb/internal/agentproto"
+)
+
+const (
+	termSignal = int32(unix.SIGTERM)
+	killSignal = int32(unix.SIGKILL)
+)
+
+// scriptsDir holds the sandbox's scripts; it leads every exec's PATH.
+const scriptsDir = "/.msb/scripts"
+
+// defaultPath is the PATH of an exec whose environment has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// maxPendingSignals bounds the signals remembered for a session whose child
+// has not started yet.
+const maxPendingSignals = 16
+
+// session is one exec: a child process in its own process group, its stdin
+// queue and output readers.
+type session struct {
+	id    uint32
+	srv   *server
+	req   agentproto.ExecRequest
+	stdin *stdinQueue
+
+	exited atomic.Bool // the child has been reaped
+
+	// mu protects the fields below.
+	mu      sync.Mutex
+	pid     int // 0 until started
+	done    bool
+	pending []int32
+	rows    uint16
+	cols    uint16
+	ptyM    *os.File // PTY master, nil in pipe mode
+}
+
+// startExec registers the session synchronously, so that stdin, resize and
+// signal frames that follow the request find it, and spawns it in its own
+// goroutine.
+func (s *server) startExec(m agentproto.Message) {
+	var req agentproto.ExecRequest
+	if err := m.Decode(&req); err != nil {
+		s.sendFailed(m.ID, agentproto.FailOther, nil, fmt.Sprintf("bad exec request: %v", err), "")
+		return
+	}
+	rows, cols := req.TermSize()
+	ss := &session{id: m.ID, srv: s, req: req, stdin: newStdinQueue(stdinQueueBytes), rows: rows, cols: cols}
+	s.mu.Lock()
+	if s.idInUse(m.ID) {
+		s.mu.Unlock()
+		s.sendFailed(m.ID, agentproto.FailOther, nil, fmt.Sprintf("session id %d already in use", m.ID), "")
+		return
+	}
+	s.sessions[m.ID] = ss
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ss.run()
+		s.mu.Lock()
+		delete(s.sessions, m.ID)
+		s.mu.Unlock()
+	}()
+}
+
+func (s *server) sendFailed(id uint32, kind string, errno *syscall.Errno, msg, stage string) {
+	f := agentproto.ExecFailed{Kind: kind, Message: msg}
+	if errno != nil {
+		n := int32(*errno)
+		name := unix.ErrnoName(*errno)
+		f.Errno = &n
+		if name != "" {
+			f.ErrnoName = &name
+		}
+	}
+	if stage != "" {
+		f.Stage = &stage
+	}
+	s.send(id, agentproto.TypeExecFailed, f)
+}
+
+// spawnError is a failure before the child runs.
+type spawnError struct {
+	kind  string
+	errno *syscall.Errno
+	stage string
+	msg   string
+}
+
+func (ss *session) fail(e *spawnError) {
+	ss.finish()
+	ss.srv.sendFailed(ss.id, e.kind, e.errno, e.msg, e.stage)
+}
+
+// finish marks the session done and releases its stdin queue.
+func (ss *session) finish() {
+	ss.mu.Lock()
+	ss.done = true
+	ss.mu.Unlock()
+	ss.stdin.kill()
+}
+
+func (ss *session) run() {
+	sp, errS := ss.prepare()
+	if errS != nil {
+		ss.fail(errS)
+		return
+	}
+	var (
+		files   []*os.File // the child's ends, closed after start
+		readers []*os.File // our ends of stdout/stderr (or the PTY master)
+		stdinW  *os.File
+	)
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	attr := &syscall.SysProcAttr{Credential: sp.cred}
+	if ss.req.TTY {
+		master, slave, err := pty.Open()
+		if err != nil {
+			ss.fail(errnoFailure(agentproto.FailPTYSetupFailed, "openpty", ss.req.Cmd, err))
+			return
+		}
+		ss.mu.Lock()
+		rows, cols := ss.rows, ss.cols
+		ss.mu.Unlock()
+		if err := pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
+			master.Close()
+			slave.Close()
+			ss.fail(errnoFailure(agentproto.FailPTYSetupFailed, "winsize", ss.req.Cmd, err))
+			return
+		}
+		files = []*os.File{slave, slave, slave}
+		readers = []*os.File{master}
+		stdinW = master
+		// The child leads a new session with the PTY as its controlling
+		// terminal, so job control and ^C reach its process group.
+		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+	} else {
+		var pipes [3][2]*os.File
+		for i := range pipes {
+			r, w, err := os.Pipe()
+			if err != nil {
+				for _, p := range pipes[:i] {
+					closeAll(p[:])
+				}
+				ss.fail(errnoFailure(agentproto.FailResourceLimit, "pipe", ss.req.Cmd, err))
+				return
+			}
+			pipes[i] = [2]*os.File{r, w}
+		}
+		files = []*os.File{pipes[0][0], pipes[1][1], pipes[2][1]}
+		readers = []*os.File{pipes[1][0], pipes[2][0]}
+		stdinW = pipes[0][1]
+		attr.Setpgid = true
+	}
+
+	exe, argv := sp.path, append([]string{ss.req.Cmd}, ss.req.Args...)
+	var shimR, shimW *os.File
+	if sp.limits != "" {
+		var err error
+		if shimR, shimW, err = os.Pipe(); err != nil {
+			closeAll(readers)
+			closeAll(files)
+			if !ss.req.TTY {
+				stdinW.Close()
+			}
+			ss.fail(errnoFailure(agentproto.FailResourceLimit, "pipe", ss.req.Cmd, err))
+			return
+		}
+		defer shimR.Close()
+		exe, argv = shimExe, append([]string{shimArg0, sp.limits, sp.path}, argv...)
+		files = append(files, shimW)
+	}
+	pid, exitc, err := ss.srv.reaper.spawn(func() (int, error) {
+		p, err := os.StartProcess(exe, argv, &os.ProcAttr{
+			Dir:   sp.cwd,
+			Env:   sp.env,
+			Files: files,
+			Sys:   attr,
+		})
+		if err != nil {
+			return 0, err
+		}
+		pid := p.Pid
+		p.Release()
+		return pid, nil
+	})
+	if ss.req.TTY {
+		files[0].Close()
+		if shimW != nil {
+			shimW.Close()
+		}
+	} else {
+		closeAll(files)
+	}
+	if err == nil && shimR != nil {
+		// Wait for the shim's exec, so that a failing setrlimit or execve
+		// becomes core.exec.failed like any other spawn error.
+		stage, serr := readShimReport(shimR)
+		if serr != nil {
+			<-exitc
+			err = serr
+			failStage := "execvp"
+			if stage == shimStageRlimit {
+				failStage = "setrlimit"
+			}
+			closeAll(readers)
+			if !ss.req.TTY {
+				stdinW.Close()
+			}
+			ss.fail(errnoFailure(classifyErrno(err), failStage, ss.req.Cmd, err))
+			return
+		}
+	}
+	if err != nil {
+		closeAll(readers)
+		if !ss.req.TTY {
+			stdinW.Close()
+		}
+		ss.fail(errnoFailure(classifyErrno(err), "spawn", ss.req.Cmd, err))
+		return
+	}
+
+	ss.srv.send(ss.id, agentproto.TypeExecStarted, agentproto.ExecStarted{PID: uint32(pid)})
+	ss.mu.Lock()
+	ss.pid = pid
+	if ss.req.TTY {
+		ss.ptyM = readers[0]
+	}
+	pending := ss.pending
+	ss.pending = nil
+	ss.mu.Unlock()
+	for _, sig := range pending {
+		ss.signal(sig)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ss.writeStdin(stdinW, !ss.req.TTY)
+	}()
+	var rwg sync.WaitGroup
+	for i, r := range readers {
+		t := agentproto.TypeExecStdout
+		if i == 1 {
+			t = agentproto.TypeExecStderr
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			ss.readOutput(r, t)
+		}()
+	}
+
+	ws := <-exitc
+	// The child is gone: readers get lingerAfterExit to drain what it
+	// (or a grandchild) still writes, then stop.
+	ss.exited.Store(true)
+	for _, r := range readers {
+		r.SetReadDeadline(time.Now().Add(lingerAfterExit))
+	}
+	rwg.Wait()
+	ss.finish()
+	closeAll(readers)
+	if !ss.req.TTY {
+		stdinW.Close()
+	}
+	wg.Wait()
+	ss.srv.send(ss.id, agentproto.TypeExecExited, agentproto.ExecExited{Code: exitCode(ws)})
+}
+
+// readOutput forwards r to the host in chunks of at most MaxExecChunk bytes.
+// Once the child has exited, every read gets a deadline of lingerAfterExit,
+// renewed before each read so that time spent blocked on a full output
+// queue never cuts the drain short.
+func (ss *session) readOutput(r *os.File, t agentproto.Type) {
+	buf := make([]byte, agentproto.MaxExecChunk)
+	for {
+		if ss.exited.Load() {
+			r.SetReadDeadline(time.Now().Add(lingerAfterExit))
+		}
+		n, err := r.Read(buf)
+		if n > 0 {
+			ss.srv.send(ss.id, t, agentproto.ExecData{Data: append([]byte(nil), buf[:n]...)})
+		}
+		if err != nil {
+			// EOF (pipe), EIO (PTY without slave), deadline or close.
+			return
+		}
+	}
+}
+
+// writeStdin copies the stdin queue to w. In pipe mode EOF closes w; in PTY
+// mode EOF is a no-op (reference §3.2), w is the master and stays open.
+func (ss *session) writeStdin(w *os.File, closeOnEOF bool) {
+	for {
+		b, eof, ok := ss.stdin.pop()
+		if !ok {
+			return
+		}
+		if eof {
+			if closeOnEOF {
+				w.Close()
+			}
+			return
+		}
+		if _, err := w.Write(b); err != nil {
+			ss.stdin.kill()
+			return
+		}
+	}
+}
+
+func (ss *session) resize(rows, cols uint16) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if rows == 0 || cols == 0 {
+		return
+	}
+	ss.rows, ss.cols = rows, cols
+	if ss.ptyM != nil && !ss.done {
+		pty.Setsize(ss.ptyM, &pty.Winsize{Rows: rows, Cols: cols})
+	}
+}
+
+// signal sends sig to the session's process group (the child leads it), or
+// remembers it until the child has started.
+func (ss *session) signal(sig int32) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.done || sig < 0 || sig > 64 {
+		return
+	}
+	if ss.pid == 0 {
+		if len(ss.pending) < maxPendingSignals {
+			ss.pending = append(ss.pending, sig)
+		}
+		return
+	}
+	unix.Kill(-ss.pid, syscall.Signal(sig))
+}
+
+func exitCode(ws unix.WaitStatus) int32 {
+	switch {
+	case ws.Exited():
+		return int32(ws.ExitStatus())
+	case ws.Signaled():
+		return 128 + int32(ws.Signal())
+	}
+	return -1
+}
+
+// spawnPlan is everything resolved before fork.
+type spawnPlan struct {
+	path string
+	cwd  string
+	env  []string
+	cred *syscall.Credential
+	// limits are the per-exec rlimits in the exec shim's format; "" = none
+	// (no shim).
+	limits string
+}
+
+// prepare resolves user, environment, cwd and executable. The cwd is checked
+// first so that a missing cwd is reported as bad_cwd, not as the ENOENT of
+// the chdir in the forked child (which 0.4.4 reported as not_found).
+func (ss *session) prepare() (*spawnPlan, *spawnError) {
+	req := ss.req
+	if req.Cmd == "" {
+		return nil, &spawnError{kind: agentproto.FailBadArgs, stage: "spawn", msg: `spawn "": empty command`}
+	}
+	for _, s := range append(append([]string{req.Cmd}, req.Args...), req.Env...) {
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, &spawnError{kind: agentproto.FailBadArgs, stage: "spawn", msg: fmt.Sprintf("spawn %q: argument contains NUL", req.Cmd)}
+		}
+	}
+	for _, kv := range req.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, &spawnError{kind: agentproto.FailBadArgs, stage: "spawn", msg: fmt.Sprintf("spawn %q: env entry %q: want K=V", req.Cmd, truncate(kv, 64))}
+		}
+	}
+	limits, err := formatShimLimits(req.Rlimits)
+	if err != nil {
+		return nil, &spawnError{kind: agentproto.FailBadArgs, stage: "setrlimit", msg: fmt.Sprintf("spawn %q: %v", req.Cmd, err)}
+	}
+	spec := ss.srv.opts.DefaultUser
+	if req.User != nil && *req.User != "" {
+		spec = *req.User
+	}
+	if spec == "" {
+		spec = "0"
+	}
+	cred, err := resolveUser(spec, ss.srv.opts.passwdFile, ss.srv.opts.groupFile)
+	if err != nil {
+		return nil, &spawnError{kind: agentproto.FailUserSetupFailed, stage: "user", msg: fmt.Sprintf("spawn %q: %v", req.Cmd, err)}
+	}
+	env := buildEnv(ss.srv.opts.Env, req.Env, cred.Home, req.TTY)
+
+	cwd := "/"
+	if req.Cwd != nil && *req.Cwd != "" {
+		cwd = *req.Cwd
+	}
+	if fi, err := os.Stat(cwd); err != nil {
+		e := errnoFailure(agentproto.FailBadCwd, "chdir", req.Cmd, err)
+		return nil, e
+	} else if !fi.IsDir() {
+		en := syscall.ENOTDIR
+		return nil, &spawnError{kind: agentproto.FailBadCwd, errno: &en, stage: "chdir", msg: fmt.Sprintf("spawn %q: cwd %s: %v", req.Cmd, cwd, en)}
+	}
+
+	exe, err := lookPath(req.Cmd, envValue(env, "PATH"), cwd)
+	if err != nil {
+		return nil, errnoFailure(classifyErrno(err), "execvp", req.Cmd, err)
+	}
+	var c *syscall.Credential
+	if cred.UID != uint32(os.Getuid()) || cred.GID != uint32(os.Getgid()) || len(cred.Groups) > 0 || req.User != nil || ss.srv.opts.DefaultUser != "" {
+		c = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups}
+	}
+	return &spawnPlan{path: exe, cwd: cwd, env: env, cred: c, limits: limits}, nil
+}
+
+// errnoFailure builds a spawn failure whose message is `spawn "<cmd>": <os
+// error>`; kind is used as given.
+func errnoFailure(kind, stage, cmd string, err error) *spawnError {
+	e := &spawnError{kind: kind, stage: stage, msg: fmt.Sprintf("spawn %q: %v", cmd, osErrorText(err))}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		e.errno = &en
+	}
+	return e
+}
+
+// osErrorText strips Go's "fork/exec <path>: " wrapping, keeping the errno text.
+func osErrorText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Op == "fork/exec" {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// classifyErrno maps an errno to an ExecFailed kind (reference §6.3).
+func classifyErrno(err error) string {
+	var en syscall.Errno
+	if !errors.As(err, &en) {
+		return agentproto.FailOther
+	}
+	switch en {
+	case unix.ENOENT:
+		return agentproto.FailNotFound
+	case unix.ENOTDIR:
+		return agentproto.FailBadCwd
+	case unix.EACCES, unix.EPERM:
+		return agentproto.FailPermission
+	case unix.ENOEXEC, unix.EISDIR, unix.ETXTBSY:
+		return agentproto.FailNotExecutable
+	case unix.E2BIG, unix.ELOOP, unix.ENAMETOOLONG, unix.EFAULT:
+		return agentproto.FailBadArgs
+	case unix.EMFILE, unix.ENFILE, unix.EAGAIN:
+		return agentproto.FailResourceLimit
+	case unix.ENOMEM:
+		return agentproto.FailOutOfMemory
+	}
+	return agentproto.FailOther
+}
+
+// lookPath resolves cmd like execvp: a name with a slash is used as is
+// (relative to cwd), otherwise PATH is searched; a candidate that exists
+// but is not executable gives EACCES when nothing better is found.
+func lookPath(cmd, pathEnv, cwd string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		return cmd, nil
+	}
+	var firstErr error = syscall.ENOENT
+	for dir := range strings.SplitSeq(pathEnv, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		cand := path.Join(dir, cmd)
+		check := cand
+		if !path.IsAbs(check) {
+			check = path.Join(cwd, check)
+		}
+		fi, err := os.Stat(check)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			if !path.IsAbs(cand) && !strings.HasPrefix(cand, ".") {
+				cand = "./" + cand
+			}
+			return cand, nil
+		}
+		if firstErr == syscall.ENOENT {
+			firstErr = syscall.EACCES
+		}
+	}
+	return "", firstErr
+}
+
+// buildEnv overlays the request env on the default env, prepends the
+// scripts dir to PATH, sets HOME from passwd unless the request gives it and
+// TERM for a TTY unless the request gives it.
+func buildEnv(base, req []string, home string, tty bool) []string {
+	env := MergeEnv(base, req)
+	var extra []string
+	if p, ok := lookupEnv(env, "PATH"); ok && p != "" {
+		if p != scriptsDir && !strings.HasPrefix(p, scriptsDir+":") {
+			extra = append(extra, "PATH="+scriptsDir+":"+p)
+		}
+	} else {
+		extra = append(extra, "PATH="+scriptsDir+":"+defaultPath)
+	}
+	if _, ok := lookupEnv(req, "HOME"); !ok {
+		if home == "" {
+			if _, ok := lookupEnv(env, "HOME"); !ok {
+				extra = append(extra, "HOME=/")
+			}
+		} else {
+			extra = append(extra, "HOME="+home)
+		}
+	}
+	if _, ok := lookupEnv(req, "TERM"); tty && !ok {
+		extra = append(extra, "TERM=xterm")
+	}
+	return MergeEnv(env, extra)
+}
+
+func lookupEnv(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func envValue(env []string, key string) string {
+	v, _ := lookupEnv(env, key)
+	return v
+}

@@ -1,0 +1,366 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/msb-go/msb/internal/agentproto"
+)
+
+// Sizing of the bounded queues (better than 0.4.4, whose output channel was
+// unbounded and whose stdin writes stalled the whole loop).
+const (
+	// outQueueLen is the number of frames queued for the console writer.
+	// Producers (session output readers, fs readers) block when it is full,
+	// which is the back-pressure towards the children.
+	outQueueLen = 64
+	// stdinQueueBytes bounds the stdin bytes buffered for one session whose
+	// child does not read. Only when a single session exceeds it does the
+	// console reader wait for that child: there is no flow control on the
+	// console, so the only alternatives would be dropping bytes or unbounded
+	// memory. It holds more than two maximum-size frames.
+	stdinQueueBytes = 8 << 20
+	// shutdownGrace is how long core.shutdown waits after SIGTERM.
+	shutdownGrace = 2 * time.Second
+	// lingerAfterExit is how long output readers wait for more data once
+	// the child has exited: a background grandchild that keeps the pipe
+	// open must not hold the session open forever.
+	lingerAfterExit = 200 * time.Millisecond
+	// teardownFlush bounds how long Serve waits for the last frames of
+	// killed sessions before it closes conn.
+	teardownFlush = 2 * time.Second
+)
+
+// capabilities are announced in core.ready.
+var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs}
+
+// ServeOptions configures Serve. The zero value serves with an empty default
+// environment, root as the default user, no heartbeat and no shutdown action.
+type ServeOptions struct {
+	// Env is the default environment of every exec ("K=V"); the request's
+	// env overlays it.
+	Env []string
+	// DefaultUser is the exec user when a request names none
+	// ("user|uid[:group|gid]"); "" = root.
+	DefaultUser string
+	// HeartbeatPath is where the heartbeat JSON is written every second
+	// ("" = no heartbeat). The temporary file is the same path with a .tmp
+	// extension.
+	HeartbeatPath string
+	// Shutdown is called on core.shutdown after the sessions have been
+	// terminated. PID 1 passes sync + remount read-only + reboot.
+	Shutdown func()
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+	// InitTime is the CLOCK_BOOTTIME reading when agentd started; zero
+	// means the time Serve was called.
+	InitTime time.Duration
+
+	// Account files, for tests; "" = /etc/passwd and /etc/group.
+	passwdFile, groupFile string
+}
+
+// Serve speaks the agent protocol on conn: it writes core.ready, then reads
+// and dispatches frames until conn reaches EOF (nil), ctx is cancelled
+// (ctx.Err()), the stream is corrupt (an error) or core.shutdown has been
+// handled (nil). Before returning it kills every remaining session and
+// reaps it, and closes conn.
+func Serve(ctx context.Context, conn io.ReadWriteCloser, opts ServeOptions) error {
+	s := newServer(conn, opts)
+	return s.run(ctx)
+}
+
+type server struct {
+	opts ServeOptions
+	log  *slog.Logger
+	conn io.ReadWriteCloser
+	enc  *agentproto.Encoder
+
+	out       chan agentproto.Message
+	writerErr chan error // the writer's first error, then closed
+	reaper    *reaper
+
+	// wg counts the goroutines that may send on out (sessions, fs ops).
+	wg sync.WaitGroup
+
+	// mu protects sessions and writes.
+	mu       sync.Mutex
+	sessions map[uint32]*session
+	writes   map[uint32]*fsWrite
+
+	lastActivity atomic.Int64 // unix nanoseconds
+	closeOnce    sync.Once
+}
+
+func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.passwdFile == "" {
+		opts.passwdFile = passwdPath
+	}
+	if opts.groupFile == "" {
+		opts.groupFile = groupPath
+	}
+	return &server{
+		opts:      opts,
+		log:       log,
+		conn:      conn,
+		enc:       agentproto.NewEncoder(conn),
+		out:       make(chan agentproto.Message, outQueueLen),
+		writerErr: make(chan error, 1),
+		sessions:  map[uint32]*session{},
+		writes:    map[uint32]*fsWrite{},
+	}
+}
+
+func (s *server) closeConn() {
+	s.closeOnce.Do(func() { s.conn.Close() })
+}
+
+func (s *server) run(ctx context.Context) (err error) {
+	initTime := s.opts.InitTime
+	if initTime == 0 {
+		initTime = bootTime()
+	}
+	s.touch()
+	ready, err := agentproto.New(0, agentproto.TypeReady, agentproto.Ready{
+		BootTimeNs:      0,
+		InitTimeNs:      uint64(initTime),
+		ReadyTimeNs:     uint64(bootTime()),
+		ProtocolVersion: agentproto.ProtocolVersion,
+		Capabilities:    capabilities,
+	})
+	if err != nil {
+		s.closeConn()
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := s.enc.Encode(ready); err != nil {
+		s.closeConn()
+		return fmt.Errorf("serve: write ready: %w", err)
+	}
+
+	s.reaper = startReaper(os.Getpid() == 1)
+	defer s.reaper.close()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop()
+	}()
+	hbStop, hbDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		s.heartbeatLoop(hbStop)
+	}()
+	// Cancellation closes conn and kills the children, which also frees a
+	// console reader waiting for a full stdin queue.
+	stopCtx := context.AfterFunc(ctx, func() {
+		s.closeConn()
+		s.killAll(killSignal)
+	})
+
+	err = s.readLoop()
+	stopCtx()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+
+	// Teardown: nobody is left to talk to, so the children go first. The
+	// last frames get teardownFlush to reach the peer; then conn is closed
+	// so that a writer blocked on a dead peer gives up.
+	s.killAll(killSignal)
+	s.closeWrites()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		s.wg.Wait()
+	}()
+	flush := time.NewTimer(teardownFlush)
+	defer flush.Stop()
+	select {
+	case <-drained:
+	case <-flush.C:
+		s.closeConn()
+	}
+	<-drained
+	close(s.out)
+	select {
+	case <-writerDone:
+	case <-flush.C:
+		s.closeConn()
+		<-writerDone
+	}
+	s.closeConn()
+	close(hbStop)
+	<-hbDone
+	return err
+}
+
+// errShutdown ends the read loop after core.shutdown has been handled.
+var errShutdown = errors.New("shutdown")
+
+func (s *server) readLoop() error {
+	br := bufio.NewReaderSize(s.conn, 64<<10)
+	for {
+		raw, err := agentproto.ReadRawFrame(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read frame: %w", err)
+		}
+		s.touch()
+		m, err := raw.Message()
+		if err != nil {
+			// The frame was consumed whole, so the stream is still in
+			// sync; a frame we cannot decode is skipped.
+			s.log.Warn("skip undecodable frame", "id", raw.ID(), "err", err)
+			continue
+		}
+		if err := s.dispatch(m); err != nil {
+			if errors.Is(err, errShutdown) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (s *server) dispatch(m agentproto.Message) error {
+	switch m.Type {
+	case agentproto.TypeExecRequest:
+		s.startExec(m)
+	case agentproto.TypeExecStdin:
+		var d agentproto.ExecData
+		if err := m.Decode(&d); err != nil {
+			s.log.Warn("bad stdin frame", "id", m.ID, "err", err)
+			return nil
+		}
+		if ss := s.session(m.ID); ss != nil {
+			ss.stdin.push(d.Data)
+		}
+	case agentproto.TypeExecResize:
+		var r agentproto.ExecResize
+		if err := m.Decode(&r); err != nil {
+			s.log.Warn("bad resize frame", "id", m.ID, "err", err)
+			return nil
+		}
+		if ss := s.session(m.ID); ss != nil {
+			ss.resize(r.Rows, r.Cols)
+		}
+	case agentproto.TypeExecSignal:
+		var sig agentproto.ExecSignal
+		if err := m.Decode(&sig); err != nil {
+			s.log.Warn("bad signal frame", "id", m.ID, "err", err)
+			return nil
+		}
+		if ss := s.session(m.ID); ss != nil {
+			ss.signal(sig.Signal)
+		}
+	case agentproto.TypeFsRequest:
+		s.startFs(m)
+	case agentproto.TypeFsData:
+		s.fsData(m)
+	case agentproto.TypeShutdown:
+		s.shutdown()
+		return errShutdown
+	default:
+		s.log.Warn("ignore unexpected frame", "id", m.ID, "type", m.Type)
+	}
+	return nil
+}
+
+// send queues m for the console writer, blocking while the queue is full.
+func (s *server) send(id uint32, t agentproto.Type, payload any) {
+	m, err := agentproto.New(id, t, payload)
+	if err != nil {
+		// Only a host invariant can fail here: every payload is ours.
+		s.log.Error("encode frame", "id", id, "type", t, "err", err)
+		return
+	}
+	s.out <- m
+}
+
+// writeLoop is the only writer of conn. After a write error it keeps
+// draining out so that producers never block on a dead console.
+func (s *server) writeLoop() {
+	var werr error
+	for m := range s.out {
+		if werr != nil {
+			continue
+		}
+		if werr = s.enc.Encode(m); werr != nil {
+			s.log.Warn("console write", "err", werr)
+			s.closeConn()
+		}
+	}
+}
+
+func (s *server) touch() { s.lastActivity.Store(time.Now().UnixNano()) }
+
+func (s *server) session(id uint32) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
+func (s *server) activeSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// idInUse reports whether id names a running exec or fs write session.
+// Preconditions: s.mu is held.
+func (s *server) idInUse(id uint32) bool {
+	_, a := s.sessions[id]
+	_, b := s.writes[id]
+	return a || b
+}
+
+// shutdown handles core.shutdown: SIGTERM every session's process group,
+// wait up to shutdownGrace, SIGKILL the rest, then call opts.Shutdown.
+func (s *server) shutdown() {
+	s.killAll(termSignal)
+	deadline := time.After(shutdownGrace)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for s.activeSessions() > 0 {
+		select {
+		case <-deadline:
+			break wait
+		case <-tick.C:
+		}
+	}
+	s.killAll(killSignal)
+	s.closeWrites()
+	if s.opts.Shutdown != nil {
+		s.opts.Shutdown()
+	}
+}
+
+func (s *server) killAll(sig int32) {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		ss.signal(sig)
+	}
+}
