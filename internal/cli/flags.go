@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/msb-go/msb"
+	"github.com/spf13/cobra"
+)
+
+// sandboxFlags are the options shared by run and create.
+type sandboxFlags struct {
+	name        string
+	rootfs      string
+	cpus        int
+	memory      string
+	env         []string
+	workdir     string
+	user        string
+	idleTimeout time.Duration
+	maxDuration time.Duration
+	vmm         string
+	replace     bool
+}
+
+func (f *sandboxFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.name, "name", "n", "", "sandbox name (default: generated msb-xxxxxxxx)")
+	fl.StringVar(&f.rootfs, "rootfs", "", "boot from this host directory (packed read-only; writes stay in the sandbox)")
+	fl.IntVarP(&f.cpus, "cpus", "c", 1, "virtual CPUs")
+	fl.StringVarP(&f.memory, "memory", "m", "512M", "guest memory (512M, 1G, or MiB)")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE for every command (repeatable)")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "default working directory in the guest")
+	fl.StringVarP(&f.user, "user", "u", "", "default user (name, uid or uid:gid)")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
+	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
+	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto, qemu or kvm")
+	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
+}
+
+func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
+	if image != "" {
+		return nil, fmt.Errorf("image %q: OCI images are not supported yet; boot a directory with --rootfs DIR", image)
+	}
+	if f.rootfs == "" {
+		return nil, fmt.Errorf("no root filesystem: give --rootfs DIR (build a demo one with `make rootfs`)")
+	}
+	mem, err := parseMemory(f.memory)
+	if err != nil {
+		return nil, err
+	}
+	opts := []msb.Option{
+		msb.WithRootfs(f.rootfs), msb.WithCPUs(f.cpus), msb.WithMemory(mem),
+		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
+		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
+	}
+	for _, kv := range f.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("env %q: want KEY=VALUE", kv)
+		}
+		opts = append(opts, msb.WithEnv(k, v))
+	}
+	if f.replace {
+		opts = append(opts, msb.WithReplace())
+	}
+	return opts, nil
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/msb-go/msb"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, newStopCmd, newRmCmd, newLsCmd) }
+
+func newStopCmd(stdio Stdio) *cobra.Command {
+	var force bool
+	var timeout int
+	cmd := &cobra.Command{
+		Use:   "stop [-f] [-t SECS] NAME...",
+		Short: "Stop running sandboxes (their files are kept)",
+		Long: `Stop each sandbox: the guest is asked to shut down cleanly (processes get
+SIGTERM, disks are synced); if it has not stopped after -t seconds it is
+killed. -f kills at once.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			failed := 0
+			for _, name := range args {
+				sb, err := msb.Get(cmd.Context(), name)
+				if err == nil {
+					if force {
+						err = sb.Kill(cmd.Context())
+					} else {
+						err = sb.Stop(cmd.Context(), time.Duration(timeout)*time.Second)
+					}
+					sb.Close()
+				}
+				if err != nil {
+					renderError(stdio.Err, err)
+					failed++
+					continue
+				}
+				fmt.Fprintln(stdio.Out, name)
+			}
+			if failed > 0 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill at once (SIGKILL); the guest does not sync")
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait for a clean shutdown before killing")
+	return cmd
+}
+
+func newRmCmd(stdio Stdio) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm [-f] NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove stopped sandboxes and their files",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			failed := 0
+			for _, name := range args {
+				if err := msb.Remove(cmd.Context(), name, force); err != nil {
+					renderError(stdio.Err, err)
+					failed++
+					continue
+				}
+				fmt.Fprintln(stdio.Out, name)
+			}
+			if failed > 0 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop a running sandbox first")
+	return cmd
+}
+
+func newLsCmd(stdio Stdio) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			list, err := msb.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				enc := json.NewEncoder(stdio.Out)
+				enc.SetIndent("", "  ")
+				if list == nil {
+					list = []msb.Info{}
+				}
+				return enc.Encode(list)
+			}
+			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT")
+			for _, in := range list {
+				pid := "-"
+				if in.PID != 0 {
+					pid = fmt.Sprint(in.PID)
+				}
+				reason := in.Reason
+				if reason == "" {
+					reason = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Format("2006-01-02")
+}

@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/msb-go/msb"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, newRunCmd, newCreateCmd, newStartCmd) }
+
+func newRunCmd(stdio Stdio) *cobra.Command {
+	var f sandboxFlags
+	var detach, tty bool
+	cmd := &cobra.Command{
+		Use:   "run [flags] [IMAGE] -- CMD [ARG...]",
+		Short: "Create a sandbox, run one command in it, and remove it",
+		Long: `Create a sandbox, run CMD in it with your stdin, stdout and stderr, and exit
+with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
+kept (stopped) so later runs reuse its files.
+
+Examples:
+  msb run --rootfs ./rootfs -- sh -c 'echo hello; exit 3'
+  echo data | msb run --rootfs ./rootfs -- wc -c
+  msb run --rootfs ./rootfs -t -- sh              # interactive shell
+  msb run --rootfs ./rootfs --name dev -d -- true # leave "dev" running`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			image, argv := splitImageArgs(cmd, args)
+			if len(argv) == 0 {
+				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
+			}
+			opts, err := f.options(image)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			named := f.name != ""
+			if detach {
+				opts = append(opts, msb.Detached())
+			}
+			sb, err := createOrReuse(ctx, f.name, opts)
+			if err != nil {
+				return &exitError{code: renderError(stdio.Err, err)}
+			}
+			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty})
+			switch {
+			case detach:
+				_ = sb.Close()
+			case named:
+				_ = sb.Stop(context.WithoutCancel(ctx), 10*time.Second)
+				_ = sb.Close()
+			default:
+				_ = sb.Kill(context.WithoutCancel(ctx))
+				_ = sb.Close()
+				_ = msb.Remove(context.WithoutCancel(ctx), sb.Name(), true)
+			}
+			if err != nil {
+				return &exitError{code: renderError(stdio.Err, err)}
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "leave the sandbox running after CMD exits")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs)")
+	return cmd
+}
+
+// createOrReuse creates the sandbox, or with an existing name starts it
+// again (or connects to it when it runs).
+func createOrReuse(ctx context.Context, name string, opts []msb.Option) (*msb.Sandbox, error) {
+	sb, err := msb.Create(ctx, name, opts...)
+	if err == nil || !errors.Is(err, msb.ErrExists) || name == "" {
+		return sb, err
+	}
+	existing, gerr := msb.Get(ctx, name)
+	if gerr != nil {
+		return nil, gerr
+	}
+	in, gerr := existing.Info(ctx)
+	if gerr != nil {
+		return nil, gerr
+	}
+	if in.PID != 0 {
+		return existing, nil
+	}
+	existing.Close()
+	return msb.Start(ctx, name)
+}
+
+// splitImageArgs separates an optional IMAGE before "--" from the command.
+func splitImageArgs(cmd *cobra.Command, args []string) (string, []string) {
+	dash := cmd.ArgsLenAtDash()
+	if dash < 0 {
+		if len(args) > 0 {
+			return args[0], args[1:]
+		}
+		return "", nil
+	}
+	image := ""
+	if dash > 0 {
+		image = args[0]
+	}
+	return image, args[dash:]
+}
+
+func newCreateCmd(stdio Stdio) *cobra.Command {
+	var f sandboxFlags
+	cmd := &cobra.Command{
+		Use:   "create [flags] [IMAGE]",
+		Short: "Create and start a sandbox that keeps running",
+		Long: `Create a sandbox and leave it running in the background; print its name.
+Run commands in it with "msb exec NAME -- CMD", stop it with "msb stop NAME".
+
+Example:
+  msb create --rootfs ./rootfs --name dev --idle-timeout 30m`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			image := ""
+			if len(args) == 1 {
+				image = args[0]
+			}
+			opts, err := f.options(image)
+			if err != nil {
+				return err
+			}
+			sb, err := msb.Create(cmd.Context(), f.name, append(opts, msb.Detached())...)
+			if err != nil {
+				return &exitError{code: renderError(stdio.Err, err)}
+			}
+			fmt.Fprintln(stdio.Out, sb.Name())
+			return sb.Close()
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newStartCmd(stdio Stdio) *cobra.Command {
+	return &cobra.Command{
+		Use:   "start NAME",
+		Short: "Start a stopped sandbox again, keeping its files",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sb, err := msb.Start(cmd.Context(), args[0], msb.Detached())
+			if err != nil {
+				return &exitError{code: renderError(stdio.Err, err)}
+			}
+			fmt.Fprintln(stdio.Out, sb.Name())
+			return sb.Close()
+		},
+	}
+}

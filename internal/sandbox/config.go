@@ -1,0 +1,86 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is what a sandbox is created with; it is stored as JSON in the
+// sandbox row so `msb start` can boot the sandbox again. It never holds
+// secrets.
+type Config struct {
+	// Rootfs is a host directory packed into the sandbox's read-only root.
+	Rootfs    string   `json:"rootfs,omitempty"`
+	VCPUs     int      `json:"vcpus"`
+	MemoryMiB int      `json:"memory_mib"`
+	Env       []string `json:"env,omitempty"`
+	Workdir   string   `json:"workdir,omitempty"`
+	User      string   `json:"user,omitempty"`
+	// Policies, zero = off.
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
+	// UpperSizeBytes is the writable layer's size (sparse); 0 = 4 GiB.
+	UpperSizeBytes int64 `json:"upper_size_bytes,omitempty"`
+	// VMM selects the backend: "" or "auto", "qemu", "kvm".
+	VMM string `json:"vmm,omitempty"`
+}
+
+// Defaults of a sandbox's shape.
+const (
+	DefaultVCPUs     = 1
+	DefaultMemoryMiB = 512
+)
+
+func (c *Config) normalize() error {
+	if c.VCPUs == 0 {
+		c.VCPUs = DefaultVCPUs
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = DefaultMemoryMiB
+	}
+	if c.Rootfs != "" {
+		abs, err := filepath.Abs(c.Rootfs)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return fmt.Errorf("rootfs: %w", err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("rootfs: %s is not a directory", abs)
+		}
+		c.Rootfs = abs
+	}
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("env: %q is not KEY=VALUE", kv)
+		}
+	}
+	if c.Workdir != "" && !strings.HasPrefix(c.Workdir, "/") {
+		return fmt.Errorf("workdir: %q must be an absolute guest path", c.Workdir)
+	}
+	switch c.VMM {
+	case "", "auto", "qemu":
+	case "kvm":
+		return errors.New("vmm kvm: the native backend cannot boot Linux yet; use --vmm qemu (see README status)")
+	default:
+		return fmt.Errorf("vmm: unknown backend %q (want auto, qemu or kvm)", c.VMM)
+	}
+	return nil
+}
+
+func (c Config) marshal() (json.RawMessage, error) { return json.Marshal(c) }
+
+func parseConfig(b []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("sandbox config: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,150 @@
+package msb
+
+import (
+	"context"
+	"time"
+
+	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/sandbox"
+)
+
+// Info describes a sandbox as List and Get report it.
+type Info struct {
+	Name      string
+	Status    string // Running, Stopped, Crashed
+	PID       int    // the sandbox process while running
+	CreatedAt time.Time
+	// Reason is why the last run ended ("" while running or never run):
+	// Completed, Failed, IdleTimeout, MaxDurationExceeded, Signal, InternalError.
+	Reason string
+}
+
+func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) {
+	if homeDir == "" {
+		return sandbox.Open(ctx)
+	}
+	h, err := home.At(homeDir)
+	if err != nil {
+		return nil, err
+	}
+	return sandbox.OpenAt(ctx, h)
+}
+
+// Create creates a sandbox named name (a generated "msb-xxxxxxxx" when empty)
+// and boots it. It returns once the guest agent is ready. Unless Detached is
+// given, the sandbox stops when the calling process exits.
+func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if name == "" {
+		name = sandbox.GenerateName()
+	}
+	m, err := openManager(ctx, o.home)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.Create(ctx, name, o.cfg, sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace})
+	if err != nil {
+		m.Close()
+		return nil, convertErr(err)
+	}
+	if o.detached {
+		// The sandbox outlives this handle: nothing to wait for or stop.
+		p.Release()
+		p = nil
+	}
+	return &Sandbox{name: name, mgr: m, proc: p, cfg: o.cfg}, nil
+}
+
+// Start boots a stopped sandbox again (detached), keeping its files.
+func Start(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := openManager(ctx, o.home)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.Start(ctx, name, sandbox.CreateOptions{Attached: !o.detached})
+	if err != nil {
+		m.Close()
+		return nil, convertErr(err)
+	}
+	if o.detached {
+		p.Release()
+		p = nil
+	}
+	in, err := m.Get(ctx, name)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Sandbox{name: name, mgr: m, proc: p, cfg: in.Config}, nil
+}
+
+// Get returns a handle to an existing sandbox (running or not).
+func Get(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := openManager(ctx, o.home)
+	if err != nil {
+		return nil, err
+	}
+	in, err := m.Get(ctx, name)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Sandbox{name: name, mgr: m, cfg: in.Config}, nil
+}
+
+// List returns every sandbox, by name. Sandboxes whose process died without
+// recording it are reported as Crashed.
+func List(ctx context.Context, opts ...Option) ([]Info, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := openManager(ctx, o.home)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	ins, err := m.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(ins))
+	for _, in := range ins {
+		out = append(out, toInfo(in))
+	}
+	return out, nil
+}
+
+func toInfo(in sandbox.Info) Info {
+	i := Info{Name: in.Name, Status: string(in.Status), PID: in.PID, CreatedAt: in.CreatedAt}
+	if in.LastRun != nil {
+		i.Reason = string(in.LastRun.Reason)
+	}
+	return i
+}
+
+// Remove deletes a stopped sandbox and its files; force stops a running one
+// first.
+func Remove(ctx context.Context, name string, force bool, opts ...Option) error {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := openManager(ctx, o.home)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Remove(ctx, name, force)
+}

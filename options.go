@@ -1,0 +1,59 @@
+package msb
+
+import (
+	"time"
+
+	"github.com/msb-go/msb/internal/sandbox"
+)
+
+// Option configures Create.
+type Option func(*createOptions)
+
+type createOptions struct {
+	cfg      sandbox.Config
+	detached bool
+	replace  bool
+	home     string
+}
+
+// WithRootfs boots the sandbox from a host directory, packed into a
+// read-only image (the directory is not modified; writes go to the sandbox's
+// private upper layer).
+func WithRootfs(dir string) Option { return func(o *createOptions) { o.cfg.Rootfs = dir } }
+
+// WithCPUs sets the number of virtual CPUs (default 1).
+func WithCPUs(n int) Option { return func(o *createOptions) { o.cfg.VCPUs = n } }
+
+// WithMemory sets the guest memory in MiB (default 512).
+func WithMemory(mib int) Option { return func(o *createOptions) { o.cfg.MemoryMiB = mib } }
+
+// WithEnv adds KEY=VALUE to the environment of every command.
+func WithEnv(key, value string) Option {
+	return func(o *createOptions) { o.cfg.Env = append(o.cfg.Env, key+"="+value) }
+}
+
+// WithWorkdir sets the default working directory of commands.
+func WithWorkdir(dir string) Option { return func(o *createOptions) { o.cfg.Workdir = dir } }
+
+// WithUser sets the default user of commands ("name", "uid" or "uid:gid").
+func WithUser(user string) Option { return func(o *createOptions) { o.cfg.User = user } }
+
+// WithIdleTimeout stops the sandbox after d without host input or running
+// commands.
+func WithIdleTimeout(d time.Duration) Option { return func(o *createOptions) { o.cfg.IdleTimeout = d } }
+
+// WithMaxDuration stops the sandbox d after it started, whatever it does.
+func WithMaxDuration(d time.Duration) Option { return func(o *createOptions) { o.cfg.MaxDuration = d } }
+
+// WithVMM selects the VMM backend: "auto" (default), "qemu" or "kvm".
+func WithVMM(name string) Option { return func(o *createOptions) { o.cfg.VMM = name } }
+
+// Detached lets the sandbox outlive the calling process; by default it stops
+// when the caller exits.
+func Detached() Option { return func(o *createOptions) { o.detached = true } }
+
+// WithReplace removes an existing sandbox of the same name first.
+func WithReplace() Option { return func(o *createOptions) { o.replace = true } }
+
+// WithHome uses dir as MSB_HOME instead of $MSB_HOME or ~/.msb.
+func WithHome(dir string) Option { return func(o *createOptions) { o.home = dir } }

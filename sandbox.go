@@ -1,0 +1,123 @@
+package msb
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/msb-go/msb/internal/agentclient"
+	"github.com/msb-go/msb/internal/sandbox"
+)
+
+// Sandbox is a handle to one sandbox. It is safe for concurrent use; Close
+// releases the handle (and, for an attached sandbox created through it,
+// stops the sandbox).
+type Sandbox struct {
+	name string
+	mgr  *sandbox.Manager
+	proc *sandbox.Process // set when this handle started the sandbox
+	cfg  sandbox.Config
+
+	mu     sync.Mutex
+	client *agentclient.Client
+}
+
+// Name returns the sandbox's name.
+func (s *Sandbox) Name() string { return s.name }
+
+// Info returns the sandbox's current state.
+func (s *Sandbox) Info(ctx context.Context) (Info, error) {
+	in, err := s.mgr.Get(ctx, s.name)
+	if err != nil {
+		return Info{}, err
+	}
+	return toInfo(in), nil
+}
+
+// agent returns a connected agent client, dialling the relay once.
+func (s *Sandbox) agent(ctx context.Context) (*agentclient.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		select {
+		case <-s.client.Done():
+			s.client = nil
+		default:
+			return s.client, nil
+		}
+	}
+	c, err := agentclient.Dial(ctx, s.mgr.Home.AgentSock(s.name))
+	if err != nil {
+		in, gerr := s.mgr.Get(ctx, s.name)
+		if gerr == nil && in.PID == 0 {
+			return nil, fmt.Errorf("sandbox %q: %w", s.name, ErrNotRunning)
+		}
+		return nil, fmt.Errorf("sandbox %q: connect to agent: %w", s.name, err)
+	}
+	s.client = c
+	return c, nil
+}
+
+func (s *Sandbox) dropClient() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+}
+
+// Stop shuts the sandbox down cleanly (the guest syncs its disks), killing it
+// if it has not stopped within timeout (0 = 10 s).
+func (s *Sandbox) Stop(ctx context.Context, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	s.dropClient()
+	err := s.mgr.Stop(ctx, s.name, timeout, false)
+	if s.proc != nil {
+		s.proc.Wait()
+	}
+	return err
+}
+
+// Kill stops the sandbox at once (SIGKILL); the guest gets no chance to sync.
+func (s *Sandbox) Kill(ctx context.Context) error {
+	s.dropClient()
+	err := s.mgr.Stop(ctx, s.name, 0, true)
+	if s.proc != nil {
+		s.proc.Wait()
+	}
+	return err
+}
+
+// Wait blocks until the sandbox stops (idle timeout, max duration, a guest
+// shutdown, or someone else's Stop) or ctx is done.
+func (s *Sandbox) Wait(ctx context.Context) error {
+	for {
+		in, err := s.mgr.Get(ctx, s.name)
+		if err != nil {
+			return err
+		}
+		if in.PID == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close releases the handle. An attached sandbox started through this
+// handle is stopped.
+func (s *Sandbox) Close() error {
+	s.dropClient()
+	if s.proc != nil {
+		s.proc.Release()
+		s.proc.Wait()
+	}
+	return s.mgr.Close()
+}

@@ -1,0 +1,301 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/msb-go/msb/internal/e2etest"
+)
+
+// cli is the msb binary with agentd beside it and a private MSB_HOME.
+type cli struct {
+	t    *testing.T
+	bin  string
+	home string
+	env  []string
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	env := e2etest.Require(t)
+	msbBin := e2etest.Build(t, "./cmd/msb")
+	agentd := e2etest.Build(t, "./cmd/agentd")
+	dir := t.TempDir()
+	for src, name := range map[string]string{msbBin: "msb", agentd: "agentd"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	home := filepath.Join(t.TempDir(), "home")
+	c := &cli{t: t, bin: filepath.Join(dir, "msb"), home: home,
+		env: append(os.Environ(), "MSB_HOME="+home, "MSB_KERNEL="+env.Kernel)}
+	t.Cleanup(func() {
+		// Leave nothing running, whatever the test did.
+		out, _ := c.run(context.Background(), nil, "ls", "--format", "json")
+		var list []struct{ Name string }
+		_ = json.Unmarshal(out.stdout, &list)
+		for _, s := range list {
+			c.run(context.Background(), nil, "rm", "-f", s.Name)
+		}
+	})
+	return c
+}
+
+type result struct {
+	stdout, stderr []byte
+	code           int
+}
+
+func (c *cli) run(ctx context.Context, stdin []byte, args ...string) (result, error) {
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = c.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	r := result{stdout: out.Bytes(), stderr: errb.Bytes()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+		err = nil
+	}
+	return r, err
+}
+
+// must runs msb and fails the test unless it exits with want.
+func (c *cli) must(want int, args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := c.run(ctx, nil, args...)
+	if err != nil {
+		c.t.Fatalf("msb %s: %v", strings.Join(args, " "), err)
+	}
+	if r.code != want {
+		c.t.Fatalf("msb %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, want, r.stdout, r.stderr)
+	}
+	return r
+}
+
+type lsEntry struct {
+	Name   string
+	Status string
+	PID    int
+	Reason string
+}
+
+func (c *cli) ls() map[string]lsEntry {
+	c.t.Helper()
+	r := c.must(0, "ls", "--format", "json")
+	var list []lsEntry
+	if err := json.Unmarshal(r.stdout, &list); err != nil {
+		c.t.Fatalf("ls json: %v: %s", err, r.stdout)
+	}
+	m := map[string]lsEntry{}
+	for _, e := range list {
+		m[e.Name] = e
+	}
+	return m
+}
+
+func busyboxRootfs(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(e2etest.RepoRoot(t), "scripts/images/busybox-rootfs.sh")).Output()
+	if err != nil {
+		t.Fatalf("busybox-rootfs.sh: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestCLIRun is the first end-to-end `msb run`: output, exit code and an
+// unnamed sandbox's removal.
+func TestCLIRun(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	start := time.Now()
+	r := c.must(3, "run", "--rootfs", rootfs, "--", "sh", "-c", "echo hello; exit 3")
+	t.Logf("msb run -- sh -c 'echo hello; exit 3' took %v", time.Since(start))
+	if string(r.stdout) != "hello\n" {
+		t.Errorf("stdout = %q; want %q (stderr %q)", r.stdout, "hello\n", r.stderr)
+	}
+	if n := len(c.ls()); n != 0 {
+		t.Errorf("ls after an unnamed run lists %d sandboxes; want 0", n)
+	}
+	// Piped stdin is streamed to the command.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	in := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	r2, err := c.run(ctx, in, "run", "--rootfs", rootfs, "--", "wc", "-c")
+	if err != nil || r2.code != 0 || strings.TrimSpace(string(r2.stdout)) != "1048576" {
+		t.Errorf("echo 1MiB | msb run -- wc -c = %q exit %d err %v stderr %s; want 1048576", r2.stdout, r2.code, err, r2.stderr)
+	}
+	// A command that does not exist: exit 127 with a hint.
+	r3 := c.must(127, "run", "--rootfs", rootfs, "--", "no-such-command")
+	if !strings.Contains(string(r3.stderr), "command not found") {
+		t.Errorf("stderr = %q; want a command-not-found message", r3.stderr)
+	}
+}
+
+// TestCLILifecycle drives a named sandbox through create, exec, stop, start,
+// exec and rm, with files surviving the restart and two concurrent clients.
+func TestCLILifecycle(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	c.must(0, "create", "--rootfs", rootfs, "--name", "box")
+	if e := c.ls()["box"]; e.Status != "Running" || e.PID == 0 {
+		t.Fatalf("after create: %+v; want Running with a pid", e)
+	}
+	c.must(0, "exec", "box", "--", "sh", "-c", "echo kept > /root/file")
+
+	var wg sync.WaitGroup
+	errs := make(chan string, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r, err := c.run(ctx, nil, "exec", "box", "--", "sh", "-c", "sleep 1; echo client-$0", string(rune('a'+i)))
+			if err != nil || r.code != 0 || strings.TrimSpace(string(r.stdout)) != "client-"+string(rune('a'+i)) {
+				errs <- string(r.stdout) + string(r.stderr)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent exec: %s", e)
+	}
+
+	c.must(0, "stop", "box")
+	if e := c.ls()["box"]; e.Status != "Stopped" || e.PID != 0 {
+		t.Fatalf("after stop: %+v; want Stopped", e)
+	}
+	c.must(0, "start", "box")
+	r := c.must(0, "exec", "box", "--", "cat", "/root/file")
+	if string(r.stdout) != "kept\n" {
+		t.Errorf("file after restart = %q; want %q", r.stdout, "kept\n")
+	}
+	c.must(1, "rm", "box") // running: refused
+	c.must(0, "rm", "-f", "box")
+	if _, ok := c.ls()["box"]; ok {
+		t.Errorf("box still listed after rm")
+	}
+}
+
+// TestCLICrash kills the sandbox process with SIGKILL: its QEMU must die with
+// it and the next ls must report the sandbox as crashed.
+func TestCLICrash(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	c.must(0, "create", "--rootfs", rootfs, "--name", "victim")
+	pid := c.ls()["victim"].PID
+	if pid == 0 {
+		t.Fatal("no sandbox pid")
+	}
+	qemuPIDs := children(pid)
+	if len(qemuPIDs) == 0 {
+		t.Fatalf("sandbox process %d has no QEMU child", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, q := range qemuPIDs {
+		for processExists(q) {
+			if time.Now().After(deadline) {
+				t.Fatalf("QEMU %d still running 10 s after its sandbox process was killed", q)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for processExists(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if e := c.ls()["victim"]; e.Status != "Crashed" || e.Reason != "InternalError" {
+		t.Errorf("after kill -9: %+v; want Crashed / InternalError", e)
+	}
+}
+
+// TestCLIPolicies: idle timeout and max duration stop a sandbox with the
+// right reason.
+func TestCLIPolicies(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	c.must(0, "create", "--rootfs", rootfs, "--name", "idle", "--idle-timeout", "2s")
+	c.must(0, "create", "--rootfs", rootfs, "--name", "short", "--max-duration", "20s")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ls := c.ls()
+		if ls["idle"].Status == "Stopped" && ls["short"].Status == "Stopped" {
+			if got := ls["idle"].Reason; got != "IdleTimeout" {
+				t.Errorf("idle sandbox reason = %q; want IdleTimeout", got)
+			}
+			if got := ls["short"].Reason; got != "MaxDurationExceeded" {
+				t.Errorf("short sandbox reason = %q; want MaxDurationExceeded", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxes still running after 90 s: %+v", ls)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// children lists the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == itoa(pid) {
+			out = append(out, atoi(e.Name()))
+		}
+	}
+	return out
+}
+
+func processExists(pid int) bool {
+	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
