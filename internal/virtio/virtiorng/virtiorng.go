@@ -1,0 +1,111 @@
+// Package virtiorng is the virtio entropy device (virtio v1.2 §5.4): it fills
+// the guest's buffers from crypto/rand so the guest kernel has good entropy
+// from the first boot instruction onwards.
+package virtiorng
+
+import (
+	"crypto/rand"
+	"io"
+	"sync"
+
+	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/vmm/guestmem"
+)
+
+// MaxBytesPerRequest bounds how much entropy one request gets, so a guest
+// posting a huge buffer cannot make the device spend unbounded time in one
+// request; the driver simply asks again (§5.4.6.2 lets the device write
+// fewer bytes than the buffer holds).
+const MaxBytesPerRequest = 64 << 10
+
+const queueSize = 256
+
+// Device is a virtio-rng device with one request queue. It is safe for
+// concurrent use. The zero value is not usable; call New.
+type Device struct {
+	src     io.Reader
+	workers virtio.Workers
+
+	// mu protects kick.
+	mu   sync.Mutex
+	kick virtio.Kick // nil unless active
+}
+
+var _ virtio.Device = (*Device)(nil)
+
+// New returns an entropy device reading from crypto/rand.
+func New() *Device { return &Device{src: rand.Reader} }
+
+// Type implements virtio.Device.
+func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_RNG }
+
+// Features implements virtio.Device; §5.4.3 defines no device features.
+func (d *Device) Features() uint64 { return virtio.CommonFeatures }
+
+// QueueMaxSizes implements virtio.Device: one requestq (§5.4.2).
+func (d *Device) QueueMaxSizes() []uint16 { return []uint16{queueSize} }
+
+// ReadConfig implements virtio.Device; there is no config space (§5.4.4).
+func (d *Device) ReadConfig(_ uint64, data []byte) { clear(data) }
+
+// WriteConfig implements virtio.Device.
+func (d *Device) WriteConfig(uint64, []byte) {}
+
+// Activate implements virtio.Device.
+func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(queues) < 1 || queues[0] == nil {
+		return nil // the driver enabled no queue: nothing to serve
+	}
+	kick := virtio.NewKick()
+	d.kick = kick
+	q := queues[0]
+	d.workers.Go(func(stop <-chan struct{}) {
+		virtio.ServeQueue(stop, kick, q, 0, irq, d.handle)
+	})
+	return nil
+}
+
+// handle fills the writable buffers of c, up to MaxBytesPerRequest.
+func (d *Device) handle(c virtio.Chain, err error) uint32 {
+	if err != nil {
+		return 0
+	}
+	var n uint32
+	for _, b := range c.Writable.Slice(0, MaxBytesPerRequest) {
+		k, err := io.ReadFull(d.src, b)
+		n += uint32(k)
+		if err != nil {
+			break
+		}
+	}
+	return n
+}
+
+// QueueNotify implements virtio.Device.
+func (d *Device) QueueNotify(int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.kick != nil {
+		d.kick.Notify()
+	}
+}
+
+// Reset implements virtio.Device.
+func (d *Device) Reset() {
+	d.workers.Stop()
+	d.mu.Lock()
+	d.kick = nil
+	d.mu.Unlock()
+}
+
+// Close stops the device's goroutines; it is Reset for a device that will
+// not be activated again.
+func (d *Device) Close() error {
+	d.Reset()
+	return nil
+}
+
+// Wait blocks until the device's goroutines have returned.
+func (d *Device) Wait() { d.workers.Wait() }
