@@ -19,13 +19,13 @@ import (
 
 // cli is the msb binary with agentd beside it and a private MSB_HOME.
 type cli struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	home string
 	env  []string
 }
 
-func newCLI(t *testing.T) *cli {
+func newCLI(t testing.TB) *cli {
 	t.Helper()
 	env := e2etest.Require(t)
 	msbBin := e2etest.Build(t, "./cmd/msb")
@@ -113,7 +113,7 @@ func (c *cli) ls() map[string]lsEntry {
 	return m
 }
 
-func busyboxRootfs(t *testing.T) string {
+func busyboxRootfs(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command(filepath.Join(e2etest.RepoRoot(t), "scripts/images/busybox-rootfs.sh")).Output()
 	if err != nil {

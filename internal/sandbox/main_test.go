@@ -1,0 +1,19 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/msb-go/msb/internal/runtime"
+)
+
+// TestMain lets the test binary play the sandbox process: Manager.spawn runs
+// `<exe> sandbox`, and with MSB_TEST_AS_SANDBOX=1 in its environment the
+// test binary becomes runtime.Main instead of running tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("MSB_TEST_AS_SANDBOX") == "1" {
+		os.Exit(runtime.Main(context.Background()))
+	}
+	os.Exit(m.Run())
+}
