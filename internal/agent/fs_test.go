@@ -189,4 +189,3 @@ func TestFsReadWrite(t *testing.T) {
 		}
 	})
 }
-
