@@ -22,14 +22,15 @@ func checkConfig(config []byte) error {
 	if len(config) > MaxConfigBytes {
 		return fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidConfig, len(config), MaxConfigBytes)
 	}
+	// json.Valid rejects trailing data, which a Decoder would leave unread.
+	if !json.Valid(config) {
+		return fmt.Errorf("%w: not valid JSON", ErrInvalidConfig)
+	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(config))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data after JSON object", ErrInvalidConfig)
 	}
 	if _, ok := v.(map[string]any); !ok {
 		return fmt.Errorf("%w: not a JSON object", ErrInvalidConfig)
