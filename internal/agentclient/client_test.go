@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 
 	"github.com/msb-go/msb/internal/agentproto"
@@ -253,6 +254,29 @@ func TestExecStreamStdin(t *testing.T) {
 	}
 	if err := s.Signal(9); !errors.Is(err, ErrSessionFinished) {
 		t.Errorf("Signal after exit error = %v; want ErrSessionFinished", err)
+	}
+}
+
+func TestExecRequestOnWire(t *testing.T) {
+	c, a := startDirect(t)
+	reqs := []agentproto.ExecRequest{
+		{Cmd: "echo", Args: []string{"a"}, Env: []string{"K=V"}, Cwd: ptr("/tmp"), User: ptr("nobody"), TTY: true,
+			Rlimits: []agentproto.Rlimit{{Resource: "nofile", Soft: 1, Hard: 2}}},
+		{Cmd: "echo", Rows: 50, Cols: 132},
+	}
+	for _, req := range reqs {
+		if _, err := c.Exec(t.Context(), req, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Zero sizes go out as the serde defaults.
+	want := []agentproto.ExecRequest{reqs[0], reqs[1]}
+	want[0].Rows, want[0].Cols = 24, 80
+	a.mu.Lock()
+	got := append([]agentproto.ExecRequest(nil), a.execs...)
+	a.mu.Unlock()
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("requests seen by the agent (-want +got):\n%s", diff)
 	}
 }
 

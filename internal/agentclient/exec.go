@@ -90,6 +90,10 @@ func (c *Client) ExecStream(ctx context.Context, req agentproto.ExecRequest) (*S
 		done:    make(chan struct{}),
 	}
 	s.stdin.s = s
+	// serde applies rows=24/cols=80 only to missing keys, and our encoder
+	// always writes them, so send the defaults explicitly: a 0.4.4 agentd
+	// would otherwise open a 0x0 terminal.
+	req.Rows, req.Cols = req.TermSize()
 	id, err := c.register(s)
 	if err != nil {
 		return nil, fmt.Errorf("exec %q: %w", req.Cmd, err)

@@ -46,6 +46,7 @@ type fakeAgent struct {
 	// Observations, guarded by mu.
 	mu          sync.Mutex
 	requestIDs  []uint32
+	execs       []agentproto.ExecRequest
 	signals     []fakeSignal
 	resizes     []agentproto.ExecResize
 	maxStdin    int
@@ -140,6 +141,7 @@ func (a *fakeAgent) serve(m agentproto.Message) error {
 		}
 		a.mu.Lock()
 		a.requestIDs = append(a.requestIDs, m.ID)
+		a.execs = append(a.execs, req)
 		a.mu.Unlock()
 		return a.exec(m.ID, req)
 	case agentproto.TypeExecStdin:
