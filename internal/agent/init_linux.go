@@ -1,0 +1,393 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Runtime directory layout inside the guest.
+const (
+	runtimeDir     = "/.msb"
+	runtimeTag     = "msb_runtime" // virtio-fs tag of the host's runtime dir
+	newRoot        = "/newroot"
+	lowerMount     = runtimeDir + "/rootfs/lower"
+	upperMount     = runtimeDir + "/rootfs/upperfs"
+	fileMountsDir  = runtimeDir + "/file-mounts"
+	heartbeatFile  = runtimeDir + "/heartbeat.json"
+	blockWait      = 2 * time.Second
+	blockWaitPoll  = 10 * time.Millisecond
+	defaultDirMode = 0o755
+)
+
+// mount wraps mount(2), creating the target directory first; EBUSY
+// (already mounted) is not an error.
+func mount(src, target, fstype string, flags uintptr, data string) error {
+	if err := os.MkdirAll(target, defaultDirMode); err != nil {
+		return fmt.Errorf("mount %s: %w", target, err)
+	}
+	if err := unix.Mount(src, target, fstype, flags, data); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount %s on %s (%s): %w", src, target, fstype, err)
+	}
+	return nil
+}
+
+// mountPseudo mounts the kernel filesystems every Linux userland expects
+// (reference §8.2 step 2).
+func mountPseudo() error {
+	const common = unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_RELATIME
+	steps := []struct {
+		src, target, fstype string
+		flags               uintptr
+		data                string
+	}{
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_RELATIME, "mode=0755"},
+		{"proc", "/proc", "proc", common, ""},
+		{"sysfs", "/sys", "sysfs", common, ""},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", common, ""},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_RELATIME, "ptmxmode=0666,mode=0620,gid=5"},
+		{"tmpfs", "/dev/shm", "tmpfs", common, "mode=1777"},
+	}
+	for _, s := range steps {
+		if err := mount(s.src, s.target, s.fstype, s.flags, s.data); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2",
+	} {
+		if err := os.Symlink(target, name); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("link %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// mountRuntimeDir mounts the host's runtime directory (virtio-fs tag
+// msb_runtime) at /.msb, or a tmpfs when the host shares none, so that
+// /.msb always exists and is writable.
+func mountRuntimeDir() error {
+	if err := mount(runtimeTag, runtimeDir, "virtiofs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RELATIME, ""); err == nil {
+		return nil
+	}
+	return mount("tmpfs", runtimeDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RELATIME, "mode=0755")
+}
+
+// waitBlockDevice waits until /sys/block knows the device (devtmpfs then has
+// its node); virtio-blk probing may finish after init started.
+func waitBlockDevice(dev string) error {
+	name := filepath.Base(dev)
+	deadline := time.Now().Add(blockWait)
+	for {
+		if _, err := os.Stat(filepath.Join("/sys/block", name)); err == nil {
+			if _, err := os.Stat(dev); err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("block device %s: not present after %v", dev, blockWait)
+		}
+		time.Sleep(blockWaitPoll)
+	}
+}
+
+// blockFilesystems lists the filesystem types that need a device, from
+// /proc/filesystems, for probing.
+func blockFilesystems() []string {
+	data, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 1 {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// mountBlock mounts dev with fstype, or tries every block filesystem when
+// fstype is empty.
+func mountBlock(dev, target, fstype string, flags uintptr) error {
+	if fstype != "" {
+		return mount(dev, target, fstype, flags, "")
+	}
+	var errs []error
+	for _, t := range blockFilesystems() {
+		err := mount(dev, target, t, flags, "")
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("mount %s: no filesystem type worked: %w", dev, errors.Join(errs...))
+}
+
+// assembleRoot builds the root at /newroot from block devices and switches
+// to it (reference §8.2 step 4).
+func assembleRoot(br *BlockRoot) error {
+	switch br.Kind {
+	case BlockRootDiskImage:
+		if err := waitBlockDevice(br.Device); err != nil {
+			return err
+		}
+		if err := mountBlock(br.Device, newRoot, br.FSType, 0); err != nil {
+			return fmt.Errorf("root: %w", err)
+		}
+	case BlockRootOCIErofs:
+		for _, d := range []string{br.Lower, br.Upper} {
+			if err := waitBlockDevice(d); err != nil {
+				return err
+			}
+		}
+		if err := mount(br.Lower, lowerMount, "erofs", unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("root lower: %w", err)
+		}
+		if err := mount(br.Upper, upperMount, br.UpperFSType, 0, ""); err != nil {
+			return fmt.Errorf("root upper: %w", err)
+		}
+		for _, d := range []string{"upper", "work"} {
+			if err := os.MkdirAll(filepath.Join(upperMount, d), defaultDirMode); err != nil {
+				return fmt.Errorf("root upper: %w", err)
+			}
+		}
+		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lowerMount, upperMount, upperMount)
+		if err := mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("root overlay: %w", err)
+		}
+	default:
+		return fmt.Errorf("root: unknown kind %q", br.Kind)
+	}
+	return switchRoot()
+}
+
+// switchRoot moves /.msb (with the lower and upper mounts under it) into
+// /newroot, makes /newroot the root and mounts fresh pseudo filesystems in
+// it. The initramfs stays underneath, unreachable.
+func switchRoot() error {
+	target := newRoot + runtimeDir
+	if err := os.MkdirAll(target, defaultDirMode); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	if err := unix.Mount(runtimeDir, target, "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("switch root: move %s: %w", runtimeDir, err)
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("switch root: move to /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("switch root: chroot: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	return mountPseudo()
+}
+
+// mountVolumes mounts the dir, file and disk volumes (reference §8.2 step 5).
+func mountVolumes(c Config) error {
+	const volFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RELATIME
+	ro := func(b bool) uintptr {
+		if b {
+			return unix.MS_RDONLY
+		}
+		return 0
+	}
+	for _, m := range c.DirMounts {
+		if err := mount(m.Tag, m.Path, "virtiofs", volFlags|ro(m.ReadOnly), ""); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.FileMounts {
+		if err := mountFile(m); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.DiskMounts {
+		dev, err := findDiskBySerial(m.ID)
+		if err != nil {
+			return err
+		}
+		if err := mountBlock(dev, m.Path, m.FSType, volFlags|ro(m.ReadOnly)); err != nil {
+			return fmt.Errorf("disk %s: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// mountFile shares one file: the share is mounted under /.msb/file-mounts,
+// the file bind-mounted onto the target (created empty first), and the
+// share detached again.
+func mountFile(m FileMount) error {
+	share := filepath.Join(fileMountsDir, m.Tag)
+	if err := mount(m.Tag, share, "virtiofs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RELATIME, ""); err != nil {
+		return err
+	}
+	defer unix.Unmount(share, unix.MNT_DETACH)
+	if err := os.MkdirAll(filepath.Dir(m.Path), defaultDirMode); err != nil {
+		return fmt.Errorf("file mount %s: %w", m.Path, err)
+	}
+	f, err := os.OpenFile(m.Path, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("file mount %s: %w", m.Path, err)
+	}
+	f.Close()
+	src := filepath.Join(share, m.File)
+	if err := unix.Mount(src, m.Path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("file mount %s: bind: %w", m.Path, err)
+	}
+	if m.ReadOnly {
+		// A bind mount ignores MS_RDONLY; read-only needs a remount.
+		if err := unix.Mount("", m.Path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("file mount %s: read-only: %w", m.Path, err)
+		}
+	}
+	return nil
+}
+
+// findDiskBySerial finds the virtio-blk device whose serial is id, waiting
+// for late devices up to blockWait.
+func findDiskBySerial(id string) (string, error) {
+	deadline := time.Now().Add(blockWait)
+	for {
+		paths, _ := filepath.Glob("/sys/block/vd*/serial")
+		slices.Sort(paths)
+		for _, p := range paths {
+			data, err := os.ReadFile(p)
+			if err == nil && strings.TrimSpace(string(data)) == id {
+				dev := "/dev/" + filepath.Base(filepath.Dir(p))
+				if _, err := os.Stat(dev); err == nil {
+					return dev, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("disk %s: no virtio-blk device with this serial after %v", id, blockWait)
+		}
+		time.Sleep(blockWaitPoll)
+	}
+}
+
+// setupTmpfs mounts the MSB_TMPFS entries and makes sure /tmp and /var/tmp
+// exist with mode 1777 (reference §8.2 step 7).
+func setupTmpfs(c Config) error {
+	for _, t := range c.Tmpfs {
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_RELATIME)
+		if t.NoExec {
+			flags |= unix.MS_NOEXEC
+		}
+		if t.ReadOnly {
+			flags |= unix.MS_RDONLY
+		}
+		data := fmt.Sprintf("mode=%o", t.Mode)
+		if t.SizeMiB > 0 {
+			data = fmt.Sprintf("size=%d,%s", t.SizeMiB<<20, data)
+		}
+		if err := mount("tmpfs", t.Path, "tmpfs", flags, data); err != nil {
+			return fmt.Errorf("tmpfs: %w", err)
+		}
+	}
+	for _, d := range []string{"/tmp", "/var/tmp"} {
+		if err := os.MkdirAll(d, 0o1777); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil && !errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// setupIdentity sets the hostname and rewrites /etc/hostname, /etc/hosts
+// and /etc/resolv.conf (reference §8.2 steps 6 and 8).
+func setupIdentity(c Config) error {
+	if err := os.MkdirAll("/etc", defaultDirMode); err != nil {
+		return err
+	}
+	if c.Hostname != "" {
+		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+		if err := writeFileReplacing("/etc/hostname", c.Hostname+"\n"); err != nil {
+			return err
+		}
+	}
+	var gw4, gw6, dns4, dns6 netip.Addr
+	if c.IPv4 != nil {
+		gw4, dns4 = c.IPv4.Gateway, c.IPv4.DNS
+	}
+	if c.IPv6 != nil {
+		gw6, dns6 = c.IPv6.Gateway, c.IPv6.DNS
+	}
+	if err := writeFileReplacing("/etc/hosts", hostsFile(c.Hostname, c.HostAlias, gw4, gw6)); err != nil {
+		return err
+	}
+	if rc := resolvConf(dns4, dns6); rc != "" {
+		if err := writeFileReplacing("/etc/resolv.conf", rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFileReplacing writes name, replacing a symlink (images often link
+// /etc/resolv.conf to a systemd path that does not exist here).
+func writeFileReplacing(name, content string) error {
+	if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		os.Remove(name)
+	}
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// runInit performs PID 1's setup in the order of reference §8.2.
+func runInit(c Config) error {
+	if err := applyRlimits(0, configRlimits(c.Rlimits)); err != nil {
+		return fmt.Errorf("rlimits: %w", err)
+	}
+	if err := mountPseudo(); err != nil {
+		return err
+	}
+	if c.Probe {
+		return nil
+	}
+	if err := mountRuntimeDir(); err != nil {
+		return err
+	}
+	if c.BlockRoot != nil {
+		if err := assembleRoot(c.BlockRoot); err != nil {
+			return err
+		}
+	}
+	if err := mountVolumes(c); err != nil {
+		return err
+	}
+	if err := setupIdentity(c); err != nil {
+		return err
+	}
+	if err := setupTmpfs(c); err != nil {
+		return err
+	}
+	if err := setupNetwork(c); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	for _, d := range []string{runtimeDir + "/scripts", "/run"} {
+		os.MkdirAll(d, defaultDirMode)
+	}
+	return nil
+}

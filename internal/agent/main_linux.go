@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main is agentd's entry point. As PID 1 it initialises the VM and serves the
+// agent port; it never returns and never exits: whatever happens, the VM is
+// reset (see powerOff) so that it cannot hang with a dead init.
+//
+// Outside PID 1 (development) it skips the init and serves on stdin and
+// stdout.
+func Main() {
+	runShimIfRequested()
+	initTime := bootTime()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if os.Getpid() != 1 {
+		cfg, err := LoadConfig(os.Environ(), BootEnvPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "agentd: config: %v\n", err)
+			os.Exit(1)
+		}
+		err = Serve(context.Background(), stdio{}, ServeOptions{Env: cfg.Env, DefaultUser: cfg.User, Logger: log, InitTime: initTime})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "agentd: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	defer powerOff()
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "agentd: panic: %v\n", r)
+		}
+	}()
+	// The kernel delivers to PID 1 only the signals it handles, and the Go
+	// runtime handles all of them (default: exit). Catch the terminating
+	// ones so a stray `kill 1` cannot kill init; caught signals revert to
+	// the default in exec'd children, unlike ignored ones.
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	go func() {
+		for range sigc {
+		}
+	}()
+
+	if err := pid1(initTime, log); err != nil {
+		fmt.Fprintf(os.Stderr, "agentd: init failed: %v\n", err)
+	}
+}
+
+// pid1 runs init, then serves the agent port until the host disconnects or
+// shuts the VM down.
+func pid1(initTime time.Duration, log *slog.Logger) error {
+	cfg, err := LoadConfig(os.Environ(), BootEnvPath)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := runInit(cfg); err != nil {
+		return err
+	}
+	if cfg.Probe {
+		fmt.Fprintln(os.Stdout, probeLine(bootTime(), "/sys/bus/virtio/devices"))
+		return nil
+	}
+	port, err := openAgentPort()
+	if err != nil {
+		return err
+	}
+	return Serve(context.Background(), port, ServeOptions{
+		Env:           cfg.Env,
+		DefaultUser:   cfg.User,
+		HeartbeatPath: heartbeatFile,
+		Shutdown:      powerOff,
+		Logger:        log,
+		InitTime:      initTime,
+	})
+}
+
+// stdio is stdin and stdout as one connection.
+type stdio struct{}
+
+func (stdio) Read(b []byte) (int, error)  { return os.Stdin.Read(b) }
+func (stdio) Write(b []byte) (int, error) { return os.Stdout.Write(b) }
+func (stdio) Close() error                { return os.Stdin.Close() }
