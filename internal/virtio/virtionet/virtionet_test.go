@@ -1,0 +1,290 @@
+package virtionet
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/virtio/virtiotest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// chanBackend is a Backend over channels.
+type chanBackend struct {
+	toGuest   chan []byte
+	fromGuest chan []byte
+}
+
+func newChanBackend() *chanBackend {
+	return &chanBackend{toGuest: make(chan []byte, 16), fromGuest: make(chan []byte, 16)}
+}
+
+func (b *chanBackend) WriteFrame(ctx context.Context, f []byte) error {
+	select {
+	case b.fromGuest <- bytes.Clone(f):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *chanBackend) ReadFrame(ctx context.Context, f []byte) (int, error) {
+	select {
+	case fr := <-b.toGuest:
+		return copy(f, fr), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+var mac = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+
+func ethFrame(n int, seed byte) []byte {
+	f := make([]byte, n)
+	for i := range f {
+		f[i] = byte(i) + seed
+	}
+	return f
+}
+
+func netHdr(flags, gso byte) []byte {
+	h := make([]byte, HeaderSize)
+	h[0], h[1] = flags, gso
+	return h
+}
+
+type rig struct {
+	dev     *Device
+	be      *chanBackend
+	rx, tx  *virtiotest.Driver
+	irq     *virtiotest.Interrupt
+	cleanup func()
+}
+
+func newRig(t *testing.T) rig {
+	t.Helper()
+	be := newChanBackend()
+	dev, err := New(Config{Backend: be, MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	mem, err := virtiotest.NewMemory(0x10000, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := mem.NewDriver(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := mem.NewDriver(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq, err := rx.Queue(dev.Features())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tq, err := tx.Queue(dev.Features())
+	if err != nil {
+		t.Fatal(err)
+	}
+	irq := &virtiotest.Interrupt{}
+	if err := dev.Activate(mem.Memory, dev.Features(), []*virtio.Queue{rq, tq}, irq); err != nil {
+		t.Fatal(err)
+	}
+	return rig{dev: dev, be: be, rx: rx, tx: tx, irq: irq}
+}
+
+func TestTransmit(t *testing.T) {
+	tests := []struct {
+		name string
+		bufs []virtiotest.Buf
+		want []byte // nil: dropped
+	}{
+		{"frame", []virtiotest.Buf{virtiotest.Readable(append(netHdr(0, 0), ethFrame(60, 1)...))}, ethFrame(60, 1)},
+		{"header and frame split", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)[:5]), virtiotest.Readable(netHdr(0, 0)[5:]), virtiotest.Readable(ethFrame(1514, 2))}, ethFrame(1514, 2)},
+		{"vlan-sized frame", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)), virtiotest.Readable(ethFrame(1518, 3))}, ethFrame(1518, 3)},
+		{"too long", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)), virtiotest.Readable(ethFrame(1519, 3))}, nil},
+		{"too short", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)), virtiotest.Readable(ethFrame(13, 3))}, nil},
+		{"short header", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)[:10])}, nil},
+		{"needs csum not negotiated", []virtiotest.Buf{virtiotest.Readable(netHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0)), virtiotest.Readable(ethFrame(60, 1))}, nil},
+		{"gso not negotiated", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 1)), virtiotest.Readable(ethFrame(60, 1))}, nil},
+		{"writable after readable is fine", []virtiotest.Buf{virtiotest.Readable(netHdr(0, 0)), virtiotest.Readable(ethFrame(60, 4)), virtiotest.Writable(4)}, ethFrame(60, 4)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			head, err := r.tx.AddChain(tc.bufs...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.dev.QueueNotify(txQueue)
+			used, err := r.tx.WaitUsed(1, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if used[0].ID != uint32(head) || used[0].Len != 0 {
+				t.Errorf("used = %+v; want id %d len 0", used[0], head)
+			}
+			var got []byte
+			select {
+			case got = <-r.be.fromGuest:
+			default:
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("backend got (-want +got):\n%s", diff)
+			}
+			st := r.dev.Stats()
+			if tc.want == nil && st.TxDropped != 1 || tc.want != nil && st.TxFrames != 1 {
+				t.Errorf("stats = %+v", st)
+			}
+		})
+	}
+}
+
+func TestReceive(t *testing.T) {
+	r := newRig(t)
+	frames := [][]byte{ethFrame(60, 1), ethFrame(1514, 2)}
+	for _, f := range frames {
+		r.be.toGuest <- f
+	}
+	// Frames wait for buffers; post them afterwards.
+	time.Sleep(10 * time.Millisecond)
+	var heads []uint16
+	for range frames {
+		h, err := r.rx.AddChain(virtiotest.Writable(HeaderSize+1000), virtiotest.Writable(600))
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads = append(heads, h)
+	}
+	r.dev.QueueNotify(rxQueue)
+	used, err := r.rx.WaitUsed(len(frames), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range used {
+		got, err := r.rx.Written(uint16(u.ID), u.Len)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantHdr := make([]byte, HeaderSize)
+		binary.LittleEndian.PutUint16(wantHdr[10:], 1)
+		if diff := cmp.Diff(append(wantHdr, frames[i]...), got); diff != "" {
+			t.Errorf("frame %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if r.irq.UsedCount(rxQueue) == 0 {
+		t.Errorf("no used buffer notification on rx")
+	}
+	// A buffer too small for the frame drops the frame, not the device.
+	r.be.toGuest <- ethFrame(1000, 9)
+	h, err := r.rx.AddChain(virtiotest.Writable(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dev.QueueNotify(rxQueue)
+	used, err = r.rx.WaitUsed(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used[0].ID != uint32(h) || used[0].Len != 0 {
+		t.Errorf("small buffer used = %+v; want id %d len 0", used[0], h)
+	}
+	if st := r.dev.Stats(); st.RxFrames != 2 || st.RxDropped != 1 {
+		t.Errorf("stats = %+v; want 2 rx, 1 dropped", st)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	be := newChanBackend()
+	if _, err := New(Config{MAC: mac}); !errors.Is(err, ErrConfig) {
+		t.Errorf("New(no backend) = %v; want ErrConfig", err)
+	}
+	if _, err := New(Config{Backend: be, MAC: mac[:3]}); !errors.Is(err, ErrConfig) {
+		t.Errorf("New(short MAC) = %v; want ErrConfig", err)
+	}
+	d, err := New(Config{Backend: be, MAC: mac, MTU: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, configSize)
+	d.ReadConfig(0, b)
+	want := append(append([]byte{}, mac...), 1, 0, 0, 0, 0x28, 0x23)
+	if diff := cmp.Diff(want, b); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if f := d.Features(); f&(1<<VIRTIO_NET_F_MAC) == 0 || f&(1<<VIRTIO_NET_F_CSUM) != 0 {
+		t.Errorf("features = %#x; want MAC without CSUM", f)
+	}
+}
+
+// FuzzNetHeader sends a transmit chain made of a fuzzed header and a frame
+// of frameLen bytes: the device must not panic and may pass on only frames
+// with a zero header and a valid size.
+func FuzzNetHeader(f *testing.F) {
+	f.Add(netHdr(0, 0), uint16(60))
+	f.Add(netHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0), uint16(60))
+	f.Add(netHdr(0, 1), uint16(60))
+	f.Add(netHdr(0, 0)[:10], uint16(0))
+	f.Add(netHdr(0, 0), uint16(1519))
+	f.Add(netHdr(0, 0), uint16(13))
+	f.Fuzz(func(t *testing.T, hdr []byte, frameLen uint16) {
+		be := newChanBackend()
+		dev, err := New(Config{Backend: be, MAC: mac})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem, err := virtiotest.NewMemory(0x10000, 256<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drv, err := mem.NewDriver(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := drv.Queue(dev.Features())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hdr) > 64 {
+			hdr = hdr[:64]
+		}
+		bufs := []virtiotest.Buf{virtiotest.Readable(hdr)}
+		if frameLen > 0 {
+			bufs = append(bufs, virtiotest.Readable(ethFrame(int(frameLen), 0)))
+		}
+		if len(hdr) == 0 && frameLen == 0 {
+			return
+		}
+		if _, err := drv.AddChain(bufs...); err != nil {
+			t.Fatal(err)
+		}
+		c, ok, err := q.Pop()
+		if !ok {
+			t.Fatalf("Pop = %v, %v", ok, err)
+		}
+		dev.transmit(context.Background(), c, err)
+		var got []byte
+		select {
+		case got = <-be.fromGuest:
+		default:
+		}
+		valid := parseHeader(hdr) == nil
+		total := len(hdr) + int(frameLen) - HeaderSize
+		wantSent := valid && total >= ethHeader && total <= 1518
+		if (got != nil) != wantSent {
+			t.Fatalf("sent = %v; want %v (hdr %x, frame %d)", got != nil, wantSent, hdr, frameLen)
+		}
+	})
+}
