@@ -1,0 +1,440 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Limits on hostile layer input. Every in-memory structure BuildFromLayers
+// keeps is bounded by these; file contents go to a spool file on disk.
+const (
+	maxEntries    = 1 << 21         // tar headers across all layers
+	maxMetaBytes  = 256 << 20       // names, link targets and xattrs kept in memory
+	maxPathLen    = 4096            // PATH_MAX
+	maxNameLen    = 255             // NAME_MAX
+	maxLinkTarget = 4095            // symlink target, as Linux limits it
+	maxDepth      = 2048            // directory nesting (a deeper path exceeds PATH_MAX)
+	maxSymlinks   = 40              // symlink hops while resolving one path (Linux MAXSYMLINKS)
+	maxFileSize   = 1 << 40         // one regular file
+	maxXattrName  = 255             // EROFS e_name_len is a u8
+	maxXattrValue = 64<<10 - 1      // EROFS e_value_size is a u16
+	maxXattrBytes = 64 << 10        // all xattrs of one entry
+	paxXattr      = "SCHILY.xattr." // PAX record prefix for xattrs (star/GNU tar)
+	whiteout      = ".wh."          // OCI image-spec layer.md: whiteout prefix
+	opaque        = ".wh..wh..opq"  // OCI image-spec layer.md: opaque directory marker
+)
+
+// BuildFromLayers flattens OCI layer tar streams (bottom to top, already
+// decompressed) into one EROFS image at dst, written through dst+".tmp" and
+// a rename.
+//
+// Whiteouts (.wh.name) and opaque markers (.wh..wh..opq) remove entries of
+// lower layers (OCI image-spec, layer.md "Whiteouts"); hardlinks stay
+// hardlinks; symlinks, devices, fifos, PAX SCHILY.xattr.* xattrs, uid/gid and
+// mode are kept. Input is hostile: entries are applied to an in-memory tree,
+// never to the host filesystem; names containing ".." are rejected
+// (ErrUnsafePath), absolute names are taken relative to the root, symlinks
+// met while resolving a parent are followed inside the tree only, and
+// hardlinks to missing entries, directories or names with ".." are rejected
+// (ErrBadHardlink). File contents are spooled to a temporary file beside
+// dst, so memory use does not grow with layer size.
+func BuildFromLayers(ctx context.Context, layers []io.Reader, dst string) error {
+	spool, err := os.CreateTemp(filepath.Dir(dst), ".msb-layers-*")
+	if err != nil {
+		return fmt.Errorf("build %s: %w", dst, err)
+	}
+	// Unlinked at once: the open descriptor keeps the data until Close.
+	_ = os.Remove(spool.Name())
+	defer spool.Close()
+
+	b := &layerBuilder{root: newDir(0o755), spool: spool}
+	for i, r := range layers {
+		if err := b.apply(ctx, i, r); err != nil {
+			return fmt.Errorf("build %s: layer %d: %w", dst, i, err)
+		}
+	}
+	if err := writeImage(ctx, b.root, dst); err != nil {
+		return fmt.Errorf("build %s: %w", dst, err)
+	}
+	return nil
+}
+
+type layerBuilder struct {
+	root      *inode
+	spool     *os.File
+	spoolOff  int64
+	entries   int
+	metaBytes int
+}
+
+func (b *layerBuilder) apply(ctx context.Context, layer int, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		b.entries++
+		if b.entries > maxEntries {
+			return fmt.Errorf("more than %d entries: %w", maxEntries, ErrTooLarge)
+		}
+		if err := b.entry(ctx, layer, hdr, tr); err != nil {
+			return fmt.Errorf("%q: %w", hdr.Name, err)
+		}
+	}
+}
+
+// splitName validates a tar entry name and returns its components. Leading
+// "/" and "./" are dropped; empty and "." components are skipped; ".." is
+// rejected rather than clamped, so a crafted name can never silently
+// replace an unrelated file.
+func splitName(name string, limitErr error) ([]string, error) {
+	if len(name) > maxPathLen {
+		return nil, fmt.Errorf("path longer than %d: %w", maxPathLen, ErrTooLarge)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return nil, fmt.Errorf("NUL in path: %w", limitErr)
+	}
+	var parts []string
+	for _, c := range strings.Split(name, "/") {
+		switch {
+		case c == "" || c == ".":
+			continue
+		case c == "..":
+			return nil, fmt.Errorf("'..' in path: %w", limitErr)
+		case len(c) > maxNameLen:
+			return nil, fmt.Errorf("name longer than %d: %w", maxNameLen, ErrTooLarge)
+		}
+		parts = append(parts, c)
+	}
+	return parts, nil
+}
+
+func (b *layerBuilder) charge(n int) error {
+	b.metaBytes += n
+	if b.metaBytes > maxMetaBytes {
+		return fmt.Errorf("more than %d bytes of metadata: %w", maxMetaBytes, ErrTooLarge)
+	}
+	return nil
+}
+
+func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, data io.Reader) error {
+	parts, err := splitName(hdr.Name, ErrUnsafePath)
+	if err != nil {
+		return err
+	}
+	if err := b.charge(len(hdr.Name) + len(hdr.Linkname)); err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		// "./" describes the root directory itself.
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("root entry of type %q: %w", hdr.Typeflag, ErrUnsupported)
+		}
+		return b.setMeta(b.root, hdr)
+	}
+	base := parts[len(parts)-1]
+	if strings.HasPrefix(base, whiteout) {
+		return b.whiteout(layer, parts[:len(parts)-1], base)
+	}
+	parent, err := b.resolve(parts[:len(parts)-1], layer, true)
+	if err != nil {
+		return err
+	}
+	old := parent.children[base]
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if old != nil && old.ino.isDir() {
+			old.layer = layer
+			return b.setMeta(old.ino, hdr)
+		}
+		d := newDir(0)
+		if err := b.setMeta(d, hdr); err != nil {
+			return err
+		}
+		parent.children[base] = &dirent{ino: d, layer: layer}
+		return nil
+	case tar.TypeLink:
+		target, err := b.linkTarget(hdr.Linkname, layer)
+		if err != nil {
+			return err
+		}
+		parent.children[base] = &dirent{ino: target, layer: layer}
+		return nil
+	}
+
+	n := &inode{}
+	if err := b.setMeta(n, hdr); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA:
+		if isSparse(hdr) {
+			// A sparse entry expands a few bytes of input into up to
+			// maxFileSize bytes of zeros; layer builders never write them.
+			return fmt.Errorf("sparse file: %w", ErrUnsupported)
+		}
+		if err := b.spoolData(ctx, n, hdr.Size, data); err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if hdr.Linkname == "" || len(hdr.Linkname) > maxLinkTarget || strings.IndexByte(hdr.Linkname, 0) >= 0 {
+			return fmt.Errorf("symlink target of length %d: %w", len(hdr.Linkname), ErrUnsupported)
+		}
+		n.target = hdr.Linkname
+	case tar.TypeChar, tar.TypeBlock:
+		if hdr.Devmajor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor < 0 || hdr.Devminor > 0xfffff {
+			return fmt.Errorf("device %d:%d: %w", hdr.Devmajor, hdr.Devminor, ErrTooLarge)
+		}
+		n.rdev = encodeDev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+	case tar.TypeFifo:
+	default:
+		return fmt.Errorf("tar type %q: %w", hdr.Typeflag, ErrUnsupported)
+	}
+	parent.children[base] = &dirent{ino: n, layer: layer}
+	return nil
+}
+
+// whiteout applies a .wh. entry: it removes names of lower layers only
+// (OCI image-spec layer.md: whiteouts apply to lower layers; entries of the
+// same layer are kept whatever their order in the tar).
+func (b *layerBuilder) whiteout(layer int, dirParts []string, base string) error {
+	dir, err := b.resolve(dirParts, layer, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing below to hide
+	}
+	if err != nil {
+		return err
+	}
+	if base == opaque {
+		for name, de := range dir.children {
+			if de.layer < layer {
+				delete(dir.children, name)
+			}
+		}
+		return nil
+	}
+	name := strings.TrimPrefix(base, whiteout)
+	if strings.HasPrefix(name, whiteout) {
+		return nil // other AUFS metadata (.wh..wh.plnk, ...): not content
+	}
+	if de, ok := dir.children[name]; ok && de.layer < layer {
+		delete(dir.children, name)
+	}
+	return nil
+}
+
+// resolve walks parts from the root and returns the directory they name.
+// Symlinks met on the way are followed inside the tree: an absolute target
+// restarts at the tree's root and ".." stops at it, so no path can leave the
+// tree. Missing directories are created (mode 0755, root) when create is
+// set; otherwise resolve returns fs.ErrNotExist.
+func (b *layerBuilder) resolve(parts []string, layer int, create bool) (*inode, error) {
+	stack := []*inode{b.root}
+	hops := 0
+	parts = append([]string(nil), parts...)
+	for len(parts) > 0 {
+		c := parts[0]
+		parts = parts[1:]
+		cur := stack[len(stack)-1]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		if len(stack) > maxDepth {
+			return nil, fmt.Errorf("nesting deeper than %d: %w", maxDepth, ErrTooLarge)
+		}
+		de, ok := cur.children[c]
+		switch {
+		case !ok:
+			if !create {
+				return nil, fs.ErrNotExist
+			}
+			if err := b.charge(len(c)); err != nil {
+				return nil, err
+			}
+			d := newDir(0o755)
+			cur.children[c] = &dirent{ino: d, layer: layer}
+			stack = append(stack, d)
+		case de.ino.isDir():
+			stack = append(stack, de.ino)
+		case de.ino.mode&fs.ModeSymlink != 0:
+			hops++
+			if hops > maxSymlinks {
+				return nil, fmt.Errorf("more than %d symlinks: %w", maxSymlinks, ErrUnsafePath)
+			}
+			t := de.ino.target
+			if strings.HasPrefix(t, "/") {
+				stack = stack[:1]
+			}
+			parts = append(strings.Split(t, "/"), parts...)
+		default:
+			return nil, fmt.Errorf("%q is not a directory: %w", c, ErrUnsafePath)
+		}
+	}
+	return stack[len(stack)-1], nil
+}
+
+// linkTarget resolves a hardlink's target name to its inode.
+func (b *layerBuilder) linkTarget(name string, layer int) (*inode, error) {
+	parts, err := splitName(name, ErrBadHardlink)
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("link to the root: %w", ErrBadHardlink)
+	}
+	dir, err := b.resolve(parts[:len(parts)-1], layer, false)
+	if err != nil {
+		return nil, fmt.Errorf("link target %q: %w: %w", name, ErrBadHardlink, err)
+	}
+	de, ok := dir.children[parts[len(parts)-1]]
+	if !ok {
+		return nil, fmt.Errorf("link target %q missing: %w", name, ErrBadHardlink)
+	}
+	if de.ino.isDir() {
+		return nil, fmt.Errorf("link target %q is a directory: %w", name, ErrBadHardlink)
+	}
+	return de.ino, nil
+}
+
+// setMeta copies mode, ownership, mtime and xattrs from hdr to n, keeping
+// n's type.
+func (b *layerBuilder) setMeta(n *inode, hdr *tar.Header) error {
+	if hdr.Uid < 0 || int64(hdr.Uid) > 0xffffffff || hdr.Gid < 0 || int64(hdr.Gid) > 0xffffffff {
+		return fmt.Errorf("owner %d:%d: %w", hdr.Uid, hdr.Gid, ErrTooLarge)
+	}
+	var typ uint32
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		typ = sIFDIR
+	case tar.TypeSymlink:
+		typ = sIFLNK
+	case tar.TypeChar:
+		typ = sIFCHR
+	case tar.TypeBlock:
+		typ = sIFBLK
+	case tar.TypeFifo:
+		typ = sIFIFO
+	default:
+		typ = sIFREG
+	}
+	n.mode = unixToGoMode(typ | uint32(hdr.Mode&0o7777))
+	if typ == sIFLNK {
+		n.mode = fs.ModeSymlink | 0o777 // Linux ignores symlink permissions
+	}
+	n.uid, n.gid = uint32(hdr.Uid), uint32(hdr.Gid)
+	n.mtime = hdr.ModTime.Unix()
+	n.mtimeNs = uint32(hdr.ModTime.Nanosecond())
+	if n.mtime < 0 {
+		n.mtime, n.mtimeNs = 0, 0 // EROFS stores an unsigned mtime
+	}
+	x, err := paxXattrs(hdr.PAXRecords)
+	if err != nil {
+		return err
+	}
+	if err := b.charge(xattrBytes(x)); err != nil {
+		return err
+	}
+	n.xattrs = x
+	return nil
+}
+
+func xattrBytes(x map[string]string) int {
+	n := 0
+	for k, v := range x {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// paxXattrs extracts SCHILY.xattr.* records, enforcing EROFS's size limits.
+func paxXattrs(pax map[string]string) (map[string]string, error) {
+	var out map[string]string
+	total := 0
+	for k, v := range pax {
+		name, ok := strings.CutPrefix(k, paxXattr)
+		if !ok {
+			continue
+		}
+		if name == "" || strings.IndexByte(name, 0) >= 0 {
+			return nil, fmt.Errorf("xattr name %q: %w", name, ErrUnsupported)
+		}
+		if len(name) > maxXattrName+len("system.posix_acl_default.") || len(v) > maxXattrValue {
+			return nil, fmt.Errorf("xattr %q of %d bytes: %w", name, len(v), ErrTooLarge)
+		}
+		total += len(name) + len(v)
+		if total > maxXattrBytes {
+			return nil, fmt.Errorf("xattrs over %d bytes: %w", maxXattrBytes, ErrTooLarge)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// spoolData appends a regular file's content to the spool and points n at it.
+func (b *layerBuilder) spoolData(ctx context.Context, n *inode, size int64, data io.Reader) error {
+	if size < 0 || size > maxFileSize {
+		return fmt.Errorf("file size %d: %w", size, ErrTooLarge)
+	}
+	n.size = size
+	if size == 0 {
+		return nil
+	}
+	off := b.spoolOff
+	w := io.NewOffsetWriter(b.spool, off)
+	copied, err := io.CopyN(w, cancelReader{ctx.Err, data}, size)
+	b.spoolOff += copied
+	if err != nil {
+		return fmt.Errorf("spool %d bytes: %w", size, err)
+	}
+	spool := b.spool
+	n.data = func() (io.Reader, error) { return io.NewSectionReader(spool, off, size), nil }
+	return nil
+}
+
+// isSparse reports whether hdr uses a GNU sparse format (PAX GNU.sparse.*
+// records; the old GNU 'S' type falls through to ErrUnsupported).
+func isSparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// cancelReader stops a long copy once cancelled (a ctx.Err) reports an error.
+type cancelReader struct {
+	cancelled func() error
+	r         io.Reader
+}
+
+func (c cancelReader) Read(p []byte) (int, error) {
+	if err := c.cancelled(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
