@@ -114,7 +114,10 @@ func NewDecoder(r io.Reader) *Decoder {
 }
 
 // Decode reads and decodes the next frame. Errors are those of ReadRawFrame,
-// or a wrapped decode error (ErrUnknownType for an unknown wire name).
+// or a wrapped decode error (ErrUnknownType for an unknown wire name). After
+// a decode error the whole frame has been consumed, so the stream is still
+// in sync and Decode may be called again; after a ReadRawFrame error it is
+// not.
 func (d *Decoder) Decode() (Message, error) {
 	f, err := ReadRawFrame(d.r)
 	if err != nil {
