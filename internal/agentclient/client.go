@@ -270,10 +270,17 @@ func (c *Client) send(id uint32, t agentproto.Type, payload any) error {
 	if err != nil {
 		return err
 	}
-	if err := c.enc.Encode(m); err != nil {
+	f, err := m.Marshal()
+	if err != nil {
+		return err // e.g. ErrFrameTooLarge: the connection is fine
+	}
+	if err := c.enc.WriteRaw(f); err != nil {
 		if cerr := c.closedErr(); cerr != nil {
 			return cerr
 		}
+		// A failed or partial write leaves the stream unusable: end the
+		// connection so that every session learns it.
+		c.conn.Close()
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return nil

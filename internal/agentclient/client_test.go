@@ -280,6 +280,25 @@ func TestExecRequestOnWire(t *testing.T) {
 	}
 }
 
+func TestRequestTooLarge(t *testing.T) {
+	c, _ := startDirect(t)
+	huge := agentproto.ExecRequest{Cmd: "echo", Args: []string{strings.Repeat("x", agentproto.MaxFrameLen)}}
+	_, err := c.Exec(t.Context(), huge, nil)
+	if !errors.Is(err, agentproto.ErrFrameTooLarge) || errors.Is(err, ErrClosed) {
+		t.Errorf("Exec error = %v; want ErrFrameTooLarge, not ErrClosed", err)
+	}
+	// The connection survives and the id was released.
+	if _, err := c.Exec(t.Context(), agentproto.ExecRequest{Cmd: "echo"}, nil); err != nil {
+		t.Errorf("Exec after a refused request: %v", err)
+	}
+	c.mu.Lock()
+	live := len(c.subs)
+	c.mu.Unlock()
+	if live != 0 {
+		t.Errorf("%d ids still registered; want 0", live)
+	}
+}
+
 func TestExecFailed(t *testing.T) {
 	c, _ := startDirect(t)
 	want := &ExecFailedError{Kind: "not_found", Errno: 2, ErrnoName: "ENOENT", Message: `spawn "fail": No such file or directory (os error 2)`, Stage: "execvp"}

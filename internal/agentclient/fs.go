@@ -149,8 +149,6 @@ func (c *Client) Rename(ctx context.Context, src, dst string) error {
 
 // fileReader streams a guest file: fs.data frames, then the response.
 type fileReader struct {
-	c    *Client
-	id   uint32
 	path string
 	p    *pipe
 	stop func() bool
@@ -199,12 +197,11 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &fileReader{c: c, path: path, p: newPipe()}
+	r := &fileReader{path: path, p: newPipe()}
 	id, err := c.register(r)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	r.id = id
 	if err := c.send(id, agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsRead, Path: path}}); err != nil {
 		c.unregister(id, r)
 		return nil, fmt.Errorf("read %s: %w", path, err)
