@@ -34,7 +34,8 @@ type Device interface {
 	// queue i. irq is valid until Reset returns.
 	Activate(mem *guestmem.Memory, features uint64, queues []*Queue, irq Interrupt) error
 	// QueueNotify delivers an available buffer notification for queue q
-	// (§2.3). It must not block.
+	// (§2.3). It must not block, and must ignore notifications that arrive
+	// before Activate, after Reset or for unknown queues.
 	QueueNotify(q int)
 	// Reset stops queue processing and returns the device to its state
 	// before Activate. When it returns the device no longer touches guest

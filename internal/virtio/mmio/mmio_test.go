@@ -108,9 +108,11 @@ type fixture struct {
 	irqs *int
 }
 
-func newFixture(t testing.TB) fixture {
+func newFixture(t testing.TB) fixture { return newFixtureSize(t, 1<<20) }
+
+func newFixtureSize(t testing.TB, size int) fixture {
 	t.Helper()
-	mem, err := virtiotest.NewMemory(0x100000, 1<<20)
+	mem, err := virtiotest.NewMemory(0x100000, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +405,7 @@ func FuzzMMIOWrite(f *testing.F) {
 		[2]uint32{VIRTIO_MMIO_QUEUE_NUM, 0xffffffff}, [2]uint32{VIRTIO_MMIO_INTERRUPT_ACK, 0xffffffff}))
 	f.Add(seq([2]uint32{0x100, 1}, [2]uint32{0xfff, 2}, [2]uint32{0xffff, 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fx := newFixture(t)
+		fx := newFixtureSize(t, 64<<10)
 		for len(data) >= 6 {
 			off := uint64(binary.LittleEndian.Uint16(data))
 			v := binary.LittleEndian.Uint32(data[2:])
