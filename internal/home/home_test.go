@@ -203,3 +203,48 @@ func TestEnsureSandboxDirs(t *testing.T) {
 		t.Errorf("EnsureSandboxDirs(\"../x\") = nil; want error")
 	}
 }
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		perm os.FileMode
+		data string
+	}{
+		{"secret", FileMode, `{"token":"x"}`},
+		{"replace keeps new mode", 0o644, "second"},
+		{"empty", FileMode, ""},
+	}
+	path := filepath.Join(dir, "launch.json")
+	// A stale temp file with a looser mode must not leak its mode.
+	if err := os.WriteFile(path+".tmp", []byte("stale"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := WriteFileAtomic(path, []byte(tt.data), tt.perm); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.data {
+				t.Errorf("content = %q; want %q", got, tt.data)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tt.perm {
+				t.Errorf("mode = %v; want %v", fi.Mode().Perm(), tt.perm)
+			}
+			if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+				t.Errorf("temp file left behind: %v", err)
+			}
+		})
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), nil, FileMode); err == nil {
+		t.Errorf("WriteFileAtomic(missing dir) = nil; want error")
+	}
+}
