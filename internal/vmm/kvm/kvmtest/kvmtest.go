@@ -19,7 +19,13 @@ const RequireEnv = "MSB_REQUIRE_KVM"
 // fails it instead when MSB_REQUIRE_KVM=1.
 func Require(t testing.TB) *kvm.System {
 	t.Helper()
-	sys, err := kvm.Open()
+	return require(t, kvm.Open)
+}
+
+// require is Require with the opener injected for tests.
+func require(t testing.TB, open func() (*kvm.System, error)) *kvm.System {
+	t.Helper()
+	sys, err := open()
 	if err == nil {
 		var vm *kvm.VM
 		vm, err = sys.CreateVM()
@@ -32,6 +38,7 @@ func Require(t testing.TB) *kvm.System {
 	}
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("kvm unusable and %s=1: %v", RequireEnv, err)
+		return nil
 	}
 	t.Skipf("kvm unusable (set %s=1 to fail instead): %v", RequireEnv, err)
 	return nil
