@@ -33,6 +33,7 @@ const testWait = 5 * time.Second
 //   - "sleep": started only; a later exec.signal ends it with exited 128+sig
 //   - "count N": started, N stdout frames "i\n", exited 0
 //   - "flood": started, then 4 KiB stdout frames until signalled
+//   - "bulk N": started, N 4 KiB stdout frames, exited 0
 //   - "utf8": stdout "h\xc3" then "\xa9llo" (é split across chunks), exited 0
 //   - fs.request: fs.response ok, unless the path is "/hang"
 //   - fs.data for any id: fs.response "unknown write session: <id>"
@@ -115,6 +116,13 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 			n, _ := strconv.Atoi(args)
 			for i := range n {
 				g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: []byte(strconv.Itoa(i) + "\n")})
+			}
+			g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 0})
+		case "bulk":
+			n, _ := strconv.Atoi(args)
+			chunk := bytes.Repeat([]byte("x"), agentproto.MaxExecChunk)
+			for range n {
+				g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: chunk})
 			}
 			g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 0})
 		case "utf8":
@@ -228,7 +236,7 @@ type relayEnv struct {
 
 // newRelayEnv starts a relay on a fake guest, waits for ready and serves a
 // unix socket. Cleanup stops everything and checks for leaked goroutines.
-func newRelayEnv(t *testing.T, opts RelayOptions) *relayEnv {
+func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 	t.Helper()
 	leakOpt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leakOpt) })
@@ -284,7 +292,7 @@ func newRelayEnv(t *testing.T, opts RelayOptions) *relayEnv {
 }
 
 type testClient struct {
-	t      *testing.T
+	t      testing.TB
 	conn   net.Conn
 	offset uint32
 	ready  agentproto.RawFrame
@@ -293,7 +301,7 @@ type testClient struct {
 }
 
 // dial connects and reads the handshake.
-func (e *relayEnv) dial(t *testing.T) *testClient {
+func (e *relayEnv) dial(t testing.TB) *testClient {
 	t.Helper()
 	c, err := e.tryDial(t)
 	if err != nil {
@@ -302,7 +310,7 @@ func (e *relayEnv) dial(t *testing.T) *testClient {
 	return c
 }
 
-func (e *relayEnv) tryDial(t *testing.T) (*testClient, error) {
+func (e *relayEnv) tryDial(t testing.TB) (*testClient, error) {
 	t.Helper()
 	conn, err := net.Dial("unix", e.sock)
 	if err != nil {
@@ -353,6 +361,7 @@ func (c *testClient) recv() agentproto.Message {
 func (c *testClient) exec(id uint32, cmd string, args ...string) (stdout, stderr string, code int32) {
 	c.t.Helper()
 	c.send(id, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: cmd, Args: args})
+	var outB, errB strings.Builder
 	for {
 		m := c.recv()
 		if m.ID != id {
@@ -365,16 +374,16 @@ func (c *testClient) exec(id uint32, cmd string, args ...string) (stdout, stderr
 				c.t.Fatal(err)
 			}
 			if m.Type == agentproto.TypeExecStdout {
-				stdout += string(d.Data)
+				outB.Write(d.Data)
 			} else {
-				stderr += string(d.Data)
+				errB.Write(d.Data)
 			}
 		case agentproto.TypeExecExited:
 			var e agentproto.ExecExited
 			if err := m.Decode(&e); err != nil {
 				c.t.Fatal(err)
 			}
-			return stdout, stderr, e.Code
+			return outB.String(), errB.String(), e.Code
 		}
 	}
 }
@@ -932,4 +941,35 @@ func FuzzRelayClient(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkRelayExecOutput measures guest→client throughput of 4 KiB exec
+// output frames through the relay (fake guest on a net.Pipe, client on a
+// unix socket), with and without the exec.log tap.
+func BenchmarkRelayExecOutput(b *testing.B) {
+	const frames = 256
+	for _, tap := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tap=%v", tap), func(b *testing.B) {
+			var opts RelayOptions
+			if tap {
+				el, err := OpenExecLog(filepath.Join(b.TempDir(), "exec.log"), 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer el.Close()
+				opts.ExecLog = el
+			}
+			env := newRelayEnv(b, opts)
+			c := env.dial(b)
+			b.SetBytes(frames * agentproto.MaxExecChunk)
+			b.ReportAllocs()
+			id := c.offset
+			for b.Loop() {
+				id++
+				if out, _, _ := c.exec(id, "bulk", strconv.Itoa(frames)); len(out) != frames*agentproto.MaxExecChunk {
+					b.Fatalf("got %d bytes; want %d", len(out), frames*agentproto.MaxExecChunk)
+				}
+			}
+		})
+	}
 }
