@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -503,4 +504,47 @@ func TestReadyHas(t *testing.T) {
 	if !r.Has(CapFs) || r.Has(CapExecPTY) {
 		t.Errorf("Has(fs), Has(exec.pty) = %v, %v; want true, false", r.Has(CapFs), r.Has(CapExecPTY))
 	}
+}
+
+// FuzzPayload checks that every payload type decodes hostile CBOR without
+// panicking and that whatever decodes survives an encode/decode round trip.
+func FuzzPayload(f *testing.F) {
+	seeds := []any{
+		Ready{InitTimeNs: 1, ProtocolVersion: 1, Capabilities: []string{CapFs}},
+		ExecRequest{Cmd: "ls", Args: []string{"-l"}, Cwd: ptr("/"), Rlimits: []Rlimit{{"nofile", 1, 2}}},
+		ExecFailed{Kind: FailNotFound, Errno: ptr(int32(2)), Message: "m"},
+		ExecData{Data: []byte("hi")},
+		FsRequest{Op: FsOp{Kind: FsWrite, Path: "/w", Mode: ptr(uint32(0o644))}},
+		FsRequest{Op: FsOp{Kind: FsCopy, Src: "/a", Dst: "/b"}},
+		FsResponse{OK: true, Data: &FsResultData{Stat: &FsEntry{Path: "/", Kind: "dir"}}},
+		FsResponse{OK: true, Data: &FsResultData{List: []FsEntry{{Path: "/a", Modified: ptr(int64(-1))}}}},
+		FsResponse{Error: ptr("stat: x")},
+	}
+	for _, s := range seeds {
+		b, err := Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0xf6}) // null
+	f.Add([]byte{0xf7}) // undefined
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, v := range payloadTargets() {
+			if Unmarshal(data, v) != nil {
+				continue
+			}
+			b, err := Marshal(v)
+			if err != nil {
+				t.Fatalf("re-encode %T %+v: %v", v, v, err)
+			}
+			back := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+			if err := Unmarshal(b, back); err != nil {
+				t.Fatalf("decode re-encoded %T %x: %v", v, b, err)
+			}
+			if diff := cmp.Diff(v, back, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("%T round trip (-first +second):\n%s", v, diff)
+			}
+		}
+	})
 }
