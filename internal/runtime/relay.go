@@ -220,6 +220,18 @@ func (r *Relay) LastActivity() time.Time {
 	return r.epoch.Add(time.Duration(r.activityNs.Load()))
 }
 
+// touch records client activity now. Concurrent clients may race; the
+// latest time wins.
+func (r *Relay) touch() {
+	now := int64(time.Since(r.epoch))
+	for {
+		old := r.activityNs.Load()
+		if now <= old || r.activityNs.CompareAndSwap(old, now) {
+			return
+		}
+	}
+}
+
 // ActiveSessions returns the number of exec sessions still open in the guest
 // (including those of departed clients until they have exited).
 func (r *Relay) ActiveSessions() int {
@@ -807,7 +819,7 @@ func (c *relayClient) forward(f agentproto.RawFrame) error {
 		c.kick("guest unavailable")
 		return err
 	}
-	r.activityNs.Store(int64(time.Since(r.epoch)))
+	r.touch()
 	if m.Type == agentproto.TypeShutdown && r.opts.OnShutdown != nil {
 		r.opts.OnShutdown()
 	}
