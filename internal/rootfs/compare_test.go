@@ -111,6 +111,8 @@ func fsckExtract(tb testing.TB, img string) map[string]rec {
 		tb.Fatal(err)
 	}
 	firstByIno := map[uint64]string{}
+	names := map[uint64]int{} // regular-file inode → names in the tree
+	nlink := map[uint64]int{} // regular-file inode → its stored link count
 	for _, p := range sortedKeys(got) {
 		fi, err := e.(fs.ReadLinkFS).Lstat(p)
 		if err != nil {
@@ -127,6 +129,8 @@ func fsckExtract(tb testing.TB, img string) map[string]rec {
 			r.Mode = st.Mode.String()
 		}
 		if st.Mode.IsRegular() {
+			names[uint64(st.Ino)]++
+			nlink[uint64(st.Ino)] = st.Nlink
 			if first, ok := firstByIno[uint64(st.Ino)]; ok {
 				r.LinkTo = first
 			} else {
@@ -137,6 +141,11 @@ func fsckExtract(tb testing.TB, img string) map[string]rec {
 			r.Xattrs = st.Xattrs
 		}
 		got[p] = r
+	}
+	for ino, n := range names {
+		if nlink[ino] != n {
+			tb.Errorf("inode %d (%s) has nlink %d; want %d (its names in the image)", ino, firstByIno[ino], nlink[ino], n)
+		}
 	}
 	return got
 }

@@ -11,44 +11,70 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sparseChunk is the granularity at which zero runs are found and punched.
-const sparseChunk = 64 << 10
+// holeSkipper is the file go-diskfs formats the upper image through. It
+// drops writes of zeros that land entirely in a hole of the (freshly
+// truncated) file: go-diskfs writes the inode tables and journal of a 4 GiB
+// image as 256 MiB of zeros, which would make every new upper cost that much
+// disk and I/O. Zero writes over existing data are passed through, so the
+// result is byte-identical.
+type holeSkipper struct {
+	*os.File
+}
 
-var zeroChunk = make([]byte, sparseChunk)
-
-// punchZeros deallocates every all-zero sparseChunk-aligned chunk of f.
-// go-diskfs writes zeroed inode tables and bitmaps eagerly (256 MiB for a
-// 4 GiB image); punching them keeps a fresh upper at a few MiB on disk.
-func punchZeros(f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := fi.Size()
-	buf := make([]byte, sparseChunk)
-	var off int64
-	for off < size {
-		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			return nil // no data after off
+func (h holeSkipper) WriteAt(p []byte, off int64) (int, error) {
+	// Split at block boundaries: go-diskfs writes the journal as one buffer
+	// whose first block is its superblock and the rest zeros.
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		n := min(len(p)-done, int(sparseBlock-pos%sparseBlock))
+		// Extend an aligned piece over following blocks of the same kind
+		// (zero or not); a leading partial block stays on its own so that
+		// data at the start of its block does not drag a long zero run
+		// into being written.
+		zero := isZero(p[done : done+n])
+		for pos%sparseBlock == 0 && done+n < len(p) {
+			m := min(len(p)-done-n, sparseBlock)
+			if isZero(p[done+n:done+n+m]) != zero {
+				break
+			}
+			n += m
 		}
-		if err != nil {
-			return fmt.Errorf("seek data: %w", err)
-		}
-		off = data - data%sparseChunk
-		n, err := f.ReadAt(buf, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		if n == sparseChunk && bytes.Equal(buf, zeroChunk) {
-			if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, sparseChunk); err != nil {
-				return fmt.Errorf("punch hole: %w", err)
+		chunk := p[done : done+n]
+		if !zero || !h.isHole(pos, int64(n)) {
+			if _, err := h.File.WriteAt(chunk, pos); err != nil {
+				return done, err
 			}
 		}
-		off += sparseChunk
+		done += n
 	}
-	return nil
+	return done, nil
 }
+
+// isHole reports whether [off, off+n) holds no data.
+func (h holeSkipper) isHole(off, n int64) bool {
+	next, err := unix.Seek(int(h.Fd()), off, unix.SEEK_DATA)
+	return errors.Is(err, unix.ENXIO) || (err == nil && next >= off+n)
+}
+
+const sparseBlock = 4096
+
+func isZero(p []byte) bool {
+	for len(p) >= len(zeroBlock) {
+		if !bytes.Equal(p[:len(zeroBlock)], zeroBlock[:]) {
+			return false
+		}
+		p = p[len(zeroBlock):]
+	}
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var zeroBlock [4096]byte
 
 // CopyUpper copies the upper image src to dst, preserving holes (SEEK_DATA /
 // SEEK_HOLE), through dst+".tmp" and a rename. The source must not be in use

@@ -53,11 +53,15 @@ func CreateUpper(ctx context.Context, path string, sizeBytes int64) error {
 }
 
 func writeUpper(tmp string, size int64) error {
-	b, err := file.CreateFromPath(tmp, size)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	b := file.New(holeSkipper{f}, false)
 	fs, err := ext4.Create(b, size, 0, 0, &ext4.Params{
 		VolumeName: "msb-upper",
 		// dependencies.md §15.4: 4K blocks need this off or the GDT
@@ -82,15 +86,8 @@ func writeUpper(tmp string, size int64) error {
 	if err := fs.Close(); err != nil {
 		return err
 	}
-	f, err := b.Sys()
-	if err != nil {
-		return err
-	}
-	if err := punchZeros(f); err != nil {
-		return err
-	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	return nil
+	return f.Close()
 }
