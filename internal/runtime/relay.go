@@ -556,7 +556,15 @@ func splitUTF8Tail(b []byte) (complete, tail []byte) {
 // closes it at once when all slots are taken (reference §3.4).
 func (r *Relay) addClient(conn net.Conn) {
 	r.mu.Lock()
-	if r.closed {
+	// guestFailed closes guestDone before it snapshots the clients under
+	// r.mu, so a client added here is either refused or kicked by it.
+	guestGone := false
+	select {
+	case <-r.guestDone:
+		guestGone = true
+	default:
+	}
+	if r.closed || guestGone {
 		r.mu.Unlock()
 		conn.Close()
 		return
