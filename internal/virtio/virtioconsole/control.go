@@ -12,6 +12,9 @@ type control struct {
 	ports       []*port
 	deviceReady bool
 	portReady   []bool
+	// hostOpenSent records which ports the driver was told are open on
+	// the host side (PORT_OPEN 1), so a host disconnect is reported once.
+	hostOpenSent []bool
 	// outbound holds messages for the driver until it posts control
 	// receive buffers. Each message is produced at most once per port per
 	// activation, which bounds it by maxOutbound.
@@ -19,12 +22,12 @@ type control struct {
 }
 
 func newControl(ports []*port) *control {
-	return &control{ports: ports, portReady: make([]bool, len(ports))}
+	return &control{ports: ports, portReady: make([]bool, len(ports)), hostOpenSent: make([]bool, len(ports))}
 }
 
 // maxOutbound is the most messages an activation can queue: PORT_ADD,
-// then CONSOLE_PORT or PORT_NAME plus PORT_OPEN, per port.
-func (c *control) maxOutbound() int { return 3 * len(c.ports) }
+// then CONSOLE_PORT or PORT_NAME, PORT_OPEN 1 and PORT_OPEN 0, per port.
+func (c *control) maxOutbound() int { return 4 * len(c.ports) }
 
 func (c *control) send(id uint32, event, value uint16, extra []byte) {
 	if len(c.outbound) >= c.maxOutbound() {
@@ -72,6 +75,7 @@ func (c *control) handle(ch virtio.Chain, err error) uint32 {
 		c.send(id, VIRTIO_CONSOLE_PORT_NAME, 0, []byte(p.name))
 		if p.hostOpen.Load() {
 			c.send(id, VIRTIO_CONSOLE_PORT_OPEN, 1, nil)
+			c.hostOpenSent[id] = true
 		}
 	case VIRTIO_CONSOLE_PORT_OPEN:
 		if id >= uint32(len(c.ports)) || !c.portReady[id] {
@@ -84,6 +88,17 @@ func (c *control) handle(ch virtio.Chain, err error) uint32 {
 		}
 	}
 	return 0
+}
+
+// syncHost tells the driver about host sides that closed since their
+// ports were announced open.
+func (c *control) syncHost() {
+	for id, p := range c.ports {
+		if c.hostOpenSent[id] && !p.hostOpen.Load() {
+			c.hostOpenSent[id] = false
+			c.send(uint32(id), VIRTIO_CONSOLE_PORT_OPEN, 0, nil)
+		}
+	}
 }
 
 // flush moves queued messages into the driver's control receive buffers.
@@ -106,12 +121,13 @@ func (c *control) flush(q *virtio.Queue) error {
 	return nil
 }
 
-func (c *control) run(stop <-chan struct{}, rxKick, txKick virtio.Kick, rx, tx *virtio.Queue, irq virtio.Interrupt) {
+func (c *control) run(stop <-chan struct{}, rxKick, txKick, hostKick virtio.Kick, rx, tx *virtio.Queue, irq virtio.Interrupt) {
 	for {
 		if err := virtio.Drain(tx, ctlTxQueue, irq, c.handle); err != nil {
 			irq.NeedsReset(err)
 			return
 		}
+		c.syncHost()
 		if err := c.flush(rx); err != nil {
 			irq.NeedsReset(err)
 			return
@@ -125,6 +141,7 @@ func (c *control) run(stop <-chan struct{}, rxKick, txKick virtio.Kick, rx, tx *
 			return
 		case <-rxKick:
 		case <-txKick:
+		case <-hostKick:
 		}
 	}
 }

@@ -10,7 +10,8 @@
 // Port discovery (§5.3.6.2): the driver sends DEVICE_READY; the device
 // answers PORT_ADD for every port; for each PORT_READY the device sends
 // CONSOLE_PORT (port 0) or PORT_NAME and PORT_OPEN (named ports); the
-// driver reports PORT_OPEN when a guest process opens or closes a port.
+// driver reports PORT_OPEN when a guest process opens or closes a port, and
+// the device sends PORT_OPEN 0 when a port's host side closes.
 // Host data for a port is held until the guest has it open, because the
 // Linux driver discards data for closed ports.
 //
@@ -78,6 +79,8 @@ type Device struct {
 	config  [configSize]byte
 	workers virtio.Workers
 	readers sync.WaitGroup
+	// hostKick wakes the control goroutine when a host side closes.
+	hostKick virtio.Kick
 
 	// mu protects kicks and closed.
 	mu     sync.Mutex
@@ -92,7 +95,7 @@ func New(cfg Config) (*Device, error) {
 	if len(cfg.Ports) > 1<<14 {
 		return nil, fmt.Errorf("new virtio-console: %d ports: too many", len(cfg.Ports))
 	}
-	d := &Device{console: cfg.Console}
+	d := &Device{console: cfg.Console, hostKick: virtio.NewKick()}
 	if d.console == nil {
 		d.console = io.Discard
 	}
@@ -122,6 +125,7 @@ func New(cfg Config) (*Device, error) {
 func (d *Device) readHost(p *port) {
 	defer d.readers.Done()
 	defer close(p.data)
+	defer d.hostKick.Notify()
 	defer p.hostOpen.Store(false)
 	for {
 		buf := make([]byte, hostChunkSize)
@@ -201,7 +205,7 @@ func (d *Device) Activate(_ *guestmem.Memory, features uint64, queues []*virtio.
 	if rx, tx := queue(ctlRxQueue), queue(ctlTxQueue); rx != nil && tx != nil {
 		c := newControl(d.ports)
 		d.workers.Go(func(stop <-chan struct{}) {
-			c.run(stop, kicks[ctlRxQueue], kicks[ctlTxQueue], rx, tx, irq)
+			c.run(stop, kicks[ctlRxQueue], kicks[ctlTxQueue], d.hostKick, rx, tx, irq)
 		})
 	}
 	for _, p := range d.ports[1:] {

@@ -217,6 +217,12 @@ func TestPortDiscoveryAndData(t *testing.T) {
 	if g.irq.ResetErr() != nil {
 		t.Errorf("unexpected NeedsReset: %v", g.irq.ResetErr())
 	}
+
+	// The host side going away is reported as PORT_OPEN 0.
+	hostEnd.Close()
+	if diff := cmp.Diff([]msg{{ID: 1, Event: VIRTIO_CONSOLE_PORT_OPEN, Value: 0}}, g.recvMsgs(1)); diff != "" {
+		t.Errorf("after host close (-want +got):\n%s", diff)
+	}
 }
 
 func TestSinglePortMode(t *testing.T) {
@@ -331,6 +337,10 @@ func FuzzConsoleControl(f *testing.F) {
 		c := newTestControl()
 		var irq virtiotest.Interrupt
 		for len(in) > 0 {
+			if in[0]&0x80 != 0 {
+				c.ports[1].hostOpen.Store(false)
+			}
+			c.syncHost()
 			n := min(int(in[0])%32, len(in)-1)
 			m := in[1 : 1+n]
 			in = in[1+n:]
