@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/vmm/boot"
 	"github.com/msb-go/msb/internal/vmm/bus"
 	"github.com/msb-go/msb/internal/vmm/guestmem"
@@ -57,6 +58,9 @@ type Config struct {
 	// Console receives the guest serial console; nil discards it. Output
 	// is bounded as uart.Config describes.
 	Console io.Writer
+	// Devices are attached as virtio-mmio devices, in order, and declared
+	// on the kernel command line. At most 19 (IRQs 5–23).
+	Devices []virtio.Device
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -67,6 +71,9 @@ type Stats struct {
 	IO, MMIO, Interrupted, Other uint64
 	// Unhandled counts port and MMIO accesses no device claimed.
 	Unhandled uint64
+	// Notifications counts virtqueue notifications that arrived through
+	// an ioeventfd, without an exit.
+	Notifications uint64
 }
 
 // Machine is one microVM. Its methods are not safe for concurrent use,
@@ -82,19 +89,20 @@ type Machine struct {
 	pio     bus.Bus
 	mmio    bus.Bus
 	uart    *uart.UART
+	virtio  []*virtioDevice
 	ran     bool
 
 	// stop cancels the running Run with a cause; nil outside Run.
 	stop atomic.Pointer[context.CancelCauseFunc]
 
-	io, mmioExits, intr, other, unhandled atomic.Uint64
+	io, mmioExits, intr, other, unhandled, notifies atomic.Uint64
 }
 
 // New builds a Machine from cfg: VM, memory, kernel, devices and vCPUs.
 func New(cfg Config) (m *Machine, err error) {
-	if cfg.Kernel == "" || cfg.VCPUs < 1 || cfg.VCPUs > maxVCPUs || cfg.MemoryMiB < minMemoryMiB || cfg.MemoryMiB > maxMemoryMiB {
-		return nil, fmt.Errorf("new machine: kernel %q, %d vcpus (1-%d), %d MiB (%d-%d): %w",
-			cfg.Kernel, cfg.VCPUs, maxVCPUs, cfg.MemoryMiB, minMemoryMiB, maxMemoryMiB, ErrBadConfig)
+	if cfg.Kernel == "" || cfg.VCPUs < 1 || cfg.VCPUs > maxVCPUs || cfg.MemoryMiB < minMemoryMiB || cfg.MemoryMiB > maxMemoryMiB || len(cfg.Devices) > maxVirtio {
+		return nil, fmt.Errorf("new machine: kernel %q, %d vcpus (1-%d), %d MiB (%d-%d), %d devices (max %d): %w",
+			cfg.Kernel, cfg.VCPUs, maxVCPUs, cfg.MemoryMiB, minMemoryMiB, maxMemoryMiB, len(cfg.Devices), maxVirtio, ErrBadConfig)
 	}
 	m = &Machine{log: cfg.Logger, irqFD: -1}
 	if m.log == nil {
@@ -136,6 +144,9 @@ func New(cfg Config) (m *Machine, err error) {
 		return nil, fmt.Errorf("new machine: %w", err)
 	}
 	if err := m.attachDevices(cfg.Console); err != nil {
+		return nil, fmt.Errorf("new machine: %w", err)
+	}
+	if err := m.attachVirtio(cfg.Devices); err != nil {
 		return nil, fmt.Errorf("new machine: %w", err)
 	}
 	if err := m.createVCPUs(cfg.VCPUs, entry); err != nil {
@@ -196,7 +207,8 @@ func (m *Machine) loadKernel(cfg Config) (*boot.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
 	}
-	bc := boot.Config{Cmdline: strings.Join(append([]string{DefaultCmdline}, cfg.Cmdline...), " ")}
+	words := append([]string{DefaultCmdline}, virtioCmdline(len(cfg.Devices))...)
+	bc := boot.Config{Cmdline: strings.Join(append(words, cfg.Cmdline...), " ")}
 	if cfg.Initrd != "" {
 		f, err := os.Open(cfg.Initrd)
 		if err != nil {
@@ -322,6 +334,8 @@ func (m *Machine) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	stopNotifiers := m.startNotifiers()
+	defer stopNotifiers()
 	var wg sync.WaitGroup
 	for _, c := range m.vcpus {
 		wg.Go(func() {
@@ -417,11 +431,12 @@ func (m *Machine) handleMMIO(e *kvm.MMIOExit) {
 // Stats returns the exit counters. It is safe to call during Run.
 func (m *Machine) Stats() Stats {
 	return Stats{
-		IO:          m.io.Load(),
-		MMIO:        m.mmioExits.Load(),
-		Interrupted: m.intr.Load(),
-		Other:       m.other.Load(),
-		Unhandled:   m.unhandled.Load(),
+		IO:            m.io.Load(),
+		MMIO:          m.mmioExits.Load(),
+		Interrupted:   m.intr.Load(),
+		Other:         m.other.Load(),
+		Unhandled:     m.unhandled.Load(),
+		Notifications: m.notifies.Load(),
 	}
 }
 
@@ -431,7 +446,7 @@ func (m *Machine) ConsoleStats() uart.Stats { return m.uart.Stats() }
 // Close releases the vCPUs, VM, memory and KVM. It must not be called
 // while Run is running.
 func (m *Machine) Close() error {
-	var errs []error
+	errs := []error{m.closeVirtio()}
 	for _, c := range m.vcpus {
 		errs = append(errs, c.Close())
 	}
