@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Environment of a re-executed test binary acting as one writer process
@@ -36,7 +38,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The store owns no goroutines; database/sql's must stop on Close.
+	goleak.VerifyTestMain(m)
 }
 
 // writerProcess is one of the concurrent processes: it opens the shared
@@ -68,7 +71,7 @@ func writerProcess(path string, id int) error {
 		if err != nil {
 			return err
 		}
-		for range 3 {
+		for range 7 {
 			if err := s.InsertMetric(ctx, Metric{SandboxID: sb.ID, CPUPercent: 1, MemoryBytes: int64(i)}); err != nil {
 				return err
 			}
@@ -140,8 +143,8 @@ func TestConcurrentWriterProcesses(t *testing.T) {
 				t.Errorf("sandbox %s status = %q; want Stopped", sb.Name, sb.Status)
 			}
 			n, err := s.Metrics(t.Context(), sb.ID, time.Time{})
-			if err != nil || len(n) != 3 {
-				t.Errorf("sandbox %s metrics = %d, %v; want 3", sb.Name, len(n), err)
+			if err != nil || len(n) != 5 {
+				t.Errorf("sandbox %s metrics = %d, %v; want 5 (retention)", sb.Name, len(n), err)
 			}
 		}
 	}

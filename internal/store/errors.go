@@ -22,6 +22,11 @@ var (
 	// (a manifest used by a sandbox's rootfs, a layer used by a manifest, a
 	// snapshot that is another snapshot's parent).
 	ErrInUse = errors.New("in use")
+	// ErrWrongState is returned by TransitionSandbox and
+	// DeleteInactiveSandbox when the sandbox is not in a state that allows
+	// the change (start needs Stopped or Crashed; rm refuses Running and
+	// Draining).
+	ErrWrongState = errors.New("sandbox is in the wrong state")
 	// ErrInvalidConfig is returned for a sandbox config that is not a JSON
 	// object, is too large, or carries secrets.
 	ErrInvalidConfig = errors.New("invalid sandbox config")

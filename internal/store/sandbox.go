@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -188,6 +189,58 @@ func (s *Store) DeleteSandbox(ctx context.Context, id int64) error {
 			return err
 		}
 		return rowsAffected(res)
+	})
+	if err != nil {
+		return fmt.Errorf("delete sandbox %d: %w", id, err)
+	}
+	return nil
+}
+
+// TransitionSandbox sets a sandbox's status to `to` only if its current
+// status is one of from, as one atomic step, and returns the updated row.
+// It returns ErrNotFound for a missing sandbox and an error wrapping
+// ErrWrongState (naming the current status) otherwise. For example, start
+// is TransitionSandbox(ctx, id, StatusRunning, StatusStopped, StatusCrashed).
+func (s *Store) TransitionSandbox(ctx context.Context, id int64, to SandboxStatus, from ...SandboxStatus) (Sandbox, error) {
+	if !to.Valid() {
+		return Sandbox{}, fmt.Errorf("transition sandbox %d: invalid status %q", id, to)
+	}
+	var sb Sandbox
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		sb, err = scanSandbox(tx.QueryRowContext(ctx, "SELECT "+sandboxCols+" FROM sandbox WHERE id = ?", id))
+		if err != nil {
+			return notFound(err)
+		}
+		if !slices.Contains(from, sb.Status) {
+			return fmt.Errorf("%w: %s is %s", ErrWrongState, sb.Name, sb.Status)
+		}
+		sb.Status, sb.UpdatedAt = to, now()
+		_, err = tx.ExecContext(ctx, "UPDATE sandbox SET status = ?, updated_at = ? WHERE id = ?", to, ms(sb.UpdatedAt), id)
+		return err
+	})
+	if err != nil {
+		return Sandbox{}, fmt.Errorf("transition sandbox %d to %s: %w", id, to, err)
+	}
+	return sb, nil
+}
+
+// DeleteInactiveSandbox is DeleteSandbox that refuses, with an error
+// wrapping ErrWrongState, a sandbox that is Running or Draining (reference
+// §4.4: remove refuses active sandboxes). Callers reconcile first so that a
+// crashed sandbox is not mistaken for a running one.
+func (s *Store) DeleteInactiveSandbox(ctx context.Context, id int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var name string
+		var st SandboxStatus
+		if err := tx.QueryRowContext(ctx, "SELECT name, status FROM sandbox WHERE id = ?", id).Scan(&name, &st); err != nil {
+			return notFound(err)
+		}
+		if st.Active() {
+			return fmt.Errorf("%w: %s is %s", ErrWrongState, name, st)
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM sandbox WHERE id = ?", id)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete sandbox %d: %w", id, err)

@@ -471,3 +471,98 @@ func FuzzParseProcStat(f *testing.F) {
 		parseProcStat(b) // must not panic
 	})
 }
+
+func TestTransitionSandbox(t *testing.T) {
+	tests := []struct {
+		name    string
+		initial SandboxStatus
+		to      SandboxStatus
+		from    []SandboxStatus
+		wantErr error
+	}{
+		{"start stopped", StatusStopped, StatusRunning, []SandboxStatus{StatusStopped, StatusCrashed}, nil},
+		{"start crashed", StatusCrashed, StatusRunning, []SandboxStatus{StatusStopped, StatusCrashed}, nil},
+		{"start running", StatusRunning, StatusRunning, []SandboxStatus{StatusStopped, StatusCrashed}, ErrWrongState},
+		{"no from", StatusStopped, StatusRunning, nil, ErrWrongState},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t)
+			sb, err := s.CreateSandbox(t.Context(), "x", json.RawMessage(`{}`), tt.initial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.TransitionSandbox(t.Context(), sb.ID, tt.to, tt.from...)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("TransitionSandbox = %v; want %v", err, tt.wantErr)
+			}
+			want := tt.initial
+			if tt.wantErr == nil {
+				want = tt.to
+				if got.Status != tt.to {
+					t.Errorf("returned status = %q; want %q", got.Status, tt.to)
+				}
+			}
+			if cur, _ := s.Sandbox(t.Context(), "x"); cur.Status != want {
+				t.Errorf("stored status = %q; want %q", cur.Status, want)
+			}
+		})
+	}
+	s := openTest(t)
+	if _, err := s.TransitionSandbox(t.Context(), 42, StatusRunning, StatusStopped); !errors.Is(err, ErrNotFound) {
+		t.Errorf("TransitionSandbox(missing) = %v; want ErrNotFound", err)
+	}
+}
+
+func TestTransitionSandboxOneWinner(t *testing.T) {
+	s := openTest(t)
+	sb := mustCreate(t, s, "race")
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = s.TransitionSandbox(t.Context(), sb.ID, StatusRunning, StatusStopped, StatusCrashed)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else if !errors.Is(err, ErrWrongState) {
+			t.Errorf("TransitionSandbox = %v; want nil or ErrWrongState", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("winners = %d; want 1", won)
+	}
+}
+
+func TestDeleteInactiveSandbox(t *testing.T) {
+	for _, st := range []SandboxStatus{StatusRunning, StatusDraining, StatusStopped, StatusCrashed, StatusPaused} {
+		t.Run(string(st), func(t *testing.T) {
+			s := openTest(t)
+			sb, err := s.CreateSandbox(t.Context(), "x", json.RawMessage(`{}`), st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.DeleteInactiveSandbox(t.Context(), sb.ID)
+			if st.Active() {
+				if !errors.Is(err, ErrWrongState) {
+					t.Errorf("DeleteInactiveSandbox(%s) = %v; want ErrWrongState", st, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("DeleteInactiveSandbox(%s) = %v", st, err)
+			}
+			if _, err := s.Sandbox(t.Context(), "x"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Sandbox after delete = %v; want ErrNotFound", err)
+			}
+		})
+	}
+	s := openTest(t)
+	if err := s.DeleteInactiveSandbox(t.Context(), 42); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeleteInactiveSandbox(missing) = %v; want ErrNotFound", err)
+	}
+}
