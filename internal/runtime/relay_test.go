@@ -31,6 +31,7 @@ const testWait = 5 * time.Second
 //   - exec.request "echo ARGS": started, stdout "out:ARGS", stderr "err:ARGS"
 //     (not for tty), exited 0
 //   - "sleep": started only; a later exec.signal ends it with exited 128+sig
+//   - "deaf": started only, and signals are ignored
 //   - "count N": started, N stdout frames "i\n", exited 0
 //   - "flood": started, then 4 KiB stdout frames until signalled
 //   - "bulk N": started, N 4 KiB stdout frames, exited 0
@@ -48,6 +49,7 @@ type fakeGuest struct {
 	got     []agentproto.Message
 	changed chan struct{} // closed and replaced whenever got grows
 	floods  map[uint32]chan struct{}
+	deaf    map[uint32]bool
 }
 
 func newFakeGuest(conn net.Conn) *fakeGuest {
@@ -56,6 +58,7 @@ func newFakeGuest(conn net.Conn) *fakeGuest {
 		enc:     agentproto.NewEncoder(conn),
 		changed: make(chan struct{}),
 		floods:  map[uint32]chan struct{}{},
+		deaf:    map[uint32]bool{},
 	}
 }
 
@@ -125,6 +128,10 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 				g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: chunk})
 			}
 			g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 0})
+		case "deaf":
+			g.mu.Lock()
+			g.deaf[m.ID] = true
+			g.mu.Unlock()
 		case "utf8":
 			g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: []byte("h\xc3")})
 			g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: []byte("\xa9llo")})
@@ -156,7 +163,11 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 			close(stop)
 			delete(g.floods, m.ID)
 		}
+		deaf := g.deaf[m.ID]
 		g.mu.Unlock()
+		if deaf {
+			return
+		}
 		g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 128 + sig.Signal})
 	case agentproto.TypeFsRequest:
 		var req agentproto.FsRequest
@@ -577,6 +588,65 @@ func TestRelayDisconnectKillsSessions(t *testing.T) {
 	// a still works, and the orphans' late frames did not leak anywhere.
 	if out, _, _ := a.exec(a.offset+2, "echo", "still"); out != "out:still" {
 		t.Errorf("a exec = %q; want out:still", out)
+	}
+}
+
+// TestRelayOrphanOutputNotDelivered checks that output of a departed
+// client's still-running session does not reach the next client in its
+// slot, which uses the same ids.
+func TestRelayOrphanOutputNotDelivered(t *testing.T) {
+	env := newRelayEnv(t, RelayOptions{})
+	env.dial(t)
+	b := env.dial(t)
+	orphan := b.offset + 1
+	b.send(orphan, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "deaf"})
+	b.recv()
+	b.conn.Close()
+	env.guest.waitFor(t, "kill of the orphan", isKill(orphan))
+	var c *testClient
+	eventually(t, "slot 1 to be reused", func() bool {
+		var err error
+		c, err = env.tryDial(t)
+		return err == nil
+	})
+	if c.offset != b.offset {
+		t.Fatalf("new client offset = %d; want %d", c.offset, b.offset)
+	}
+	env.guest.send(orphan, agentproto.TypeExecStdout, agentproto.ExecData{Data: []byte("leak")})
+	// exec fails the test if any frame for another id arrives first.
+	if out, _, _ := c.exec(c.offset+2, "echo", "mine"); out != "out:mine" {
+		t.Errorf("exec = %q; want out:mine", out)
+	}
+	if n := env.relay.ActiveSessions(); n != 1 {
+		t.Errorf("ActiveSessions = %d; want 1 (the orphan still runs)", n)
+	}
+	// Once the orphan ends, its id is free for the new client.
+	env.guest.send(orphan, agentproto.TypeExecExited, agentproto.ExecExited{Code: 137})
+	eventually(t, "the orphan to end", func() bool { return env.relay.ActiveSessions() == 0 })
+	if out, _, _ := c.exec(orphan, "echo", "reuse"); out != "out:reuse" {
+		t.Errorf("exec on the reused id = %q; want out:reuse", out)
+	}
+}
+
+func TestRelaySessionLimit(t *testing.T) {
+	env := newRelayEnv(t, RelayOptions{MaxClientSessions: 2})
+	a := env.dial(t)
+	for i := range uint32(2) {
+		a.send(a.offset+1+i, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "sleep"})
+		a.recv()
+	}
+	a.send(a.offset+3, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "sleep"})
+	a.expectClosed()
+	for i := range uint32(2) {
+		env.guest.waitFor(t, "kill", isKill(a.offset+1+i))
+	}
+	for _, m := range env.guest.received() {
+		if m.ID == a.offset+3 {
+			t.Errorf("guest received %s for the session over the limit", m.Type)
+		}
+	}
+	if !strings.Contains(env.logs.String(), "more than 2 open sessions") {
+		t.Errorf("log does not mention the session limit:\n%s", env.logs.String())
 	}
 }
 
