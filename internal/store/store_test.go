@@ -566,3 +566,28 @@ func TestDeleteInactiveSandbox(t *testing.T) {
 		t.Errorf("DeleteInactiveSandbox(missing) = %v; want ErrNotFound", err)
 	}
 }
+
+func TestOpenOddPath(t *testing.T) {
+	for _, dir := range []string{"with space", "q?x=1", "hash#frag", "pct%41", "ünï"} {
+		t.Run(dir, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), dir, "msb.db")
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustCreate(t, s, "x")
+			s.Close()
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("database not at %q: %v", path, err)
+			}
+			s, err = Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Sandbox(t.Context(), "x"); err != nil {
+				t.Errorf("reopened database lost its row: %v", err)
+			}
+		})
+	}
+}
