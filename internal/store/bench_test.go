@@ -22,7 +22,7 @@ func reportLatency(b *testing.B, samples []time.Duration) {
 }
 
 // BenchmarkInsertMetric measures the sandbox process's per-second metric
-// write in steady state: the sandbox already holds DefaultMetricRetention
+// write in steady state: the sandbox already holds MetricRetention
 // rows, so every insert also prunes the oldest one.
 func BenchmarkInsertMetric(b *testing.B) {
 	s := openTest(b)
@@ -35,7 +35,7 @@ func BenchmarkInsertMetric(b *testing.B) {
 		return Metric{SandboxID: sb.ID, CPUPercent: 12.5, MemoryBytes: 256 << 20, DiskReadBytes: int64(i),
 			DiskWriteBytes: int64(i), NetRxBytes: int64(i), NetTxBytes: int64(i), SampledAt: base.Add(time.Duration(i) * time.Second)}
 	}
-	for range DefaultMetricRetention {
+	for range MetricRetention {
 		if err := s.InsertMetric(ctx, next()); err != nil {
 			b.Fatal(err)
 		}
@@ -53,8 +53,8 @@ func BenchmarkInsertMetric(b *testing.B) {
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sandbox_metric WHERE sandbox_id = ?", sb.ID).Scan(&n); err != nil {
 		b.Fatal(err)
 	}
-	if n != DefaultMetricRetention {
-		b.Fatalf("rows after benchmark = %d; want %d", n, DefaultMetricRetention)
+	if n != MetricRetention {
+		b.Fatalf("rows after benchmark = %d; want %d", n, MetricRetention)
 	}
 }
 
@@ -65,7 +65,7 @@ func BenchmarkLatestMetric(b *testing.B) {
 	ctx := b.Context()
 	sb := mustCreate(b, s, "bench")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range DefaultMetricRetention {
+	for i := range MetricRetention {
 		if err := s.InsertMetric(ctx, Metric{SandboxID: sb.ID, SampledAt: base.Add(time.Duration(i) * time.Second)}); err != nil {
 			b.Fatal(err)
 		}

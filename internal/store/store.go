@@ -26,9 +26,9 @@ const (
 	maxOpenConns = 4
 )
 
-// DefaultMetricRetention is the default number of sandbox_metric rows kept
+// MetricRetention is the default number of sandbox_metric rows kept
 // per sandbox: one hour of one-second samples.
-const DefaultMetricRetention = 3600
+const MetricRetention = 3600
 
 // Store is an open state database. It is safe for concurrent use.
 type Store struct {
@@ -68,7 +68,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 	s := &Store{db: db}
-	s.retention.Store(DefaultMetricRetention)
+	s.retention.Store(MetricRetention)
 	if err := migrate(ctx, db, len(migrations)); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -99,7 +99,7 @@ func (s *Store) Close() error {
 }
 
 // SetMetricRetention sets how many sandbox_metric rows InsertMetric keeps
-// per sandbox (n < 1 means 1). The default is DefaultMetricRetention.
+// per sandbox (n < 1 means 1). The default is MetricRetention.
 func (s *Store) SetMetricRetention(n int) {
 	s.retention.Store(int64(max(n, 1)))
 }
