@@ -100,7 +100,8 @@ func waitBlockDevice(dev string) error {
 }
 
 // blockFilesystems lists the filesystem types that need a device, from
-// /proc/filesystems, for probing.
+// /proc/filesystems, for probing. The common ones go first: the kernel
+// logs every failed attempt (ext4 registers ext3 and ext2 before itself).
 func blockFilesystems() []string {
 	data, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
@@ -113,6 +114,17 @@ func blockFilesystems() []string {
 			out = append(out, f[0])
 		}
 	}
+	preferred := []string{"ext4", "xfs", "btrfs", "erofs", "squashfs", "vfat"}
+	slices.SortStableFunc(out, func(a, b string) int {
+		ia, ib := slices.Index(preferred, a), slices.Index(preferred, b)
+		if ia < 0 {
+			ia = len(preferred)
+		}
+		if ib < 0 {
+			ib = len(preferred)
+		}
+		return ia - ib
+	})
 	return out
 }
 

@@ -54,6 +54,11 @@ func openAgentPort() (*consolePort, error) {
 		return nil, err
 	}
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if errors.Is(err, unix.ENXIO) {
+		// virtio_console: a console port (QEMU virtconsole) belongs to
+		// the hvc driver and cannot be opened as a vport.
+		return nil, fmt.Errorf("open agent port %s: %w (a console port; the host must declare it as a plain serial port, e.g. QEMU virtserialport)", dev, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open agent port: %w", err)
 	}
