@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erofs/go-erofs"
 )
 
 // te is one tar entry of a test layer.
@@ -224,6 +228,7 @@ var layerCases = []layerCase{
 			escapeName: {Mode: "-rw-r--r--", Content: h("pwned")},
 		},
 	},
+	manyLinks(),
 	{name: "dotdot", layers: [][]te{{tFile("../../x", "x")}}, wantErr: ErrUnsafePath},
 	{name: "dotdot inside", layers: [][]te{{tFile("a/../../x", "x")}}, wantErr: ErrUnsafePath},
 	{name: "hardlink outside", layers: [][]te{{tFile("f", "f"), tLink("g", "../f")}}, wantErr: ErrBadHardlink},
@@ -238,6 +243,36 @@ var layerCases = []layerCase{
 	{name: "huge uid", layers: [][]te{{tFile("f", "f").owner(1<<40, 0).xattr("user.x", "")}}, wantErr: ErrTooLarge},
 	{name: "long name", layers: [][]te{{tFile(strings.Repeat("n", 300), "f")}}, wantErr: ErrTooLarge},
 	{name: "empty symlink", layers: [][]te{{tSym("s", "")}}, wantErr: ErrUnsupported},
+}
+
+// manyLinks makes directories spanning several EROFS blocks (flat-plain
+// dirents) with hardlinks both ways between them, so patchHardlinks has to
+// find dirents beyond the first block.
+func manyLinks() layerCase {
+	var l []te
+	want := map[string]rec{
+		"a": {Mode: "drwxr-xr-x"},
+		"b": {Mode: "drwxr-xr-x"},
+	}
+	for i := range 300 {
+		name := fmt.Sprintf("a/file-with-a-rather-long-name-%03d", i)
+		body := fmt.Sprint(i)
+		l = append(l, tFile(name, body))
+		want[name] = rec{Mode: "-rw-r--r--", Content: h(body)}
+	}
+	for i := 0; i < 300; i += 7 {
+		target := fmt.Sprintf("a/file-with-a-rather-long-name-%03d", i)
+		for _, link := range []string{
+			fmt.Sprintf("a/zz-link-%03d", i),
+			fmt.Sprintf("b/link-%03d", i),
+		} {
+			l = append(l, tLink(link, target))
+			r := want[target]
+			r.LinkTo = target
+			want[link] = r
+		}
+	}
+	return layerCase{name: "hardlinks in multi-block directories", layers: [][]te{l}, want: want}
 }
 
 func layerReaders(tb testing.TB, layers [][]te) []io.Reader {
@@ -325,4 +360,72 @@ func FuzzBuildFromLayers(f *testing.F) {
 			t.Fatalf("/tmp/%s was created on the host", escapeName)
 		}
 	})
+}
+
+func TestBuildFromLayersDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	var images [][]byte
+	for i := range 2 {
+		img := filepath.Join(dir, fmt.Sprint(i))
+		layers := append(layerCases[0].layers, layerCases[1].layers...)
+		if err := BuildFromLayers(t.Context(), layerReaders(t, layers), img); err != nil {
+			t.Fatalf("BuildFromLayers: %v", err)
+		}
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, b)
+	}
+	if !bytes.Equal(images[0], images[1]) {
+		t.Errorf("two builds from the same layers differ; want identical images")
+	}
+}
+
+func TestBuildFromLayersRootEntry(t *testing.T) {
+	tests := []struct {
+		name    string
+		entry   te
+		want    string
+		wantUID uint32
+		wantErr error
+	}{
+		{name: "dot slash", entry: tDir("./").mode(0o750).owner(5, 6), want: "drwxr-x---", wantUID: 5},
+		{name: "slash", entry: tDir("/").mode(0o700), want: "drwx------"},
+		{name: "file as root", entry: tFile(".", "x"), wantErr: ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "root.erofs")
+			err := BuildFromLayers(t.Context(), layerReaders(t, [][]te{{tt.entry, tFile("f", "f")}}), img)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("BuildFromLayers() = %v; want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("BuildFromLayers: %v", err)
+			}
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			e, err := erofs.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := fs.Stat(e, ".")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().String(); got != tt.want {
+				t.Errorf("root mode = %s; want %s", got, tt.want)
+			}
+			if got := fi.Sys().(*erofs.Stat).UID; got != tt.wantUID {
+				t.Errorf("root uid = %d; want %d", got, tt.wantUID)
+			}
+		})
+	}
 }
