@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/erofs/go-erofs"
@@ -138,7 +139,12 @@ func fsckExtract(tb testing.TB, img string) map[string]rec {
 			}
 		}
 		if len(st.Xattrs) > 0 {
-			r.Xattrs = st.Xattrs
+			r.Xattrs = map[string]string{}
+			for k, v := range st.Xattrs {
+				// go-erofs reads POSIX ACLs back under their prefix,
+				// trailing dot included (see erofsXattrs).
+				r.Xattrs[strings.TrimSuffix(k, ".")] = v
+			}
 		}
 		got[p] = r
 	}

@@ -15,4 +15,9 @@ var (
 	// ErrUnsupported is returned for tar entry types that cannot be
 	// represented in the image.
 	ErrUnsupported = errors.New("rootfs: unsupported entry")
+
+	// errBadImage reports an EROFS image that patchHardlinks cannot parse
+	// (never expected from go-erofs output).
+	errBadImage = errors.New("malformed erofs image")
+	errNotDir   = errors.New("not a directory")
 )

@@ -23,8 +23,6 @@ const (
 	layoutFlatInline  = 2
 )
 
-var errBadImage = errors.New("malformed erofs image")
-
 // erofsImage is the minimal EROFS reader patchHardlinks needs: path lookup
 // through uncompressed directories, and the file offset of each dirent.
 type erofsImage struct {

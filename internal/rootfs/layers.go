@@ -132,6 +132,9 @@ func (b *layerBuilder) charge(n int) error {
 }
 
 func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, data io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // PAX global header (e.g. git archive): not an entry
+	}
 	parts, err := splitName(hdr.Name, ErrUnsafePath)
 	if err != nil {
 		return err

@@ -83,6 +83,17 @@ func mkTar(tb testing.TB, entries ...te) []byte {
 
 const escapeName = "msb-rootfs-escape-check"
 
+// aclBlob is a system.posix_acl_access value (Linux posix_acl_xattr, version
+// 2): user::rwx user:1000:r-x group::r-x mask::rwx other::r-x.
+var aclBlob = string([]byte{
+	2, 0, 0, 0,
+	1, 0, 7, 0, 0xff, 0xff, 0xff, 0xff,
+	2, 0, 5, 0, 0xe8, 3, 0, 0,
+	4, 0, 5, 0, 0xff, 0xff, 0xff, 0xff,
+	0x10, 0, 7, 0, 0xff, 0xff, 0xff, 0xff,
+	0x20, 0, 5, 0, 0xff, 0xff, 0xff, 0xff,
+})
+
 type layerCase struct {
 	name    string
 	layers  [][]te
@@ -229,6 +240,14 @@ var layerCases = []layerCase{
 		},
 	},
 	manyLinks(),
+	{
+		name: "pax global header and posix acl",
+		layers: [][]te{{
+			te{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "x"}, Format: tar.FormatPAX}},
+			tFile("f", "f").xattr("system.posix_acl_access", aclBlob),
+		}},
+		want: map[string]rec{"f": {Mode: "-rw-r--r--", Content: h("f"), Xattrs: map[string]string{"system.posix_acl_access": aclBlob}}},
+	},
 	{name: "dotdot", layers: [][]te{{tFile("../../x", "x")}}, wantErr: ErrUnsafePath},
 	{name: "dotdot inside", layers: [][]te{{tFile("a/../../x", "x")}}, wantErr: ErrUnsafePath},
 	{name: "hardlink outside", layers: [][]te{{tFile("f", "f"), tLink("g", "../f")}}, wantErr: ErrBadHardlink},

@@ -102,8 +102,6 @@ func scanDir(ctx context.Context, src string, opts PackOptions) (*inode, error) 
 	return root, nil
 }
 
-var errNotDir = errors.New("not a directory")
-
 // hostInode converts the lstat result of path p into an inode.
 func hostInode(p string, st *unix.Stat_t, opts PackOptions) (*inode, error) {
 	n := &inode{

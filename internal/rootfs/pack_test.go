@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +46,8 @@ func buildHostTree(t *testing.T, dir string) {
 	must(os.MkdirAll(filepath.Join(dir, "usr/bin"), 0o755))
 	must(os.Link(filepath.Join(dir, "bin/tool"), filepath.Join(dir, "usr/bin/tool3")))
 	must(unix.Mkfifo(filepath.Join(dir, "fifo"), 0o620))
+	must(unix.Mknod(filepath.Join(dir, "sock"), unix.S_IFSOCK|0o755, 0))
+	must(os.Chmod(filepath.Join(dir, "sock"), 0o755))
 	must(os.Chmod(filepath.Join(dir, "fifo"), 0o620))
 	must(unix.Setxattr(filepath.Join(dir, "etc/hostname"), "user.msb", []byte("v1"), 0))
 	must(unix.Setxattr(filepath.Join(dir, "etc"), "user.dir", []byte(""), 0))
@@ -132,16 +135,23 @@ func TestPackDirErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name string
-		src  string
+		name   string
+		src    string
+		cancel bool
 	}{
 		{name: "missing", src: filepath.Join(dir, "missing")},
 		{name: "not a directory", src: file},
+		{name: "cancelled", src: dir, cancel: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
 			dst := filepath.Join(t.TempDir(), "out.erofs")
-			if err := PackDir(t.Context(), tt.src, dst, PackOptions{}); err == nil {
+			if err := PackDir(ctx, tt.src, dst, PackOptions{}); err == nil {
 				t.Fatalf("PackDir(%s) = nil; want error", tt.src)
 			}
 			if _, err := os.Stat(dst); !os.IsNotExist(err) {
