@@ -303,7 +303,8 @@ func (ss *session) readOutput(r *os.File, t agentproto.Type) {
 		}
 		n, err := r.Read(buf)
 		if n > 0 {
-			ss.srv.send(ss.id, t, agentproto.ExecData{Data: append([]byte(nil), buf[:n]...)})
+			// send encodes before it returns: buf may be reused.
+			ss.srv.send(ss.id, t, agentproto.ExecData{Data: buf[:n]})
 		}
 		if err != nil {
 			// EOF (pipe), EIO (PTY without slave), deadline or close.

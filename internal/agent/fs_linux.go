@@ -118,8 +118,10 @@ func (s *server) fsRead(id uint32, name string) error {
 	if fi.IsDir() {
 		return &fs.PathError{Op: "read", Path: name, Err: syscall.EISDIR}
 	}
+	// send encodes the payload before it returns, so one buffer serves
+	// every chunk.
+	buf := make([]byte, min(agentproto.MaxDataChunk, max(fi.Size(), 4096)))
 	for {
-		buf := make([]byte, agentproto.MaxDataChunk)
 		n, err := io.ReadFull(f, buf)
 		if n > 0 {
 			s.send(id, agentproto.TypeFsData, agentproto.FsData{Data: buf[:n]})

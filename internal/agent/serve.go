@@ -283,7 +283,9 @@ func (s *server) dispatch(m agentproto.Message) error {
 	return nil
 }
 
-// send queues m for the console writer, blocking while the queue is full.
+// send encodes payload and queues the frame for the console writer,
+// blocking while the queue is full. The payload is encoded before send
+// returns, so the caller may reuse its buffers.
 func (s *server) send(id uint32, t agentproto.Type, payload any) {
 	m, err := agentproto.New(id, t, payload)
 	if err != nil {
