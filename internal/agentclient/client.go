@@ -197,7 +197,7 @@ func (c *Client) readLoop(r *bufio.Reader) {
 			}
 			return
 		}
-		id, terminal := f.ID(), f.Flags()&agentproto.FlagTerminal != 0
+		id := f.ID()
 		if id == 0 {
 			// Only core.ready uses id 0 in this direction; a repeat
 			// carries nothing new.
@@ -205,23 +205,31 @@ func (c *Client) readLoop(r *bufio.Reader) {
 		}
 		c.mu.Lock()
 		h := c.subs[id]
-		if h != nil && terminal {
-			delete(c.subs, id)
-		}
 		c.mu.Unlock()
 		if h == nil {
 			continue
 		}
 		m, err := f.Message()
-		if errors.Is(err, agentproto.ErrUnknownType) && !terminal {
-			// A newer agent's extension that this host does not know.
+		if err != nil {
+			// The frame was read whole, so the stream is still in sync.
+			headerTerminal := f.Flags()&agentproto.FlagTerminal != 0
+			if errors.Is(err, agentproto.ErrUnknownType) && !headerTerminal {
+				// A newer agent's extension that this host does not know.
+				continue
+			}
+			// Only this session is broken. Its id stays reserved until
+			// the agent ends it.
+			h.fail(fmt.Errorf("%w: session %d: %w", ErrProtocol, id, err))
+			if headerTerminal {
+				c.unregister(id, h)
+			}
 			continue
 		}
-		if err != nil {
-			// The frame was read whole, so the stream is still in sync;
-			// only this session is broken.
-			h.fail(fmt.Errorf("%w: session %d: %w", ErrProtocol, id, err))
-			continue
+		// The type, not the header's flag byte, decides whether the
+		// session ends: every handler ends itself on a terminal type, so
+		// a session leaves subs exactly when it is over.
+		if m.Flags()&agentproto.FlagTerminal != 0 {
+			c.unregister(id, h)
 		}
 		h.handle(m)
 	}
