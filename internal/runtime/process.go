@@ -62,7 +62,9 @@ func Main(ctx context.Context) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	p := &process{launch: launch, home: h, log: logger}
-	code, err := p.run(ctx)
+	// The sandbox process handles SIGTERM and SIGINT itself (a graceful guest
+	// shutdown); the caller's signal-cancelled context must not kill the VM.
+	code, err := p.run(context.WithoutCancel(ctx))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: %v\n", err)
 		if !p.relayReady {
