@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/erofs/go-erofs"
@@ -259,9 +257,4 @@ func (f *treeFile) Close() error {
 	f.closed = true
 	f.release()
 	return nil
-}
-
-// cleanAbs returns p as an absolute, cleaned path.
-func cleanAbs(p string) string {
-	return path.Clean("/" + strings.TrimPrefix(p, "/"))
 }

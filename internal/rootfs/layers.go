@@ -185,7 +185,7 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 		return err
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the Reader turns the old TypeRegA into TypeReg
 		if isSparse(hdr) {
 			// A sparse entry expands a few bytes of input into up to
 			// maxFileSize bytes of zeros; layer builders never write them.
