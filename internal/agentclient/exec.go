@@ -17,8 +17,10 @@ const maxStdinChunk = 64 << 10
 // ExecResult is the outcome of a collected Exec.
 type ExecResult struct {
 	Stdout, Stderr []byte
-	ExitCode       int // exit status, or 128+signal when killed by a signal
-	PID            uint32
+	// ExitCode is the exit status. For a process killed by a signal it is
+	// what the agent reports: 128+signal from msb's agentd, -1 from 0.4.4.
+	ExitCode int
+	PID      uint32
 }
 
 // Exec runs req to completion, feeding it stdin (nil means none: stdin is
@@ -26,7 +28,8 @@ type ExecResult struct {
 // is not an error; a process that cannot start returns *ExecFailedError.
 // Cancelling ctx kills the process with signal 9 and returns ctx.Err().
 // Like os/exec, Exec waits for the copy from stdin to finish, which needs
-// stdin's Read to return.
+// stdin's Read to return. The whole output is held in memory; use
+// ExecStream for output of unknown size.
 func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest, stdin io.Reader) (*ExecResult, error) {
 	s, err := c.ExecStream(ctx, req)
 	if err != nil {
@@ -173,8 +176,8 @@ func (s *Session) Resize(rows, cols uint16) error {
 	return nil
 }
 
-// Wait waits for the process to exit and returns its exit code (128+signal
-// when it was killed by a signal). The error is non-nil only when the
+// Wait waits for the process to exit and returns its exit code (see
+// ExecResult.ExitCode for signals). The error is non-nil only when the
 // outcome is unknown: ctx was cancelled, or the connection ended (wrapping
 // ErrClosed). Output buffering is bounded, so read Stdout and Stderr until
 // EOF before or while calling Wait.
