@@ -811,3 +811,81 @@ func TestIDWraparoundOnWire(t *testing.T) {
 		t.Errorf("ids (-want +got):\n%s", diff)
 	}
 }
+
+// cancelAfter returns data from r and cancels ctx once n bytes have been read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n -= k
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return k, err
+}
+
+func TestFsCancel(t *testing.T) {
+	c, _ := startDirect(t)
+	liveIDs := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.subs)
+	}
+	t.Run("pending call", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+		defer cancel()
+		if _, err := c.Stat(ctx, "/hang"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Stat error = %v; want context.DeadlineExceeded", err)
+		}
+		// The agent never answers, so the id must stay reserved.
+		if n := liveIDs(); n != 1 {
+			t.Errorf("%d ids registered; want 1 (the unanswered stat)", n)
+		}
+	})
+	t.Run("read", func(t *testing.T) {
+		if err := c.WriteFile(t.Context(), "/f", nil, bytes.NewReader(make([]byte, 5<<20))); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		r, err := c.ReadFile(ctx, "/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := io.ReadFull(r, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if _, err := io.ReadAll(r); !errors.Is(err, context.Canceled) {
+			t.Errorf("read after cancel error = %v; want context.Canceled", err)
+		}
+	})
+	t.Run("write", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		src := &cancelAfter{r: bytes.NewReader(make([]byte, 5<<20)), n: 1, cancel: cancel}
+		if err := c.WriteFile(ctx, "/partial", nil, src); !errors.Is(err, context.Canceled) {
+			t.Errorf("WriteFile error = %v; want context.Canceled", err)
+		}
+		// The stream was ended, so the agent stored what it got.
+		if _, err := c.Stat(t.Context(), "/partial"); err != nil {
+			t.Errorf("Stat of the partial file: %v", err)
+		}
+	})
+	t.Run("already cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		for name, run := range map[string]func() error{
+			"stat":  func() error { _, err := c.Stat(ctx, "/"); return err },
+			"read":  func() error { _, err := c.ReadFile(ctx, "/f"); return err },
+			"write": func() error { return c.WriteFile(ctx, "/g", nil, bytes.NewReader(nil)) },
+		} {
+			if err := run(); !errors.Is(err, context.Canceled) {
+				t.Errorf("%s error = %v; want context.Canceled", name, err)
+			}
+		}
+	})
+}
