@@ -1042,3 +1042,69 @@ func BenchmarkRelayExecOutput(b *testing.B) {
 		})
 	}
 }
+
+// TestRelayCloseWithStuckGuest checks that Close returns while a guest that
+// stopped reading has the host→guest queue full and a client blocked on it.
+func TestRelayCloseWithStuckGuest(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir, err := os.MkdirTemp("", "msbrelay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("unix", filepath.Join(dir, "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostEnd, guestEnd := net.Pipe()
+	defer guestEnd.Close()
+	r := NewRelay(hostEnd, RelayOptions{GuestQueueFrames: 4})
+	g := newFakeGuest(guestEnd)
+	go g.send(0, agentproto.TypeReady, agentproto.Ready{})
+	if _, err := r.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- r.Serve(t.Context(), ln) }()
+
+	conn, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stdin, err := agentproto.New(1, agentproto.TypeExecStdin, agentproto.ExecData{Data: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := stdin.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for range 64 {
+			if _, err := conn.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	// The guest reads nothing, so the queue (4) plus the frame being
+	// written fill up and the client's reader blocks.
+	eventually(t, "the guest queue to fill", func() bool { return len(r.toGuest) == cap(r.toGuest) })
+
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	case <-time.After(testWait):
+		t.Fatal("Close blocked with a stuck guest")
+	}
+	if err := <-serveErr; !errors.Is(err, ErrRelayClosed) {
+		t.Errorf("Serve = %v; want ErrRelayClosed", err)
+	}
+	<-writerDone
+}
