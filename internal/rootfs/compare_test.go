@@ -90,6 +90,15 @@ func hashOf(b []byte) string {
 	return hex.EncodeToString(s[:8])
 }
 
+// fsckCheck runs fsck.erofs on img and fails the test on any finding.
+func fsckCheck(tb testing.TB, img string) {
+	tb.Helper()
+	bin := requireTool(tb, "fsck.erofs", "erofs-utils")
+	if out, err := exec.Command(bin, img).CombinedOutput(); err != nil {
+		tb.Fatalf("fsck.erofs %s: %v\n%s", img, err, out)
+	}
+}
+
 // fsckExtract checks img with fsck.erofs and extracts it; it returns the
 // extracted tree's records, with xattrs and hardlink identity taken from
 // the image itself (fsck.erofs 1.5 extracts neither).

@@ -51,6 +51,7 @@ func TestKernelReadsImages(t *testing.T) {
 	if err := PackDir(t.Context(), src, lower, PackOptions{}); err != nil {
 		t.Fatalf("PackDir: %v", err)
 	}
+	fsckCheck(t, lower)
 	mnt := mountLoop(t, "erofs", lower, "ro")
 	diffTrees(t, snapshotHost(t, mnt, true), snapshotHost(t, src, true))
 
@@ -63,6 +64,7 @@ func TestKernelReadsImages(t *testing.T) {
 			if err := BuildFromLayers(t.Context(), layerReaders(t, tc.layers), img); err != nil {
 				t.Fatalf("BuildFromLayers: %v", err)
 			}
+			fsckCheck(t, img)
 			got := snapshotHost(t, mountLoop(t, "erofs", img, "ro"), true)
 			diffTrees(t, got, tc.want)
 		})

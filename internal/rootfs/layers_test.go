@@ -328,6 +328,7 @@ func TestBuildFromLayers(t *testing.T) {
 				t.Fatalf("BuildFromLayers: %v", err)
 			}
 			if os.Getuid() != 0 {
+				fsckCheck(t, img)
 				t.Skip("comparing extracted ownership and devices needs root (fsck.erofs preserves them only as root)")
 			}
 			diffTrees(t, fsckExtract(t, img), tt.want)
@@ -394,6 +395,7 @@ func TestBuildFromLayersDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fsckCheck(t, img)
 		images = append(images, b)
 	}
 	if !bytes.Equal(images[0], images[1]) {
@@ -426,6 +428,7 @@ func TestBuildFromLayersRootEntry(t *testing.T) {
 			if err != nil {
 				t.Fatalf("BuildFromLayers: %v", err)
 			}
+			fsckCheck(t, img)
 			f, err := os.Open(img)
 			if err != nil {
 				t.Fatal(err)
