@@ -521,3 +521,45 @@ func BenchmarkDecodeStdout1KiB(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendHead(t *testing.T) {
+	for _, n := range []uint64{0, 1, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, 1<<64 - 1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			want, err := Marshal(n) // an unsigned integer is just a head
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := appendHead(nil, cborUint, n)
+			if !bytes.Equal(got, want) {
+				t.Errorf("appendHead(uint, %d) = %x; want %x", n, got, want)
+			}
+			if headLen(n) != len(got) {
+				t.Errorf("headLen(%d) = %d; want %d", n, headLen(n), len(got))
+			}
+		})
+	}
+}
+
+// TestEnvelopeMatchesEncoder checks the hand-written envelope against the
+// CBOR encoder at every payload length where the head changes size.
+func TestEnvelopeMatchesEncoder(t *testing.T) {
+	for _, n := range []int{0, 23, 24, 255, 256, 65535, 65536} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			m := Message{ID: 3, Type: TypeFsData, Payload: bytes.Repeat([]byte{0xa0}, n)}
+			f, err := m.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := Marshal(envelope{V: Version, T: string(m.Type), P: m.Payload})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(f[headerLen:], body) {
+				t.Errorf("envelope differs from the encoder's for a %d-byte payload", n)
+			}
+			if got := int(binary.BigEndian.Uint32(f[0:4])); got != MinFrameLen+len(body) {
+				t.Errorf("length prefix = %d; want %d", got, MinFrameLen+len(body))
+			}
+		})
+	}
+}

@@ -218,25 +218,74 @@ func (m Message) Marshal() (RawFrame, error) {
 	if !m.Type.Valid() {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, string(m.Type))
 	}
-	payload := m.Payload
-	if payload == nil {
-		// A nil "p" would encode as [] (NilContainerAsEmpty), not as an
-		// empty byte string.
-		payload = []byte{}
-	}
-	body, err := encMode.Marshal(envelope{V: Version, T: string(m.Type), P: payload})
-	if err != nil {
-		return nil, fmt.Errorf("agentproto: encode envelope: %w", err)
-	}
-	n := MinFrameLen + len(body)
+	n := MinFrameLen + envelopeLen(len(m.Type), len(m.Payload))
 	if n > MaxFrameLen {
 		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
+	// The envelope is written by hand, in one allocation, rather than
+	// through the CBOR encoder, which would copy the payload twice. Its
+	// bytes equal what the encoder (and ciborium) produce for envelope;
+	// TestGoldenFrames pins them.
 	f := make(RawFrame, headerLen, 4+n)
 	binary.BigEndian.PutUint32(f[0:4], uint32(n))
 	binary.BigEndian.PutUint32(f[4:8], m.ID)
 	f[8] = byte(m.Type.Flags())
-	return append(f, body...), nil
+	f = append(f, 0xa3) // map(3)
+	f = append(f, 0x61, 'v')
+	f = appendHead(f, cborUint, Version)
+	f = append(f, 0x61, 't')
+	f = appendHead(f, cborText, uint64(len(m.Type)))
+	f = append(f, m.Type...)
+	f = append(f, 0x61, 'p')
+	f = appendHead(f, cborBytes, uint64(len(m.Payload)))
+	f = append(f, m.Payload...)
+	return f, nil
+}
+
+// CBOR major types (RFC 8949 §3.1) used by the hand-written envelope.
+const (
+	cborUint  = 0 << 5
+	cborBytes = 2 << 5
+	cborText  = 3 << 5
+)
+
+// appendHead appends the shortest head for major type major and argument
+// n (RFC 8949 §3).
+func appendHead(b []byte, major byte, n uint64) []byte {
+	switch {
+	case n < 24:
+		return append(b, major|byte(n))
+	case n <= 0xff:
+		return append(b, major|24, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
+	case n <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, major|27), n)
+}
+
+// headLen is the length of appendHead's output for argument n.
+func headLen(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= 0xff:
+		return 2
+	case n <= 0xffff:
+		return 3
+	case n <= 0xffffffff:
+		return 5
+	}
+	return 9
+}
+
+// envelopeLen is the encoded size of {"v": Version, "t": t, "p": p}.
+func envelopeLen(typeLen, payloadLen int) int {
+	return 1 + // map(3)
+		2 + headLen(Version) +
+		2 + headLen(uint64(typeLen)) + typeLen +
+		2 + headLen(uint64(payloadLen)) + payloadLen
 }
 
 // decodeBody decodes a frame body (the CBOR envelope).
