@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,126 +120,20 @@ func (ss *session) finish() {
 }
 
 func (ss *session) run() {
-	sp, errS := ss.prepare()
-	if errS != nil {
-		ss.fail(errS)
+	sp, serr := ss.prepare()
+	if serr != nil {
+		ss.fail(serr)
 		return
 	}
-	var (
-		files   []*os.File // the child's ends, closed after start
-		readers []*os.File // our ends of stdout/stderr (or the PTY master)
-		stdinW  *os.File
-	)
-	closeAll := func(fs []*os.File) {
-		for _, f := range fs {
-			f.Close()
-		}
+	cio, serr := ss.openIO()
+	if serr != nil {
+		ss.fail(serr)
+		return
 	}
-	attr := &syscall.SysProcAttr{Credential: sp.cred}
-	if ss.req.TTY {
-		master, slave, err := pty.Open()
-		if err != nil {
-			ss.fail(errnoFailure(agentproto.FailPTYSetupFailed, "openpty", ss.req.Cmd, err))
-			return
-		}
-		ss.mu.Lock()
-		rows, cols := ss.rows, ss.cols
-		ss.mu.Unlock()
-		if err := pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
-			master.Close()
-			slave.Close()
-			ss.fail(errnoFailure(agentproto.FailPTYSetupFailed, "winsize", ss.req.Cmd, err))
-			return
-		}
-		files = []*os.File{slave, slave, slave}
-		readers = []*os.File{master}
-		stdinW = master
-		// The child leads a new session with the PTY as its controlling
-		// terminal, so job control and ^C reach its process group.
-		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
-	} else {
-		var pipes [3][2]*os.File
-		for i := range pipes {
-			r, w, err := os.Pipe()
-			if err != nil {
-				for _, p := range pipes[:i] {
-					closeAll(p[:])
-				}
-				ss.fail(errnoFailure(agentproto.FailResourceLimit, "pipe", ss.req.Cmd, err))
-				return
-			}
-			pipes[i] = [2]*os.File{r, w}
-		}
-		files = []*os.File{pipes[0][0], pipes[1][1], pipes[2][1]}
-		readers = []*os.File{pipes[1][0], pipes[2][0]}
-		stdinW = pipes[0][1]
-		attr.Setpgid = true
-	}
-
-	exe, argv := sp.path, append([]string{ss.req.Cmd}, ss.req.Args...)
-	var shimR, shimW *os.File
-	if sp.limits != "" {
-		var err error
-		if shimR, shimW, err = os.Pipe(); err != nil {
-			closeAll(readers)
-			closeAll(files)
-			if !ss.req.TTY {
-				stdinW.Close()
-			}
-			ss.fail(errnoFailure(agentproto.FailResourceLimit, "pipe", ss.req.Cmd, err))
-			return
-		}
-		defer shimR.Close()
-		exe, argv = shimExe, append([]string{shimArg0, sp.limits, sp.path}, argv...)
-		files = append(files, shimW)
-	}
-	pid, exitc, err := ss.srv.reaper.spawn(func() (int, error) {
-		p, err := os.StartProcess(exe, argv, &os.ProcAttr{
-			Dir:   sp.cwd,
-			Env:   sp.env,
-			Files: files,
-			Sys:   attr,
-		})
-		if err != nil {
-			return 0, err
-		}
-		pid := p.Pid
-		p.Release()
-		return pid, nil
-	})
-	if ss.req.TTY {
-		files[0].Close()
-		if shimW != nil {
-			shimW.Close()
-		}
-	} else {
-		closeAll(files)
-	}
-	if err == nil && shimR != nil {
-		// Wait for the shim's exec, so that a failing setrlimit or execve
-		// becomes core.exec.failed like any other spawn error.
-		stage, serr := readShimReport(shimR)
-		if serr != nil {
-			<-exitc
-			err = serr
-			failStage := "execvp"
-			if stage == shimStageRlimit {
-				failStage = "setrlimit"
-			}
-			closeAll(readers)
-			if !ss.req.TTY {
-				stdinW.Close()
-			}
-			ss.fail(errnoFailure(classifyErrno(err), failStage, ss.req.Cmd, err))
-			return
-		}
-	}
-	if err != nil {
-		closeAll(readers)
-		if !ss.req.TTY {
-			stdinW.Close()
-		}
-		ss.fail(errnoFailure(classifyErrno(err), "spawn", ss.req.Cmd, err))
+	pid, exitc, serr := ss.spawn(sp, cio)
+	if serr != nil {
+		cio.closeParent()
+		ss.fail(serr)
 		return
 	}
 
@@ -246,7 +141,9 @@ func (ss *session) run() {
 	ss.mu.Lock()
 	ss.pid = pid
 	if ss.req.TTY {
-		ss.ptyM = readers[0]
+		ss.ptyM = cio.stdin
+		// A resize that arrived while the child was starting.
+		pty.Setsize(ss.ptyM, &pty.Winsize{Rows: ss.rows, Cols: ss.cols})
 	}
 	pending := ss.pending
 	ss.pending = nil
@@ -259,10 +156,10 @@ func (ss *session) run() {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ss.writeStdin(stdinW, !ss.req.TTY)
+		ss.writeStdin(cio.stdin, !ss.req.TTY)
 	}()
 	var rwg sync.WaitGroup
-	for i, r := range readers {
+	for i, r := range cio.readers {
 		t := agentproto.TypeExecStdout
 		if i == 1 {
 			t = agentproto.TypeExecStderr
@@ -278,17 +175,116 @@ func (ss *session) run() {
 	// The child is gone: readers get lingerAfterExit to drain what it
 	// (or a grandchild) still writes, then stop.
 	ss.exited.Store(true)
-	for _, r := range readers {
+	for _, r := range cio.readers {
 		r.SetReadDeadline(time.Now().Add(lingerAfterExit))
 	}
 	rwg.Wait()
 	ss.finish()
-	closeAll(readers)
-	if !ss.req.TTY {
-		stdinW.Close()
-	}
+	// Closing also unblocks a stdin write to a grandchild that holds the
+	// pipe but does not read.
+	cio.closeParent()
 	wg.Wait()
 	ss.srv.send(ss.id, agentproto.TypeExecExited, agentproto.ExecExited{Code: exitCode(ws)})
+}
+
+// childIO holds both ends of a session's stdio. Closing an *os.File twice
+// is harmless, which keeps the PTY case (one file in several roles) simple.
+type childIO struct {
+	child   []*os.File // the child's fds 0, 1, 2; closed in the parent after start
+	readers []*os.File // stdout and stderr, or the PTY master
+	stdin   *os.File   // the stdin pipe's write end, or the PTY master
+}
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+func (c *childIO) closeChild()  { closeFiles(c.child...) }
+func (c *childIO) closeParent() { closeFiles(append(c.readers, c.stdin)...) }
+
+// openIO creates three pipes, or a PTY sized as requested.
+func (ss *session) openIO() (*childIO, *spawnError) {
+	if ss.req.TTY {
+		master, slave, err := pty.Open()
+		if err != nil {
+			return nil, errnoFailure(agentproto.FailPTYSetupFailed, "openpty", ss.req.Cmd, err)
+		}
+		ss.mu.Lock()
+		ws := &pty.Winsize{Rows: ss.rows, Cols: ss.cols}
+		ss.mu.Unlock()
+		if err := pty.Setsize(master, ws); err != nil {
+			closeFiles(master, slave)
+			return nil, errnoFailure(agentproto.FailPTYSetupFailed, "winsize", ss.req.Cmd, err)
+		}
+		return &childIO{child: []*os.File{slave, slave, slave}, readers: []*os.File{master}, stdin: master}, nil
+	}
+	var p [6]*os.File // r0 w0 r1 w1 r2 w2
+	for i := 0; i < len(p); i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(p[:i]...)
+			return nil, errnoFailure(classifyErrno(err), "pipe", ss.req.Cmd, err)
+		}
+		p[i], p[i+1] = r, w
+	}
+	return &childIO{child: []*os.File{p[0], p[3], p[5]}, readers: []*os.File{p[2], p[4]}, stdin: p[1]}, nil
+}
+
+// spawn starts the child in its own process group (pipe mode) or session
+// (PTY mode), through the exec shim when there are rlimits, and registers
+// it with the reaper. On error the child's ends are closed and, if a
+// child was started, it has been reaped.
+func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStatus, *spawnError) {
+	attr := &syscall.SysProcAttr{Credential: sp.cred}
+	if ss.req.TTY {
+		// The child leads a new session with the PTY as its controlling
+		// terminal, so job control and ^C reach its process group.
+		attr.Setsid, attr.Setctty, attr.Ctty = true, true, 0
+	} else {
+		attr.Setpgid = true
+	}
+	exe, argv, files := sp.path, append([]string{ss.req.Cmd}, ss.req.Args...), cio.child
+	var shimR *os.File
+	if sp.limits != "" {
+		r, w, err := os.Pipe()
+		if err != nil {
+			cio.closeChild()
+			return 0, nil, errnoFailure(classifyErrno(err), "pipe", ss.req.Cmd, err)
+		}
+		defer r.Close()
+		defer w.Close()
+		shimR = r
+		exe, argv = shimExe, append([]string{shimArg0, sp.limits, sp.path}, argv...)
+		files = append(slices.Clone(files), w)
+	}
+	pid, exitc, err := ss.srv.reaper.spawn(func() (int, error) {
+		p, err := os.StartProcess(exe, argv, &os.ProcAttr{Dir: sp.cwd, Env: sp.env, Files: files, Sys: attr})
+		if err != nil {
+			return 0, err
+		}
+		pid := p.Pid
+		p.Release()
+		return pid, nil
+	})
+	closeFiles(files...)
+	if err != nil {
+		return 0, nil, errnoFailure(classifyErrno(err), "spawn", ss.req.Cmd, err)
+	}
+	if shimR != nil {
+		// Wait for the shim's exec, so that a failing setrlimit or execve
+		// becomes core.exec.failed like any other spawn error.
+		if stage, err := readShimReport(shimR); err != nil {
+			<-exitc
+			failStage := "execvp"
+			if stage == shimStageRlimit {
+				failStage = "setrlimit"
+			}
+			return 0, nil, errnoFailure(classifyErrno(err), failStage, ss.req.Cmd, err)
+		}
+	}
+	return pid, exitc, nil
 }
 
 // readOutput forwards r to the host in chunks of at most MaxExecChunk bytes.

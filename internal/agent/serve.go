@@ -67,6 +67,9 @@ type ServeOptions struct {
 
 	// Account files, for tests; "" = /etc/passwd and /etc/group.
 	passwdFile, groupFile string
+	// reapOrphans makes a non-PID-1 Serve reap every child, for tests
+	// that make the test process a child subreaper.
+	reapOrphans bool
 }
 
 // Serve speaks the agent protocol on conn: it writes core.ready, then reads
@@ -150,7 +153,9 @@ func (s *server) run(ctx context.Context) (err error) {
 		return fmt.Errorf("serve: write ready: %w", err)
 	}
 
-	s.reaper = startReaper(os.Getpid() == 1)
+	// As PID 1 every orphan of the VM is re-parented to agentd, so it must
+	// reap every child, not only its sessions.
+	s.reaper = startReaper(os.Getpid() == 1 || s.opts.reapOrphans)
 	defer s.reaper.close()
 	writerDone := make(chan struct{})
 	go func() {
