@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -450,4 +451,49 @@ func TestBuildFromLayersRootEntry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBuildFromLayersStreams checks that file contents are spooled, not
+// held: a layer with a 96 MiB file, streamed through a pipe, must not
+// allocate anything near its size.
+func TestBuildFromLayersStreams(t *testing.T) {
+	const size = 96 << 20
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "big", Size: size, Mode: 0o644, ModTime: epoch})
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+		for written := 0; err == nil && written < size; written += len(chunk) {
+			_, err = tw.Write(chunk)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	img := filepath.Join(t.TempDir(), "big.erofs")
+	err := BuildFromLayers(t.Context(), []io.Reader{pr}, img)
+	runtime.ReadMemStats(&after)
+	pr.CloseWithError(io.ErrClosedPipe) // unblock the writer if the build stopped early
+	if werr := <-done; werr != nil && err == nil {
+		t.Fatalf("tar writer: %v", werr)
+	}
+	if err != nil {
+		t.Fatalf("BuildFromLayers: %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("allocated %d bytes for a %d-byte file; want under 16 MiB", alloc, size)
+	}
+	fi, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() < size {
+		t.Errorf("image is %d bytes; want at least %d", fi.Size(), size)
+	}
+	fsckCheck(t, img)
 }
