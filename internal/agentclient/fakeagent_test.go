@@ -417,6 +417,11 @@ func ptr[T any](v T) *T { return &v }
 // startDirect connects a Client to a fake agent over net.Pipe.
 func startDirect(t *testing.T) (*Client, *fakeAgent) {
 	t.Helper()
+	return startDirectTB(t)
+}
+
+func startDirectTB(t testing.TB) (*Client, *fakeAgent) {
+	t.Helper()
 	cc, ac := net.Pipe()
 	a := newFakeAgent(ac)
 	go func() {

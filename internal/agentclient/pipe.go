@@ -15,10 +15,12 @@ const streamBufLimit = 256 << 10
 type pipe struct {
 	mu   sync.Mutex
 	cond sync.Cond // signalled on every state change; uses mu
-	// buf holds unread data.
-	buf []byte
+	// chunks holds unread data, n bytes in all. Chunks are kept as
+	// delivered, so data is copied once, into the caller's buffer.
+	chunks [][]byte
+	n      int
 	// werr is set when no more data will come: Read returns it after
-	// draining buf.
+	// draining chunks.
 	werr error
 	// rerr is set when the consumer is gone: Read returns it at once and
 	// writes are discarded.
@@ -36,18 +38,19 @@ func newPipe() *pipe {
 
 func (p *pipe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
 
-// write appends b, blocking while the buffer is full. It discards b once
-// either side is closed.
+// write queues b, blocking while the buffer is full, and takes ownership
+// of b. It discards b once either side is closed.
 func (p *pipe) write(b []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.buf) >= streamBufLimit && p.werr == nil && p.rerr == nil {
+	for p.n >= streamBufLimit && p.werr == nil && p.rerr == nil {
 		p.cond.Wait()
 	}
 	if p.werr != nil || p.rerr != nil || len(b) == 0 {
 		return
 	}
-	p.buf = append(p.buf, b...)
+	p.chunks = append(p.chunks, b)
+	p.n += len(b)
 	p.markReady()
 	p.cond.Broadcast()
 }
@@ -72,7 +75,7 @@ func (p *pipe) closeRead(err error) {
 	if p.rerr == nil {
 		p.rerr = err
 	}
-	p.buf = nil
+	p.chunks, p.n = nil, 0
 	p.markReady()
 	p.cond.Broadcast()
 }
@@ -81,22 +84,29 @@ func (p *pipe) closeRead(err error) {
 func (p *pipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.buf) == 0 && p.werr == nil && p.rerr == nil {
+	for p.n == 0 && p.werr == nil && p.rerr == nil {
 		p.cond.Wait()
 	}
 	if p.rerr != nil {
 		return 0, p.rerr
 	}
-	if len(p.buf) == 0 {
+	if p.n == 0 {
 		return 0, p.werr
 	}
-	if len(b) == 0 {
-		return 0, nil
+	n := 0
+	for n < len(b) && len(p.chunks) > 0 {
+		k := copy(b[n:], p.chunks[0])
+		n += k
+		if k == len(p.chunks[0]) {
+			p.chunks[0] = nil // let the chunk go
+			p.chunks = p.chunks[1:]
+		} else {
+			p.chunks[0] = p.chunks[0][k:]
+		}
 	}
-	n := copy(b, p.buf)
-	p.buf = p.buf[n:]
-	if len(p.buf) == 0 {
-		p.buf = nil // let the backing array go
+	p.n -= n
+	if len(p.chunks) == 0 {
+		p.chunks = nil
 	}
 	p.cond.Broadcast()
 	return n, nil
@@ -106,17 +116,17 @@ func (p *pipe) Read(b []byte) (int, error) {
 func (p *pipe) buffered() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.buf) > 0
+	return p.n > 0
 }
 
-// err returns the end-of-stream error once the buffer is drained, or nil.
+// endErr returns the end-of-stream error once the buffer is drained, or nil.
 func (p *pipe) endErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rerr != nil {
 		return p.rerr
 	}
-	if len(p.buf) == 0 {
+	if p.n == 0 {
 		return p.werr
 	}
 	return nil
