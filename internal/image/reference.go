@@ -67,11 +67,11 @@ func ParseReference(s string) (Reference, error) {
 	repo := rest
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
 		first := rest[:i]
-		if strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first {
+		if strings.ContainsAny(first, ".:") || first == "localhost" {
 			if err := checkDomain(first); err != nil {
 				return bad(err.Error())
 			}
-			r.Registry = strings.ToLower(first)
+			r.Registry = first
 			repo = rest[i+1:]
 		}
 	}
