@@ -71,14 +71,28 @@ func mountPseudo() error {
 	return nil
 }
 
-// mountRuntimeDir mounts the host's runtime directory (virtio-fs tag
-// msb_runtime) at /.msb, or a tmpfs when the host shares none, so that
-// /.msb always exists and is writable.
+// mountRuntimeDir keeps what is mounted at /.msb already; otherwise it
+// mounts the host's runtime directory (virtio-fs tag msb_runtime) there, or
+// a tmpfs when the host shares none, so that /.msb always exists and is
+// writable.
 func mountRuntimeDir() error {
+	if isMountPoint(runtimeDir) {
+		return nil
+	}
 	if err := mount(runtimeTag, runtimeDir, "virtiofs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RELATIME, ""); err == nil {
 		return nil
 	}
 	return mount("tmpfs", runtimeDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RELATIME, "mode=0755")
+}
+
+// isMountPoint reports whether dir is on another filesystem than its
+// parent.
+func isMountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Dir(dir), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
 }
 
 // waitBlockDevice waits until /sys/block knows the device (devtmpfs then has

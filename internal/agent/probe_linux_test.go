@@ -25,3 +25,15 @@ func TestProbeLine(t *testing.T) {
 		t.Errorf("no devices: got %q", got)
 	}
 }
+
+func TestIsMountPoint(t *testing.T) {
+	if !isMountPoint("/proc") {
+		t.Errorf("/proc is not a mount point")
+	}
+	if isMountPoint("/proc/self") {
+		t.Errorf("/proc/self is a mount point")
+	}
+	if isMountPoint(filepath.Join(t.TempDir(), "missing")) {
+		t.Errorf("a missing dir is a mount point")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -104,21 +105,12 @@ func resolveUser(spec, passwdFile, groupFile string) (credential, error) {
 	if named {
 		c.Groups = []uint32{c.GID}
 		for _, g := range groups {
-			if g.gid != c.GID && containsString(g.members, userPart) {
+			if g.gid != c.GID && slices.Contains(g.members, userPart) {
 				c.Groups = append(c.Groups, g.gid)
 			}
 		}
 	}
 	return c, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func parseID(s string) (uint32, bool) {
