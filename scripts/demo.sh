@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rootfs=$(scripts/images/busybox-rootfs.sh)
-echo "demo: booting a sandbox from $rootfs (QEMU $(bin/msb version >/dev/null && echo ready))" >&2
-start=$(date +%s.%N)
-bin/msb run --rootfs "$rootfs" -- sh -c '
+echo "demo: booting a sandbox from $rootfs with bin/vmlinux" >&2
+start=$(date +%s%N)
+MSB_KERNEL=${MSB_KERNEL:-$PWD/bin/vmlinux} bin/msb run --rootfs "$rootfs" -- sh -c '
   echo "hello from $(hostname): $(uname -srm)"
   echo "root filesystem:"; mount | grep -E " / | /.msb" | sed "s/^/  /"
   echo "cpus: $(grep -c ^processor /proc/cpuinfo), memory: $(grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2-)"
   echo "writing a file in the sandbox..."; echo data > /root/note && cat /root/note'
-end=$(date +%s.%N)
-printf 'demo: sandbox created, command run and sandbox removed in %.1f s\n' "$(echo "$end - $start" | bc)" >&2
+end=$(date +%s%N)
+ms=$(( (end - start) / 1000000 ))
+printf 'demo: sandbox created, command run and sandbox removed in %d.%03d s\n' $((ms / 1000)) $((ms % 1000)) >&2

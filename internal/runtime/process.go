@@ -282,7 +282,9 @@ func (p *process) run(parent context.Context) (int, error) {
 	go func() {
 		select {
 		case <-sigs:
-			stopReq <- store.ReasonSignal
+			// msb stop: a requested, graceful end (0.4.4 records it by the
+			// VM's exit code, which is Completed for a clean shutdown).
+			stopReq <- store.ReasonCompleted
 		case <-ctx.Done():
 		}
 	}()
