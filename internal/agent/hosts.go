@@ -47,3 +47,24 @@ func resolvConf(servers ...netip.Addr) string {
 	}
 	return b.String()
 }
+
+// Markers of the block agentd keeps in /etc/profile.
+const (
+	profileBegin = "# >>> msb scripts >>>"
+	profileEnd   = "# <<< msb scripts <<<"
+)
+
+// profileWithScripts returns /etc/profile with a marked block that puts the
+// scripts dir first in PATH for login shells (which reset PATH), appended
+// once: an existing block is left as it is.
+func profileWithScripts(profile string) string {
+	if strings.Contains(profile, profileBegin) {
+		return profile
+	}
+	if profile != "" && !strings.HasSuffix(profile, "\n") {
+		profile += "\n"
+	}
+	return profile + profileBegin + "\n" +
+		`case ":$PATH:" in *":` + scriptsDir + `:"*) ;; *) PATH="` + scriptsDir + `:$PATH"; export PATH ;; esac` + "\n" +
+		profileEnd + "\n"
+}

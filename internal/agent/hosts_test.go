@@ -2,6 +2,8 @@ package agent
 
 import (
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -44,5 +46,43 @@ func TestResolvConf(t *testing.T) {
 	got := resolvConf(netip.MustParseAddr("10.0.0.1"), netip.Addr{}, netip.MustParseAddr("fd00::1"))
 	if want := "nameserver 10.0.0.1\nnameserver fd00::1\n"; got != want {
 		t.Errorf("got %q; want %q", got, want)
+	}
+}
+
+func TestProfileWithScripts(t *testing.T) {
+	block := profileBegin + "\n" + `case ":$PATH:" in *":/.msb/scripts:"*) ;; *) PATH="/.msb/scripts:$PATH"; export PATH ;; esac` + "\n" + profileEnd + "\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", block},
+		{"append", "export A=1\n", "export A=1\n" + block},
+		{"missing newline", "export A=1", "export A=1\n" + block},
+		{"idempotent", "export A=1\n" + block, "export A=1\n" + block},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := profileWithScripts(tc.in); got != tc.want {
+				t.Errorf("got %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestProfileBlockInShell(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	script := profileWithScripts("") + profileWithScripts("") + `echo "$PATH"`
+	for _, tc := range []struct{ path, want string }{
+		{"/bin", "/.msb/scripts:/bin"},
+		{"/.msb/scripts:/bin", "/.msb/scripts:/bin"},
+	} {
+		cmd := exec.Command(sh, "-c", script)
+		cmd.Env = []string{"PATH=" + tc.path}
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("PATH=%s: got %q (%v); want %q", tc.path, out, err, tc.want)
+		}
 	}
 }

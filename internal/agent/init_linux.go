@@ -361,12 +361,29 @@ func setupIdentity(c Config) error {
 	if err := writeFileReplacing("/etc/hosts", hostsFile(c.Hostname, c.HostAlias, gw4, gw6)); err != nil {
 		return err
 	}
+	if err := updateProfile("/etc/profile"); err != nil {
+		return err
+	}
 	if rc := resolvConf(dns4, dns6); rc != "" {
 		if err := writeFileReplacing("/etc/resolv.conf", rc); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// updateProfile adds the scripts block to /etc/profile (reference §8.2
+// step 10).
+func updateProfile(name string) error {
+	old, err := os.ReadFile(name)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	updated := profileWithScripts(string(old))
+	if updated == string(old) {
+		return nil
+	}
+	return writeFileReplacing(name, updated)
 }
 
 // writeFileReplacing writes name, replacing a symlink (images often link
