@@ -242,3 +242,26 @@ func TestLayerFromDirDeterministic(t *testing.T) {
 		t.Errorf("two images of one tree: %s, %s; want equal", digests[0], digests[1])
 	}
 }
+
+func TestPushThenPull(t *testing.T) {
+	reg := newTestRegistry(t, false)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello"), []byte("hi"), 0o644)
+	img, err := ImageFromDir(t.Context(), dir, Config{Cmd: []string{"/hello"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Host + "/pushed/img:v"
+	s := newStore(t, Options{})
+	if err := s.Push(t.Context(), ref, img); err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	got, err := newStore(t, Options{}).Pull(t.Context(), ref, "", nil)
+	if err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	want, _ := img.Digest()
+	if got.ManifestDigest != want.String() || len(got.Config.Cmd) != 1 || got.Config.Cmd[0] != "/hello" {
+		t.Errorf("pulled %s %v; want %s [/hello]", got.ManifestDigest, got.Config.Cmd, want)
+	}
+}

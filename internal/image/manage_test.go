@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -117,4 +119,23 @@ func repeat64(s string) string {
 		out += s
 	}
 	return out[:64]
+}
+
+func TestEnvOptions(t *testing.T) {
+	t.Setenv(EnvInsecure, "reg.test:5000, other.test")
+	t.Setenv(EnvCAFiles, "/a.pem")
+	t.Setenv(EnvMirrors, "docker.io=m1.test:5000,m2.test;index.docker.io=m3.test")
+	o, err := EnvOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{Insecure: []string{"reg.test:5000", "other.test"}, CAFiles: []string{"/a.pem"},
+		Mirrors: map[string][]string{"docker.io": {"m1.test:5000", "m2.test", "m3.test"}}}
+	if diff := cmp.Diff(want, o, cmpopts.IgnoreUnexported(Options{})); diff != "" {
+		t.Errorf("EnvOptions mismatch (-want +got):\n%s", diff)
+	}
+	t.Setenv(EnvMirrors, "docker.io")
+	if _, err := EnvOptions(); err == nil {
+		t.Errorf("EnvOptions(bad mirrors) = nil; want error")
+	}
 }
