@@ -10,6 +10,8 @@ pkgs=(
   linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils make gcc cpio  # guest kernel build
   busybox-static             # demo rootfs and test userland
   erofs-utils e2fsprogs      # fsck.erofs / e2fsck oracles, mkfs.erofs bench peer
+  docker-registry skopeo     # image e2e: local registry and an independent OCI client
+  debootstrap                # image e2e: Debian+python3 test image (scripts/images/debian-python.sh)
 )
 
 missing=()
