@@ -137,11 +137,19 @@ func (c *testClient) start(t agentproto.Type, payload any) (uint32, <-chan agent
 	c.mu.Lock()
 	c.nextID++
 	id := c.nextID
+	c.mu.Unlock()
+	return id, c.startID(id, t, payload)
+}
+
+// startID is start with a caller-chosen id.
+func (c *testClient) startID(id uint32, t agentproto.Type, payload any) <-chan agentproto.Message {
+	c.tb.Helper()
+	c.mu.Lock()
 	ch := make(chan agentproto.Message, 1024)
 	c.subs[id] = ch
 	c.mu.Unlock()
 	c.send(id, t, payload)
-	return id, ch
+	return ch
 }
 
 func (c *testClient) send(id uint32, t agentproto.Type, payload any) {

@@ -76,9 +76,6 @@ func (s *server) startExec(m agentproto.Message) {
 	go func() {
 		defer s.wg.Done()
 		ss.run()
-		s.mu.Lock()
-		delete(s.sessions, m.ID)
-		s.mu.Unlock()
 	}()
 }
 
@@ -111,12 +108,20 @@ func (ss *session) fail(e *spawnError) {
 	ss.srv.sendFailed(ss.id, e.kind, e.errno, e.msg, e.stage)
 }
 
-// finish marks the session done and releases its stdin queue.
+// finish marks the session done, releases its stdin queue and frees its
+// id before the terminal frame goes out, so the host may reuse the id as
+// soon as it sees that frame.
 func (ss *session) finish() {
 	ss.mu.Lock()
 	ss.done = true
 	ss.mu.Unlock()
 	ss.stdin.kill()
+	s := ss.srv
+	s.mu.Lock()
+	if s.sessions[ss.id] == ss {
+		delete(s.sessions, ss.id)
+	}
+	s.mu.Unlock()
 }
 
 func (ss *session) run() {

@@ -88,9 +88,8 @@ type server struct {
 	conn io.ReadWriteCloser
 	enc  *agentproto.Encoder
 
-	out       chan agentproto.Message
-	writerErr chan error // the writer's first error, then closed
-	reaper    *reaper
+	out    chan agentproto.Message
+	reaper *reaper
 
 	// wg counts the goroutines that may send on out (sessions, fs ops).
 	wg sync.WaitGroup
@@ -116,14 +115,13 @@ func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
 		opts.groupFile = groupPath
 	}
 	return &server{
-		opts:      opts,
-		log:       log,
-		conn:      conn,
-		enc:       agentproto.NewEncoder(conn),
-		out:       make(chan agentproto.Message, outQueueLen),
-		writerErr: make(chan error, 1),
-		sessions:  map[uint32]*session{},
-		writes:    map[uint32]*fsWrite{},
+		opts:     opts,
+		log:      log,
+		conn:     conn,
+		enc:      agentproto.NewEncoder(conn),
+		out:      make(chan agentproto.Message, outQueueLen),
+		sessions: map[uint32]*session{},
+		writes:   map[uint32]*fsWrite{},
 	}
 }
 

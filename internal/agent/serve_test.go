@@ -687,3 +687,19 @@ func TestDuplicateSessionID(t *testing.T) {
 	}
 	c.send(id, agentproto.TypeExecSignal, agentproto.ExecSignal{Signal: 9})
 }
+
+// The id of a finished session is free as soon as its terminal frame
+// arrives: the host may reuse it at once.
+func TestSessionIDReuse(t *testing.T) {
+	c := startServe(t, ServeOptions{Env: []string{"PATH=" + os.Getenv("PATH")}})
+	for i := range 20 {
+		r := collect(t, c.startID(7, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "echo", Args: []string{"x"}}), 10*time.Second)
+		if r.failed != nil || string(r.stdout) != "x\n" {
+			t.Fatalf("round %d: got %v", i, r)
+		}
+		resp, _ := readFsResponse(t, c.startID(7, agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsStat, Path: "/"}}))
+		if !resp.OK {
+			t.Fatalf("round %d: fs on a reused id: %s", i, errText(resp))
+		}
+	}
+}
