@@ -14,7 +14,9 @@ import (
 // panics, which with panic=-1 also resets.
 func powerOff() {
 	unix.Sync()
-	for _, m := range []string{upperMount, "/"} {
+	// The root first: an overlay root holds write access to the upper
+	// filesystem, which cannot become read-only before it.
+	for _, m := range []string{"/", upperMount} {
 		unix.Mount("", m, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	}
 	unix.Sync()
