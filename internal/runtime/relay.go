@@ -329,8 +329,9 @@ func (r *Relay) Close() error {
 	return nil
 }
 
-// guestFailed records why the guest stream is unusable and disconnects every
-// client: without the guest there is nothing to relay.
+// guestFailed records why the guest stream is unusable (err wraps
+// ErrGuestClosed) and disconnects every client: without the guest there is
+// nothing to relay.
 func (r *Relay) guestFailed(err error) {
 	r.guestOnce.Do(func() {
 		r.guestErr = err
@@ -359,11 +360,12 @@ func (r *Relay) readGuest() {
 	for {
 		f, err := agentproto.ReadRawFrame(r.guest)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = ErrGuestClosed
-			}
 			// A framing error desynchronises the stream for good.
-			r.guestFailed(fmt.Errorf("read guest: %w", err))
+			if errors.Is(err, io.EOF) {
+				r.guestFailed(ErrGuestClosed)
+			} else {
+				r.guestFailed(fmt.Errorf("%w: read: %w", ErrGuestClosed, err))
+			}
 			return
 		}
 		if ready {
@@ -402,7 +404,7 @@ func (r *Relay) writeGuest() {
 		select {
 		case f := <-r.toGuest:
 			if _, err := r.guest.Write(f); err != nil {
-				r.guestFailed(fmt.Errorf("write guest: %w", err))
+				r.guestFailed(fmt.Errorf("%w: write: %w", ErrGuestClosed, err))
 				return
 			}
 		case <-r.done:

@@ -1108,3 +1108,67 @@ func TestRelayCloseWithStuckGuest(t *testing.T) {
 	}
 	<-writerDone
 }
+
+// FuzzRelayGuest feeds arbitrary guest bytes after ready: the relay must not
+// panic or leak, and a client only ever receives frames from its own id range
+// before it sees EOF.
+func FuzzRelayGuest(f *testing.F) {
+	seed := func(id uint32, typ agentproto.Type, payload any) []byte {
+		m, err := agentproto.New(id, typ, payload)
+		if err != nil {
+			f.Fatal(err)
+		}
+		fr, err := m.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return fr
+	}
+	f.Add(seed(1, agentproto.TypeExecStdout, agentproto.ExecData{Data: []byte("hi")}))
+	f.Add(seed(agentproto.IDStep+1, agentproto.TypeExecExited, agentproto.ExecExited{}))
+	f.Add(seed(0xFFFFFFFF, agentproto.TypeFsResponse, agentproto.FsResponse{OK: true}))
+	f.Add(seed(0, agentproto.TypeReady, agentproto.Ready{}))
+	f.Add([]byte{0, 0, 0, 5, 0, 0, 0, 1, 1})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 100, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env := newRelayEnv(t, RelayOptions{})
+		a := env.dial(t)
+		b := env.dial(t)
+		errs := make(chan error, 2)
+		for _, c := range []*testClient{a, b} {
+			go func() {
+				c.conn.SetReadDeadline(time.Now().Add(testWait))
+				for {
+					f, err := agentproto.ReadRawFrame(c.conn)
+					if err != nil {
+						errs <- nil
+						return
+					}
+					if id := f.ID(); slotOf(id) != int(c.offset/agentproto.IDStep) {
+						errs <- fmt.Errorf("client at offset %d got id %d", c.offset, id)
+						return
+					}
+				}
+			}()
+		}
+		// net.Pipe is synchronous and the relay stops reading at a framing
+		// error, so write from a goroutine that Close unblocks.
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			_, _ = env.guest.conn.Write(data)
+		}()
+		select {
+		case <-wrote:
+		case <-env.relay.guestDone:
+		}
+		env.guest.conn.Close()
+		<-wrote
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
