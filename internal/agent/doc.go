@@ -18,8 +18,8 @@
 //	                                                   │
 //	                                            single writer ──► console
 //
-// No goroutine ever blocks the console reader on a child: stdin is buffered
-// per session up to a bound, and output back-pressure stops only the readers of
-// the sessions that produce it. Serve reaps its children; when it runs as
+// The console reader does not wait for children: stdin is buffered per
+// session (bounded per session and in total; see stdinQueue), and output
+// back-pressure stops only the readers of the sessions that produce it. Serve reaps its children; when it runs as
 // PID 1 it reaps every orphan too.
 package agent

@@ -63,7 +63,7 @@ func (s *server) startExec(m agentproto.Message) {
 		return
 	}
 	rows, cols := req.TermSize()
-	ss := &session{id: m.ID, srv: s, req: req, stdin: newStdinQueue(stdinQueueBytes), rows: rows, cols: cols}
+	ss := &session{id: m.ID, srv: s, req: req, stdin: newStdinQueue(stdinQueueBytes, s.stdin), rows: rows, cols: cols}
 	s.mu.Lock()
 	if s.idInUse(m.ID) {
 		s.mu.Unlock()

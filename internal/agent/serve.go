@@ -24,11 +24,14 @@ const (
 	// which is the back-pressure towards the children.
 	outQueueLen = 64
 	// stdinQueueBytes bounds the stdin bytes buffered for one session whose
-	// child does not read. Only when a single session exceeds it does the
-	// console reader wait for that child: there is no flow control on the
-	// console, so the only alternatives would be dropping bytes or unbounded
-	// memory. It holds more than two maximum-size frames.
+	// child does not read, stdinPoolBytes those of all sessions together.
+	// Only past these bounds does the console reader wait for a child to
+	// read (a session with an empty queue always gets its next frame in):
+	// there is no flow control on the console, so the only alternatives
+	// would be dropping bytes or unbounded memory. A session holds more than
+	// two maximum-size frames.
 	stdinQueueBytes = 8 << 20
+	stdinPoolBytes  = 32 << 20
 	// shutdownGrace is how long core.shutdown waits after SIGTERM.
 	shutdownGrace = 2 * time.Second
 	// lingerAfterExit is how long output readers wait for more data once
@@ -90,6 +93,7 @@ type server struct {
 
 	out    chan agentproto.Message
 	reaper *reaper
+	stdin  *stdinPool
 
 	// wg counts the goroutines that may send on out (sessions, fs ops).
 	wg sync.WaitGroup
@@ -120,6 +124,7 @@ func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
 		conn:     conn,
 		enc:      agentproto.NewEncoder(conn),
 		out:      make(chan agentproto.Message, outQueueLen),
+		stdin:    newStdinPool(stdinPoolBytes),
 		sessions: map[uint32]*session{},
 		writes:   map[uint32]*fsWrite{},
 	}

@@ -2,61 +2,82 @@ package agent
 
 import "sync"
 
-// stdinQueue is one session's bounded stdin buffer between the console
-// reader (push) and the session's stdin writer goroutine (pop). It never
-// drops bytes while the child lives: push waits while the buffered bytes
-// would exceed the limit. Once the consumer is gone (the child exited or
-// stopped reading with an error) pushes are discarded, because nobody can
-// receive them.
-type stdinQueue struct {
+// stdinPool bounds the stdin bytes buffered across all sessions, and its
+// mutex guards every stdinQueue of a server (stdin is not a hot path, and
+// one lock makes the two bounds easy to check together).
+type stdinPool struct {
 	limit int
 
-	// mu protects the fields below; cond signals changes of them.
-	mu     sync.Mutex
-	cond   sync.Cond
+	// mu protects used and the fields of every queue of the pool; cond
+	// signals any change of them.
+	mu   sync.Mutex
+	cond sync.Cond
+	used int
+}
+
+func newStdinPool(limit int) *stdinPool {
+	p := &stdinPool{limit: limit}
+	p.cond.L = &p.mu
+	return p
+}
+
+// stdinQueue is one session's bounded stdin buffer between the console
+// reader (push) and the session's stdin writer goroutine (pop). It never
+// drops bytes while the child lives: push waits while the session's
+// buffered bytes would exceed its limit or all sessions' bytes the pool's.
+// A chunk for an empty queue is always taken, so a session whose child
+// reads always makes progress however full the others are. Once the
+// consumer is gone (the child exited or its stdin broke) pushes are
+// discarded, because nobody can receive them.
+type stdinQueue struct {
+	pool  *stdinPool
+	limit int
+
+	// Protected by pool.mu.
 	chunks [][]byte
 	size   int
 	eof    bool // EOF requested (empty stdin frame)
 	dead   bool // consumer gone
 }
 
-func newStdinQueue(limit int) *stdinQueue {
-	q := &stdinQueue{limit: limit}
-	q.cond.L = &q.mu
-	return q
+func newStdinQueue(limit int, pool *stdinPool) *stdinQueue {
+	return &stdinQueue{pool: pool, limit: limit}
 }
 
 // push appends b, or requests EOF when b is empty. It blocks while the queue
-// is non-empty and b would not fit.
+// is non-empty and b would not fit into the queue's or the pool's limit.
 func (q *stdinQueue) push(b []byte) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	p := q.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if q.dead || q.eof {
 		return
 	}
 	if len(b) == 0 {
 		q.eof = true
-		q.cond.Broadcast()
+		p.cond.Broadcast()
 		return
 	}
-	for q.size > 0 && q.size+len(b) > q.limit && !q.dead {
-		q.cond.Wait()
+	for q.size > 0 && !q.dead && (q.size+len(b) > q.limit || p.used+len(b) > p.limit) {
+		p.cond.Wait()
 	}
 	if q.dead {
 		return
 	}
 	q.chunks = append(q.chunks, b)
 	q.size += len(b)
-	q.cond.Broadcast()
+	p.used += len(b)
+	p.cond.Broadcast()
 }
 
 // pop returns the next chunk, or eof once EOF was requested and every chunk
 // was returned. ok is false once the queue was killed.
 func (q *stdinQueue) pop() (b []byte, eof, ok bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	p := q.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for len(q.chunks) == 0 && !q.eof && !q.dead {
-		q.cond.Wait()
+		p.cond.Wait()
 	}
 	switch {
 	case q.dead:
@@ -66,7 +87,8 @@ func (q *stdinQueue) pop() (b []byte, eof, ok bool) {
 		q.chunks[0] = nil
 		q.chunks = q.chunks[1:]
 		q.size -= len(b)
-		q.cond.Broadcast()
+		p.used -= len(b)
+		p.cond.Broadcast()
 		return b, false, true
 	default:
 		return nil, true, true
@@ -76,17 +98,19 @@ func (q *stdinQueue) pop() (b []byte, eof, ok bool) {
 // kill discards the buffered bytes and every later push, and wakes all
 // waiters.
 func (q *stdinQueue) kill() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	p := q.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	q.dead = true
+	p.used -= q.size
 	q.chunks = nil
 	q.size = 0
-	q.cond.Broadcast()
+	p.cond.Broadcast()
 }
 
-// buffered returns the number of queued bytes.
-func (q *stdinQueue) buffered() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.size
+// buffered returns the number of bytes queued in q and in the whole pool.
+func (q *stdinQueue) buffered() (queue, pool int) {
+	q.pool.mu.Lock()
+	defer q.pool.mu.Unlock()
+	return q.size, q.pool.used
 }

@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"testing"
+	"time"
+)
+
+// pushAsync pushes b in a goroutine and returns a channel closed once push
+// returned.
+func pushAsync(q *stdinQueue, b []byte) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.push(b)
+	}()
+	return done
+}
+
+func waits(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatal("push returned; want it to wait")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func returns(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("push still waiting")
+	}
+}
+
+func TestStdinQueue(t *testing.T) {
+	t.Run("per-session bound", func(t *testing.T) {
+		q := newStdinQueue(10, newStdinPool(100))
+		q.push([]byte("12345678"))
+		done := pushAsync(q, []byte("abcd")) // 8+4 > 10
+		waits(t, done)
+		if b, eof, ok := q.pop(); string(b) != "12345678" || eof || !ok {
+			t.Fatalf("pop = %q %v %v", b, eof, ok)
+		}
+		returns(t, done)
+		q.push(nil) // EOF
+		if b, eof, ok := q.pop(); string(b) != "abcd" || eof || !ok {
+			t.Fatalf("pop = %q %v %v", b, eof, ok)
+		}
+		if _, eof, ok := q.pop(); !eof || !ok {
+			t.Fatalf("pop after EOF = eof %v ok %v; want EOF", eof, ok)
+		}
+	})
+	t.Run("pool bound and progress of empty queues", func(t *testing.T) {
+		pool := newStdinPool(10)
+		a := newStdinQueue(100, pool)
+		b := newStdinQueue(100, pool)
+		a.push([]byte("123456789"))
+		done := pushAsync(a, []byte("xy")) // pool: 9+2 > 10
+		waits(t, done)
+		// b's queue is empty: its chunk is taken although the pool is full.
+		returns(t, pushAsync(b, []byte("b1")))
+		if q, p := b.buffered(); q != 2 || p != 11 {
+			t.Errorf("buffered = %d/%d; want 2/11", q, p)
+		}
+		// b is not empty now, and the pool is over its bound.
+		doneB := pushAsync(b, []byte("b2"))
+		waits(t, doneB)
+		// Killing a (its child went away) releases its bytes for both.
+		a.kill()
+		returns(t, done)
+		returns(t, doneB)
+		if _, p := b.buffered(); p != 4 {
+			t.Errorf("pool holds %d bytes; want 4", p)
+		}
+	})
+	t.Run("oversized chunk and kill", func(t *testing.T) {
+		q := newStdinQueue(4, newStdinPool(4))
+		q.push([]byte("too big")) // an empty queue takes any chunk
+		if n, _ := q.buffered(); n != 7 {
+			t.Errorf("buffered = %d; want 7", n)
+		}
+		done := pushAsync(q, []byte("x"))
+		waits(t, done)
+		q.kill()
+		returns(t, done)
+		if _, _, ok := q.pop(); ok {
+			t.Errorf("pop after kill: ok; want !ok")
+		}
+		if _, p := q.buffered(); p != 0 {
+			t.Errorf("pool holds %d bytes after kill; want 0", p)
+		}
+	})
+}
