@@ -38,4 +38,3 @@ func TestReapOrphans(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
