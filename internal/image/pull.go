@@ -18,8 +18,14 @@ import (
 	"github.com/msb-go/msb/internal/store"
 )
 
-// maxConfigBytes bounds an image config blob, which is held in memory.
-const maxConfigBytes = 8 << 20
+// Bounds on what a (hostile) manifest may ask of us: the config blob is
+// held in memory, and each layer costs a goroutine, a file and a database
+// row. Real images stay far below both (Docker's overlay driver stops at 128
+// layers).
+const (
+	maxConfigBytes = 8 << 20
+	maxLayers      = 1024
+)
 
 // Pull makes ref available locally and returns it. With PullIfMissing (or
 // "") a cached image is returned without any network access; PullNever
@@ -150,6 +156,9 @@ func (s *Store) pullFrom(ctx context.Context, r, src Reference, emit func(Event)
 func (s *Store) commit(ctx context.Context, r Reference, mdigest, mediaType string, mf *v1.Manifest, fetch func(v1.Descriptor) fetchFunc, emit func(Event)) (*Image, error) {
 	if mf.Config.Size > maxConfigBytes || mf.Config.Size < 0 {
 		return nil, fmt.Errorf("config of %d bytes: %w", mf.Config.Size, ErrUnsupported)
+	}
+	if len(mf.Layers) > maxLayers {
+		return nil, fmt.Errorf("%d layers, more than %d: %w", len(mf.Layers), maxLayers, ErrUnsupported)
 	}
 	cd := mf.Config.Digest
 	if _, err := s.ensureBlob(ctx, cd.String(), mf.Config.Size, fetch(mf.Config), nil); err != nil {

@@ -112,9 +112,9 @@ func push(t *testing.T, ref string, img v1.Image, opts ...remote.Option) {
 	}
 }
 
-// tarLayer builds a gzip layer from name → content (a trailing "/" makes a
+// tarBytes builds a tar from name → content (a trailing "/" makes a
 // directory, "->" in content a symlink target).
-func tarLayer(t *testing.T, files map[string]string) v1.Layer {
+func tarBytes(t *testing.T, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -136,8 +136,18 @@ func tarLayer(t *testing.T, files map[string]string) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	return buf.Bytes()
+}
+
+func tarOpener(t *testing.T, files map[string]string) tarball.Opener {
+	data := tarBytes(t, files)
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+}
+
+// tarLayer builds a gzip layer of tarBytes(files).
+func tarLayer(t *testing.T, files map[string]string) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(tarOpener(t, files))
 	if err != nil {
 		t.Fatal(err)
 	}

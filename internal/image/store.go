@@ -162,17 +162,19 @@ func fromStore(ref string, si store.Image) *Image {
 	return img
 }
 
-// lookup returns the cached image for r (by digest when r has one), or an
-// error wrapping ErrNotFound.
+// lookup returns the cached image for r (by its normalized reference, else
+// by its manifest digest), or an error wrapping ErrNotFound.
 func (s *Store) lookup(ctx context.Context, r Reference) (*Image, error) {
 	var (
 		si  store.Image
 		err error
 	)
-	if r.Digest != "" {
+	// By reference first: a digest reference to a multi-platform index is
+	// recorded under that reference, while the manifest stored is the
+	// platform's.
+	si, err = s.db.ImageByRef(ctx, r.String())
+	if errors.Is(err, store.ErrNotFound) && r.Digest != "" {
 		si, err = s.db.ImageByDigest(ctx, r.Digest)
-	} else {
-		si, err = s.db.ImageByRef(ctx, r.String())
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", r, ErrNotFound)
