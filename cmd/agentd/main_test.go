@@ -1,8 +1,10 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +18,17 @@ func TestServesStdio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds agentd")
 	}
-	bin := filepath.Join(t.TempDir(), "agentd")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "agentd")
 	if out, err := goCmd(t, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// Let other users reach the binary: the test's temp dirs are 0700. Only
+	// the directories strictly below os.TempDir() are touched.
+	for d := dir; strings.HasPrefix(d, filepath.Clean(os.TempDir())+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -34,35 +44,47 @@ func TestServesStdio(t *testing.T) {
 	if err != nil || m.Type != agentproto.TypeReady {
 		t.Fatalf("first frame %v, %v; want core.ready", m.Type, err)
 	}
-	req, _ := agentproto.New(1, agentproto.TypeExecRequest, agentproto.ExecRequest{
-		Cmd: "sh", Args: []string{"-c", "ulimit -n"},
-		Rlimits: []agentproto.Rlimit{{Resource: "nofile", Soft: 99, Hard: 99}},
-	})
-	if err := agentproto.NewEncoder(stdin).Encode(req); err != nil {
-		t.Fatal(err)
+	enc := agentproto.NewEncoder(stdin)
+	run := func(id uint32, req agentproto.ExecRequest) string {
+		t.Helper()
+		m, _ := agentproto.New(id, agentproto.TypeExecRequest, req)
+		if err := enc.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		for {
+			m, err := dec.Decode()
+			if err != nil {
+				t.Fatalf("decode: %v (stdout so far %q)", err, out)
+			}
+			switch m.Type {
+			case agentproto.TypeExecStdout:
+				var d agentproto.ExecData
+				if err := m.Decode(&d); err != nil {
+					t.Fatal(err)
+				}
+				out += string(d.Data)
+			case agentproto.TypeExecFailed:
+				var f agentproto.ExecFailed
+				m.Decode(&f)
+				t.Fatalf("exec failed: %+v", f)
+			case agentproto.TypeExecExited:
+				return out
+			}
+		}
 	}
-	var out string
-	for {
-		m, err := dec.Decode()
-		if err != nil {
-			t.Fatalf("decode: %v (stdout so far %q)", err, out)
-		}
-		if m.Type == agentproto.TypeExecStdout {
-			var d agentproto.ExecData
-			m.Decode(&d)
-			out += string(d.Data)
-		}
-		if m.Type == agentproto.TypeExecFailed {
-			var f agentproto.ExecFailed
-			m.Decode(&f)
-			t.Fatalf("exec failed: %+v", f)
-		}
-		if m.Type == agentproto.TypeExecExited {
-			break
-		}
-	}
-	if out != "99\n" {
+	limits := []agentproto.Rlimit{{Resource: "nofile", Soft: 99, Hard: 99}}
+	if out := run(1, agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c", "ulimit -n"}, Rlimits: limits}); out != "99\n" {
 		t.Errorf("ulimit -n = %q; want 99", out)
+	}
+	if os.Getuid() == 0 {
+		// The shim runs as the target user already, so agentd must be
+		// executable by it.
+		user := "65534"
+		out := run(2, agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c", "id -u; ulimit -n"}, Rlimits: limits, User: &user})
+		if out != "65534\n99\n" {
+			t.Errorf("as 65534: got %q; want \"65534\\n99\\n\"", out)
+		}
 	}
 	stdin.Close()
 	select {
