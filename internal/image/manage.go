@@ -157,7 +157,8 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 }
 
 // pruneParts removes .part files whose blob lock is free (no pull is
-// writing them).
+// writing them), and those free lock files. Deleting a lock file is safe:
+// store.Lock notices when the file it locked was unlinked and retries.
 func (s *Store) pruneParts(ctx context.Context) (int64, error) {
 	ents, err := os.ReadDir(s.home.TmpDir())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -170,6 +171,9 @@ func (s *Store) pruneParts(ctx context.Context) (int64, error) {
 	for _, e := range ents {
 		base, ok := strings.CutSuffix(e.Name(), ".part")
 		if !ok {
+			base, ok = strings.CutSuffix(e.Name(), ".lock")
+		}
+		if !ok {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -180,7 +184,8 @@ func (s *Store) pruneParts(ctx context.Context) (int64, error) {
 		if err != nil {
 			continue // busy: a pull owns it
 		}
-		freed += removeFile(filepath.Join(s.home.TmpDir(), e.Name()))
+		freed += removeFile(filepath.Join(s.home.TmpDir(), base+".part"))
+		_ = os.Remove(lock)
 		_ = unlock()
 	}
 	return freed, nil

@@ -97,6 +97,9 @@ func TestListRemovePrune(t *testing.T) {
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale .part survived prune: %v", err)
 	}
+	if locks, _ := filepath.Glob(filepath.Join(s.home.TmpDir(), "*.lock")); len(locks) != 0 {
+		t.Errorf("free lock files survived prune: %v", locks)
+	}
 
 	// The sandbox goes: prune now frees a as well.
 	if err := s.db.DeleteSandbox(ctx, sb.ID); err != nil {
