@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -381,5 +382,54 @@ func TestPullResumesPartialBlob(t *testing.T) {
 				t.Errorf(".part still there after the blob was stored: %v", err)
 			}
 		})
+	}
+}
+
+// TestPullResumesAfterDroppedConnection: the registry drops the connection
+// halfway through a blob; the same pull continues it with a Range request
+// instead of starting over.
+func TestPullResumesAfterDroppedConnection(t *testing.T) {
+	reg := newTestRegistry(t, false)
+	src := randomImage(t, 1<<20, 1)
+	ref := reg.Host + "/drop/img:v"
+	push(t, ref, src)
+	blobs, _ := layerDigests(t, src)
+	var once sync.Once
+	reg.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || filepath.Base(r.URL.Path) != blobs[0] {
+			return false
+		}
+		dropped := false
+		once.Do(func() {
+			dropped = true
+			rec := &captureWriter{header: http.Header{}}
+			registryServe(reg, rec, r)
+			body := rec.body.Bytes()
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush()
+		})
+		if dropped {
+			panic(http.ErrAbortHandler) // net/http closes the connection
+		}
+		return false
+	})
+	s := newStore(t, Options{})
+	reg.reset()
+	if _, err := s.Pull(t.Context(), ref, "", nil); err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	if n := reg.count("GET", blobs[0]); n != 2 {
+		t.Errorf("blob GETs = %d; want 2 (dropped, then resumed)", n)
+	}
+	reg.mu.Lock()
+	ranges := append([]string(nil), reg.ranges...)
+	reg.mu.Unlock()
+	if len(ranges) != 1 || !strings.HasPrefix(ranges[0], "bytes=") || strings.HasPrefix(ranges[0], "bytes=0-") {
+		t.Errorf("Range headers = %q; want one resuming from the middle", ranges)
+	}
+	if err := s.verifyBlob(blobs[0]); err != nil {
+		t.Errorf("stored blob: %v", err)
 	}
 }
