@@ -59,7 +59,9 @@ type Config struct {
 	// is bounded as uart.Config describes.
 	Console io.Writer
 	// Devices are attached as virtio-mmio devices, in order, and declared
-	// on the kernel command line. At most 19 (IRQs 5–23).
+	// on the kernel command line. At most 19 (IRQs 5–23). The Machine owns
+	// them: New's failure and Close reset them and close those that are
+	// io.Closers.
 	Devices []virtio.Device
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
@@ -90,6 +92,9 @@ type Machine struct {
 	mmio    bus.Bus
 	uart    *uart.UART
 	virtio  []*virtioDevice
+	// closers are resources NewFromSpec opened for the devices, closed
+	// after them.
+	closers []io.Closer
 	ran     bool
 
 	// stop cancels the running Run with a cause; nil outside Run.
@@ -99,20 +104,30 @@ type Machine struct {
 }
 
 // New builds a Machine from cfg: VM, memory, kernel, devices and vCPUs.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (*Machine, error) {
+	m := &Machine{log: cfg.Logger, irqFD: -1}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	built := false
+	defer func() {
+		if !built {
+			// Devices not yet attached are still the caller's to release
+			// according to Config.Devices; Close handles the attached ones.
+			for _, d := range cfg.Devices[len(m.virtio):] {
+				d.Reset()
+				if c, ok := d.(io.Closer); ok {
+					c.Close()
+				}
+			}
+			m.Close()
+		}
+	}()
 	if cfg.Kernel == "" || cfg.VCPUs < 1 || cfg.VCPUs > maxVCPUs || cfg.MemoryMiB < minMemoryMiB || cfg.MemoryMiB > maxMemoryMiB || len(cfg.Devices) > maxVirtio {
 		return nil, fmt.Errorf("new machine: kernel %q, %d vcpus (1-%d), %d MiB (%d-%d), %d devices (max %d): %w",
 			cfg.Kernel, cfg.VCPUs, maxVCPUs, cfg.MemoryMiB, minMemoryMiB, maxMemoryMiB, len(cfg.Devices), maxVirtio, ErrBadConfig)
 	}
-	m = &Machine{log: cfg.Logger, irqFD: -1}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
-	}
-	defer func() {
-		if err != nil {
-			m.Close()
-		}
-	}()
+	var err error
 	if m.sys, err = kvm.Open(); err != nil {
 		return nil, fmt.Errorf("new machine: %w", err)
 	}
@@ -152,6 +167,7 @@ func New(cfg Config) (m *Machine, err error) {
 	if err := m.createVCPUs(cfg.VCPUs, entry); err != nil {
 		return nil, fmt.Errorf("new machine: %w", err)
 	}
+	built = true
 	m.log.Info("machine created", "vcpus", cfg.VCPUs, "memory_mib", cfg.MemoryMiB, "entry", entry.Regs.Rip, "pvh", !entry.LongMode)
 	return m, nil
 }
@@ -447,6 +463,10 @@ func (m *Machine) ConsoleStats() uart.Stats { return m.uart.Stats() }
 // while Run is running.
 func (m *Machine) Close() error {
 	errs := []error{m.closeVirtio()}
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	m.closers = nil
 	for _, c := range m.vcpus {
 		errs = append(errs, c.Close())
 	}

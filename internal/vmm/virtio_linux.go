@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -59,6 +60,11 @@ func (m *Machine) attachVirtio(devs []virtio.Device) error {
 	for i, dev := range devs {
 		base, irq := virtioSlot(i)
 		vd := &virtioDevice{base: base, irq: irq, irqFD: -1}
+		vd.t = mmio.New(dev, m.mem, mmio.Config{
+			// irqFD is set below, before the device can be activated.
+			Interrupt: func() { _ = eventIRQ{vd.irqFD}.Trigger() },
+			Logger:    m.log,
+		})
 		m.virtio = append(m.virtio, vd)
 		var err error
 		if vd.irqFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
@@ -67,11 +73,6 @@ func (m *Machine) attachVirtio(devs []virtio.Device) error {
 		if err := m.vm.IRQFD(vd.irqFD, irq); err != nil {
 			return fmt.Errorf("virtio device %d: %w", i, err)
 		}
-		irqFD := vd.irqFD
-		vd.t = mmio.New(dev, m.mem, mmio.Config{
-			Interrupt: func() { _ = eventIRQ{irqFD}.Trigger() },
-			Logger:    m.log,
-		})
 		if err := m.mmio.Insert(vd.t, uint64(base), mmio.WindowSize); err != nil {
 			return fmt.Errorf("virtio device %d: %w", i, err)
 		}
@@ -130,8 +131,10 @@ func (m *Machine) startNotifiers() (stop func()) {
 func (m *Machine) closeVirtio() error {
 	var errs []error
 	for _, vd := range m.virtio {
-		if vd.t != nil {
-			vd.t.Device().Reset()
+		dev := vd.t.Device()
+		dev.Reset()
+		if c, ok := dev.(io.Closer); ok {
+			errs = append(errs, c.Close())
 		}
 		for _, f := range vd.notify {
 			errs = append(errs, f.Close())

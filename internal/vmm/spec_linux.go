@@ -1,0 +1,175 @@
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/virtio/virtioblk"
+	"github.com/msb-go/msb/internal/virtio/virtioconsole"
+	"github.com/msb-go/msb/internal/virtio/virtionet"
+	"github.com/msb-go/msb/internal/virtio/virtiorng"
+)
+
+// AgentPortName is the virtio-console port agentd opens.
+const AgentPortName = "agent"
+
+// ErrUnsupported reports a machine.Spec feature the native VMM lacks.
+var ErrUnsupported = errors.New("not supported by the native vmm")
+
+// NewFromSpec builds a Machine for a backend-neutral spec: its disks become
+// virtio-blk devices (in order, so the first is /dev/vda), the agent port a
+// virtio-console port named "agent", the network a virtio-net device over
+// the spec's frame stream, plus a virtio-rng. NewFromSpec takes ownership of
+// spec.Agent and spec.Net.Conn whatever its outcome: the Machine closes them
+// in Close, or NewFromSpec does when it fails; the caller must not close
+// them. The console goes to spec.Console, which is not closed.
+func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
+	var owned []*os.File // error-path cleanup; double closes are harmless here
+	if spec.Agent != nil {
+		owned = append(owned, spec.Agent)
+	}
+	if spec.Net != nil && spec.Net.Conn != nil {
+		owned = append(owned, spec.Net.Conn)
+	}
+	defer func() {
+		if err != nil {
+			for _, f := range owned {
+				f.Close()
+			}
+		}
+	}()
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("machine spec: %w", err)
+	}
+	if len(spec.Shares) > 0 {
+		return nil, fmt.Errorf("virtio-fs shares: %w", ErrUnsupported)
+	}
+	var (
+		devs    []virtio.Device
+		closers []io.Closer
+	)
+	defer func() {
+		if err != nil {
+			for _, d := range devs {
+				if c, ok := d.(io.Closer); ok {
+					c.Close()
+				}
+			}
+			for _, c := range closers {
+				c.Close()
+			}
+		}
+	}()
+	for i, d := range spec.Disks {
+		flag := os.O_RDWR
+		if d.ReadOnly {
+			flag = os.O_RDONLY
+		}
+		f, err := os.OpenFile(d.Path, flag, 0)
+		if err != nil {
+			return nil, fmt.Errorf("disk %d: %w", i, err)
+		}
+		closers = append(closers, f)
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("disk %d: %w", i, err)
+		}
+		dev, err := virtioblk.New(virtioblk.Config{
+			Backend:   virtioblk.File{File: f},
+			SizeBytes: uint64(fi.Size()),
+			ReadOnly:  d.ReadOnly,
+			Serial:    d.Serial,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("disk %d: %w", i, err)
+		}
+		devs = append(devs, dev)
+	}
+	if spec.Agent != nil {
+		agent, err := pollable(spec.Agent)
+		if err != nil {
+			return nil, fmt.Errorf("agent port: %w", err)
+		}
+		owned = append(owned, agent)
+		dev, err := virtioconsole.New(virtioconsole.Config{Ports: []virtioconsole.Port{{Name: AgentPortName, Conn: agent}}})
+		if err != nil {
+			return nil, fmt.Errorf("agent port: %w", err)
+		}
+		devs = append(devs, dev)
+	}
+	if spec.Net != nil {
+		mac, err := net.ParseMAC(spec.Net.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("net: %w", err)
+		}
+		conn, err := pollable(spec.Net.Conn)
+		if err != nil {
+			return nil, fmt.Errorf("net: %w", err)
+		}
+		owned = append(owned, conn)
+		backend := newStreamBackend(conn)
+		closers = append(closers, backend)
+		dev, err := virtionet.New(virtionet.Config{Backend: backend, MAC: mac})
+		if err != nil {
+			return nil, fmt.Errorf("net: %w", err)
+		}
+		devs = append(devs, dev)
+	}
+	devs = append(devs, virtiorng.New())
+	cfg := Config{
+		Kernel:    spec.Kernel,
+		Initrd:    spec.Initrd,
+		Cmdline:   append([]string{"rdinit=/init", "quiet"}, spec.Cmdline...),
+		VCPUs:     spec.VCPUs,
+		MemoryMiB: spec.MemoryMiB,
+		Devices:   devs,
+		Logger:    log,
+	}
+	if spec.Console != nil {
+		cfg.Console = spec.Console
+	}
+	m, err := New(cfg)
+	devs = nil // New owns them now, and closed them if it failed
+	if err != nil {
+		return nil, err
+	}
+	m.closers = closers
+	return m, nil
+}
+
+// pollable returns a duplicate of f's descriptor in non-blocking mode,
+// wrapped so that it uses the runtime poller, and closes f. Sockets from
+// syscall.Socketpair wrapped with os.NewFile are blocking, and a blocking
+// Read cannot be interrupted by Close, which would leave device goroutines
+// (and Machine.Close) stuck.
+func pollable(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	cerr := rc.Control(func(fd uintptr) {
+		nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), err)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return nil, fmt.Errorf("set %s non-blocking: %w", f.Name(), err)
+	}
+	nf := os.NewFile(uintptr(nfd), f.Name())
+	f.Close()
+	return nf, nil
+}
