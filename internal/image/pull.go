@@ -215,10 +215,15 @@ func (s *Store) fetchLayers(ctx context.Context, layers []v1.Descriptor, fetch f
 		mu   sync.Mutex
 		errs []error
 	)
+	seen := map[v1.Hash]bool{}
 	for _, l := range layers {
 		if l.Size < 0 {
 			return fmt.Errorf("layer %s of size %d: %w", l.Digest, l.Size, ErrUnsupported)
 		}
+		if seen[l.Digest] {
+			continue // the same blob twice (empty layers often are)
+		}
+		seen[l.Digest] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

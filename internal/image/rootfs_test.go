@@ -82,3 +82,34 @@ func TestRootfsDiffIDMismatch(t *testing.T) {
 }
 
 func fileExists(p string) bool { return exists(p) }
+
+// TestRootfsRepeatedLayer: a manifest may list one blob twice; it is fetched
+// once and applied twice.
+func TestRootfsRepeatedLayer(t *testing.T) {
+	reg := newTestRegistry(t, false)
+	l := tarLayer(t, map[string]string{"same": "x"})
+	img, err := mutate.AppendLayers(empty.Image, l, tarLayer(t, map[string]string{"mid": "y"}), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Host + "/rep/img:v"
+	push(t, ref, img)
+	d, _ := l.Digest()
+	reg.reset()
+	s := newStore(t, Options{})
+	pulled, err := s.Pull(t.Context(), ref, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.count("GET", d.String()); n != 1 {
+		t.Errorf("repeated blob fetched %d times; want 1", n)
+	}
+	path, err := s.Rootfs(t.Context(), pulled)
+	if err != nil {
+		t.Fatalf("Rootfs: %v", err)
+	}
+	fsckEROFS(t, path)
+	if got, err := readEROFS(t, path, "same"); err != nil || got != "x" {
+		t.Errorf("same = %q, %v; want x", got, err)
+	}
+}
