@@ -3,6 +3,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -121,10 +122,10 @@ func (s *Store) importImage(ctx context.Context, r Reference, img v1.Image, emit
 // dockerArchive opens a `docker save` tar. With several images in it, ref
 // (as written in RepoTags, or normalized) selects one.
 func dockerArchive(path, ref string) (v1.Image, string, error) {
-	if !tarHas(path, "manifest.json") {
+	opener := archiveOpener(path)
+	if !tarHas(opener, "manifest.json") {
 		return nil, "", fmt.Errorf("not a docker save archive (no manifest.json; extract an OCI layout tar and import the directory): %w", ErrUnsupported)
 	}
-	opener := func() (io.ReadCloser, error) { return os.Open(path) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, "", fmt.Errorf("read manifest.json: %w", err)
@@ -179,14 +180,54 @@ func sameRef(a, b string) bool {
 	return err1 == nil && err2 == nil && ra == rb
 }
 
-// tarHas reports whether the tar at path has an entry called name.
-func tarHas(path, name string) bool {
-	f, err := os.Open(path)
+// archiveOpener opens the archive at path, through gzip when it is
+// compressed (`docker save | gzip`). ggcr reads the archive once per file it
+// needs, so each call starts again from the beginning.
+func archiveOpener(path string) tarball.Opener {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		var magic [2]byte
+		if _, err := io.ReadFull(f, magic[:]); err != nil || !bytes.Equal(magic[:], gzipMagic) {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				f.Close()
+				return nil, err
+			}
+			return f, nil
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return gzipFile{zr, f}, nil
+	}
+}
+
+type gzipFile struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func (g gzipFile) Close() error {
+	g.Reader.Close()
+	return g.f.Close()
+}
+
+// tarHas reports whether the tar opener gives has an entry called name.
+func tarHas(opener tarball.Opener, name string) bool {
+	rc, err := opener()
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	tr := tar.NewReader(f)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
 	for {
 		hdr, err := tr.Next()
 		if err != nil {

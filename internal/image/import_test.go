@@ -1,6 +1,8 @@
 package image
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"io/fs"
 	"os"
@@ -78,6 +80,9 @@ func TestImport(t *testing.T) {
 		{"docker save, two and no ref", func(t *testing.T) string {
 			return writeDockerArchive(t, map[string]v1.Image{"example.com/a:1": a, "example.com/b:2": b})
 		}, "", "", v1.Hash{}, ErrNotFound},
+		{"docker save | gzip", func(t *testing.T) string {
+			return gzipped(t, writeDockerArchive(t, map[string]v1.Image{"example.com/a:1": a}))
+		}, "", "example.com/a:1", ad, nil},
 		{"oci layout, one image", func(t *testing.T) string {
 			return writeLayout(t, map[string]v1.Image{"v1": a})
 		}, "local/a:v1", "docker.io/local/a:v1", ad, nil},
@@ -264,4 +269,21 @@ func TestPushThenPull(t *testing.T) {
 	if got.ManifestDigest != want.String() || len(got.Config.Cmd) != 1 || got.Config.Cmd[0] != "/hello" {
 		t.Errorf("pulled %s %v; want %s [/hello]", got.ManifestDigest, got.Config.Cmd, want)
 	}
+}
+
+// gzipped compresses path to path+".gz".
+func gzipped(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	if err := os.WriteFile(path+".gz", buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path + ".gz"
 }
