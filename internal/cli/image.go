@@ -154,7 +154,7 @@ func newImageImportCmd(stdio Stdio) *cobra.Command {
 		Use:   "import PATH [IMAGE]",
 		Short: "Add an image from a docker save archive, an OCI layout or a directory",
 		Long: `Add an image to the cache without any network access. PATH is one of
-  - a ` + "`docker save`" + ` archive (IMAGE picks one when it holds several),
+  - a ` + "`docker save`" + ` archive, plain or gzipped (IMAGE picks one of several),
   - an OCI image layout directory (oci-layout, index.json, blobs/),
   - a plain directory, packed as the root file system of a one-layer image
     (IMAGE is required to name it).
