@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +68,7 @@ func TestSetLINTs(t *testing.T) {
 
 // tinyKernel writes an ELF "kernel" with a PVH note whose 32-bit entry
 // runs code, loaded at 1 MiB.
-func tinyKernel(t *testing.T, code []byte) string {
+func tinyKernel(t testing.TB, code []byte) string {
 	t.Helper()
 	const base = 0x100000
 	le := binary.LittleEndian
@@ -116,7 +117,7 @@ func tinyKernel(t *testing.T, code []byte) string {
 
 // helloKernel prints msg on COM1 with `rep outsb` and resets through the
 // i8042, as Linux does for reboot=k.
-func helloKernel(t *testing.T, msg string) string {
+func helloKernel(t testing.TB, msg string) string {
 	const base = 0x100000
 	code := []byte{
 		0xbe, 0, 0, 0, 0, //             mov esi, msg
@@ -269,5 +270,26 @@ func TestBootLinux(t *testing.T) {
 		if !strings.Contains(console.String(), want) {
 			t.Errorf("console lacks %q", want)
 		}
+	}
+}
+
+// BenchmarkConsoleByte measures one guest `outsb` to COM1 through the whole
+// Machine path: KVM exit, PIO bus, UART, io.Writer and re-entry.
+func BenchmarkConsoleByte(b *testing.B) {
+	kvmtest.Require(b)
+	const n = 20000
+	msg := strings.Repeat("x", n)
+	kernel := helloKernel(b, msg)
+	for b.Loop() {
+		m, err := New(Config{Kernel: kernel, VCPUs: 1, MemoryMiB: 64, Console: io.Discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := m.Run(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/n, "ns/byte")
+		m.Close()
 	}
 }
