@@ -305,8 +305,14 @@ func contentRangeStart(v string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
+	if first == "" || strings.Trim(first, "0123456789") != "" {
+		return 0, false
+	}
 	n, err := strconv.ParseInt(first, 10, 64)
-	return n, err == nil && n >= 0
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 func platformString(p v1.Platform) string {
