@@ -9,14 +9,16 @@ import (
 )
 
 // Run enters the guest until the next exit and decodes it. An interrupted
-// run (Kick, or any signal) is reported as KVM_EXIT_INTR with a nil error.
-// The calling goroutine should be locked to its OS thread so that Kick can
-// reach it.
+// run (Kick, or any signal) is reported as KVM_EXIT_INTR with a nil error,
+// and so is EAGAIN, which KVM returns when an application processor waiting
+// for INIT/SIPI (KVM_MP_STATE_UNINITIALIZED) wakes up and must simply be run
+// again (arch/x86/kvm/x86.c, kvm_arch_vcpu_ioctl_run). The calling
+// goroutine should be locked to its OS thread so that Kick can reach it.
 func (c *VCPU) Run() (Exit, error) {
 	c.tid.Store(int32(unix.Gettid()))
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(c.fd), KVM_RUN, 0)
 	switch {
-	case errno == unix.EINTR:
+	case errno == unix.EINTR, errno == unix.EAGAIN:
 		return Exit{Reason: KVM_EXIT_INTR}, nil
 	case errno != 0:
 		return Exit{}, &Error{Op: "KVM_RUN", Err: errno}
