@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/msb-go/msb/internal/agentclient"
-	"github.com/msb-go/msb/internal/runtime"
 	"github.com/msb-go/msb/internal/sandbox"
 )
 
@@ -67,7 +66,7 @@ func convertErr(err error) error {
 	var be *sandbox.BootError
 	if errors.As(err, &be) {
 		return &BootError{Name: be.Name, Stage: string(be.Stage), Errno: be.Errno, Message: be.Message,
-			Hint: runtime.Hint(be.Stage, be.Errno)}
+			Hint: be.BootError.Hint()}
 	}
 	return err
 }

@@ -45,7 +45,7 @@ func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) 
 	if err != nil {
 		return nil, err
 	}
-	p, err := m.Create(ctx, name, o.cfg, sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace})
+	p, err := m.Create(ctx, name, o.cfg, o.sandboxOptions())
 	if err != nil {
 		m.Close()
 		return nil, convertErr(err)
@@ -55,7 +55,12 @@ func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) 
 		p.Release()
 		p = nil
 	}
-	return &Sandbox{name: name, mgr: m, proc: p, cfg: o.cfg}, nil
+	in, err := m.Get(ctx, name)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Sandbox{name: name, mgr: m, proc: p, cfg: in.Config}, nil
 }
 
 // Start boots a stopped sandbox again (detached), keeping its files.

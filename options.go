@@ -3,6 +3,7 @@ package msb
 import (
 	"time"
 
+	"github.com/msb-go/msb/internal/image"
 	"github.com/msb-go/msb/internal/sandbox"
 )
 
@@ -14,7 +15,53 @@ type createOptions struct {
 	detached bool
 	replace  bool
 	home     string
+	policy   image.PullPolicy
+	progress func(PullEvent)
 }
+
+func (o *createOptions) sandboxOptions() sandbox.CreateOptions {
+	so := sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace, PullPolicy: o.policy}
+	if o.progress != nil {
+		so.Progress = func(e image.Event) {
+			o.progress(PullEvent{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})
+		}
+	}
+	return so
+}
+
+// WithImage boots the sandbox from an OCI image ("python:3.12",
+// "ghcr.io/o/r@sha256:…", "localhost:5000/x"), pulled for linux/amd64 and
+// cached; its env, workdir, user and entrypoint+cmd apply under the other
+// options.
+func WithImage(ref string) Option { return func(o *createOptions) { o.cfg.Image = ref } }
+
+// PullPolicy says when Create contacts the registry for an image.
+type PullPolicy string
+
+// Pull policies.
+const (
+	PullIfMissing PullPolicy = "if-missing" // default: a cached image never touches the network
+	PullAlways    PullPolicy = "always"     // re-resolve the reference every time
+	PullNever     PullPolicy = "never"      // fail unless the image is cached
+)
+
+// WithPullPolicy sets the image pull policy.
+func WithPullPolicy(p PullPolicy) Option {
+	return func(o *createOptions) { o.policy = image.PullPolicy(p) }
+}
+
+// PullEvent is one step of an image pull: Kind is Resolving, Resolved,
+// LayerDownloadStart, LayerDownloadProgress, LayerDownloadDone,
+// LayerMaterialize or Complete.
+type PullEvent struct {
+	Kind           string
+	Layer          string
+	Current, Total int64
+	Message        string
+}
+
+// WithPullProgress receives image pull events (from one goroutine at a time).
+func WithPullProgress(f func(PullEvent)) Option { return func(o *createOptions) { o.progress = f } }
 
 // WithRootfs boots the sandbox from a host directory, packed into a
 // read-only image (the directory is not modified; writes go to the sandbox's

@@ -26,6 +26,10 @@ type Sandbox struct {
 // Name returns the sandbox's name.
 func (s *Sandbox) Name() string { return s.name }
 
+// ImageCommand is the command an image-based sandbox runs by default (the
+// image's entrypoint followed by its cmd); nil for a directory root.
+func (s *Sandbox) ImageCommand() []string { return append([]string(nil), s.cfg.Command...) }
+
 // Info returns the sandbox's current state.
 func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 	in, err := s.mgr.Get(ctx, s.name)

@@ -22,6 +22,8 @@ type sandboxFlags struct {
 	maxDuration time.Duration
 	vmm         string
 	replace     bool
+	pull        string
+	quiet       bool
 }
 
 func (f *sandboxFlags) register(cmd *cobra.Command) {
@@ -37,24 +39,37 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
 	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto, qemu or kvm")
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
+	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
 }
 
 func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
-	if image != "" {
-		return nil, fmt.Errorf("image %q: OCI images are not supported yet; boot a directory with --rootfs DIR", image)
+	var opts []msb.Option
+	switch {
+	case image != "" && f.rootfs != "":
+		return nil, fmt.Errorf("give either IMAGE or --rootfs DIR, not both")
+	case image != "":
+		opts = append(opts, msb.WithImage(image))
+	case f.rootfs != "":
+		opts = append(opts, msb.WithRootfs(f.rootfs))
+	default:
+		return nil, fmt.Errorf("no root filesystem: give an IMAGE (e.g. python:3.12) or --rootfs DIR (build a demo one with `make rootfs`)")
 	}
-	if f.rootfs == "" {
-		return nil, fmt.Errorf("no root filesystem: give --rootfs DIR (build a demo one with `make rootfs`)")
+	switch f.pull {
+	case "if-missing", "always", "never":
+		opts = append(opts, msb.WithPullPolicy(msb.PullPolicy(f.pull)))
+	default:
+		return nil, fmt.Errorf("--pull %q: want if-missing, always or never", f.pull)
 	}
 	mem, err := parseMemory(f.memory)
 	if err != nil {
 		return nil, err
 	}
-	opts := []msb.Option{
-		msb.WithRootfs(f.rootfs), msb.WithCPUs(f.cpus), msb.WithMemory(mem),
+	opts = append(opts,
+		msb.WithCPUs(f.cpus), msb.WithMemory(mem),
 		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
 		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
-	}
+	)
 	for _, kv := range f.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {

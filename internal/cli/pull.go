@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/image"
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
@@ -187,4 +188,19 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// pullProgressOption shows image pull progress for sandbox creation the way
+// `msb pull` does.
+func pullProgressOption(ctx context.Context, stdio Stdio, quiet bool) []msb.Option {
+	if quiet {
+		return nil
+	}
+	r := newProgressRenderer(ctx, stdio.Err, false)
+	return []msb.Option{msb.WithPullProgress(func(e msb.PullEvent) {
+		r.event(image.Event{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})
+		if e.Kind == "Complete" {
+			r.finish(true)
+		}
+	})}
 }

@@ -29,7 +29,7 @@ Examples:
   msb run --rootfs ./rootfs --name dev -d -- true # leave "dev" running`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
-			if len(argv) == 0 {
+			if len(argv) == 0 && image == "" {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
 			opts, err := f.options(image)
@@ -37,6 +37,9 @@ Examples:
 				return err
 			}
 			ctx := cmd.Context()
+			if image != "" {
+				opts = append(opts, pullProgressOption(ctx, stdio, f.quiet)...)
+			}
 			named := f.name != ""
 			if detach {
 				opts = append(opts, msb.Detached())
@@ -44,6 +47,13 @@ Examples:
 			sb, err := createOrReuse(ctx, f.name, opts)
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
+			}
+			if len(argv) == 0 {
+				if argv = sb.ImageCommand(); len(argv) == 0 {
+					_ = sb.Kill(context.WithoutCancel(ctx))
+					_ = sb.Close()
+					return fmt.Errorf("image %s has no entrypoint or cmd: give a command after --", image)
+				}
 			}
 			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty})
 			switch {
@@ -129,6 +139,9 @@ Example:
 			opts, err := f.options(image)
 			if err != nil {
 				return err
+			}
+			if image != "" {
+				opts = append(opts, pullProgressOption(cmd.Context(), stdio, f.quiet)...)
 			}
 			sb, err := msb.Create(cmd.Context(), f.name, append(opts, msb.Detached())...)
 			if err != nil {

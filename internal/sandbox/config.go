@@ -15,7 +15,15 @@ import (
 // secrets.
 type Config struct {
 	// Rootfs is a host directory packed into the sandbox's read-only root.
-	Rootfs    string   `json:"rootfs,omitempty"`
+	Rootfs string `json:"rootfs,omitempty"`
+	// Image is an OCI image reference (exclusive with Rootfs); ImageDigest
+	// pins the manifest resolved at create time, so a restart boots the
+	// same root even if the tag moved.
+	Image       string `json:"image,omitempty"`
+	ImageDigest string `json:"image_digest,omitempty"`
+	// Command is the image's entrypoint + cmd: what `msb run IMAGE` runs
+	// when no command is given.
+	Command   []string `json:"command,omitempty"`
 	VCPUs     int      `json:"vcpus"`
 	MemoryMiB int      `json:"memory_mib"`
 	Env       []string `json:"env,omitempty"`
@@ -42,6 +50,12 @@ func (c *Config) normalize() error {
 	}
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = DefaultMemoryMiB
+	}
+	switch {
+	case c.Rootfs != "" && c.Image != "":
+		return errors.New("give either a root directory or an image, not both")
+	case c.Rootfs == "" && c.Image == "":
+		return errors.New("no root filesystem: give an image or a root directory")
 	}
 	if c.Rootfs != "" {
 		abs, err := filepath.Abs(c.Rootfs)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/image"
 	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/runtime"
 	"github.com/msb-go/msb/internal/store"
@@ -114,6 +115,46 @@ type CreateOptions struct {
 	Attached bool
 	// Replace removes an existing sandbox of the same name first.
 	Replace bool
+	// PullPolicy applies to an image root (default if-missing: a cached
+	// image never touches the network).
+	PullPolicy image.PullPolicy
+	// Progress receives image pull events; nil discards them.
+	Progress func(image.Event)
+}
+
+// images opens the image store over the manager's home and database, with
+// registry settings from the environment.
+func (m *Manager) images() (*image.Store, error) {
+	opts, err := image.EnvOptions()
+	if err != nil {
+		return nil, err
+	}
+	return image.Open(m.Home, m.Store, opts), nil
+}
+
+// resolveImage pulls cfg.Image (by policy) and merges the image's
+// configuration under the user's: image env first (user values win), the
+// image's workdir and user unless given, and its entrypoint+cmd as the
+// default command.
+func (m *Manager) resolveImage(ctx context.Context, cfg *Config, opts CreateOptions) error {
+	imgs, err := m.images()
+	if err != nil {
+		return err
+	}
+	img, err := imgs.Pull(ctx, cfg.Image, opts.PullPolicy, opts.Progress)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", cfg.Image, err)
+	}
+	cfg.ImageDigest = img.ManifestDigest
+	cfg.Env = append(append([]string{}, img.Config.Env...), cfg.Env...)
+	if cfg.Workdir == "" {
+		cfg.Workdir = img.Config.WorkingDir
+	}
+	if cfg.User == "" {
+		cfg.User = img.Config.User
+	}
+	cfg.Command = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
+	return nil
 }
 
 // Create prepares a new sandbox and boots it.
@@ -127,6 +168,11 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if opts.Replace {
 		if err := m.Remove(ctx, name, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("replace: %w", err)
+		}
+	}
+	if cfg.Image != "" {
+		if err := m.resolveImage(ctx, &cfg, opts); err != nil {
+			return nil, err
 		}
 	}
 	if err := m.Home.EnsureSandboxDirs(name); err != nil {
@@ -151,6 +197,15 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if err := rootfs.CreateUpper(ctx, m.Home.UpperPath(name), cfg.UpperSizeBytes); err != nil {
 		_ = m.Store.DeleteSandbox(ctx, sb.ID)
 		return nil, fmt.Errorf("rootfs: upper: %w", err)
+	}
+	if cfg.ImageDigest != "" {
+		// Pins the manifest: `msb image rm` and prune leave it alone.
+		err := m.Store.SetSandboxRootfs(ctx, store.Rootfs{SandboxID: sb.ID, ManifestDigest: cfg.ImageDigest,
+			Mode: store.RootfsEROFS, UpperFSType: "ext4"})
+		if err != nil {
+			_ = m.Store.DeleteSandbox(ctx, sb.ID)
+			return nil, fmt.Errorf("record image: %w", err)
+		}
 	}
 	return m.boot(ctx, sb, cfg, opts)
 }
@@ -201,8 +256,15 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	if l.Agentd, err = locateAgentd(); err != nil {
 		return fail(fmt.Errorf("build VM: %w", err))
 	}
-	if cfg.Rootfs != "" {
+	switch {
+	case cfg.Rootfs != "":
 		lower, err := m.packRootfs(ctx, cfg.Rootfs)
+		if err != nil {
+			return fail(err)
+		}
+		l.Lower, l.Upper = lower, m.Home.UpperPath(name)
+	case cfg.ImageDigest != "":
+		lower, err := m.imageRootfs(ctx, cfg.ImageDigest)
 		if err != nil {
 			return fail(err)
 		}
@@ -215,6 +277,24 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	p, err := m.spawn(ctx, l)
 	if err != nil {
 		return fail(err)
+	}
+	return p, nil
+}
+
+// imageRootfs returns the EROFS image of a cached manifest (built on first
+// use), never contacting a registry.
+func (m *Manager) imageRootfs(ctx context.Context, digest string) (string, error) {
+	imgs, err := m.images()
+	if err != nil {
+		return "", err
+	}
+	img, err := imgs.Inspect(ctx, digest)
+	if err != nil {
+		return "", fmt.Errorf("image not found: %s: %w (try `msb pull`)", digest, err)
+	}
+	p, err := imgs.Rootfs(ctx, img)
+	if err != nil {
+		return "", fmt.Errorf("rootfs: image %s: %w", digest, err)
 	}
 	return p, nil
 }
