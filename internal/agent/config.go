@@ -38,6 +38,10 @@ type Config struct {
 	Rlimits    []Rlimit     // MSB_RLIMITS
 	User       string       // MSB_USER, "" = root
 	Probe      bool         // MSB_PROBE=1: print the probe line and power off
+	// ClockNs is the host's wall clock (ns since the Unix epoch) when it
+	// built the boot environment (MSB_CLOCK_NS); 0 = unset. The guest has
+	// no RTC, so without it the clock starts in 1970 and TLS fails.
+	ClockNs int64
 
 	// Env is the default environment of every exec: the non-MSB entries of
 	// the process environment overlaid by those of the boot.env file.
@@ -241,6 +245,14 @@ func ParseConfig(env []string) (Config, error) {
 	parse("MSB_NET_IPV6", func(v string) (err error) { c.IPv6, err = parseIP(v, true); return })
 	parse("MSB_RLIMITS", func(v string) (err error) { c.Rlimits, err = ParseRlimits(v); return })
 	parse("MSB_USER", func(v string) (err error) { c.User, err = parseUserSpec(v); return })
+	parse("MSB_CLOCK_NS", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want nanoseconds since the Unix epoch, got %q", truncate(v, 64))
+		}
+		c.ClockNs = n
+		return nil
+	})
 	parse("MSB_PROBE", func(v string) error {
 		switch v {
 		case "1":

@@ -159,6 +159,9 @@ var configTests = []struct {
 	// MSB_PROBE
 	{name: "probe", env: []string{"MSB_PROBE=1"}, want: Config{Probe: true}},
 	{name: "probe bad", env: []string{"MSB_PROBE=yes"}, wantErr: "MSB_PROBE"},
+	{name: "clock", env: []string{"MSB_CLOCK_NS=1764000000123456789"}, want: Config{ClockNs: 1764000000123456789}},
+	{name: "clock bad", env: []string{"MSB_CLOCK_NS=soon"}, wantErr: "MSB_CLOCK_NS"},
+	{name: "clock negative", env: []string{"MSB_CLOCK_NS=-5"}, wantErr: "MSB_CLOCK_NS"},
 
 	{name: "several errors are all reported", env: []string{"MSB_TMPFS=/x,foo", "MSB_NET=iface=eth0"}, wantErr: "MSB_NET: missing mac"},
 }

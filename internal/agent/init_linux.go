@@ -409,6 +409,11 @@ func runInit(c Config) error {
 	if c.Probe {
 		return nil
 	}
+	if c.ClockNs != 0 {
+		if err := setClock(c.ClockNs); err != nil {
+			return fmt.Errorf("clock: %w", err)
+		}
+	}
 	if err := mountRuntimeDir(); err != nil {
 		return err
 	}
@@ -433,4 +438,16 @@ func runInit(c Config) error {
 		os.MkdirAll(d, defaultDirMode)
 	}
 	return nil
+}
+
+// setClock sets the realtime clock to the host's launch time plus the time
+// since this kernel started (CLOCK_BOOTTIME), the best estimate the guest has
+// of "now" without an RTC.
+func setClock(hostNs int64) error {
+	var boot unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
+		return err
+	}
+	ts := unix.NsecToTimespec(hostNs + boot.Nano())
+	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
 }

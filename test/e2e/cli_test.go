@@ -299,3 +299,16 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestCLIGuestClock: the guest has no RTC; msb hands it the host's clock.
+func TestCLIGuestClock(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	before := time.Now().Unix()
+	r := c.must(0, "run", "--rootfs", rootfs, "--", "date", "+%s")
+	after := time.Now().Unix()
+	got, err := strconv.ParseInt(strings.TrimSpace(string(r.stdout)), 10, 64)
+	if err != nil || got < before-2 || got > after+2 {
+		t.Errorf("guest date = %q; want within [%d, %d]", r.stdout, before, after)
+	}
+}
