@@ -1,0 +1,524 @@
+// Package nested runs test programs inside an L1 Linux guest that has a real
+// /dev/kvm: harness 2 of shared/machine.md. QEMU's TCG emulates AMD SVM, so a
+// Debian cloud kernel under `-cpu qemu64,+svm,+npt` loads kvm-amd and gets a
+// /dev/kvm with hardware semantics, which the host's kvm_pvm lacks. Tests put
+// static binaries into the L1 initramfs and run a busybox sh script there;
+// results come back on the L1 serial console.
+//
+// Require gates a test like internal/e2etest.Require: it skips when QEMU, a
+// static busybox or the L1 kernel is missing, and fails instead under
+// MSB_REQUIRE_E2E=1. The L1 kernel and modules come from
+// scripts/nested/l1-kernel.sh (cached under ${MSB_CACHE:-~/.cache/msb}/nested).
+//
+// An L1 boot costs 3–5 s of TCG time before the script starts, so a test
+// should put several checks into one script rather than boot once per check.
+package nested
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/msb-go/msb/internal/e2etest"
+	"github.com/msb-go/msb/internal/vmm/qemu"
+)
+
+// Defaults for Options.
+const (
+	DefaultTimeout   = 120 * time.Second
+	DefaultMemoryMiB = 2048
+)
+
+// exitGrace is how long QEMU gets to exit after the L1 init printed its exit
+// marker and asked for a reboot (-no-reboot turns that into QEMU's exit).
+const exitGrace = 10 * time.Second
+
+// Env is what a nested test needs from the host.
+type Env struct {
+	QEMU    string   // qemu-system-x86_64
+	Kernel  string   // the L1 kernel (Debian's cloud vmlinuz)
+	Modules []string // host paths of the kvm modules, in load order
+	Busybox string   // a statically linked busybox, the L1 userland
+	TSCKHz  int      // the host TSC rate, passed to L1 as tsc_early_khz (0 = unknown)
+}
+
+// File is one file put into the L1 initramfs.
+type File struct {
+	// Path is the absolute path inside L1 ("/bin/kvmprobe"). Parent
+	// directories are created.
+	Path string
+	// Data is the file's content; when nil, HostPath is read instead.
+	Data     []byte
+	HostPath string
+	// Mode holds the permission bits; zero means HostPath's, or 0644 for Data.
+	Mode fs.FileMode
+}
+
+// Options describe one L1 run.
+type Options struct {
+	Files []File
+	// Script is a busybox sh script run in L1 after the kvm modules are
+	// loaded, with /dev/kvm present, /proc, /sys and /dev mounted and the
+	// busybox applets on PATH. Its stdout and stderr go to the console; its
+	// exit status becomes Result.ExitCode. `nested-mark NAME` in the script
+	// records a timing mark (Result.Marks).
+	Script string
+	// Timeout bounds the whole run, L1 boot included (default 120 s).
+	Timeout time.Duration
+	// MemoryMiB is L1's RAM (default 2048).
+	MemoryMiB int
+}
+
+// Result is how an L1 run ended.
+type Result struct {
+	// Console is everything L1 printed on its serial console.
+	Console string
+	// ExitCode is the script's exit status, or -1 when L1 never reported
+	// one (Run has then already failed the test).
+	ExitCode int
+	// Elapsed is the time from QEMU's start to its exit.
+	Elapsed time.Duration
+	// Marks are the timing marks in the order L1 printed them: the init's
+	// own ("init", "modules-loaded", "script-start") and the script's.
+	Marks []Mark
+}
+
+// Mark is one timing mark printed by L1.
+type Mark struct {
+	Name string
+	// At is when the host saw the mark, measured from QEMU's start.
+	At time.Duration
+	// Uptime is L1's /proc/uptime when it printed the mark (10 ms steps).
+	Uptime time.Duration
+}
+
+// Mark returns the mark named name, or false.
+func (r Result) Mark(name string) (Mark, bool) {
+	for _, m := range r.Marks {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Mark{}, false
+}
+
+// Require returns the nested-harness environment, or skips (fails under
+// MSB_REQUIRE_E2E=1) naming what is missing and how to get it.
+func Require(t testing.TB) Env {
+	t.Helper()
+	if testing.Short() {
+		skipOrFail(t, "nested-KVM tests do not run with -short")
+	}
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		skipOrFail(t, "the nested-KVM harness needs linux/amd64 (an x86-64 L1 guest with emulated SVM)")
+	}
+	var missing []string
+	q, err := qemu.FindBinary("")
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	bb, err := findBusybox()
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	l1, err := l1Kernel(e2etest.RepoRoot(t))
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	if len(missing) > 0 {
+		skipOrFail(t, "nested-KVM prerequisites missing: "+strings.Join(missing, "; "))
+	}
+	return Env{QEMU: q, Kernel: l1.kernel, Modules: l1.modules, Busybox: bb, TSCKHz: qemu.HostTSCKHz()}
+}
+
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if e2etest.Required() {
+		t.Fatalf("%s; MSB_REQUIRE_E2E=1 makes this a failure", msg)
+	}
+	t.Skip(msg)
+}
+
+// findBusybox returns $MSB_BUSYBOX or Debian busybox-static's /bin/busybox,
+// which must be statically linked: L1's initramfs has no libc.
+func findBusybox() (string, error) {
+	candidates := []string{"/bin/busybox", "/usr/bin/busybox"}
+	if p := os.Getenv("MSB_BUSYBOX"); p != "" {
+		candidates = []string{p}
+	}
+	var errs []error
+	for _, p := range candidates {
+		static, err := isStatic(p)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !static:
+			errs = append(errs, fmt.Errorf("%s is dynamically linked", p))
+		default:
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("static busybox: %w (install busybox-static or set MSB_BUSYBOX)", errors.Join(errs...))
+}
+
+// isStatic reports whether the ELF executable at p has no program
+// interpreter.
+func isStatic(p string) (bool, error) {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+type l1Files struct {
+	kernel  string
+	modules []string
+}
+
+var (
+	l1Once   sync.Mutex
+	l1Cached *l1Files
+)
+
+// l1Kernel prepares (once per process) the L1 kernel and modules:
+// $MSB_NESTED_L1 if set (a directory laid out as l1-kernel.sh prints), else
+// the script's cache directory.
+func l1Kernel(root string) (*l1Files, error) {
+	l1Once.Lock()
+	defer l1Once.Unlock()
+	if l1Cached != nil {
+		return l1Cached, nil
+	}
+	dir := os.Getenv("MSB_NESTED_L1")
+	if dir == "" {
+		script := filepath.Join(root, "scripts", "nested", "l1-kernel.sh")
+		cmd := exec.Command("bash", script)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("L1 kernel: %s: %w: %s", script, err, lastLines(stderr.String(), 5))
+		}
+		dir = strings.TrimSpace(string(out))
+	}
+	l1, err := readL1Dir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("L1 kernel: %w", err)
+	}
+	l1Cached = l1
+	return l1, nil
+}
+
+// readL1Dir reads the layout l1-kernel.sh produces: vmlinuz, modules.order
+// and modules/.
+func readL1Dir(dir string) (*l1Files, error) {
+	l1 := &l1Files{kernel: filepath.Join(dir, "vmlinuz")}
+	if _, err := os.Stat(l1.kernel); err != nil {
+		return nil, err
+	}
+	order, err := os.ReadFile(filepath.Join(dir, "modules.order"))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range strings.Fields(string(order)) {
+		p := filepath.Join(dir, "modules", name)
+		if _, err := os.Stat(p); err != nil {
+			return nil, err
+		}
+		l1.modules = append(l1.modules, p)
+	}
+	if len(l1.modules) == 0 {
+		return nil, fmt.Errorf("%s: no modules listed", filepath.Join(dir, "modules.order"))
+	}
+	return l1, nil
+}
+
+// Args returns the QEMU command line (without the binary) for an L1 guest
+// booting initrd: TCG with an SVM-capable CPU model, one vCPU, the serial
+// console on stdio, no network and no reboot.
+func Args(env Env, initrd string, memoryMiB int) []string {
+	return []string{
+		"-accel", "tcg",
+		// acpi=on: the Debian kernel finds ttyS0 through ACPI. qemu64 plus
+		// +svm,+npt is the cheapest model with nested paging; richer models
+		// make every L2 exit ~3x slower (shared/machine.md, harness 2).
+		"-M", "microvm,acpi=on",
+		"-cpu", "qemu64,+svm,+npt",
+		"-m", strconv.Itoa(memoryMiB), "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-nic", "none",
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-kernel", env.Kernel, "-initrd", initrd,
+		"-append", strings.Join(Cmdline(env), " "),
+	}
+}
+
+// Cmdline is the L1 kernel command line.
+func Cmdline(env Env) []string {
+	words := []string{
+		"console=ttyS0", "rdinit=/init", "quiet", "panic=-1",
+		// Probing the CMOS RTC costs seconds under TCG; the TSC and timer
+		// checks stall or misfire on a busy host.
+		"initcall_blacklist=cmos_init", "tsc=reliable", "no_timer_check", "cryptomgr.notests",
+	}
+	if env.TSCKHz > 0 {
+		words = append(words, "tsc_early_khz="+strconv.Itoa(env.TSCKHz))
+	}
+	return words
+}
+
+// Run boots L1 with opts' files and script and waits for it to end. It fails
+// the test (with the console) when L1 does not reach the script; when the
+// script does not finish (timeout, L1 panic) it marks the test failed but
+// still returns what the console shows, with ExitCode -1.
+func Run(t testing.TB, env Env, opts Options) Result {
+	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MemoryMiB == 0 {
+		opts.MemoryMiB = DefaultMemoryMiB
+	}
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "l1-initramfs.cpio")
+	if err := writeInitramfs(initrd, env, opts); err != nil {
+		t.Fatalf("L1 initramfs: %v", err)
+	}
+	consolePath := filepath.Join(dir, "l1-console.log")
+	console, err := os.Create(consolePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer console.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.QEMU, Args(env, initrd, opts.MemoryMiB)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	stderr := &capped{max: 8 << 10}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	w := newWatcher(started)
+	done := make(chan error, 1)
+	go func() {
+		// exec.Cmd: read everything from the pipe before Wait.
+		_, _ = io.Copy(io.MultiWriter(console, w), stdout)
+		done <- cmd.Wait()
+	}()
+	var waitErr error
+	select {
+	case waitErr = <-done:
+	case <-w.exited:
+		select {
+		case waitErr = <-done:
+		case <-time.After(exitGrace):
+			_ = cmd.Process.Kill()
+			waitErr = <-done
+		}
+	}
+	elapsed := time.Since(started)
+	w.flush()
+	text, err := os.ReadFile(consolePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Result{Console: string(text), ExitCode: -1, Elapsed: elapsed, Marks: w.marks}
+	if w.exitSeen {
+		res.ExitCode = w.exitCode
+	}
+	why := func() string {
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Sprintf("timed out after %v", opts.Timeout)
+		case waitErr != nil:
+			return fmt.Sprintf("qemu: %v: %s", waitErr, strings.TrimSpace(stderr.String()))
+		default:
+			return "QEMU exited"
+		}
+	}
+	switch {
+	case w.setupErr != "":
+		t.Fatalf("L1 setup failed: %s\nL1 console:\n%s", w.setupErr, Excerpt(res.Console))
+	case !w.exitSeen:
+		if _, ok := res.Mark("script-start"); !ok {
+			t.Fatalf("L1 never started the script (%s) after %v\nL1 console:\n%s", why(), elapsed, Excerpt(res.Console))
+		}
+		t.Errorf("L1 script did not finish (%s) after %v\nL1 console:\n%s", why(), elapsed, Excerpt(res.Console))
+	}
+	return res
+}
+
+// excerptMax bounds the console quoted in failure messages: the end of the
+// console says most about how a run ended.
+const excerptMax = 16 << 10
+
+// Excerpt returns s, or its beginning and end when it is long.
+func Excerpt(s string) string {
+	if len(s) <= excerptMax {
+		return s
+	}
+	head, tail := excerptMax/4, excerptMax*3/4
+	return s[:head] + fmt.Sprintf("\n[... %d bytes elided ...]\n", len(s)-head-tail) + s[len(s)-tail:]
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// capped keeps the last max bytes written to it.
+type capped struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, p...)
+	if len(c.buf) > c.max {
+		c.buf = c.buf[len(c.buf)-c.max:]
+	}
+	return len(p), nil
+}
+
+func (c *capped) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.buf)
+}
+
+// Console marker lines the L1 init prints (see initScript).
+const (
+	markerPrefix = "nested: "
+	markPrefix   = markerPrefix + "mark "
+	exitPrefix   = markerPrefix + "exit="
+	setupPrefix  = markerPrefix + "setup failed: "
+)
+
+// maxLine bounds one console line the watcher keeps; longer lines are cut
+// (markers are short).
+const maxLine = 4 << 10
+
+// watcher splits the L1 console into lines and records the markers. It is
+// written by one goroutine; its fields are read after that goroutine ends.
+type watcher struct {
+	start    time.Time
+	line     []byte
+	marks    []Mark
+	exitSeen bool
+	exitCode int
+	setupErr string
+	exited   chan struct{} // closed when the exit or setup-failure marker arrives
+}
+
+func newWatcher(start time.Time) *watcher {
+	return &watcher{start: start, exited: make(chan struct{})}
+}
+
+func (w *watcher) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b == '\n' {
+			w.handle(string(w.line))
+			w.line = w.line[:0]
+			continue
+		}
+		if len(w.line) < maxLine {
+			w.line = append(w.line, b)
+		}
+	}
+	return len(p), nil
+}
+
+// flush handles a last line without a newline.
+func (w *watcher) flush() {
+	if len(w.line) > 0 {
+		w.handle(string(w.line))
+		w.line = w.line[:0]
+	}
+}
+
+func (w *watcher) handle(line string) {
+	line = strings.TrimRight(line, "\r")
+	switch {
+	case strings.HasPrefix(line, markPrefix):
+		if m, ok := parseMark(strings.TrimPrefix(line, markPrefix)); ok {
+			m.At = time.Since(w.start)
+			w.marks = append(w.marks, m)
+		}
+	case strings.HasPrefix(line, exitPrefix) && !w.exitSeen && w.setupErr == "":
+		code, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, exitPrefix)))
+		if err != nil || code < 0 || code > 255 {
+			return
+		}
+		w.exitSeen, w.exitCode = true, code
+		close(w.exited)
+	case strings.HasPrefix(line, setupPrefix) && !w.exitSeen && w.setupErr == "":
+		w.setupErr = strings.TrimPrefix(line, setupPrefix)
+		if w.setupErr == "" {
+			w.setupErr = "(no reason given)"
+		}
+		close(w.exited)
+	}
+}
+
+// parseMark parses "NAME uptime=SECONDS" (the uptime is optional).
+func parseMark(s string) (Mark, bool) {
+	name, rest, _ := strings.Cut(strings.TrimSpace(s), " ")
+	if name == "" {
+		return Mark{}, false
+	}
+	m := Mark{Name: name}
+	if v, ok := strings.CutPrefix(strings.TrimSpace(rest), "uptime="); ok {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f < 1e9 {
+			m.Uptime = time.Duration(f * float64(time.Second))
+		}
+	}
+	return m, true
+}
+
+// Lines returns the console lines that start with prefix, in order, with
+// line endings removed.
+func (r Result) Lines(prefix string) []string {
+	var out []string
+	for _, l := range strings.Split(r.Console, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
