@@ -19,7 +19,8 @@ var (
 )
 
 // TestNestedKVM boots one L1 guest with a real (emulated-SVM) /dev/kvm
-// (internal/e2etest/nested) and checks, in that one boot: /dev/kvm exists,
+// (internal/e2etest/nested) and checks, in that one boot: the harness
+// delivers files and reports the script's exit status, /dev/kvm exists,
 // the L1 CPU has svm, internal/vmm/kvm sees API 12 and real hardware
 // virtualization there, and msb's native VMM boots the guest kernel with
 // agentd in probe mode.
@@ -27,14 +28,19 @@ func TestNestedKVM(t *testing.T) {
 	env := nested.Require(t)
 	probe := e2etest.Build(t, "./test/e2e/testdata/kvmprobe")
 	driver := e2etest.Build(t, "./test/e2e/testdata/nestedvmm")
+	// A file given as bytes, read back by the script: the harness's own
+	// plumbing is checked in the same boot.
+	token := fmt.Sprintf("token-%d", time.Now().UnixNano())
 	files := []nested.File{
+		{Path: "/etc/nested/token", Data: []byte(token)},
 		{Path: "/bin/kvmprobe", HostPath: probe, Mode: 0o755},
 		{Path: "/bin/nestedvmm", HostPath: driver, Mode: 0o755},
 	}
 	// The guest kernel is needed only by the VMM check; without it the KVM
 	// checks still run and the VMM subtest reports what is missing.
 	guestKernel, kernelErr := guestkernel.Locate()
-	script := `echo "check: dev-kvm $([ -c /dev/kvm ] && echo yes || echo no)"
+	script := `echo "check: token $(cat /etc/nested/token)"
+echo "check: dev-kvm $([ -c /dev/kvm ] && echo yes || echo no)"
 echo "check: svm-lines $(grep -c svm /proc/cpuinfo)"
 nested-mark kvmprobe
 /bin/kvmprobe
@@ -53,14 +59,16 @@ echo "check: nestedvmm-exit $?"
 nested-mark vmm-done
 `, env.TSCKHz)
 	}
-	script += "exit 0\n"
+	// A distinctive status shows that Result.ExitCode is the script's own.
+	script += "exit 3\n"
 
 	res := nested.Run(t, env, nested.Options{Files: files, Script: script})
 	logTimings(t, res)
-	if res.ExitCode != 0 {
-		t.Fatalf("L1 script exit = %d; want 0\nL1 console:\n%s", res.ExitCode, nested.Excerpt(res.Console))
+	if res.ExitCode != 3 {
+		t.Fatalf("L1 script exit = %d; want 3 (its last command is `exit 3`)\nL1 console:\n%s", res.ExitCode, nested.Excerpt(res.Console))
 	}
-	check := func(name string) string {
+	check := func(t *testing.T, name string) string {
+		t.Helper()
 		l := res.Lines("check: " + name + " ")
 		if len(l) != 1 {
 			t.Fatalf("console has %d %q check lines; want 1\nL1 console:\n%s", len(l), name, nested.Excerpt(res.Console))
@@ -68,19 +76,29 @@ nested-mark vmm-done
 		return strings.TrimPrefix(l[0], "check: "+name+" ")
 	}
 
+	t.Run("harness", func(t *testing.T) {
+		if got := check(t, "token"); got != token {
+			t.Errorf("file read back in L1 = %q; want %q", got, token)
+		}
+		for _, name := range []string{"init", "modules-loaded", "script-start", "kvmprobe", "kvmprobe-done"} {
+			if _, ok := res.Mark(name); !ok {
+				t.Errorf("no %q mark on the L1 console", name)
+			}
+		}
+	})
 	t.Run("dev-kvm", func(t *testing.T) {
-		if got := check("dev-kvm"); got != "yes" {
+		if got := check(t, "dev-kvm"); got != "yes" {
 			t.Errorf("/dev/kvm is a character device: %s; want yes", got)
 		}
 	})
 	t.Run("svm", func(t *testing.T) {
-		n, err := strconv.Atoi(check("svm-lines"))
+		n, err := strconv.Atoi(check(t, "svm-lines"))
 		if err != nil || n < 1 {
 			t.Errorf("grep -c svm /proc/cpuinfo = %d (%v); want >= 1", n, err)
 		}
 	})
 	t.Run("kvmprobe", func(t *testing.T) {
-		if got := check("kvmprobe-exit"); got != "0" {
+		if got := check(t, "kvmprobe-exit"); got != "0" {
 			t.Errorf("kvmprobe exit = %s; want 0\nL1 console:\n%s", got, nested.Excerpt(res.Console))
 		}
 		m := kvmprobeRE.FindStringSubmatch(res.Console)
@@ -105,7 +123,7 @@ nested-mark vmm-done
 			t.Skipf("guest kernel: %v", kernelErr)
 		}
 		l2 := vmmSection(res.Console)
-		if got := check("nestedvmm-exit"); got != "0" {
+		if got := check(t, "nestedvmm-exit"); got != "0" {
 			t.Errorf("nestedvmm exit = %s; want 0", got)
 		}
 		m := nestedvmmRE.FindStringSubmatch(l2)
