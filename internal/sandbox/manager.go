@@ -249,11 +249,14 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		Attached: opts.Attached,
 		Env:      guestEnv(name, cfg),
 	}
-	var err error
-	if l.Kernel, err = guestkernel.Locate(); err != nil {
+	exe, err := m.exe()
+	if err != nil {
 		return fail(fmt.Errorf("build VM: %w", err))
 	}
-	if l.Agentd, err = locateAgentd(); err != nil {
+	if l.Kernel, err = locateKernel(exe); err != nil {
+		return fail(fmt.Errorf("build VM: %w", err))
+	}
+	if l.Agentd, err = locateAgentd(exe); err != nil {
 		return fail(fmt.Errorf("build VM: %w", err))
 	}
 	switch {
@@ -317,18 +320,26 @@ func guestEnv(name string, cfg Config) []string {
 	return append(env, cfg.Env...)
 }
 
+// locateKernel finds the guest kernel: $MSB_KERNEL, else "vmlinux" beside
+// the msb binary, else the kernel build cache.
+func locateKernel(msbExe string) (string, error) {
+	if os.Getenv("MSB_KERNEL") == "" {
+		p := filepath.Join(filepath.Dir(msbExe), "vmlinux")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return guestkernel.Locate()
+}
+
 // locateAgentd finds the guest agent binary: $MSB_AGENTD, else "agentd"
-// beside the running executable.
-func locateAgentd() (string, error) {
+// beside the msb binary.
+func locateAgentd(exe string) (string, error) {
 	if p := os.Getenv("MSB_AGENTD"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("MSB_AGENTD: %w", err)
 		}
 		return p, nil
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
 	}
 	p := filepath.Join(filepath.Dir(exe), "agentd")
 	if _, err := os.Stat(p); err != nil {
@@ -416,11 +427,28 @@ func (p *Process) Release() {
 	}
 }
 
+// exe finds the msb binary to spawn as the sandbox process: Manager.Exe,
+// else $MSB_PATH, else the running executable when it is msb itself, else
+// msb on PATH. (A program using the SDK is not msb; it must not spawn
+// itself.)
 func (m *Manager) exe() (string, error) {
 	if m.Exe != "" {
 		return m.Exe, nil
 	}
-	return os.Executable()
+	if p := os.Getenv("MSB_PATH"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("MSB_PATH: %w", err)
+		}
+		return p, nil
+	}
+	if self, err := os.Executable(); err == nil && filepath.Base(self) == "msb" {
+		return self, nil
+	}
+	p, err := exec.LookPath("msb")
+	if err != nil {
+		return "", errors.New("msb binary not found: install it on PATH or set MSB_PATH")
+	}
+	return filepath.Abs(p)
 }
 
 // spawn starts `msb sandbox` with the launch document on an inherited pipe,

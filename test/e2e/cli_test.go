@@ -312,3 +312,77 @@ func TestCLIGuestClock(t *testing.T) {
 		t.Errorf("guest date = %q; want within [%d, %d]", r.stdout, before, after)
 	}
 }
+
+// TestCLIParentDeath: an attached sandbox stops when the msb process that
+// owns it dies, even by SIGKILL; its VM goes with it.
+func TestCLIParentDeath(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	cmd := exec.Command(c.bin, "run", "--rootfs", rootfs, "--name", "orphan", "--", "sleep", "600")
+	cmd.Env = c.env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	var pid int
+	for pid == 0 {
+		if e := c.ls()["orphan"]; e.PID != 0 {
+			pid = e.PID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sandbox never came up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // let the command start
+	qemu := children(pid)
+	cmd.Process.Kill()
+	cmd.Wait()
+	for {
+		e := c.ls()["orphan"]
+		if e.Status == "Stopped" {
+			if e.Reason != "Signal" {
+				t.Errorf("reason = %q; want Signal", e.Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox still %s 2 min after its parent was killed", e.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, q := range qemu {
+		if processExists(q) {
+			t.Errorf("QEMU %d outlived its sandbox", q)
+		}
+	}
+}
+
+// TestCLILogs: exec output lands in exec.log and `msb logs` shows it; the
+// system source adds the lifecycle markers and the runtime log.
+func TestCLILogs(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	c.must(0, "create", "--rootfs", rootfs, "--name", "talker")
+	c.must(0, "exec", "talker", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2")
+	r := c.must(0, "logs", "talker")
+	if !strings.Contains(string(r.stdout), "to-stdout\n") || !strings.Contains(string(r.stdout), "to-stderr\n") {
+		t.Errorf("msb logs = %q; want both lines", r.stdout)
+	}
+	r = c.must(0, "logs", "--source", "stderr", "talker")
+	if strings.Contains(string(r.stdout), "to-stdout") || !strings.Contains(string(r.stdout), "to-stderr") {
+		t.Errorf("msb logs --source stderr = %q; want only stderr", r.stdout)
+	}
+	c.must(0, "stop", "talker")
+	r = c.must(0, "logs", "--source", "system", "talker")
+	for _, want := range []string{"--- sandbox started ---", "--- sandbox stopped ---", "agent ready"} {
+		if !strings.Contains(string(r.stdout), want) {
+			t.Errorf("msb logs --source system lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = c.must(0, "logs", "--tail", "1", "talker")
+	if got := strings.Count(string(r.stdout), "\n"); got != 1 {
+		t.Errorf("--tail 1 printed %d lines: %q", got, r.stdout)
+	}
+}

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msb-go/msb"
+)
+
+// TestSDK drives the Go SDK from this test process: the SDK finds msb
+// through MSB_PATH, creates an attached sandbox, runs collected and streamed
+// commands, reports a failed exec as *ExecFailed, and stops on Close.
+func TestSDK(t *testing.T) {
+	c := newCLI(t) // builds msb + agentd and a private home
+	rootfs := busyboxRootfs(t)
+	t.Setenv("MSB_PATH", c.bin)
+	t.Setenv("MSB_HOME", c.home)
+	for _, kv := range c.env {
+		if strings.HasPrefix(kv, "MSB_KERNEL=") {
+			t.Setenv("MSB_KERNEL", strings.TrimPrefix(kv, "MSB_KERNEL="))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	sb, err := msb.Create(ctx, "sdk", msb.WithRootfs(rootfs), msb.WithEnv("GREETING", "hi"), msb.WithMemory(256))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	res, err := sb.Exec(ctx, "sh", []string{"-c", "echo $GREETING; echo oops >&2; exit 4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Stdout) != "hi\n" || string(res.Stderr) != "oops\n" || res.ExitCode != 4 {
+		t.Errorf("Exec = %q %q %d; want hi, oops, 4", res.Stdout, res.Stderr, res.ExitCode)
+	}
+
+	_, err = sb.Exec(ctx, "no-such-binary", nil)
+	var ef *msb.ExecFailed
+	if !errors.As(err, &ef) || ef.Kind != "not_found" || ef.ExitCode() != 127 {
+		t.Errorf("Exec(no-such-binary) error = %v; want *ExecFailed not_found", err)
+	}
+
+	ex, err := sb.ExecStream(ctx, "sh", []string{"-c", "cat > /tmp/in; wc -c < /tmp/in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("x"), 3<<20)
+	go func() {
+		ex.Stdin().Write(payload)
+		ex.Stdin().Close()
+	}()
+	out, _ := io.ReadAll(ex.Stdout())
+	code, err := ex.Wait()
+	if err != nil || code != 0 || strings.TrimSpace(string(out)) != "3145728" {
+		t.Errorf("ExecStream wc = %q code %d err %v; want 3145728", out, code, err)
+	}
+
+	list, err := msb.List(ctx)
+	if err != nil || len(list) != 1 || list[0].Name != "sdk" || list[0].Status != "Running" {
+		t.Errorf("List = %+v, %v; want sdk Running", list, err)
+	}
+	// Close on an attached sandbox stops it.
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := msb.Get(ctx, "sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if err := got.Wait(ctx); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	in, err := got.Info(ctx)
+	if err != nil || in.Status != "Stopped" {
+		t.Errorf("after Close: %+v, %v; want Stopped", in, err)
+	}
+	if err := msb.Remove(ctx, "sdk", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(c.home, "sandboxes", "sdk")); !os.IsNotExist(err) {
+		t.Errorf("sandbox dir still there after Remove: %v", err)
+	}
+	if _, err := msb.Get(ctx, "sdk"); !errors.Is(err, msb.ErrNotFound) {
+		t.Errorf("Get after Remove = %v; want ErrNotFound", err)
+	}
+}
