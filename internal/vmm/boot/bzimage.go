@@ -141,20 +141,46 @@ func LoadBzImage(mem *guestmem.Memory, r io.ReaderAt, size int64) (*Kernel, erro
 		return nil, fmt.Errorf("load bzimage: %d bytes, header says %d: %w", size, uint64(off)+h.SyssizeBytes, ErrBadKernel)
 	}
 	payload := uint64(size - off)
-	// The kernel decompresses itself in place and needs init_size bytes
-	// from its load address (boot.rst, "init_size").
-	span := max(payload, uint64(h.InitSize))
-	dst, err := mem.Slice(KernelAddr, span)
+	dst, err := mem.Slice(KernelAddr, payload)
 	if err != nil {
-		return nil, fmt.Errorf("load bzimage: %d bytes at %v: %w", span, KernelAddr, ErrNoRoom)
+		return nil, fmt.Errorf("load bzimage: %d bytes at %v: %w", payload, KernelAddr, ErrNoRoom)
 	}
-	if n, err := r.ReadAt(dst[:payload], off); uint64(n) < payload {
+	// The kernel decompresses itself to its runtime start address and
+	// needs init_size bytes of memory from there before it reads the
+	// memory map; nothing else may be placed in that range.
+	rt := runtimeStart(h, KernelAddr)
+	end, ok := rt.Add(uint64(h.InitSize))
+	if !ok {
+		return nil, fmt.Errorf("load bzimage: runtime start %v + init_size %#x: %w", rt, h.InitSize, ErrBadKernel)
+	}
+	if _, err := mem.Slice(rt, uint64(end-rt)); err != nil {
+		return nil, fmt.Errorf("load bzimage: init_size %#x at runtime start %v: %w", h.InitSize, rt, ErrNoRoom)
+	}
+	if n, err := r.ReadAt(dst, off); uint64(n) < payload {
 		return nil, fmt.Errorf("load bzimage: read kernel: %w", err)
 	}
 	return &Kernel{
 		Entry:  KernelAddr + startup64Offset,
 		Start:  KernelAddr,
-		End:    KernelAddr + guestmem.Addr(span),
+		End:    max(KernelAddr+guestmem.Addr(payload), end),
 		Header: h,
 	}, nil
+}
+
+// runtimeStart is where a kernel loaded at load runs after decompressing
+// itself, per boot.rst ("init_size"): a relocatable kernel moves up to
+// pref_address and aligns to kernel_alignment; another one always runs at
+// pref_address.
+func runtimeStart(h *SetupHeader, load guestmem.Addr) guestmem.Addr {
+	pref := guestmem.Addr(h.PrefAddress)
+	if !h.Relocatable {
+		return pref
+	}
+	a := max(load, pref)
+	if align := guestmem.Addr(h.KernelAlign); align > 1 && align&(align-1) == 0 {
+		if up, ok := a.Add(uint64(align - 1)); ok {
+			a = up &^ (align - 1)
+		}
+	}
+	return a
 }

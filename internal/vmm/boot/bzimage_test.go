@@ -29,7 +29,9 @@ func fakeBzImage(payload []byte, edit func(b []byte)) []byte {
 	b[offRelocatable] = 1
 	le.PutUint16(b[offXLoadflags:], xlfKernel64)
 	le.PutUint32(b[offCmdlineSize:], 2047)
-	le.PutUint64(b[offPrefAddress:], 0x1000000)
+	// A 2 MiB preferred address keeps the tests' guests small; real
+	// kernels ask for 16 MiB (TestRuntimeStart).
+	le.PutUint64(b[offPrefAddress:], 0x200000)
 	le.PutUint32(b[offInitSize:], uint32(len(payload)))
 	copy(b[(setupSects+1)*512:], payload)
 	if edit != nil {
@@ -108,6 +110,32 @@ func FuzzParseBzImage(f *testing.F) {
 	})
 }
 
+func TestRuntimeStart(t *testing.T) {
+	tests := []struct {
+		name        string
+		relocatable bool
+		load        guestmem.Addr
+		pref, align uint64
+		want        guestmem.Addr
+	}{
+		// Debian 6.1 cloud kernel: relocatable, 16 MiB, 2 MiB aligned.
+		{"relocatable moves up to pref", true, 0x100000, 0x1000000, 0x200000, 0x1000000},
+		{"relocatable above pref aligns up", true, 0x1100000, 0x1000000, 0x200000, 0x1200000},
+		{"relocatable already aligned", true, 0x1200000, 0x1000000, 0x200000, 0x1200000},
+		{"not relocatable runs at pref", false, 0x100000, 0x1000000, 0x200000, 0x1000000},
+		{"bad alignment ignored", true, 0x100001, 0, 0x3000, 0x100001},
+		{"alignment overflow", true, ^guestmem.Addr(0) - 1, 0, 0x200000, ^guestmem.Addr(0) - 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &SetupHeader{Relocatable: tc.relocatable, PrefAddress: tc.pref, KernelAlign: uint32(tc.align)}
+			if got := runtimeStart(h, tc.load); got != tc.want {
+				t.Errorf("runtimeStart(load %v) = %v; want %v", tc.load, got, tc.want)
+			}
+		})
+	}
+}
+
 func newMem(t testing.TB, size int) *guestmem.Memory {
 	t.Helper()
 	mem, err := guestmem.New(guestmem.Region{Base: 0, Data: make([]byte, size)})
@@ -132,6 +160,17 @@ func TestLoadBzImage(t *testing.T) {
 		got := make([]byte, len(payload))
 		if err := mem.ReadAt(got, KernelAddr); err != nil || !bytes.Equal(got, payload) {
 			t.Errorf("kernel at %v differs from payload (err %v)", KernelAddr, err)
+		}
+	})
+	t.Run("end covers init_size at the runtime address", func(t *testing.T) {
+		mem := newMem(t, 4<<20)
+		img := fakeBzImage(payload, func(b []byte) { binary.LittleEndian.PutUint32(b[offInitSize:], 0x180000) })
+		k, err := LoadBzImage(mem, bytes.NewReader(img), int64(len(img)))
+		if err != nil {
+			t.Fatalf("LoadBzImage: %v", err)
+		}
+		if want := guestmem.Addr(0x200000 + 0x180000); k.End != want {
+			t.Errorf("End = %v; want %v (pref_address + init_size)", k.End, want)
 		}
 	})
 	t.Run("truncated", func(t *testing.T) {

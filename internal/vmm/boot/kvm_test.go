@@ -223,3 +223,39 @@ func TestRealKernel(t *testing.T) {
 		t.Errorf("hvm_start_info.memmap_entries = %d; want %d", n, len(e820))
 	}
 }
+
+// TestRealBzImage loads a distribution bzImage: $MSB_TEST_BZIMAGE, else the
+// newest /boot/vmlinuz-*. It checks the header and that the reserved range
+// covers init_size at the kernel's runtime address.
+func TestRealBzImage(t *testing.T) {
+	path := os.Getenv("MSB_TEST_BZIMAGE")
+	if path == "" {
+		paths, _ := filepath.Glob("/boot/vmlinuz-*")
+		if len(paths) == 0 {
+			t.Skip("no bzImage: set MSB_TEST_BZIMAGE or install a kernel in /boot")
+		}
+		path = paths[len(paths)-1]
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mem := mmapMem(t, 256<<20)
+	k, err := LoadBzImage(mem, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("LoadBzImage(%s): %v", path, err)
+	}
+	h := k.Header
+	t.Logf("%s: protocol %d.%02d, setup_sects %d, init_size %#x, pref_address %#x, relocatable %v, end %v",
+		path, h.Version>>8, h.Version&0xff, h.SetupSects, h.InitSize, h.PrefAddress, h.Relocatable, k.End)
+	if rt := runtimeStart(h, KernelAddr); k.End < rt+guestmem.Addr(h.InitSize) {
+		t.Errorf("End = %v; want at least runtime start %v + init_size %#x", k.End, rt, h.InitSize)
+	}
+	e, err := Setup(mem, k, Config{Cmdline: "console=ttyS0", Initrd: bytes.NewReader(make([]byte, 1<<20)), InitrdSize: 1 << 20})
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	if e.InitrdAddr < k.End {
+		t.Errorf("initrd at %v overlaps the kernel's range ending %v", e.InitrdAddr, k.End)
+	}
+}
