@@ -40,7 +40,8 @@ type Launch struct {
 	// WatchdogFD reaches EOF); detached ones outlive it.
 	Attached bool `json:"attached"`
 
-	// VMM backend settings.
+	// VMM backend settings: VMM is auto, qemu or kvm.
+	VMM   string `json:"vmm,omitempty"`
 	QEMU  string `json:"qemu,omitempty"`
 	Accel string `json:"accel,omitempty"`
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/store"
-	"github.com/msb-go/msb/internal/vmm/qemu"
 )
 
 // Timings of the sandbox process (reference §1.4, with msb's stop window).
@@ -222,7 +221,6 @@ func (p *process) run(parent context.Context) (int, error) {
 		finish(store.ReasonInternalError, nil)
 		return 0, fmt.Errorf("%s console pipe: %w", PrefixBuildVM, err)
 	}
-	go func() { _, _ = io.Copy(console, consoleR); consoleR.Close() }()
 	spec.Console = consoleW
 
 	relay := NewRelay(hostEnd, RelayOptions{
@@ -232,27 +230,31 @@ func (p *process) run(parent context.Context) (int, error) {
 	})
 	defer relay.Close()
 
-	accel := qemu.Accel(l.Accel)
-	if accel == "" {
-		accel, _ = qemu.DefaultAccel()
+	backend, why := ChooseBackend(l.VMM)
+	panicWatch := &machine.PanicWatcher{}
+	go func() {
+		_, _ = io.Copy(io.MultiWriter(console, panicWatch), consoleR)
+		consoleR.Close()
+	}()
+	vm, err := startVM(ctx, backend, spec, l, p.log)
+	if backend == BackendQEMU {
+		guestEnd.Close() // QEMU inherited it; the native VMM owns it
 	}
-	vm, err := qemu.Start(ctx, spec, qemu.Config{Binary: l.QEMU, Accel: accel, TSCKHz: qemu.HostTSCKHz()})
-	guestEnd.Close()
 	consoleW.Close()
 	if err != nil {
 		finish(store.ReasonInternalError, nil)
 		return 0, err
 	}
-	p.log.Info("vm started", "backend", "qemu", "accel", accel, "pid", vm.PID())
+	p.log.Info("vm started", "backend", backend, "why", why, "pid", vm.PID())
 
 	readyCtx, readyCancel := context.WithTimeout(ctx, readyTimeout)
 	ready, err := waitReadyOrExit(readyCtx, relay, vm)
 	readyCancel()
 	if err != nil {
 		_ = vm.Kill()
-		exit := vm.Wait()
+		vm.Wait()
 		finish(store.ReasonFailed, nil)
-		if exit.Panicked {
+		if panicWatch.Panicked() {
 			return 0, fmt.Errorf("VM enter: guest kernel panicked before the agent was ready (see kernel.log): %w", err)
 		}
 		return 0, fmt.Errorf("VM enter: agent not ready: %w", err)
@@ -307,7 +309,7 @@ func (p *process) run(parent context.Context) (int, error) {
 	}
 	go p.sampleMetrics(ctx, st, vm.PID())
 
-	var exit qemu.Exit
+	var exit vmExit
 	select {
 	case <-vm.Done():
 		exit = vm.Wait()
@@ -319,7 +321,7 @@ func (p *process) run(parent context.Context) (int, error) {
 	reason := p.getReason()
 	var code *int
 	switch {
-	case exit.Panicked || exit.Err != nil:
+	case panicWatch.Panicked() || exit.Err != nil:
 		if reason == "" || reason == store.ReasonCompleted {
 			reason = store.ReasonFailed
 		}
@@ -346,7 +348,7 @@ func (p *process) run(parent context.Context) (int, error) {
 
 // stopGuest asks agentd to shut down (it ends sessions, syncs and remounts
 // the root read-only) and kills the VM if it has not ended after stopGrace.
-func (p *process) stopGuest(sock string, vm *qemu.Process) qemu.Exit {
+func (p *process) stopGuest(sock string, vm runningVM) vmExit {
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
 	if c, err := agentclient.Dial(ctx, sock); err == nil {
@@ -367,7 +369,7 @@ func (p *process) stopGuest(sock string, vm *qemu.Process) qemu.Exit {
 }
 
 // waitReadyOrExit waits for core.ready, failing early when QEMU exits.
-func waitReadyOrExit(ctx context.Context, relay *Relay, vm *qemu.Process) (readyInfo, error) {
+func waitReadyOrExit(ctx context.Context, relay *Relay, vm runningVM) (readyInfo, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

@@ -921,7 +921,10 @@ func TestRelaySlowClient(t *testing.T) {
 		opts RelayOptions
 		log  string
 	}{
-		{"queue full too long", RelayOptions{ClientQueueFrames: 8, StallTimeout: 200 * time.Millisecond}, "output queue full too long"},
+		// The byte limit is far above what the flood can queue before the
+		// stall timeout fires, so the stall, not the limit, ends the client
+		// however fast this machine is.
+		{"queue full too long", RelayOptions{ClientQueueFrames: 8, ClientQueueBytes: 1 << 30, StallTimeout: 50 * time.Millisecond}, "output queue full too long"},
 		{"byte limit", RelayOptions{ClientQueueFrames: 1 << 20, StallTimeout: time.Hour, ClientQueueBytes: 1}, "output queue over its byte limit"},
 	}
 	for _, tc := range tests {

@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	"github.com/msb-go/msb/internal/vmm/kvm"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +84,9 @@ func (c *Config) normalize() error {
 	switch c.VMM {
 	case "", "auto", "qemu":
 	case "kvm":
-		return errors.New("vmm kvm: the native backend cannot boot Linux yet; use --vmm qemu (see README status)")
+		if ok, reason := kvm.HardwareVirtualization(); !ok {
+			return fmt.Errorf("vmm kvm: the native VMM needs hardware virtualization, and here %s: use --vmm qemu", reason)
+		}
 	default:
 		return fmt.Errorf("vmm: unknown backend %q (want auto, qemu or kvm)", c.VMM)
 	}

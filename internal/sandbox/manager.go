@@ -248,6 +248,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		IdleTimeout: cfg.IdleTimeout, MaxDuration: cfg.MaxDuration,
 		Attached: opts.Attached,
 		Env:      guestEnv(name, cfg),
+		VMM:      cfg.VMM,
 	}
 	exe, err := m.exe()
 	if err != nil {

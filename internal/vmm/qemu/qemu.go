@@ -229,7 +229,7 @@ type Process struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
-	console *consoleWatch
+	console *machine.PanicWatcher
 }
 
 // Exit describes how the guest ended.
@@ -285,7 +285,7 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("build VM: start qemu: %w", err)
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{}), console: &consoleWatch{}}
+	p := &Process{cmd: cmd, done: make(chan struct{}), console: &machine.PanicWatcher{}}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -322,7 +322,7 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // Wait blocks until QEMU exits and reports how the guest ended.
 func (p *Process) Wait() Exit {
 	<-p.done
-	return Exit{Panicked: p.console.panicked(), Err: p.err}
+	return Exit{Panicked: p.console.Panicked(), Err: p.err}
 }
 
 // Kill stops QEMU at once.
@@ -332,38 +332,6 @@ func (p *Process) Kill() error {
 		return nil
 	}
 	return err
-}
-
-// consoleWatch scans console output for a kernel panic without keeping it.
-type consoleWatch struct {
-	mu    sync.Mutex
-	tail  []byte
-	found bool
-}
-
-var panicMarker = []byte("Kernel panic - not syncing")
-
-func (c *consoleWatch) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.found {
-		return len(p), nil
-	}
-	buf := append(c.tail, p...)
-	if bytes.Contains(buf, panicMarker) {
-		c.found = true
-	}
-	if keep := len(panicMarker) - 1; len(buf) > keep {
-		buf = buf[len(buf)-keep:]
-	}
-	c.tail = append(c.tail[:0], buf...)
-	return len(p), nil
-}
-
-func (c *consoleWatch) panicked() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.found
 }
 
 // tailBuffer keeps the last max bytes written to it.

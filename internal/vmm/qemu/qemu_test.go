@@ -85,30 +85,6 @@ func TestParseVersion(t *testing.T) {
 	}
 }
 
-func TestConsoleWatchAcrossWrites(t *testing.T) {
-	tests := []struct {
-		name   string
-		chunks []string
-		want   bool
-	}{
-		{"none", []string{"booting\n", "ok\n"}, false},
-		{"one write", []string{"[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n"}, true},
-		{"split", []string{"Kernel pa", "nic - not sy", "ncing: x"}, true},
-		{"byte by byte", strings.Split("xxKernel panic - not syncing", ""), true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var c consoleWatch
-			for _, s := range tc.chunks {
-				c.Write([]byte(s))
-			}
-			if got := c.panicked(); got != tc.want {
-				t.Errorf("panicked = %v; want %v", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestTailBuffer(t *testing.T) {
 	tb := &tailBuffer{max: 4}
 	tb.Write([]byte("abc"))

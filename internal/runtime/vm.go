@@ -1,0 +1,122 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/vmm"
+	"github.com/msb-go/msb/internal/vmm/kvm"
+	"github.com/msb-go/msb/internal/vmm/qemu"
+)
+
+// VMM backends a sandbox can run on.
+const (
+	BackendAuto = "auto"
+	BackendQEMU = "qemu"
+	BackendKVM  = "kvm"
+)
+
+// vmExit is how a guest ended, backend-neutral.
+type vmExit struct {
+	// Err is the VMM's own failure; nil for a guest that shut down.
+	Err error
+}
+
+// runningVM is a started guest on either backend.
+type runningVM interface {
+	Done() <-chan struct{}
+	Wait() vmExit
+	Kill() error
+	// PID is the process whose resources the VM uses (QEMU's, or this
+	// process for the in-process VMM).
+	PID() int
+	Backend() string
+}
+
+// ChooseBackend resolves "auto" (or ""): the native VMM where /dev/kvm is
+// real hardware virtualization and MSB_VMM_AUTO allows it, else QEMU. It
+// returns the backend and why.
+func ChooseBackend(requested string) (string, string) {
+	switch requested {
+	case BackendQEMU, BackendKVM:
+		return requested, "requested"
+	}
+	ok, reason := kvm.HardwareVirtualization()
+	if ok && os.Getenv("MSB_VMM_AUTO") == BackendKVM {
+		return BackendKVM, reason
+	}
+	return BackendQEMU, reason
+}
+
+// startVM boots spec on backend. The console must already be wired in spec.
+// On success the VM owns spec.Agent for the kvm backend; the caller closes
+// its copy of spec.Agent for qemu (QEMU inherited it).
+func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch, log *slog.Logger) (runningVM, error) {
+	switch backend {
+	case BackendQEMU:
+		accel := qemu.Accel(l.Accel)
+		if accel == "" {
+			accel, _ = qemu.DefaultAccel()
+		}
+		p, err := qemu.Start(ctx, spec, qemu.Config{Binary: l.QEMU, Accel: accel, TSCKHz: qemu.HostTSCKHz()})
+		if err != nil {
+			return nil, err
+		}
+		return qemuVM{p}, nil
+	case BackendKVM:
+		if ok, reason := kvm.HardwareVirtualization(); !ok {
+			return nil, fmt.Errorf("%s the native VMM needs hardware virtualization: %s", PrefixBuildVM, reason)
+		}
+		m, err := vmm.NewFromSpec(spec, log)
+		if err != nil {
+			return nil, fmt.Errorf("%s %w", PrefixBuildVM, err)
+		}
+		return startKVM(ctx, m), nil
+	}
+	return nil, fmt.Errorf("%s unknown VMM backend %q", PrefixInvalidConfig, backend)
+}
+
+type qemuVM struct{ p *qemu.Process }
+
+func (q qemuVM) Done() <-chan struct{} { return q.p.Done() }
+func (q qemuVM) Kill() error           { return q.p.Kill() }
+func (q qemuVM) PID() int              { return q.p.PID() }
+func (q qemuVM) Backend() string       { return BackendQEMU }
+func (q qemuVM) Wait() vmExit          { return vmExit{Err: q.p.Wait().Err} }
+
+// kvmVM runs a native Machine on this process's threads.
+type kvmVM struct {
+	m      *vmm.Machine
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	err    error
+}
+
+func startKVM(ctx context.Context, m *vmm.Machine) *kvmVM {
+	ctx, cancel := context.WithCancel(ctx)
+	k := &kvmVM{m: m, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		err := m.Run(ctx)
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("vm killed")
+		}
+		k.err = err
+		if cerr := m.Close(); cerr != nil && k.err == nil {
+			k.err = cerr
+		}
+		close(k.done)
+	}()
+	return k
+}
+
+func (k *kvmVM) Done() <-chan struct{} { return k.done }
+func (k *kvmVM) Kill() error           { k.cancel(); return nil }
+func (k *kvmVM) PID() int              { return os.Getpid() }
+func (k *kvmVM) Backend() string       { return BackendKVM }
+func (k *kvmVM) Wait() vmExit          { <-k.done; return vmExit{Err: k.err} }
