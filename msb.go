@@ -30,73 +30,65 @@ func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) 
 	return sandbox.OpenAt(ctx, h)
 }
 
-// Create creates a sandbox named name (a generated "msb-xxxxxxxx" when empty)
-// and boots it. It returns once the guest agent is ready. Unless Detached is
-// given, the sandbox stops when the calling process exits.
-func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
+// open applies opts and opens the manager of the home they name.
+func open(ctx context.Context, opts []Option) (createOptions, *sandbox.Manager, error) {
 	var o createOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	m, err := openManager(ctx, o.home)
+	return o, m, err
+}
+
+// started wraps a sandbox process this call started. A detached one is
+// released: the handle neither waits for it nor stops it.
+func started(ctx context.Context, m *sandbox.Manager, name string, p *sandbox.Process, err error, detached bool) (*Sandbox, error) {
+	if err != nil {
+		m.Close()
+		return nil, convertErr(err)
+	}
+	if detached {
+		p.Release()
+		p = nil
+	}
+	in, err := m.Get(ctx, name)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Sandbox{name: name, mgr: m, proc: p, cfg: in.Config}, nil
+}
+
+// Create creates a sandbox named name (a generated "msb-xxxxxxxx" when empty)
+// and boots it. It returns once the guest agent is ready. Unless Detached is
+// given, the sandbox stops when the calling process exits (or Close is
+// called).
+func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
+	o, m, err := open(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
 	if name == "" {
 		name = sandbox.GenerateName()
 	}
-	m, err := openManager(ctx, o.home)
-	if err != nil {
-		return nil, err
-	}
 	p, err := m.Create(ctx, name, o.cfg, o.sandboxOptions())
-	if err != nil {
-		m.Close()
-		return nil, convertErr(err)
-	}
-	if o.detached {
-		// The sandbox outlives this handle: nothing to wait for or stop.
-		p.Release()
-		p = nil
-	}
-	in, err := m.Get(ctx, name)
-	if err != nil {
-		m.Close()
-		return nil, err
-	}
-	return &Sandbox{name: name, mgr: m, proc: p, cfg: in.Config}, nil
+	return started(ctx, m, name, p, err, o.detached)
 }
 
-// Start boots a stopped sandbox again (detached), keeping its files.
+// Start boots a stopped sandbox again, keeping its files. Unless Detached is
+// given, it stops when the calling process exits (or Close is called).
 func Start(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
-	var o createOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	m, err := openManager(ctx, o.home)
+	o, m, err := open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	p, err := m.Start(ctx, name, sandbox.CreateOptions{Attached: !o.detached})
-	if err != nil {
-		m.Close()
-		return nil, convertErr(err)
-	}
-	if o.detached {
-		p.Release()
-		p = nil
-	}
-	in, err := m.Get(ctx, name)
-	if err != nil {
-		m.Close()
-		return nil, err
-	}
-	return &Sandbox{name: name, mgr: m, proc: p, cfg: in.Config}, nil
+	p, err := m.Start(ctx, name, o.sandboxOptions())
+	return started(ctx, m, name, p, err, o.detached)
 }
 
 // Get returns a handle to an existing sandbox (running or not).
 func Get(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
-	var o createOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	m, err := openManager(ctx, o.home)
+	_, m, err := open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +103,7 @@ func Get(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
 // List returns every sandbox, by name. Sandboxes whose process died without
 // recording it are reported as Crashed.
 func List(ctx context.Context, opts ...Option) ([]Info, error) {
-	var o createOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	m, err := openManager(ctx, o.home)
+	_, m, err := open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +130,7 @@ func toInfo(in sandbox.Info) Info {
 // Remove deletes a stopped sandbox and its files; force stops a running one
 // first.
 func Remove(ctx context.Context, name string, force bool, opts ...Option) error {
-	var o createOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	m, err := openManager(ctx, o.home)
+	_, m, err := open(ctx, opts)
 	if err != nil {
 		return err
 	}
