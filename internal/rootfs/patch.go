@@ -1,0 +1,572 @@
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+)
+
+// ErrBadPatch is returned by ApplyPatches when a patch is malformed (unknown
+// kind, bad path, missing source, bad mode or owner, or a conflict with an
+// earlier patch). Nothing has been written when it is returned.
+var ErrBadPatch = errors.New("rootfs: invalid patch")
+
+// PatchKind names what a Patch places in the sandbox's writable layer.
+type PatchKind string
+
+// The patch kinds, named as in microsandbox's SDK (reference §11).
+const (
+	PatchText     PatchKind = "text"      // a file with Data
+	PatchCopyFile PatchKind = "copy_file" // a file with the content of host file Source
+	PatchCopyDir  PatchKind = "copy_dir"  // the host tree Source, recursively
+	PatchSymlink  PatchKind = "symlink"   // a symlink to Target
+	PatchMkdir    PatchKind = "mkdir"     // a directory
+	PatchRemove   PatchKind = "remove"    // an overlay whiteout hiding Path
+)
+
+// Patch is one change written into the upper image before boot.
+type Patch struct {
+	Kind PatchKind
+	// Path is the absolute guest path, e.g. "/etc/motd"; never "/" and
+	// never containing "..".
+	Path string
+	// Data is the content of a text patch.
+	Data []byte
+	// Source is the host path of a copy_file or copy_dir patch.
+	Source string
+	// Target is the target of a symlink patch, stored verbatim.
+	Target string
+	// Mode holds permission bits (setuid, setgid and sticky allowed); 0
+	// means 0644 for files and 0755 for directories. Entries below a
+	// copy_dir root keep their host permission bits.
+	Mode os.FileMode
+	// UID and GID own every entry the patch creates (parent directories
+	// that did not exist are created 0755 root:root).
+	UID, GID int
+}
+
+// maxTargetLen is ext4's limit for a symlink target: one 4K block less
+// its NUL (names are limited by maxNameLen, NAME_MAX).
+const maxTargetLen = 4095
+
+// upperDir is the directory of the image the guest uses as overlay upperdir
+// (see CreateUpper); guest path /x is upper/x in the image.
+const upperDir = "upper"
+
+// copyBufSize is large so that go-diskfs, which allocates extents on every
+// Write that grows a file, makes few and long extents.
+const copyBufSize = 1 << 20
+
+// ApplyPatches writes patches, in order, into the upper image at upperPath
+// (an image made by CreateUpper, not mounted), creating missing parent
+// directories 0755 root:root under upper/. A later patch replaces a file,
+// symlink or whiteout an earlier one placed at the same path. "remove"
+// writes an overlay whiteout (character device 0:0) so that the lower entry
+// disappears in the guest. Every patch is validated first and nothing is
+// written if one is invalid (ErrBadPatch, or ErrUnsupported for a host entry
+// type copy_dir cannot place). Copies stream from the host file. An error
+// while writing leaves the image partly patched; the caller should discard
+// it.
+func ApplyPatches(ctx context.Context, upperPath string, patches []Patch) error {
+	norm, err := validatePatches(patches)
+	if err != nil {
+		return fmt.Errorf("apply patches to %s: %w", upperPath, err)
+	}
+	if err := applyPatches(ctx, upperPath, norm); err != nil {
+		return fmt.Errorf("apply patches to %s: %w", upperPath, err)
+	}
+	return nil
+}
+
+// validatePatches checks every patch and returns them with cleaned paths
+// and default modes filled in.
+func validatePatches(patches []Patch) ([]Patch, error) {
+	// isDir records, for each path an earlier patch created, whether it is
+	// a directory, so that a later patch cannot go through a file or
+	// whiteout (go-diskfs cannot, and the guest would see a different tree
+	// than intended).
+	isDir := make(map[string]bool)
+	out := make([]Patch, 0, len(patches))
+	for i, p := range patches {
+		n, err := validatePatch(p)
+		if err != nil {
+			return nil, fmt.Errorf("patch %d (%s %q): %w", i, p.Kind, p.Path, err)
+		}
+		for a := path.Dir(n.Path); a != "/"; a = path.Dir(a) {
+			if d, ok := isDir[a]; ok && !d {
+				return nil, fmt.Errorf("patch %d (%s %q): %w: parent %s is not a directory", i, p.Kind, p.Path, ErrBadPatch, a)
+			}
+		}
+		dirKind := n.Kind == PatchMkdir || n.Kind == PatchCopyDir
+		if d, ok := isDir[n.Path]; ok && d && !dirKind {
+			return nil, fmt.Errorf("patch %d (%s %q): %w: replaces a directory made by an earlier patch", i, p.Kind, p.Path, ErrBadPatch)
+		}
+		if !dirKind && hasPrefixPath(isDir, n.Path) {
+			return nil, fmt.Errorf("patch %d (%s %q): %w: replaces a directory made by an earlier patch", i, p.Kind, p.Path, ErrBadPatch)
+		}
+		isDir[n.Path] = dirKind
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// hasPrefixPath reports whether m holds a path strictly below dir.
+func hasPrefixPath(m map[string]bool, dir string) bool {
+	for k := range m {
+		if strings.HasPrefix(k, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func validatePatch(p Patch) (Patch, error) {
+	clean, err := cleanGuestPath(p.Path)
+	if err != nil {
+		return p, err
+	}
+	p.Path = clean
+	if p.UID < 0 || p.GID < 0 || int64(p.UID) > 1<<32-2 || int64(p.GID) > 1<<32-2 {
+		return p, fmt.Errorf("%w: owner %d:%d out of range", ErrBadPatch, p.UID, p.GID)
+	}
+	if p.Mode&^(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+		return p, fmt.Errorf("%w: mode %v has bits other than permissions", ErrBadPatch, p.Mode)
+	}
+	switch p.Kind {
+	case PatchText:
+		p.Mode = defaultMode(p.Mode, 0o644)
+	case PatchCopyFile:
+		p.Mode = defaultMode(p.Mode, 0o644)
+		if p.Source == "" {
+			return p, fmt.Errorf("%w: copy_file without a source", ErrBadPatch)
+		}
+		fi, err := os.Stat(p.Source)
+		if err != nil {
+			return p, fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return p, fmt.Errorf("%w: source %s is not a regular file", ErrBadPatch, p.Source)
+		}
+	case PatchCopyDir:
+		p.Mode = defaultMode(p.Mode, 0o755)
+		if p.Source == "" {
+			return p, fmt.Errorf("%w: copy_dir without a source", ErrBadPatch)
+		}
+		// Resolve a symlinked root once so that the walk (which never
+		// follows symlinks) descends into it.
+		src, err := filepath.EvalSymlinks(p.Source)
+		if err != nil {
+			return p, fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+		}
+		p.Source = src
+		if err := checkSourceTree(src); err != nil {
+			return p, err
+		}
+	case PatchSymlink:
+		if p.Target == "" || len(p.Target) > maxTargetLen || strings.IndexByte(p.Target, 0) >= 0 {
+			return p, fmt.Errorf("%w: symlink target must be 1..%d bytes without NUL", ErrBadPatch, maxTargetLen)
+		}
+	case PatchMkdir:
+		p.Mode = defaultMode(p.Mode, 0o755)
+	case PatchRemove:
+	default:
+		return p, fmt.Errorf("%w: unknown kind %q", ErrBadPatch, p.Kind)
+	}
+	return p, nil
+}
+
+func defaultMode(m, def os.FileMode) os.FileMode {
+	if m == 0 {
+		return def
+	}
+	return m
+}
+
+// cleanGuestPath requires an absolute path other than "/" with no ".."
+// element (rejected rather than resolved, since a caller writing ".." has
+// made a mistake) and returns it cleaned.
+func cleanGuestPath(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%w: path %q is not absolute", ErrBadPatch, p)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("%w: path contains NUL", ErrBadPatch)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("%w: path %q contains ..", ErrBadPatch, p)
+		}
+		if len(el) > maxNameLen {
+			return "", fmt.Errorf("%w: path element longer than %d bytes", ErrBadPatch, maxNameLen)
+		}
+	}
+	c := path.Clean(p)
+	if c == "/" {
+		return "", fmt.Errorf("%w: path %q is the root", ErrBadPatch, p)
+	}
+	return c, nil
+}
+
+// checkSourceTree walks a copy_dir source and rejects what the copy could
+// not place: entry types other than file, directory and symlink, over-long
+// names and symlink targets.
+func checkSourceTree(src string) error {
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: source %s is not a directory", ErrBadPatch, src)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+		}
+		if len(d.Name()) > maxNameLen {
+			return fmt.Errorf("%w: %s: name longer than %d bytes", ErrBadPatch, p, maxNameLen)
+		}
+		switch t := d.Type(); {
+		case t.IsDir(), t.IsRegular():
+		case t&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+			}
+			if target == "" || len(target) > maxTargetLen {
+				return fmt.Errorf("%w: %s: symlink target length %d", ErrBadPatch, p, len(target))
+			}
+		default:
+			return fmt.Errorf("%w: %s: %v in a copy_dir source", ErrUnsupported, p, t)
+		}
+		return nil
+	})
+}
+
+// patcher applies validated patches through go-diskfs.
+type patcher struct {
+	fs *ext4.FileSystem
+	// whiteouts maps image paths of pending whiteouts to their inode; they
+	// are placed as symlinks to whiteoutStandIn and turned into character devices at
+	// the end (go-diskfs cannot make device nodes).
+	whiteouts map[string]uint32
+}
+
+func applyPatches(ctx context.Context, upperPath string, patches []Patch) error {
+	f, err := os.OpenFile(upperPath, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file", ErrBadPatch, upperPath)
+	}
+	fsys, err := ext4.Read(file.New(f, false), fi.Size(), 0, 0)
+	if err != nil {
+		return fmt.Errorf("read ext4: %w", err)
+	}
+	if st, err := fsys.Stat(upperDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: image has no %s/ directory (not made by CreateUpper?)", ErrBadPatch, upperDir)
+	}
+	pt := &patcher{fs: fsys, whiteouts: make(map[string]uint32)}
+	for i, p := range patches {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := pt.apply(ctx, p); err != nil {
+			return fmt.Errorf("patch %d (%s %s): %w", i, p.Kind, p.Path, err)
+		}
+	}
+	if len(pt.whiteouts) > 0 {
+		if err := pt.finishWhiteouts(f); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return f.Close()
+}
+
+func (pt *patcher) apply(ctx context.Context, p Patch) error {
+	ip := upperDir + p.Path // image paths are relative (dependencies.md §15.4)
+	if err := pt.mkParents(path.Dir(ip)); err != nil {
+		return err
+	}
+	switch p.Kind {
+	case PatchText:
+		if err := pt.clear(ip, false); err != nil {
+			return err
+		}
+		if err := pt.writeFile(ip, strings.NewReader(string(p.Data))); err != nil {
+			return err
+		}
+		return pt.setAttr(ip, p.Mode, p.UID, p.GID)
+	case PatchCopyFile:
+		if err := pt.copyFile(ip, p.Source); err != nil {
+			return err
+		}
+		return pt.setAttr(ip, p.Mode, p.UID, p.GID)
+	case PatchMkdir:
+		return pt.mkdir(ip, p.Mode, p.UID, p.GID)
+	case PatchCopyDir:
+		return pt.copyDir(ctx, ip, p)
+	case PatchSymlink:
+		if err := pt.clear(ip, false); err != nil {
+			return err
+		}
+		return pt.symlink(ip, p.Target, p.UID, p.GID)
+	case PatchRemove:
+		if err := pt.clear(ip, false); err != nil {
+			return err
+		}
+		return pt.whiteout(ip)
+	}
+	return fmt.Errorf("%w: unknown kind %q", ErrBadPatch, p.Kind)
+}
+
+// lookup returns the entry at ip, or nil when there is none.
+func (pt *patcher) lookup(ip string) (*ext4.StatT, fs.FileInfo, error) {
+	fi, err := pt.fs.Stat(ip)
+	if err != nil {
+		// go-diskfs reports a missing entry only as a formatted error;
+		// tell it apart by listing the parent.
+		if exists, lerr := pt.exists(ip); lerr == nil && !exists {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	st, ok := fi.Sys().(*ext4.StatT)
+	if !ok {
+		return nil, nil, fmt.Errorf("stat %s: no ext4 metadata", ip)
+	}
+	return st, fi, nil
+}
+
+func (pt *patcher) exists(ip string) (bool, error) {
+	ents, err := pt.fs.ReadDir(path.Dir(ip))
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		if e.Name() == path.Base(ip) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// mkParents makes every missing directory of dir, 0755 root:root.
+func (pt *patcher) mkParents(dir string) error {
+	if dir == upperDir {
+		return nil
+	}
+	if err := pt.mkParents(path.Dir(dir)); err != nil {
+		return err
+	}
+	_, fi, err := pt.lookup(dir)
+	if err != nil {
+		return err
+	}
+	if fi != nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: parent %s is not a directory in the image", ErrBadPatch, dir)
+		}
+		return nil
+	}
+	return pt.mkdir(dir, 0o755, 0, 0)
+}
+
+// clear removes a non-directory entry at ip so it can be replaced; a
+// directory is kept when keepDir, an error otherwise.
+func (pt *patcher) clear(ip string, keepDir bool) error {
+	_, fi, err := pt.lookup(ip)
+	if err != nil || fi == nil {
+		return err
+	}
+	if fi.IsDir() {
+		if keepDir {
+			return nil
+		}
+		return fmt.Errorf("%w: %s is a directory in the image", ErrBadPatch, ip)
+	}
+	delete(pt.whiteouts, ip)
+	if err := pt.fs.Remove(ip); err != nil {
+		return fmt.Errorf("remove %s: %w", ip, err)
+	}
+	return nil
+}
+
+func (pt *patcher) setAttr(ip string, mode os.FileMode, uid, gid int) error {
+	if err := pt.fs.Chmod(ip, mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", ip, err)
+	}
+	if err := pt.fs.Chown(ip, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", ip, err)
+	}
+	return nil
+}
+
+func (pt *patcher) mkdir(ip string, mode os.FileMode, uid, gid int) error {
+	if err := pt.clear(ip, true); err != nil {
+		return err
+	}
+	if err := pt.fs.Mkdir(ip); err != nil {
+		return fmt.Errorf("mkdir %s: %w", ip, err)
+	}
+	return pt.setAttr(ip, mode, uid, gid)
+}
+
+func (pt *patcher) writeFile(ip string, r io.Reader) error {
+	w, err := pt.fs.OpenFile(ip, os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", ip, err)
+	}
+	if _, err := io.CopyBuffer(w, r, make([]byte, copyBufSize)); err != nil {
+		_ = w.Close()
+		return fmt.Errorf("write %s: %w", ip, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", ip, err)
+	}
+	return nil
+}
+
+func (pt *patcher) copyFile(ip, src string) error {
+	if err := pt.clear(ip, false); err != nil {
+		return err
+	}
+	r, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// Stream: only copyBufSize bytes are held at a time.
+	return pt.writeFile(ip, struct{ io.Reader }{r})
+}
+
+// symlink makes a symlink owned by uid:gid. go-diskfs gives a new symlink
+// its parent's owner and its Chown follows symlinks, so the parent is
+// owned by uid:gid for the moment of the creation.
+func (pt *patcher) symlink(ip, target string, uid, gid int) error {
+	dir := path.Dir(ip)
+	st, _, err := pt.lookup(dir)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return fmt.Errorf("parent %s missing", dir)
+	}
+	swap := st.UID != uint32(uid) || st.GID != uint32(gid)
+	if swap {
+		if err := pt.fs.Chown(dir, uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", dir, err)
+		}
+	}
+	if err := pt.fs.Symlink(target, ip); err != nil {
+		return fmt.Errorf("symlink %s: %w", ip, err)
+	}
+	if swap {
+		if err := pt.fs.Chown(dir, int(st.UID), int(st.GID)); err != nil {
+			return fmt.Errorf("chown %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// whiteout places a symlink to whiteoutStandIn as a stand-in for a
+// whiteout and records its inode for finishWhiteouts.
+func (pt *patcher) whiteout(ip string) error {
+	if err := pt.symlink(ip, whiteoutStandIn, 0, 0); err != nil {
+		return err
+	}
+	st, _, err := pt.lookup(ip)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return fmt.Errorf("whiteout %s vanished", ip)
+	}
+	pt.whiteouts[ip] = st.Ino
+	return nil
+}
+
+// copyDir copies the host tree p.Source to ip. The root gets p.Mode, the
+// entries below keep their host permission bits; all get p.UID:p.GID.
+func (pt *patcher) copyDir(ctx context.Context, ip string, p Patch) error {
+	return filepath.WalkDir(p.Source, func(hp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(p.Source, hp)
+		if err != nil {
+			return err
+		}
+		dst := path.Join(ip, filepath.ToSlash(rel))
+		if rel == "." {
+			return pt.mkdir(dst, p.Mode, p.UID, p.GID)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		perm := info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		switch t := d.Type(); {
+		case t.IsDir():
+			return pt.mkdir(dst, perm, p.UID, p.GID)
+		case t.IsRegular():
+			if err := pt.copyFile(dst, hp); err != nil {
+				return err
+			}
+			return pt.setAttr(dst, perm, p.UID, p.GID)
+		case t&fs.ModeSymlink != 0:
+			target, err := os.Readlink(hp)
+			if err != nil {
+				return err
+			}
+			if err := pt.clear(dst, false); err != nil {
+				return err
+			}
+			return pt.symlink(dst, target, p.UID, p.GID)
+		default:
+			return fmt.Errorf("%w: %s: %v", ErrUnsupported, hp, t)
+		}
+	})
+}
+
+// finishWhiteouts turns every pending stand-in into a whiteout by editing
+// the image directly (patch_raw.go).
+func (pt *patcher) finishWhiteouts(f *os.File) error {
+	img, err := openRawExt4(f)
+	if err != nil {
+		return fmt.Errorf("whiteouts: %w", err)
+	}
+	for ip, ino := range pt.whiteouts {
+		st, _, err := pt.lookup(path.Dir(ip))
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			return fmt.Errorf("whiteout %s: parent missing", ip)
+		}
+		if err := img.makeWhiteout(st.Ino, path.Base(ip), ino); err != nil {
+			return fmt.Errorf("whiteout %s: %w", ip, err)
+		}
+	}
+	return nil
+}
