@@ -79,6 +79,17 @@ func WithEnv(key, value string) Option {
 	return func(o *createOptions) { o.cfg.Env = append(o.cfg.Env, key+"="+value) }
 }
 
+// WithScript installs an executable script in the guest at
+// /.msb/scripts/<name>, which leads every command's PATH.
+func WithScript(name, content string) Option {
+	return func(o *createOptions) {
+		if o.cfg.Scripts == nil {
+			o.cfg.Scripts = map[string]string{}
+		}
+		o.cfg.Scripts[name] = content
+	}
+}
+
 // WithWorkdir sets the default working directory of commands.
 func WithWorkdir(dir string) Option { return func(o *createOptions) { o.cfg.Workdir = dir } }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -417,6 +418,9 @@ func runInit(c Config) error {
 	if err := mountRuntimeDir(); err != nil {
 		return err
 	}
+	if err := installScripts(initramfsScripts, scriptsDir); err != nil {
+		return fmt.Errorf("scripts: %w", err)
+	}
 	if c.BlockRoot != nil {
 		if err := assembleRoot(c.BlockRoot); err != nil {
 			return err
@@ -450,4 +454,37 @@ func setClock(hostNs int64) error {
 	}
 	ts := unix.NsecToTimespec(hostNs + boot.Nano())
 	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+}
+
+// initramfsScripts is where the host puts the sandbox's scripts in the boot
+// initramfs (guestkernel.ScriptsPath).
+const initramfsScripts = "/msb/scripts"
+
+// installScripts copies the scripts the host shipped in the initramfs into
+// the runtime dir, which survives the switch to the real root (the initramfs
+// does not).
+func installScripts(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -24,6 +25,8 @@ type sandboxFlags struct {
 	replace     bool
 	pull        string
 	quiet       bool
+	scripts     []string
+	scriptPaths []string
 }
 
 func (f *sandboxFlags) register(cmd *cobra.Command) {
@@ -39,6 +42,8 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
 	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto, qemu or kvm")
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
+	fl.StringArrayVar(&f.scripts, "script", nil, "install script NAME=BODY as /.msb/scripts/NAME, first on PATH (repeatable)")
+	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")
 	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
 }
@@ -76,6 +81,37 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 			return nil, fmt.Errorf("env %q: want KEY=VALUE", kv)
 		}
 		opts = append(opts, msb.WithEnv(k, v))
+	}
+	seen := map[string]bool{}
+	addScript := func(name, body string) error {
+		if seen[name] {
+			return fmt.Errorf("script %q given twice", name)
+		}
+		seen[name] = true
+		opts = append(opts, msb.WithScript(name, body))
+		return nil
+	}
+	for _, s := range f.scripts {
+		name, body, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--script %q: want NAME=BODY", s)
+		}
+		if err := addScript(name, body); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range f.scriptPaths {
+		name, path, ok := strings.Cut(s, ":")
+		if !ok || name == "" || path == "" {
+			return nil, fmt.Errorf("--script-path %q: want NAME:PATH", s)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--script-path %s: %w", name, err)
+		}
+		if err := addScript(name, string(b)); err != nil {
+			return nil, err
+		}
 	}
 	if f.replace {
 		opts = append(opts, msb.WithReplace())

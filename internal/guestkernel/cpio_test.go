@@ -195,3 +195,23 @@ func FuzzWriteBootEnv(f *testing.F) {
 		}
 	})
 }
+
+func TestWriteScripts(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteScripts(&buf, map[string]string{"greet": "#!/bin/sh\necho hi\n", "a": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range readNewc(t, buf.Bytes()) {
+		got = append(got, e.Name+" "+strconv.FormatUint(uint64(e.Mode), 8)+" "+e.Data)
+	}
+	want := []string{"msb 40755 ", "msb/scripts 40755 ", "msb/scripts/a 100755 x", "msb/scripts/greet 100755 #!/bin/sh\necho hi\n"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("scripts archive (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"", "..", "a/b", "x\x00"} {
+		if err := WriteScripts(&bytes.Buffer{}, map[string]string{bad: "x"}); err == nil {
+			t.Errorf("WriteScripts(%q) = nil; want error", bad)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sort"
 	"strings"
 )
 
@@ -56,13 +57,49 @@ func WriteBootEnv(w io.Writer, env []string) error {
 		buf.WriteString(kv)
 		buf.WriteByte(0)
 	}
-	c := NewCPIOWriter(w)
-	if err := c.Add(Entry{Name: "msb", Mode: fs.ModeDir | 0o755}); err != nil {
-		return err
-	}
 	// 0600: the file may carry secrets; only root in the guest reads it.
-	if err := c.Add(Entry{Name: BootEnvPath, Mode: 0o600, Data: buf.Bytes()}); err != nil {
-		return err
+	return WriteArchive(w,
+		Entry{Name: "msb", Mode: fs.ModeDir | 0o755},
+		Entry{Name: BootEnvPath, Mode: 0o600, Data: buf.Bytes()})
+}
+
+// ScriptsPath is where agentd finds the sandbox's scripts in the initramfs;
+// it installs them into /.msb/scripts, which leads every command's PATH.
+const ScriptsPath = "msb/scripts"
+
+// WriteScripts writes a standalone newc archive holding each script as an
+// executable /msb/scripts/<name>.
+func WriteScripts(w io.Writer, scripts map[string]string) error {
+	entries := []Entry{{Name: "msb", Mode: fs.ModeDir | 0o755}, {Name: ScriptsPath, Mode: fs.ModeDir | 0o755}}
+	names := make([]string, 0, len(scripts))
+	for n := range scripts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := ValidScriptName(n); err != nil {
+			return err
+		}
+		entries = append(entries, Entry{Name: ScriptsPath + "/" + n, Mode: 0o755, Data: []byte(scripts[n])})
+	}
+	return WriteArchive(w, entries...)
+}
+
+// ValidScriptName checks a script name: a plain file name.
+func ValidScriptName(n string) error {
+	if n == "" || n == "." || n == ".." || len(n) > 255 || strings.ContainsAny(n, "/\x00") {
+		return fmt.Errorf("script name %q: want a plain file name", n)
+	}
+	return nil
+}
+
+// WriteArchive writes a standalone newc archive of entries.
+func WriteArchive(w io.Writer, entries ...Entry) error {
+	c := NewCPIOWriter(w)
+	for _, e := range entries {
+		if err := c.Add(e); err != nil {
+			return err
+		}
 	}
 	return c.Close()
 }

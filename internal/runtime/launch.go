@@ -34,6 +34,10 @@ type Launch struct {
 	// the default environment of every command.
 	Env []string `json:"env,omitempty"`
 
+	// Scripts are installed in the guest as /.msb/scripts/<name> (mode
+	// 0755), which leads every command's PATH.
+	Scripts map[string]string `json:"scripts,omitempty"`
+
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
 	// Attached sandboxes stop when the parent dies (the watchdog pipe on

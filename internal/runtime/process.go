@@ -471,6 +471,11 @@ func (p *process) writeInitramfs() (string, error) {
 	if err := guestkernel.WriteBootEnv(&buf, env); err != nil {
 		return "", fmt.Errorf("%s boot env: %w", PrefixInvalidConfig, err)
 	}
+	if len(p.launch.Scripts) > 0 {
+		if err := guestkernel.WriteScripts(&buf, p.launch.Scripts); err != nil {
+			return "", fmt.Errorf("%s scripts: %w", PrefixInvalidConfig, err)
+		}
+	}
 	path := filepath.Join(p.home.RuntimeDir(p.launch.Name), "initramfs.cpio")
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return "", fmt.Errorf("%s initramfs: %w", PrefixBuildVM, err)

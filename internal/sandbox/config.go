@@ -5,6 +5,7 @@ import (
 
 	"errors"
 	"fmt"
+	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"os"
 	"path/filepath"
@@ -31,6 +32,9 @@ type Config struct {
 	Env       []string `json:"env,omitempty"`
 	Workdir   string   `json:"workdir,omitempty"`
 	User      string   `json:"user,omitempty"`
+	// Scripts become executables in the guest's /.msb/scripts, first on
+	// every command's PATH (name → content).
+	Scripts map[string]string `json:"scripts,omitempty"`
 	// Policies, zero = off.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
@@ -76,6 +80,11 @@ func (c *Config) normalize() error {
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("env: %q is not KEY=VALUE", kv)
+		}
+	}
+	for n := range c.Scripts {
+		if err := guestkernel.ValidScriptName(n); err != nil {
+			return err
 		}
 	}
 	if c.Workdir != "" && !strings.HasPrefix(c.Workdir, "/") {

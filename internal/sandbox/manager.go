@@ -249,6 +249,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		Attached: opts.Attached,
 		Env:      guestEnv(name, cfg),
 		VMM:      cfg.VMM,
+		Scripts:  cfg.Scripts,
 	}
 	exe, err := m.exe()
 	if err != nil {

@@ -386,3 +386,22 @@ func TestCLILogs(t *testing.T) {
 		t.Errorf("--tail 1 printed %d lines: %q", got, r.stdout)
 	}
 }
+
+// TestCLIScripts: --script and --script-path install executables first on
+// every command's PATH.
+func TestCLIScripts(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	hostScript := filepath.Join(t.TempDir(), "from-file")
+	if err := os.WriteFile(hostScript, []byte("#!/bin/sh\necho file-script \"$@\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must(0, "run", "--rootfs", rootfs,
+		"--script", "greet=#!/bin/sh\necho hello $1",
+		"--script-path", "fromfile:"+hostScript,
+		"--", "sh", "-c", "greet world; fromfile x; echo $PATH")
+	want := "hello world\nfile-script x\n/.msb/scripts:"
+	if !strings.HasPrefix(string(r.stdout), want) {
+		t.Errorf("output = %q; want prefix %q", r.stdout, want)
+	}
+}
