@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm"
@@ -94,7 +93,6 @@ type kvmVM struct {
 	m      *vmm.Machine
 	cancel context.CancelFunc
 	done   chan struct{}
-	once   sync.Once
 	err    error
 }
 
