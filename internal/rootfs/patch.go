@@ -95,6 +95,7 @@ func validatePatches(patches []Patch) ([]Patch, error) {
 	// whiteout (go-diskfs cannot, and the guest would see a different tree
 	// than intended).
 	isDir := make(map[string]bool)
+	nonDir := make(map[string]int) // path -> index in out of a non-directory patch
 	out := make([]Patch, 0, len(patches))
 	for i, p := range patches {
 		n, err := validatePatch(p)
@@ -113,10 +114,27 @@ func validatePatches(patches []Patch) ([]Patch, error) {
 		if !dirKind && hasPrefixPath(isDir, n.Path) {
 			return nil, fmt.Errorf("patch %d (%s %q): %w: replaces a directory made by an earlier patch", i, p.Kind, p.Path, ErrBadPatch)
 		}
+		// A patch at the path of an earlier file, symlink or whiteout
+		// replaces it: drop the earlier one rather than write and remove
+		// it (go-diskfs v1.9.4 Remove dereferences a nil extent tree on
+		// symlinks stored in the inode).
+		if j, ok := nonDir[n.Path]; ok {
+			out[j].Kind = ""
+			delete(nonDir, n.Path)
+		}
+		if !dirKind {
+			nonDir[n.Path] = len(out)
+		}
 		isDir[n.Path] = dirKind
 		out = append(out, n)
 	}
-	return out, nil
+	kept := out[:0]
+	for _, p := range out {
+		if p.Kind != "" {
+			kept = append(kept, p)
+		}
+	}
+	return kept, nil
 }
 
 // hasPrefixPath reports whether m holds a path strictly below dir.
@@ -401,6 +419,13 @@ func (pt *patcher) clear(ip string, keepDir bool) error {
 			return nil
 		}
 		return fmt.Errorf("%w: %s is a directory in the image", ErrBadPatch, ip)
+	}
+	// go-diskfs v1.9.4 Remove dereferences a nil extent tree for any inode
+	// without one (fast symlinks, devices): only regular files are
+	// replaced. Within one ApplyPatches call validatePatches already
+	// dropped replaced patches, so this is only met in a reused image.
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: replacing the %v at %s in the image", ErrUnsupported, fi.Mode().Type(), ip)
 	}
 	delete(pt.whiteouts, ip)
 	if err := pt.fs.Remove(ip); err != nil {
