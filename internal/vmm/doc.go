@@ -26,5 +26,14 @@
 // Port I/O: 8250 UART at 0x3f8 (IRQ 4 through an irqfd), i8042 at
 // 0x60/0x64 (reset only); the PIC, PIT and their ports are in the kernel.
 //
+// NewFromSpec builds a Machine from a backend-neutral machine.Spec (disks,
+// agent port, network, rng), the entry point for the sandbox runtime.
+//
+// Verified on real KVM semantics (nested SVM under QEMU TCG, machine.md
+// harness 2): the msb guest kernel boots through PVH with 2 vCPUs to /init,
+// virtio-blk, virtio-rng and the virtio-console agent port work, and a
+// guest reboot ends Run. This host's /dev/kvm (kvm_pvm) cannot run Linux,
+// so the package tests use tiny hand-made kernels there.
+//
 // The package is Linux/amd64 only.
 package vmm

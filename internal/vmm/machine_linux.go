@@ -40,8 +40,11 @@ const (
 	maxMemoryMiB    = 64 << 10
 )
 
-// DefaultCmdline is prepended to Config.Cmdline: the serial console, reset
-// through the i8042 for reboot and poweroff, reboot on panic, no PCI probe.
+// DefaultCmdline is prepended to Config.Cmdline: the serial console, reboot
+// through the i8042 (reboot=k), which ends Run, and an immediate reboot on
+// panic (panic=-1), so a panicking guest also ends Run with a nil error;
+// callers tell the two apart from the console ("Kernel panic"). There is no
+// ACPI, so a guest poweroff halts instead: agentd reboots to shut down.
 const DefaultCmdline = "console=ttyS0 reboot=k panic=-1 pci=off"
 
 // Config describes a Machine. The Machine copies what it needs in New.
