@@ -21,6 +21,8 @@ var watcherTests = []struct {
 	exitSeen bool
 	exitCode int
 	setupErr string
+	// restartAt is the offset of a restart's first line (0: none).
+	restartAt int64
 }{
 	{name: "empty"},
 	{
@@ -45,6 +47,16 @@ var watcherTests = []struct {
 		uptimes:  []time.Duration{time.Second},
 		setupErr: "insmod kvm-amd.ko: the L1 CPU has no svm flag",
 	},
+	{
+		name:      "restart after exit is cut",
+		console:   "nested: mark init uptime=1\nnested: exit=0\r\n[ 9.1] reboot: Restarting system\r\nnested: mark init uptime=1\r\nnested: exit=1\r\n",
+		marks:     []string{"init"},
+		uptimes:   []time.Duration{time.Second},
+		exitSeen:  true,
+		restartAt: int64(len("nested: mark init uptime=1\nnested: exit=0\r\n[ 9.1] reboot: Restarting system\r\n")),
+	},
+	{name: "marks after exit are ignored", console: "nested: exit=0\nnested: mark late\n", exitSeen: true},
+	{name: "init mark before any end is no restart", console: "nested: mark init\nnested: mark init\n", marks: []string{"init", "init"}, uptimes: []time.Duration{0, 0}},
 	{name: "setup failure without reason", console: "nested: setup failed: \n", setupErr: "(no reason given)"},
 	{name: "overlong line is cut", console: strings.Repeat("x", 2*maxLine) + "\nnested: exit=5\n", exitSeen: true, exitCode: 5},
 }
@@ -89,6 +101,19 @@ func TestWatcher(t *testing.T) {
 					t.Errorf("exited not signalled")
 				}
 			}
+			if w.restartAt != tt.restartAt {
+				t.Errorf("restart offset = %d; want %d", w.restartAt, tt.restartAt)
+			}
+			select {
+			case <-w.restarted:
+				if tt.restartAt == 0 {
+					t.Errorf("restarted signalled without a restart")
+				}
+			default:
+				if tt.restartAt != 0 {
+					t.Errorf("restarted not signalled")
+				}
+			}
 			if len(w.line) > maxLine {
 				t.Errorf("kept a %d-byte partial line; want at most %d", len(w.line), maxLine)
 			}
@@ -113,6 +138,9 @@ func FuzzWatcher(f *testing.F) {
 		}
 		if w.exitSeen && w.setupErr != "" {
 			t.Errorf("both an exit code and a setup failure recorded")
+		}
+		if w.restartAt < 0 || w.restartAt > int64(len(console)) {
+			t.Errorf("restart offset %d outside the %d-byte console", w.restartAt, len(console))
 		}
 		if len(w.marks) > bytes.Count(console, []byte("\n"))+1 {
 			t.Errorf("%d marks from %d lines", len(w.marks), bytes.Count(console, []byte("\n"))+1)
@@ -226,7 +254,7 @@ func TestInitScript(t *testing.T) {
 	if at[0] > at[1] || at[1] > at[2] {
 		t.Errorf("modules load out of order (offsets %v):\n%s", at, s)
 	}
-	for _, want := range []string{"no svm flag", "mount -t devtmpfs", "[ -c /dev/kvm ]", "mark script-start", "/bin/sh " + l1Script, `echo "nested: exit=$code"`, "reboot -f"} {
+	for _, want := range []string{"no svm flag", "mount -t devtmpfs", "[ -c /dev/kvm ]", "mark script-start", "/bin/sh " + l1Script, `echo "nested: exit=$code"`, "poweroff -f"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("init script lacks %q", want)
 		}
