@@ -293,3 +293,22 @@ func BenchmarkConsoleByte(b *testing.B) {
 		m.Close()
 	}
 }
+
+// TestMachineHighMemory splits RAM around the MMIO hole: 3 GiB below it,
+// the rest from 4 GiB, both in the e820 map the guest receives.
+func TestMachineHighMemory(t *testing.T) {
+	m := newMachine(t, Config{Kernel: helloKernel(t, "hi\n"), VCPUs: 1, MemoryMiB: 4096 + 64})
+	var got [][2]uint64
+	for _, r := range m.mem.Regions() {
+		got = append(got, [2]uint64{uint64(r.Base), r.Size()})
+	}
+	want := [][2]uint64{{0, 3 << 30}, {4 << 30, (1 << 30) + (64 << 20)}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("memory regions mismatch (-want +got):\n%s", diff)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
