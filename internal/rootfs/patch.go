@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -71,80 +72,128 @@ const copyBufSize = 1 << 20
 // directories 0755 root:root under upper/. A later patch replaces a file,
 // symlink or whiteout an earlier one placed at the same path. "remove"
 // writes an overlay whiteout (character device 0:0) so that the lower entry
-// disappears in the guest. Every patch is validated first and nothing is
-// written if one is invalid (ErrBadPatch, or ErrUnsupported for a host entry
-// type copy_dir cannot place). Copies stream from the host file. An error
-// while writing leaves the image partly patched; the caller should discard
-// it.
+// disappears in the guest. Every patch is validated first, against each
+// other and against what the image already holds, and nothing is written
+// if one is invalid (ErrBadPatch), or cannot be written (ErrUnsupported: a
+// host entry type copy_dir cannot place, or an entry already in the image
+// that would have to be replaced). Copies stream from the host file. An
+// error while writing leaves the image partly patched; the caller should
+// discard it.
 func ApplyPatches(ctx context.Context, upperPath string, patches []Patch) error {
-	norm, err := validatePatches(patches)
+	norm, pl, err := validatePatches(patches)
 	if err != nil {
 		return fmt.Errorf("apply patches to %s: %w", upperPath, err)
 	}
-	if err := applyPatches(ctx, upperPath, norm); err != nil {
+	if err := applyPatches(ctx, upperPath, norm, pl); err != nil {
 		return fmt.Errorf("apply patches to %s: %w", upperPath, err)
 	}
 	return nil
 }
 
-// validatePatches checks every patch and returns them with cleaned paths
-// and default modes filled in.
-func validatePatches(patches []Patch) ([]Patch, error) {
-	// isDir records, for each path an earlier patch created, whether it is
-	// a directory, so that a later patch cannot go through a file or
-	// whiteout (go-diskfs cannot, and the guest would see a different tree
-	// than intended).
-	isDir := make(map[string]bool)
-	nonDir := make(map[string]int) // path -> index in out of a non-directory patch
+// planKind is what the patches will leave at an image path.
+type planKind byte
+
+const (
+	planDir      planKind = iota + 1 // a directory (made, or a parent of a patch)
+	planFile                         // a regular file or symlink
+	planWhiteout                     // a whiteout
+)
+
+// plan is the tree the patches describe: every path they write, its
+// parents, and which patch (index in the kept list, -1 for an entry below
+// a copy_dir) places a non-directory there.
+type plan struct {
+	kind  map[string]planKind
+	owner map[string]int
+}
+
+// add records that patch idx places kind at p. A non-directory an earlier
+// patch placed at p is replaced, by dropping that patch; a copy_dir entry
+// cannot be dropped and a directory cannot be replaced, so those conflicts
+// are errors.
+func (pl *plan) add(p string, k planKind, idx int, drop func(int)) error {
+	for a := path.Dir(p); a != "/"; a = path.Dir(a) {
+		switch pl.kind[a] {
+		case planFile, planWhiteout:
+			return fmt.Errorf("%w: parent %s is not a directory", ErrBadPatch, a)
+		}
+	}
+	switch old := pl.kind[p]; {
+	case old == planDir && k == planDir:
+	case old == planDir:
+		return fmt.Errorf("%w: %s is a directory of an earlier patch", ErrBadPatch, p)
+	case old != 0 && pl.owner[p] < 0:
+		return fmt.Errorf("%w: %s overlaps an entry of an earlier copy_dir", ErrBadPatch, p)
+	case old != 0:
+		// go-diskfs v1.9.4 cannot remove entries (see clear), so the
+		// earlier patch is not written at all.
+		drop(pl.owner[p])
+		delete(pl.owner, p)
+	}
+	for a := path.Dir(p); a != "/"; a = path.Dir(a) {
+		pl.kind[a] = planDir
+	}
+	pl.kind[p] = k
+	if k != planDir {
+		pl.owner[p] = idx
+	}
+	return nil
+}
+
+// validatePatches checks every patch and the tree they describe together,
+// and returns the patches to write: paths cleaned, default modes filled
+// in, and patches a later one replaces left out.
+func validatePatches(patches []Patch) ([]Patch, *plan, error) {
+	pl := &plan{kind: make(map[string]planKind), owner: make(map[string]int)}
 	out := make([]Patch, 0, len(patches))
+	dropped := make(map[int]bool)
+	drop := func(i int) { dropped[i] = true }
 	for i, p := range patches {
 		n, err := validatePatch(p)
+		if err == nil {
+			err = pl.addPatch(n, len(out), drop)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("patch %d (%s %q): %w", i, p.Kind, p.Path, err)
+			return nil, nil, fmt.Errorf("patch %d (%s %q): %w", i, p.Kind, p.Path, err)
 		}
-		for a := path.Dir(n.Path); a != "/"; a = path.Dir(a) {
-			if d, ok := isDir[a]; ok && !d {
-				return nil, fmt.Errorf("patch %d (%s %q): %w: parent %s is not a directory", i, p.Kind, p.Path, ErrBadPatch, a)
-			}
-		}
-		dirKind := n.Kind == PatchMkdir || n.Kind == PatchCopyDir
-		if d, ok := isDir[n.Path]; ok && d && !dirKind {
-			return nil, fmt.Errorf("patch %d (%s %q): %w: replaces a directory made by an earlier patch", i, p.Kind, p.Path, ErrBadPatch)
-		}
-		if !dirKind && hasPrefixPath(isDir, n.Path) {
-			return nil, fmt.Errorf("patch %d (%s %q): %w: replaces a directory made by an earlier patch", i, p.Kind, p.Path, ErrBadPatch)
-		}
-		// A patch at the path of an earlier file, symlink or whiteout
-		// replaces it: drop the earlier one rather than write and remove
-		// it (go-diskfs v1.9.4 Remove dereferences a nil extent tree on
-		// symlinks stored in the inode).
-		if j, ok := nonDir[n.Path]; ok {
-			out[j].Kind = ""
-			delete(nonDir, n.Path)
-		}
-		if !dirKind {
-			nonDir[n.Path] = len(out)
-		}
-		isDir[n.Path] = dirKind
 		out = append(out, n)
 	}
-	kept := out[:0]
-	for _, p := range out {
-		if p.Kind != "" {
+	kept := make([]Patch, 0, len(out))
+	for i, p := range out {
+		if !dropped[i] {
 			kept = append(kept, p)
 		}
 	}
-	return kept, nil
+	return kept, pl, nil
 }
 
-// hasPrefixPath reports whether m holds a path strictly below dir.
-func hasPrefixPath(m map[string]bool, dir string) bool {
-	for k := range m {
-		if strings.HasPrefix(k, dir+"/") {
-			return true
+func (pl *plan) addPatch(p Patch, idx int, drop func(int)) error {
+	switch p.Kind {
+	case PatchMkdir:
+		return pl.add(p.Path, planDir, idx, drop)
+	case PatchRemove:
+		return pl.add(p.Path, planWhiteout, idx, drop)
+	case PatchCopyDir:
+		if err := pl.add(p.Path, planDir, idx, drop); err != nil {
+			return err
 		}
+		return filepath.WalkDir(p.Source, func(hp string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("%w: source: %w", ErrBadPatch, err)
+			}
+			rel, err := filepath.Rel(p.Source, hp)
+			if err != nil || rel == "." {
+				return err
+			}
+			k := planFile
+			if d.IsDir() {
+				k = planDir
+			}
+			return pl.add(path.Join(p.Path, filepath.ToSlash(rel)), k, -1, drop)
+		})
+	default:
+		return pl.add(p.Path, planFile, idx, drop)
 	}
-	return false
 }
 
 func validatePatch(p Patch) (Patch, error) {
@@ -278,7 +327,7 @@ type patcher struct {
 	whiteouts map[string]uint32
 }
 
-func applyPatches(ctx context.Context, upperPath string, patches []Patch) error {
+func applyPatches(ctx context.Context, upperPath string, patches []Patch, pl *plan) (err error) {
 	f, err := os.OpenFile(upperPath, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -291,6 +340,22 @@ func applyPatches(ctx context.Context, upperPath string, patches []Patch) error 
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%w: %s is not a regular file", ErrBadPatch, upperPath)
 	}
+	raw, err := openRawExt4(f)
+	if err != nil {
+		return err
+	}
+	if raw.needsRecovery {
+		// go-diskfs does not replay the journal; writing around it would
+		// corrupt the image when the kernel replays it at mount.
+		return fmt.Errorf("%w: image journal needs recovery (a guest did not unmount it)", ErrUnsupported)
+	}
+	// An image a guest has used is guest-controlled, and go-diskfs has
+	// panics on unusual inodes (see clear); report them as errors.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: go-diskfs: %v", errRawExt4, r)
+		}
+	}()
 	fsys, err := ext4.Read(file.New(f, false), fi.Size(), 0, 0)
 	if err != nil {
 		return fmt.Errorf("read ext4: %w", err)
@@ -299,6 +364,9 @@ func applyPatches(ctx context.Context, upperPath string, patches []Patch) error 
 		return fmt.Errorf("%w: image has no %s/ directory (not made by CreateUpper?)", ErrBadPatch, upperDir)
 	}
 	pt := &patcher{fs: fsys, whiteouts: make(map[string]uint32)}
+	if err := pt.checkImage(pl); err != nil {
+		return err
+	}
 	for i, p := range patches {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -307,8 +375,8 @@ func applyPatches(ctx context.Context, upperPath string, patches []Patch) error 
 			return fmt.Errorf("patch %d (%s %s): %w", i, p.Kind, p.Path, err)
 		}
 	}
-	if len(pt.whiteouts) > 0 {
-		if err := pt.finishWhiteouts(f); err != nil {
+	for ip, ino := range pt.whiteouts {
+		if err := pt.finishWhiteout(raw, ip, ino); err != nil {
 			return err
 		}
 	}
@@ -333,7 +401,7 @@ func (pt *patcher) apply(ctx context.Context, p Patch) error {
 		}
 		return pt.setAttr(ip, p.Mode, p.UID, p.GID)
 	case PatchCopyFile:
-		if err := pt.copyFile(ip, p.Source); err != nil {
+		if err := pt.copyFile(ctx, ip, p.Source); err != nil {
 			return err
 		}
 		return pt.setAttr(ip, p.Mode, p.UID, p.GID)
@@ -347,6 +415,16 @@ func (pt *patcher) apply(ctx context.Context, p Patch) error {
 		}
 		return pt.symlink(ip, p.Target, p.UID, p.GID)
 	case PatchRemove:
+		st, fi, err := pt.lookup(ip)
+		if err != nil {
+			return err
+		}
+		if fi != nil && fi.Mode()&fs.ModeCharDevice != 0 && st.Major == 0 && st.Minor == 0 {
+			return nil // already a whiteout (an image patched before)
+		}
+		if fi != nil {
+			return fmt.Errorf("%w: %s exists in the image and is not a whiteout", ErrUnsupported, ip)
+		}
 		if err := pt.clear(ip, false); err != nil {
 			return err
 		}
@@ -407,29 +485,77 @@ func (pt *patcher) mkParents(dir string) error {
 	return pt.mkdir(dir, 0o755, 0, 0)
 }
 
-// clear removes a non-directory entry at ip so it can be replaced; a
-// directory is kept when keepDir, an error otherwise.
+// clear checks that ip is free for a new entry, or is a directory when
+// keepDir. checkImage has ruled out conflicts with the image and
+// validatePatches those between patches, so an entry here is a bug, not
+// something to remove: go-diskfs v1.9.4 FileSystem.Remove corrupts the
+// image (it clears the inode bitmap bit of the next inode, counts freed
+// blocks twice, and dereferences a nil extent tree for fast symlinks and
+// devices).
 func (pt *patcher) clear(ip string, keepDir bool) error {
 	_, fi, err := pt.lookup(ip)
 	if err != nil || fi == nil {
 		return err
 	}
-	if fi.IsDir() {
-		if keepDir {
-			return nil
+	if fi.IsDir() && keepDir {
+		return nil
+	}
+	return fmt.Errorf("%w: %s already exists in the image", ErrUnsupported, ip)
+}
+
+// checkImage compares the planned tree with what the image already holds
+// (an image patched before, or used by a guest), before anything is
+// written: an existing non-directory cannot be replaced (see clear),
+// except that a whiteout may stay a whiteout.
+func (pt *patcher) checkImage(pl *plan) error {
+	listings := make(map[string]map[string]fs.FileMode)
+	list := func(dir string) (map[string]fs.FileMode, error) {
+		if l, ok := listings[dir]; ok {
+			return l, nil
 		}
-		return fmt.Errorf("%w: %s is a directory in the image", ErrBadPatch, ip)
+		ents, err := pt.fs.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", dir, err)
+		}
+		l := make(map[string]fs.FileMode, len(ents))
+		for _, e := range ents {
+			l[e.Name()] = e.Type()
+		}
+		listings[dir] = l
+		return l, nil
 	}
-	// go-diskfs v1.9.4 Remove dereferences a nil extent tree for any inode
-	// without one (fast symlinks, devices): only regular files are
-	// replaced. Within one ApplyPatches call validatePatches already
-	// dropped replaced patches, so this is only met in a reused image.
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: replacing the %v at %s in the image", ErrUnsupported, fi.Mode().Type(), ip)
+	paths := make([]string, 0, len(pl.kind))
+	for p := range pl.kind {
+		paths = append(paths, p)
 	}
-	delete(pt.whiteouts, ip)
-	if err := pt.fs.Remove(ip); err != nil {
-		return fmt.Errorf("remove %s: %w", ip, err)
+	// Parents first: a path is looked up only below existing directories.
+	slices.Sort(paths)
+	missing := make(map[string]bool)
+	for _, p := range paths {
+		ip := upperDir + p
+		parent := path.Dir(ip)
+		if missing[parent] {
+			missing[ip] = true
+			continue
+		}
+		l, err := list(parent)
+		if err != nil {
+			return err
+		}
+		t, ok := l[path.Base(ip)]
+		switch want := pl.kind[p]; {
+		case !ok:
+			missing[ip] = true
+		case t.IsDir() && want == planDir:
+		case t.IsDir():
+			return fmt.Errorf("%w: %s is a directory in the image", ErrBadPatch, p)
+		case want == planDir:
+			return fmt.Errorf("%w: %s is a %s in the image, not a directory", ErrBadPatch, p, typeName(t))
+		case want == planWhiteout && t&fs.ModeCharDevice != 0:
+			// Possibly a whiteout already; apply checks the device number.
+		default:
+			return fmt.Errorf("%w: %s already exists in the image (%s) and go-diskfs cannot remove it", ErrUnsupported, p, typeName(t))
+		}
 	}
 	return nil
 }
@@ -469,7 +595,7 @@ func (pt *patcher) writeFile(ip string, r io.Reader) error {
 	return nil
 }
 
-func (pt *patcher) copyFile(ip, src string) error {
+func (pt *patcher) copyFile(ctx context.Context, ip, src string) error {
 	if err := pt.clear(ip, false); err != nil {
 		return err
 	}
@@ -479,7 +605,7 @@ func (pt *patcher) copyFile(ip, src string) error {
 	}
 	defer r.Close()
 	// Stream: only copyBufSize bytes are held at a time.
-	return pt.writeFile(ip, struct{ io.Reader }{r})
+	return pt.writeFile(ip, ctxReader{ctx, r})
 }
 
 // symlink makes a symlink owned by uid:gid. go-diskfs gives a new symlink
@@ -555,7 +681,7 @@ func (pt *patcher) copyDir(ctx context.Context, ip string, p Patch) error {
 		case t.IsDir():
 			return pt.mkdir(dst, perm, p.UID, p.GID)
 		case t.IsRegular():
-			if err := pt.copyFile(dst, hp); err != nil {
+			if err := pt.copyFile(ctx, dst, hp); err != nil {
 				return err
 			}
 			return pt.setAttr(dst, perm, p.UID, p.GID)
@@ -574,24 +700,43 @@ func (pt *patcher) copyDir(ctx context.Context, ip string, p Patch) error {
 	})
 }
 
-// finishWhiteouts turns every pending stand-in into a whiteout by editing
-// the image directly (patch_raw.go).
-func (pt *patcher) finishWhiteouts(f *os.File) error {
-	img, err := openRawExt4(f)
+// finishWhiteout turns the stand-in at ip into a whiteout by editing the
+// image directly (patch_raw.go).
+func (pt *patcher) finishWhiteout(raw *rawExt4, ip string, ino uint32) error {
+	st, _, err := pt.lookup(path.Dir(ip))
 	if err != nil {
-		return fmt.Errorf("whiteouts: %w", err)
+		return err
 	}
-	for ip, ino := range pt.whiteouts {
-		st, _, err := pt.lookup(path.Dir(ip))
-		if err != nil {
-			return err
-		}
-		if st == nil {
-			return fmt.Errorf("whiteout %s: parent missing", ip)
-		}
-		if err := img.makeWhiteout(st.Ino, path.Base(ip), ino); err != nil {
-			return fmt.Errorf("whiteout %s: %w", ip, err)
-		}
+	if st == nil {
+		return fmt.Errorf("whiteout %s: parent missing", ip)
+	}
+	if err := raw.makeWhiteout(st.Ino, path.Base(ip), ino); err != nil {
+		return fmt.Errorf("whiteout %s: %w", ip, err)
 	}
 	return nil
+}
+
+func typeName(t fs.FileMode) string {
+	switch {
+	case t.IsRegular():
+		return "regular file"
+	case t&fs.ModeSymlink != 0:
+		return "symlink"
+	case t&fs.ModeCharDevice != 0:
+		return "character device"
+	}
+	return t.String()
+}
+
+// ctxReader stops a long copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -41,6 +41,7 @@ const (
 
 	ext4Magic            = 0xEF53
 	incompatFiletype     = 0x2
+	incompatRecover      = 0x4
 	incompat64bit        = 0x80
 	incompatCsumSeed     = 0x2000
 	roCompatMetadataCsum = 0x400
@@ -87,6 +88,9 @@ type rawExt4 struct {
 	csum       bool
 	csumSeed   uint32
 	hasFtField bool
+	// needsRecovery is set when the journal holds transactions not yet
+	// written to their place (INCOMPAT_RECOVER).
+	needsRecovery bool
 }
 
 func openRawExt4(f *os.File) (*rawExt4, error) {
@@ -112,6 +116,7 @@ func openRawExt4(f *os.File) (*rawExt4, error) {
 	}
 	incompat := le.Uint32(sb[sbFeatureIncompat:])
 	r.hasFtField = incompat&incompatFiletype != 0
+	r.needsRecovery = incompat&incompatRecover != 0
 	if incompat&incompat64bit != 0 {
 		r.is64 = true
 		r.descSize = int64(le.Uint16(sb[sbDescSize:]))
@@ -120,11 +125,10 @@ func openRawExt4(f *os.File) (*rawExt4, error) {
 		return nil, fmt.Errorf("%w: inode size %d, %d inodes per group, descriptor size %d", errRawExt4, r.inodeSize, r.perGroup, r.descSize)
 	}
 	r.gdtOff = (int64(le.Uint32(sb[sbFirstDataBlock:])) + 1) * r.blockSize
+	r.csumSeed = le.Uint32(sb[sbChecksumSeed:])
 	if le.Uint32(sb[sbFeatureRoCompat:])&roCompatMetadataCsum != 0 {
 		r.csum = true
-		if incompat&incompatCsumSeed != 0 {
-			r.csumSeed = le.Uint32(sb[sbChecksumSeed:])
-		} else {
+		if incompat&incompatCsumSeed == 0 {
 			r.csumSeed = crc32c(^uint32(0), sb[sbUUID:sbUUID+16])
 		}
 	}
@@ -194,13 +198,15 @@ func (r *rawExt4) inodeCsum(ino uint32, b []byte) (stored, computed uint32) {
 	return stored, crc & mask
 }
 
+// writeInode writes inode b with its checksum. Without metadata_csum the
+// kernel and e2fsck ignore the checksum fields, but go-diskfs verifies them
+// on every inode it reads (seeded with s_checksum_seed as stored), so they
+// are always kept valid for a later ApplyPatches.
 func (r *rawExt4) writeInode(ino uint32, b []byte, off int64) error {
-	if r.csum {
-		_, sum := r.inodeCsum(ino, b)
-		binary.LittleEndian.PutUint16(b[inChecksumLo:], uint16(sum))
-		if r.hiFits(b) {
-			binary.LittleEndian.PutUint16(b[inChecksumHi:], uint16(sum>>16))
-		}
+	_, sum := r.inodeCsum(ino, b)
+	binary.LittleEndian.PutUint16(b[inChecksumLo:], uint16(sum))
+	if r.hiFits(b) {
+		binary.LittleEndian.PutUint16(b[inChecksumHi:], uint16(sum>>16))
 	}
 	if _, err := r.w.WriteAt(b, off); err != nil {
 		return fmt.Errorf("write inode %d: %w", ino, err)

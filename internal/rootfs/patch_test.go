@@ -279,6 +279,20 @@ func TestApplyPatches(t *testing.T) {
 			},
 		},
 		{
+			name: "copy_dir replaces earlier patches below it",
+			patches: []Patch{
+				{Kind: PatchText, Path: "/opt/app/f1", Data: []byte("replaced")},
+				{Kind: PatchRemove, Path: "/opt/app/sub/link"},
+				{Kind: PatchText, Path: "/opt/app/extra", Data: []byte("kept")},
+				{Kind: PatchCopyDir, Path: "/opt/app", Source: tree},
+			},
+			want: map[string]imgEntry{
+				"upper/opt/app/f1":       reg("one\n", "0640", 0, 0),
+				"upper/opt/app/sub/link": {Type: "symlink", Mode: "0777", Link: "../f1"},
+				"upper/opt/app/extra":    reg("kept", "0644", 0, 0),
+			},
+		},
+		{
 			name:    "many whiteouts in one directory",
 			patches: manyRemoves,
 			want:    manyWant,
@@ -350,6 +364,8 @@ func TestApplyPatchesInvalid(t *testing.T) {
 	if err := unix.Mkfifo(filepath.Join(withFifo, "pipe"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	tree := filepath.Join(src, "tree")
+	writeHost(t, filepath.Join(tree, "ok"), []byte("ok"), 0o644)
 	good := Patch{Kind: PatchText, Path: "/etc/motd", Data: []byte("should not be written")}
 	tests := []struct {
 		name    string
@@ -379,6 +395,8 @@ func TestApplyPatchesInvalid(t *testing.T) {
 		{"under an earlier whiteout", []Patch{good, {Kind: PatchRemove, Path: "/a"}, {Kind: PatchMkdir, Path: "/a/b"}}, ErrBadPatch},
 		{"file over an earlier directory", []Patch{good, {Kind: PatchMkdir, Path: "/d"}, {Kind: PatchText, Path: "/d"}}, ErrBadPatch},
 		{"remove of an earlier tree", []Patch{good, {Kind: PatchMkdir, Path: "/d/e"}, {Kind: PatchRemove, Path: "/d"}}, ErrBadPatch},
+		{"file over a copy_dir entry", []Patch{good, {Kind: PatchCopyDir, Path: "/t", Source: tree}, {Kind: PatchText, Path: "/t/ok"}}, ErrBadPatch},
+		{"copy_dir with a file over an earlier directory", []Patch{good, {Kind: PatchMkdir, Path: "/t/ok/x"}, {Kind: PatchCopyDir, Path: "/t", Source: tree}}, ErrBadPatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -657,4 +675,102 @@ func FuzzFindDirent(f *testing.F) {
 			t.Errorf("findDirent = %d for %q in a %d-byte block", pos, name, len(blk))
 		}
 	})
+}
+
+// TestApplyPatchesTwice patches an image that was patched before, as when
+// a sandbox's upper is reused: new entries and directory attributes can be
+// added and a whiteout repeated, but an existing file, symlink or whiteout
+// cannot be replaced (go-diskfs cannot remove entries) and such a patch
+// set is refused before anything is written.
+func TestApplyPatchesTwice(t *testing.T) {
+	img := newUpper(t, 64<<20)
+	first := []Patch{
+		{Kind: PatchText, Path: "/etc/motd", Data: []byte("first")},
+		{Kind: PatchRemove, Path: "/etc/gone"},
+		{Kind: PatchSymlink, Path: "/etc/l", Target: "motd"},
+	}
+	if err := ApplyPatches(t.Context(), img, first); err != nil {
+		t.Fatalf("first ApplyPatches: %v", err)
+	}
+	second := []Patch{
+		{Kind: PatchText, Path: "/etc/new", Data: []byte("second")},
+		{Kind: PatchRemove, Path: "/etc/gone"},
+		{Kind: PatchRemove, Path: "/etc/gone2"},
+		{Kind: PatchMkdir, Path: "/etc", Mode: 0o750},
+	}
+	if err := ApplyPatches(t.Context(), img, second); err != nil {
+		t.Fatalf("second ApplyPatches: %v", err)
+	}
+	e2fsckClean(t, img)
+	whiteout := imgEntry{Type: "character special", Mode: "0000", Dev: "00:00"}
+	want := map[string]imgEntry{
+		"upper/etc":       {Type: "directory", Mode: "0750"},
+		"upper/etc/motd":  {Type: "regular", Mode: "0644", Data: "first"},
+		"upper/etc/new":   {Type: "regular", Mode: "0644", Data: "second"},
+		"upper/etc/gone":  whiteout,
+		"upper/etc/gone2": whiteout,
+		"upper/etc/l":     {Type: "symlink", Mode: "0777", Link: "motd"},
+	}
+	got := map[string]imgEntry{}
+	for p := range want {
+		got[p] = statImage(t, img, p)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("image entries (-want +got):\n%s", diff)
+	}
+
+	refused := []struct {
+		name  string
+		patch Patch
+		want  error
+	}{
+		{"text over file", Patch{Kind: PatchText, Path: "/etc/motd"}, ErrUnsupported},
+		{"symlink over symlink", Patch{Kind: PatchSymlink, Path: "/etc/l", Target: "x"}, ErrUnsupported},
+		{"remove of a file", Patch{Kind: PatchRemove, Path: "/etc/motd"}, ErrUnsupported},
+		{"text over whiteout", Patch{Kind: PatchText, Path: "/etc/gone"}, ErrUnsupported},
+		{"mkdir over file", Patch{Kind: PatchMkdir, Path: "/etc/motd"}, ErrBadPatch},
+		{"under a file", Patch{Kind: PatchText, Path: "/etc/motd/x"}, ErrBadPatch},
+		{"file over directory", Patch{Kind: PatchText, Path: "/etc"}, ErrBadPatch},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fileSum(t, img)
+			patches := []Patch{{Kind: PatchText, Path: "/fresh", Data: []byte("not written")}, tt.patch}
+			if err := ApplyPatches(t.Context(), img, patches); !errors.Is(err, tt.want) {
+				t.Fatalf("ApplyPatches = %v; want %v", err, tt.want)
+			}
+			if fileSum(t, img) != before {
+				t.Errorf("image changed by a refused patch set")
+			}
+		})
+	}
+}
+
+// TestApplyPatchesNeedsRecovery refuses an image whose journal a guest left
+// to be replayed.
+func TestApplyPatchesNeedsRecovery(t *testing.T) {
+	img := newUpper(t, 16<<20)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [4]byte
+	if _, err := f.ReadAt(b[:], sbOffset+sbFeatureIncompat); err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[:], binary.LittleEndian.Uint32(b[:])|incompatRecover)
+	if _, err := f.WriteAt(b[:], sbOffset+sbFeatureIncompat); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := fileSum(t, img)
+	err = ApplyPatches(t.Context(), img, []Patch{{Kind: PatchMkdir, Path: "/x"}})
+	if !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("ApplyPatches = %v; want %v", err, ErrUnsupported)
+	}
+	if fileSum(t, img) != before {
+		t.Errorf("image changed")
+	}
 }
