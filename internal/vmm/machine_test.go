@@ -21,7 +21,12 @@ import (
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if k := os.Getenv(hardenChildEnv); k != "" {
+		os.Exit(hardenChild(k))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestVCPUCPUID(t *testing.T) {
 	supported := []kvm.CPUIDEntry{
