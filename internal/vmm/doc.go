@@ -28,6 +28,9 @@
 //
 // NewFromSpec builds a Machine from a backend-neutral machine.Spec (disks,
 // agent port, network, rng), the entry point for the sandbox runtime.
+// Harden, called between New and Run, confines the process to the syscalls
+// a running Machine needs (seccomp allow-list, no_new_privs); with openat
+// denied there, a Landlock ruleset would add nothing and is not applied.
 //
 // Verified on real KVM semantics (nested SVM under QEMU TCG, machine.md
 // harness 2): the msb guest kernel boots through PVH with 2 vCPUs to /init,
