@@ -321,9 +321,9 @@ func checkSourceTree(src string) error {
 // patcher applies validated patches through go-diskfs.
 type patcher struct {
 	fs *ext4.FileSystem
-	// whiteouts maps image paths of pending whiteouts to their inode; they
-	// are placed as symlinks to whiteoutStandIn and turned into character devices at
-	// the end (go-diskfs cannot make device nodes).
+	// whiteouts maps image paths of pending whiteouts to their inode. They
+	// are placed as symlinks to whiteoutStandIn and turned into character
+	// devices at the end (go-diskfs cannot make device nodes).
 	whiteouts map[string]uint32
 }
 
