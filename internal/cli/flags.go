@@ -40,7 +40,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.user, "user", "u", "", "default user (name, uid or uid:gid)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
 	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
-	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto, qemu or kvm")
+	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto (kvm where /dev/kvm is real hardware virtualization, else qemu; $MSB_VMM overrides), qemu or kvm")
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
 	fl.StringArrayVar(&f.scripts, "script", nil, "install script NAME=BODY as /.msb/scripts/NAME, first on PATH (repeatable)")
 	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")

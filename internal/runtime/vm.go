@@ -37,16 +37,20 @@ type runningVM interface {
 	Backend() string
 }
 
-// ChooseBackend resolves "auto" (or ""): the native VMM where /dev/kvm is
-// real hardware virtualization and MSB_VMM_AUTO allows it, else QEMU. It
-// returns the backend and why.
+// ChooseBackend resolves "auto" (or ""): $MSB_VMM if set, else the native
+// VMM where /dev/kvm is real hardware virtualization (not kvm_pvm, which
+// cannot run an unmodified Linux guest), else QEMU. It returns the backend
+// and why.
 func ChooseBackend(requested string) (string, string) {
 	switch requested {
 	case BackendQEMU, BackendKVM:
 		return requested, "requested"
 	}
+	if env := os.Getenv("MSB_VMM"); env == BackendQEMU || env == BackendKVM {
+		return env, "MSB_VMM"
+	}
 	ok, reason := kvm.HardwareVirtualization()
-	if ok && os.Getenv("MSB_VMM_AUTO") == BackendKVM {
+	if ok {
 		return BackendKVM, reason
 	}
 	return BackendQEMU, reason
