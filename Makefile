@@ -16,8 +16,8 @@ help: ## Show this help
 setup: ## Install the Debian packages the build and tests need (idempotent; root)
 	@scripts/setup.sh
 
-build: agentd ## Build bin/msb and bin/agentd
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/msb ./cmd/msb
+build: agentd ## Build bin/msb and bin/agentd (both static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/msb ./cmd/msb
 
 agentd: ## Build the static guest agent bin/agentd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/agentd ./cmd/agentd
@@ -34,6 +34,7 @@ demo: build kernel rootfs ## Run a command in a sandbox built from the busybox d
 
 test: setup kernel ## Unit tests (-race), then the e2e tier under QEMU, serially
 	$(GO) test -race -shuffle=on -timeout 20m $(UNIT_PKGS)
+	CGO_ENABLED=0 $(GO) test -count=1 -run 'Harden' ./internal/runtime ./internal/vmm
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
 test-unit: ## Unit tests only (no QEMU)

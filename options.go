@@ -106,6 +106,11 @@ func WithMaxDuration(d time.Duration) Option { return func(o *createOptions) { o
 // WithVMM selects the VMM backend: "auto" (default), "qemu" or "kvm".
 func WithVMM(name string) Option { return func(o *createOptions) { o.cfg.VMM = name } }
 
+// WithoutHardening runs the native VMM without its seccomp allow-list and
+// landlock confinement. For debugging only: a guest escape into the VMM then
+// has the whole user account.
+func WithoutHardening() Option { return func(o *createOptions) { o.cfg.NoHarden = true } }
+
 // Detached lets the sandbox outlive the calling process; by default it stops
 // when the caller exits.
 func Detached() Option { return func(o *createOptions) { o.detached = true } }

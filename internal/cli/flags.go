@@ -22,6 +22,7 @@ type sandboxFlags struct {
 	idleTimeout time.Duration
 	maxDuration time.Duration
 	vmm         string
+	noHarden    bool
 	replace     bool
 	pull        string
 	quiet       bool
@@ -41,6 +42,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
 	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
 	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto (kvm where /dev/kvm is real hardware virtualization, else qemu; $MSB_VMM overrides), qemu or kvm")
+	fl.BoolVar(&f.noHarden, "no-harden", false, "debugging: run the native VMM without its seccomp and landlock confinement")
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
 	fl.StringArrayVar(&f.scripts, "script", nil, "install script NAME=BODY as /.msb/scripts/NAME, first on PATH (repeatable)")
 	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")
@@ -115,6 +117,9 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	}
 	if f.replace {
 		opts = append(opts, msb.WithReplace())
+	}
+	if f.noHarden {
+		opts = append(opts, msb.WithoutHardening())
 	}
 	return opts, nil
 }

@@ -44,10 +44,12 @@ type Launch struct {
 	// WatchdogFD reaches EOF); detached ones outlive it.
 	Attached bool `json:"attached"`
 
-	// VMM backend settings: VMM is auto, qemu or kvm.
-	VMM   string `json:"vmm,omitempty"`
-	QEMU  string `json:"qemu,omitempty"`
-	Accel string `json:"accel,omitempty"`
+	// VMM backend settings: VMM is auto, qemu or kvm. NoHarden skips the
+	// native VMM's seccomp and landlock confinement (debugging only).
+	VMM      string `json:"vmm,omitempty"`
+	NoHarden bool   `json:"no_harden,omitempty"`
+	QEMU     string `json:"qemu,omitempty"`
+	Accel    string `json:"accel,omitempty"`
 }
 
 // Descriptors the parent passes to the sandbox process.

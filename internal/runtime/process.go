@@ -236,7 +236,24 @@ func (p *process) run(parent context.Context) (int, error) {
 		_, _ = io.Copy(io.MultiWriter(console, panicWatch), consoleR)
 		consoleR.Close()
 	}()
-	vm, err := startVM(ctx, backend, spec, l, p.log)
+	harden := func() error {
+		if l.NoHarden {
+			p.log.Warn("hardening disabled (--no-harden): the VMM runs without seccomp and landlock")
+			return nil
+		}
+		rw := []string{p.home.SandboxDir(l.Name), filepath.Dir(p.home.DBPath())}
+		ll, err := hardenProcess(rw, []string{"/proc"})
+		if err != nil {
+			return fmt.Errorf("%s harden: %w", PrefixBuildVM, err)
+		}
+		if ll != nil {
+			p.log.Warn("seccomp applied; landlock not applied", "err", ll)
+		} else {
+			p.log.Info("hardened: no_new_privs, seccomp allow-list, landlock", "rw", rw)
+		}
+		return nil
+	}
+	vm, err := startVM(ctx, backend, spec, l, p.log, harden)
 	if backend == BackendQEMU {
 		guestEnd.Close() // QEMU inherited it; the native VMM owns it
 	}

@@ -42,6 +42,9 @@ type Config struct {
 	UpperSizeBytes int64 `json:"upper_size_bytes,omitempty"`
 	// VMM selects the backend: "" or "auto", "qemu", "kvm".
 	VMM string `json:"vmm,omitempty"`
+	// NoHarden runs the native VMM without seccomp and landlock
+	// (debugging only).
+	NoHarden bool `json:"no_harden,omitempty"`
 }
 
 // Defaults of a sandbox's shape.

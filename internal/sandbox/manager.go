@@ -249,6 +249,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		Attached: opts.Attached,
 		Env:      guestEnv(name, cfg),
 		VMM:      cfg.VMM,
+		NoHarden: cfg.NoHarden,
 		Scripts:  cfg.Scripts,
 	}
 	exe, err := m.exe()

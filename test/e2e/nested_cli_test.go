@@ -57,7 +57,7 @@ msb stop n1 >/dev/null
 echo "check: stop $?"
 nested-mark stopped
 echo "check: ls $(msb ls --format json | tr -d '\n ')"
-grep -E 'vm started|sandbox stopped|error' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
+grep -E 'vm started|hardened|seccomp applied|vm exits|sandbox stopped|error' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
 `
 	res := nested.Run(t, env, nested.Options{Files: files, Script: script, Timeout: 240e9})
 	logTimings(t, res)
@@ -93,6 +93,9 @@ grep -E 'vm started|sandbox stopped|error' $MSB_HOME/sandboxes/n1/logs/runtime.l
 	}
 	if got := fmt.Sprintf("%s/%s", list[0].Status, list[0].Reason); got != "Stopped/Completed" {
 		t.Errorf("after msb stop: %s; want Stopped/Completed (a clean guest shutdown)", got)
+	}
+	if !strings.Contains(res.Console, "hardened: no_new_privs, seccomp allow-list, landlock") {
+		t.Errorf("the sandbox process did not report full hardening (seccomp + landlock):\n%s", nested.Excerpt(res.Console))
 	}
 	if !strings.Contains(res.Console, "backend=kvm") {
 		t.Errorf("--vmm auto did not pick the native VMM on real (nested) KVM:\n%s", nested.Excerpt(res.Console))
