@@ -1,9 +1,11 @@
 package msb
 
 import (
+	"os"
 	"time"
 
 	"github.com/msb-go/msb/internal/image"
+	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/sandbox"
 )
 
@@ -17,10 +19,11 @@ type createOptions struct {
 	home     string
 	policy   image.PullPolicy
 	progress func(PullEvent)
+	patches  []rootfs.Patch
 }
 
 func (o *createOptions) sandboxOptions() sandbox.CreateOptions {
-	so := sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace, PullPolicy: o.policy}
+	so := sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace, PullPolicy: o.policy, Patches: o.patches}
 	if o.progress != nil {
 		so.Progress = func(e image.Event) {
 			o.progress(PullEvent{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})
@@ -88,6 +91,46 @@ func WithScript(name, content string) Option {
 		}
 		o.cfg.Scripts[name] = content
 	}
+}
+
+// Patches change a new sandbox's files before it first boots; they are
+// written into its private writable layer, so the image or directory it
+// boots from is never modified. Paths are absolute guest paths. Create
+// applies them in order; Start ignores them.
+
+// WithFile places a file with content data and permission mode at path.
+func WithFile(path string, data []byte, mode os.FileMode) Option {
+	return patch(rootfs.Patch{Kind: rootfs.PatchText, Path: path, Data: data, Mode: mode})
+}
+
+// WithCopy copies the host file or directory tree src to path in the guest.
+func WithCopy(src, path string) Option {
+	return func(o *createOptions) {
+		kind := rootfs.PatchCopyFile
+		if st, err := os.Stat(src); err == nil && st.IsDir() {
+			kind = rootfs.PatchCopyDir
+		}
+		o.patches = append(o.patches, rootfs.Patch{Kind: kind, Path: path, Source: src})
+	}
+}
+
+// WithSymlink creates a symlink at path pointing to target.
+func WithSymlink(target, path string) Option {
+	return patch(rootfs.Patch{Kind: rootfs.PatchSymlink, Path: path, Target: target})
+}
+
+// WithDir creates the directory path (and its parents).
+func WithDir(path string, mode os.FileMode) Option {
+	return patch(rootfs.Patch{Kind: rootfs.PatchMkdir, Path: path, Mode: mode})
+}
+
+// WithRemoved hides path from the guest (an overlay whiteout over the image).
+func WithRemoved(path string) Option {
+	return patch(rootfs.Patch{Kind: rootfs.PatchRemove, Path: path})
+}
+
+func patch(p rootfs.Patch) Option {
+	return func(o *createOptions) { o.patches = append(o.patches, p) }
 }
 
 // WithWorkdir sets the default working directory of commands.

@@ -28,6 +28,7 @@ type sandboxFlags struct {
 	quiet       bool
 	scripts     []string
 	scriptPaths []string
+	copies      []string
 }
 
 func (f *sandboxFlags) register(cmd *cobra.Command) {
@@ -46,6 +47,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
 	fl.StringArrayVar(&f.scripts, "script", nil, "install script NAME=BODY as /.msb/scripts/NAME, first on PATH (repeatable)")
 	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")
+	fl.StringArrayVar(&f.copies, "copy", nil, "copy a host file or directory into the sandbox before boot: HOST:GUEST (repeatable)")
 	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
 }
@@ -117,6 +119,16 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	}
 	if f.replace {
 		opts = append(opts, msb.WithReplace())
+	}
+	for _, c := range f.copies {
+		src, dst, ok := strings.Cut(c, ":")
+		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
+			return nil, fmt.Errorf("--copy %q: want HOST:/guest/path", c)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("--copy: %w", err)
+		}
+		opts = append(opts, msb.WithCopy(src, dst))
 	}
 	if f.noHarden {
 		opts = append(opts, msb.WithoutHardening())

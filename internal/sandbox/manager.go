@@ -120,6 +120,9 @@ type CreateOptions struct {
 	PullPolicy image.PullPolicy
 	// Progress receives image pull events; nil discards them.
 	Progress func(image.Event)
+	// Patches are written into a new sandbox's writable layer before its
+	// first boot (Create only).
+	Patches []rootfs.Patch
 }
 
 // images opens the image store over the manager's home and database, with
@@ -197,6 +200,12 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if err := rootfs.CreateUpper(ctx, m.Home.UpperPath(name), cfg.UpperSizeBytes); err != nil {
 		_ = m.Store.DeleteSandbox(ctx, sb.ID)
 		return nil, fmt.Errorf("rootfs: upper: %w", err)
+	}
+	if len(opts.Patches) > 0 {
+		if err := rootfs.ApplyPatches(ctx, m.Home.UpperPath(name), opts.Patches); err != nil {
+			_ = m.Store.DeleteSandbox(ctx, sb.ID)
+			return nil, fmt.Errorf("rootfs: %w", err)
+		}
 	}
 	if cfg.ImageDigest != "" {
 		// Pins the manifest: `msb image rm` and prune leave it alone.

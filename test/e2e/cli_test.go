@@ -387,8 +387,8 @@ func TestCLILogs(t *testing.T) {
 	}
 }
 
-// TestCLIScripts: --script and --script-path install executables first on
-// every command's PATH.
+// TestCLIScripts: --copy places host files before boot; --script and
+// --script-path install executables first on every command's PATH.
 func TestCLIScripts(t *testing.T) {
 	c := newCLI(t)
 	rootfs := busyboxRootfs(t)
@@ -396,7 +396,15 @@ func TestCLIScripts(t *testing.T) {
 	if err := os.WriteFile(hostScript, []byte("#!/bin/sh\necho file-script \"$@\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := c.must(0, "run", "--rootfs", rootfs,
+	data := t.TempDir()
+	os.WriteFile(filepath.Join(data, "a"), []byte("copied-a\n"), 0o644)
+	os.MkdirAll(filepath.Join(data, "sub"), 0o755)
+	os.WriteFile(filepath.Join(data, "sub", "b"), []byte("copied-b\n"), 0o644)
+	r := c.must(0, "run", "--rootfs", rootfs, "--copy", data+":/data", "--", "sh", "-c", "cat /data/a /data/sub/b")
+	if got := string(r.stdout); got != "copied-a\ncopied-b\n" {
+		t.Errorf("--copy: guest read %q; want both files", got)
+	}
+	r = c.must(0, "run", "--rootfs", rootfs,
 		"--script", "greet=#!/bin/sh\necho hello $1",
 		"--script-path", "fromfile:"+hostScript,
 		"--", "sh", "-c", "greet world; fromfile x; echo $PATH")

@@ -30,11 +30,21 @@ func TestSDK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	sb, err := msb.Create(ctx, "sdk", msb.WithRootfs(rootfs), msb.WithEnv("GREETING", "hi"), msb.WithMemory(256))
+	sb, err := msb.Create(ctx, "sdk", msb.WithRootfs(rootfs), msb.WithEnv("GREETING", "hi"), msb.WithMemory(256),
+		msb.WithFile("/etc/motd", []byte("patched\n"), 0o640), msb.WithRemoved("/bin/sleep"),
+		msb.WithSymlink("/etc/motd", "/root/motd-link"), msb.WithDir("/srv/data", 0o700))
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	res, err := sb.Exec(ctx, "sh", []string{"-c", "echo $GREETING; echo oops >&2; exit 4"})
+	// Patches written into the upper layer before boot.
+	res, err := sb.Exec(ctx, "sh", []string{"-c", "cat /root/motd-link; stat -c '%a %n' /etc/motd /srv/data; ls /bin/sleep 2>&1 || echo sleep-removed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "patched\n640 /etc/motd\n700 /srv/data\n"; !strings.HasPrefix(string(res.Stdout), want) || !strings.Contains(string(res.Stdout), "sleep-removed") {
+		t.Errorf("patched files: %q; want prefix %q and sleep-removed", res.Stdout, want)
+	}
+	res, err = sb.Exec(ctx, "sh", []string{"-c", "echo $GREETING; echo oops >&2; exit 4"})
 	if err != nil {
 		t.Fatal(err)
 	}
