@@ -270,7 +270,7 @@ func cleanGuestPath(p string) (string, error) {
 	}
 	for _, el := range strings.Split(p, "/") {
 		if el == ".." {
-			return "", fmt.Errorf("%w: path %q contains ..", ErrBadPatch, p)
+			return "", fmt.Errorf("%w: path %q contains a \"..\" element", ErrBadPatch, p)
 		}
 		if len(el) > maxNameLen {
 			return "", fmt.Errorf("%w: path element longer than %d bytes", ErrBadPatch, maxNameLen)
