@@ -125,3 +125,29 @@ func (s *Sandbox) Close() error {
 	}
 	return s.mgr.Close()
 }
+
+// Metrics is a resource sample of a sandbox, taken once a second by its
+// sandbox process (the VMM's CPU time, resident memory and disk I/O).
+type Metrics struct {
+	CPUPercent     float64 // may exceed 100 with several vCPUs
+	MemoryBytes    int64
+	MemoryLimit    int64 // the guest's RAM
+	DiskReadBytes  int64
+	DiskWriteBytes int64
+	SampledAt      time.Time
+	Uptime         time.Duration // since the current run started
+}
+
+// Metrics returns the newest sample.
+func (s *Sandbox) Metrics(ctx context.Context) (Metrics, error) {
+	mt, run, err := s.mgr.Metrics(ctx, s.name)
+	if err != nil {
+		return Metrics{}, err
+	}
+	out := Metrics{CPUPercent: mt.CPUPercent, MemoryBytes: mt.MemoryBytes, MemoryLimit: int64(s.cfg.MemoryMiB) << 20,
+		DiskReadBytes: mt.DiskReadBytes, DiskWriteBytes: mt.DiskWriteBytes, SampledAt: mt.SampledAt}
+	if run != nil {
+		out.Uptime = mt.SampledAt.Sub(run.StartedAt)
+	}
+	return out, nil
+}

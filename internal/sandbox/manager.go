@@ -734,3 +734,21 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	}
 	return os.RemoveAll(m.Home.SandboxDir(name))
 }
+
+// Metrics returns the newest resource sample of a sandbox and the start of
+// its newest run (store.ErrNotFound before the first sample).
+func (m *Manager) Metrics(ctx context.Context, name string) (store.Metric, *store.Run, error) {
+	sb, err := m.Store.Sandbox(ctx, name)
+	if err != nil {
+		return store.Metric{}, nil, fmt.Errorf("sandbox %q: %w", name, err)
+	}
+	mt, err := m.Store.LatestMetric(ctx, sb.ID)
+	if err != nil {
+		return store.Metric{}, nil, fmt.Errorf("sandbox %q: metrics: %w", name, err)
+	}
+	var run *store.Run
+	if r, err := m.Store.LatestRun(ctx, sb.ID); err == nil {
+		run = &r
+	}
+	return mt, run, nil
+}

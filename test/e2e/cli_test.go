@@ -182,6 +182,14 @@ func TestCLILifecycle(t *testing.T) {
 		t.Errorf("concurrent exec: %s", e)
 	}
 
+	var m struct {
+		CPUPercent               float64
+		MemoryBytes, MemoryLimit int64
+	}
+	r0 := c.must(0, "metrics", "--format", "json", "box")
+	if err := json.Unmarshal(r0.stdout, &m); err != nil || m.MemoryBytes <= 0 || m.MemoryLimit != 512<<20 {
+		t.Errorf("msb metrics = %s (%v); want a sample with memory and the 512 MiB limit", r0.stdout, err)
+	}
 	c.must(0, "stop", "box")
 	if e := c.ls()["box"]; e.Status != "Stopped" || e.PID != 0 {
 		t.Fatalf("after stop: %+v; want Stopped", e)
