@@ -149,6 +149,12 @@ nested-mark bench-done
 			tb.Fatalf("%s result lines = %d; want %d\nL1 console:\n%s", b, got, n, nested.Excerpt(res.Console))
 		}
 	}
+	var detail []string
+	for _, b := range []string{benchNative, benchQEMU} {
+		detail = append(detail, res.Lines("nestedbench: console["+b+"]| ")...)
+		detail = append(detail, res.Lines("nestedbench: stderr["+b+"]| ")...)
+	}
+	tb.Logf("first boot of each backend, guest console and VMM stderr:\n  %s", strings.Join(detail, "\n  "))
 	return timings, res
 }
 

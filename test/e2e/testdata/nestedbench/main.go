@@ -11,12 +11,16 @@
 // line of msb's qemu backend. After core.ready the driver sends core.shutdown
 // and waits for the child to exit. It prints one line per boot:
 //
-//	nestedbench: result backend=native boot=1 first_byte_ms=… ready_ms=… exit_ms=…
-//	nestedbench: error backend=qemu boot=1 err="…"
+//	nestedbench: result backend=native boot=1 first_byte_ms=… ready_ms=… exit_ms=… console_bytes=…
+//	nestedbench: error backend=qemu boot=1 err="…" ready_ms=… console_bytes=…
 //
-// (an error line is followed by the tail of the guest console and the child's
-// stderr), then `nestedbench: done ok=N failed=M`, and exits 1 if any boot
-// failed. Extra arguments are kernel parameters for both backends.
+// An error line is followed by the tail of the guest console and of the
+// child's stderr ("nestedbench: console| …", "nestedbench: stderr| …"); the
+// first successful boot of each backend is preceded by the same
+// ("nestedbench: console[native]| …"), the native child's stderr being its
+// exit counters. Last comes `nestedbench: done ok=N failed=M`; the exit
+// status is 1 if any boot failed. Extra arguments are kernel parameters for
+// both backends.
 package main
 
 import (
@@ -89,6 +93,13 @@ func main() {
 				continue
 			}
 			ok++
+			if i == 1 {
+				// One boot's guest console (with the kernel's own
+				// timestamps) and VMM stderr per backend, for reading
+				// where the time went.
+				printTail("console["+b+"]", r.console)
+				printTail("stderr["+b+"]", r.stderr)
+			}
 			fmt.Printf("nestedbench: result backend=%s boot=%d first_byte_ms=%s ready_ms=%s exit_ms=%s console_bytes=%d\n",
 				b, i, ms(r.firstByte), ms(r.ready), ms(r.exit), r.consoleBytes)
 		}
@@ -130,8 +141,14 @@ func runNative(c config) error {
 	defer m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	if err := m.Run(ctx); err != nil {
-		return fmt.Errorf("run (exits %+v): %w", m.Stats(), err)
+	err = m.Run(ctx)
+	// The exit counters say where a slow boot spent its time; the driver
+	// passes this line on.
+	st := m.Stats()
+	fmt.Fprintf(os.Stderr, "exits io=%d mmio=%d interrupted=%d other=%d unhandled=%d ioeventfd_notifications=%d\n",
+		st.IO, st.MMIO, st.Interrupted, st.Other, st.Unhandled, st.Notifications)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
 	}
 	return nil
 }
