@@ -1,0 +1,177 @@
+package virtiofs
+
+import (
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+var (
+	statusEROFS  = fuse.Status(syscall.EROFS)
+	statusENOSYS = fuse.ENOSYS
+	statusEPERM  = fuse.EPERM
+)
+
+// guard wraps the served file system with the restrictions every share
+// gets, and with EROFS for mutating operations when the share is
+// read-only. Embedding forwards every operation it does not override.
+//
+// Always, whatever ReadOnly says:
+//   - IOCTL is refused: it would hand guest-chosen ioctl numbers and
+//     buffers to host file descriptors.
+//   - GETLK/SETLK/SETLKW are refused (the device does not offer lock
+//     support, so the guest kernel keeps locks local): a SETLKW on a file
+//     the host keeps locked would block a request forever, and with it
+//     Reset and Close, which wait for in-flight requests.
+//   - MKNOD of character and block devices is refused: the node would be
+//     created on the host, where opening it reaches host devices.
+//   - OPEN and CREATE add O_NONBLOCK, so opening a FIFO in the share
+//     cannot block a request (and Reset) forever; it does not change
+//     regular files.
+type guard struct {
+	fuse.RawFileSystem
+	readOnly bool
+}
+
+func (g *guard) String() string { return "virtiofs(" + g.RawFileSystem.String() + ")" }
+
+// isWriteOpen reports whether open(2) flags can modify the file.
+func isWriteOpen(flags uint32) bool {
+	return flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_CREAT) != 0
+}
+
+func (g *guard) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if g.readOnly && isWriteOpen(in.Flags) {
+		return statusEROFS
+	}
+	in.Flags |= syscall.O_NONBLOCK
+	return g.RawFileSystem.Open(cancel, in, out)
+}
+
+func (g *guard) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	in.Flags |= syscall.O_NONBLOCK
+	return g.RawFileSystem.Create(cancel, in, name, out)
+}
+
+func (g *guard) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	switch in.Mode & syscall.S_IFMT {
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		return statusEPERM
+	}
+	return g.RawFileSystem.Mknod(cancel, in, name, out)
+}
+
+func (g *guard) Ioctl(<-chan struct{}, *fuse.IoctlIn, []byte, *fuse.IoctlOut, []byte) fuse.Status {
+	return statusENOSYS
+}
+
+func (g *guard) GetLk(<-chan struct{}, *fuse.LkIn, *fuse.LkOut) fuse.Status { return statusENOSYS }
+func (g *guard) SetLk(<-chan struct{}, *fuse.LkIn) fuse.Status              { return statusENOSYS }
+func (g *guard) SetLkw(<-chan struct{}, *fuse.LkIn) fuse.Status             { return statusENOSYS }
+
+// The operations below modify the file system; a read-only share fails
+// them with EROFS, as a read-only mount would.
+
+func (g *guard) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.SetAttr(cancel, in, out)
+}
+
+func (g *guard) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Mkdir(cancel, in, name, out)
+}
+
+func (g *guard) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Unlink(cancel, h, name)
+}
+
+func (g *guard) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Rmdir(cancel, h, name)
+}
+
+func (g *guard) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Rename(cancel, in, oldName, newName)
+}
+
+func (g *guard) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Link(cancel, in, name, out)
+}
+
+func (g *guard) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Symlink(cancel, h, target, name, out)
+}
+
+func (g *guard) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.SetXAttr(cancel, in, attr, data)
+}
+
+func (g *guard) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.RemoveXAttr(cancel, h, attr)
+}
+
+func (g *guard) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Tmpfile(cancel, in, out)
+}
+
+func (g *guard) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	if g.readOnly {
+		return 0, statusEROFS
+	}
+	return g.RawFileSystem.Write(cancel, in, data)
+}
+
+func (g *guard) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if g.readOnly {
+		return 0, statusEROFS
+	}
+	return g.RawFileSystem.Writev(cancel, in, data)
+}
+
+func (g *guard) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	if g.readOnly {
+		return 0, statusEROFS
+	}
+	return g.RawFileSystem.CopyFileRange(cancel, in)
+}
+
+func (g *guard) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	if g.readOnly {
+		return statusEROFS
+	}
+	return g.RawFileSystem.Fallocate(cancel, in)
+}
