@@ -1,6 +1,7 @@
 package virtiofs
 
 import (
+	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -28,9 +29,61 @@ var (
 //   - OPEN and CREATE add O_NONBLOCK, so opening a FIFO in the share
 //     cannot block a request (and Reset) forever; it does not change
 //     regular files.
+//   - FORGET never drops more lookups than the guard saw granted. go-fuse's
+//     node file system panics on an unknown node or a lookup count
+//     underflow, and in the underflow case while holding the inode's
+//     mutex, so one hostile FORGET would hang every later request on that
+//     inode (and Reset, which waits for them). The guard counts the
+//     lookups each entry-returning operation grants; READDIRPLUS, which
+//     grants them inside a directory listing, is not offered
+//     (MountOptions.DisableReadDirPlus) and fails with ENOSYS.
 type guard struct {
 	fuse.RawFileSystem
 	readOnly bool
+
+	// mu protects lookups.
+	mu sync.Mutex
+	// lookups is, per node ID, a lower bound of the lookup count the
+	// wrapped file system holds: incremented after it grants a lookup,
+	// decremented before a FORGET is passed on.
+	lookups map[uint64]uint64
+}
+
+func newGuard(fsys fuse.RawFileSystem, readOnly bool) *guard {
+	return &guard{RawFileSystem: fsys, readOnly: readOnly, lookups: map[uint64]uint64{}}
+}
+
+// granted records one lookup of the node in out after a successful
+// entry-returning operation.
+func (g *guard) granted(st fuse.Status, out *fuse.EntryOut) fuse.Status {
+	if st.Ok() && out.NodeId != 0 {
+		g.mu.Lock()
+		g.lookups[out.NodeId]++
+		g.mu.Unlock()
+	}
+	return st
+}
+
+func (g *guard) Forget(node, nlookup uint64) {
+	g.mu.Lock()
+	n := min(nlookup, g.lookups[node])
+	if n == g.lookups[node] {
+		delete(g.lookups, node)
+	} else {
+		g.lookups[node] -= n
+	}
+	g.mu.Unlock()
+	if n > 0 {
+		g.RawFileSystem.Forget(node, n)
+	}
+}
+
+func (g *guard) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	return g.granted(g.RawFileSystem.Lookup(cancel, h, name, out), out)
+}
+
+func (g *guard) ReadDirPlus(<-chan struct{}, *fuse.ReadIn, *fuse.DirEntryList) fuse.Status {
+	return statusENOSYS
 }
 
 func (g *guard) String() string { return "virtiofs(" + g.RawFileSystem.String() + ")" }
@@ -53,7 +106,7 @@ func (g *guard) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 		return statusEROFS
 	}
 	in.Flags |= syscall.O_NONBLOCK
-	return g.RawFileSystem.Create(cancel, in, name, out)
+	return g.granted(g.RawFileSystem.Create(cancel, in, name, out), &out.EntryOut)
 }
 
 func (g *guard) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -64,7 +117,7 @@ func (g *guard) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 	case syscall.S_IFCHR, syscall.S_IFBLK:
 		return statusEPERM
 	}
-	return g.RawFileSystem.Mknod(cancel, in, name, out)
+	return g.granted(g.RawFileSystem.Mknod(cancel, in, name, out), out)
 }
 
 func (g *guard) Ioctl(<-chan struct{}, *fuse.IoctlIn, []byte, *fuse.IoctlOut, []byte) fuse.Status {
@@ -89,7 +142,7 @@ func (g *guard) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 	if g.readOnly {
 		return statusEROFS
 	}
-	return g.RawFileSystem.Mkdir(cancel, in, name, out)
+	return g.granted(g.RawFileSystem.Mkdir(cancel, in, name, out), out)
 }
 
 func (g *guard) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
@@ -117,14 +170,14 @@ func (g *guard) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 	if g.readOnly {
 		return statusEROFS
 	}
-	return g.RawFileSystem.Link(cancel, in, name, out)
+	return g.granted(g.RawFileSystem.Link(cancel, in, name, out), out)
 }
 
 func (g *guard) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
 	if g.readOnly {
 		return statusEROFS
 	}
-	return g.RawFileSystem.Symlink(cancel, h, target, name, out)
+	return g.granted(g.RawFileSystem.Symlink(cancel, h, target, name, out), out)
 }
 
 func (g *guard) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
@@ -145,7 +198,7 @@ func (g *guard) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 	if g.readOnly {
 		return statusEROFS
 	}
-	return g.RawFileSystem.Tmpfile(cancel, in, out)
+	return g.granted(g.RawFileSystem.Tmpfile(cancel, in, out), &out.EntryOut)
 }
 
 func (g *guard) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {

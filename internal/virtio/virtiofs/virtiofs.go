@@ -130,6 +130,8 @@ func New(cfg Config) (*Device, error) {
 	}
 	opts := fuse.MountOptions{
 		MaxWrite: MaxWrite,
+		// The guard cannot count the lookups READDIRPLUS grants.
+		DisableReadDirPlus: true,
 		// go-fuse defaults to log.Default(); a library logs only through
 		// the injected logger.
 		Logger: log.New(io.Discard, "", 0),
@@ -137,7 +139,7 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Logger != nil {
 		opts.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
-	d.server = fuse.NewProtocolServer(&guard{RawFileSystem: cfg.FS, readOnly: cfg.ReadOnly}, &opts)
+	d.server = fuse.NewProtocolServer(newGuard(cfg.FS, cfg.ReadOnly), &opts)
 	// §5.11.4: tag is NUL-padded; num_request_queues is le32.
 	copy(d.config[offTag:offTag+TagSize], cfg.Tag)
 	binary.LittleEndian.PutUint32(d.config[offNumRequestQueues:], uint32(cfg.RequestQueues))
@@ -324,6 +326,14 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	c.Readable.CopyTo(hdr[:], 0)
 	opcode := binary.LittleEndian.Uint32(hdr[inOffOpcode:])
 	if opcode == fuseOpInit {
+		// go-fuse logs a rejected INIT to the process-wide logger;
+		// answer it here instead, with the same EIO.
+		var ver [8]byte
+		if c.Readable.CopyTo(ver[:], inHeaderSize) < len(ver) ||
+			binary.LittleEndian.Uint32(ver[0:]) != fuseKernelMajor ||
+			binary.LittleEndian.Uint32(ver[4:]) < fuseMinMinor {
+			return errorReply(c, syscall.EIO)
+		}
 		d.initMu.Lock()
 		defer d.initMu.Unlock()
 	} else {

@@ -24,4 +24,7 @@ const (
 	outHeaderSize   = 16 // struct fuse_out_header: len, error, unique
 	fuseOpInit      = 26 // FUSE_INIT
 	fuseKernelMajor = 7  // FUSE_KERNEL_VERSION
+	// fuseMinMinor is the oldest protocol minor go-fuse serves
+	// (_MINIMUM_MINOR_VERSION).
+	fuseMinMinor = 12
 )

@@ -1,0 +1,659 @@
+package virtiofs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/goleak"
+
+	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/virtio/virtiotest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// FUSE opcodes (Linux include/uapi/linux/fuse.h).
+const (
+	opLookup      = 1
+	opForget      = 2
+	opGetattr     = 3
+	opMknod       = 8
+	opMkdir       = 9
+	opOpen        = 14
+	opRead        = 15
+	opWrite       = 16
+	opInit        = 26
+	opGetlk       = 31
+	opSetlkw      = 33
+	opCreate      = 35
+	opInterrupt   = 36
+	opIoctl       = 39
+	opBatchForget = 42
+	rootID        = 1
+)
+
+var (
+	R = virtiotest.Readable
+	W = virtiotest.Writable
+)
+
+// encode serializes a go-fuse request struct (which embeds InHeader),
+// appends tail and sets InHeader.Length.
+func encode(t testing.TB, v any, tail ...[]byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := binary.Write(&b, binary.LittleEndian, v); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range tail {
+		b.Write(s)
+	}
+	out := b.Bytes()
+	binary.LittleEndian.PutUint32(out[0:], uint32(len(out)))
+	return out
+}
+
+func hdr(op uint32, unique, node uint64) fuse.InHeader {
+	return fuse.InHeader{Opcode: op, Unique: unique, NodeId: node}
+}
+
+func name(s string) []byte { return append([]byte(s), 0) }
+
+func initReq(t testing.TB, unique uint64) []byte {
+	return encode(t, &fuse.InitIn{InHeader: hdr(opInit, unique, 0), Major: 7, Minor: 31, MaxReadAhead: 128 << 10})
+}
+
+// rig is a device with its hiprio queue and one request queue driven by
+// virtiotest drivers.
+type rig struct {
+	dev    *Device
+	hiprio *virtiotest.Driver
+	req    *virtiotest.Driver
+	irq    *virtiotest.Interrupt
+	dir    string
+}
+
+func newRig(t *testing.T, readOnly bool) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello, virtio-fs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := NewLoopback(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := New(Config{Tag: "share", FS: fsys, ReadOnly: readOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dev.Close()
+		if n := dev.panics.Load(); n != 0 {
+			t.Errorf("device recovered %d panics; want 0", n)
+		}
+	})
+	mem, err := virtiotest.NewMemory(0x10000, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{dev: dev, irq: &virtiotest.Interrupt{}, dir: dir}
+	var queues []*virtio.Queue
+	for _, d := range []**virtiotest.Driver{&r.hiprio, &r.req} {
+		if *d, err = mem.NewDriver(64); err != nil {
+			t.Fatal(err)
+		}
+		q, err := (*d).Queue(dev.Features())
+		if err != nil {
+			t.Fatal(err)
+		}
+		queues = append(queues, q)
+	}
+	if err := dev.Activate(mem.Memory, dev.Features(), queues, r.irq); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// chain sends bufs on request queue qi and returns what the device wrote.
+func (r *rig) chain(t *testing.T, qi int, bufs ...virtiotest.Buf) []byte {
+	t.Helper()
+	drv := r.req
+	if qi == hiprioQueue {
+		drv = r.hiprio
+	}
+	head, err := drv.AddChain(bufs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dev.QueueNotify(qi)
+	used, err := drv.WaitUsed(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used[0].ID != uint32(head) {
+		t.Fatalf("used id %d; want %d", used[0].ID, head)
+	}
+	got, err := drv.Written(head, used[0].Len)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// do sends one FUSE request with a reply buffer of wlen bytes and returns
+// the reply's status and body, checking the out-header.
+func (r *rig) do(t *testing.T, req []byte, wlen uint32) (int32, []byte) {
+	t.Helper()
+	got := r.chain(t, 1, R(req), W(wlen))
+	if len(got) < outHeaderSize {
+		t.Fatalf("reply of %d bytes; want at least an out-header", len(got))
+	}
+	var oh fuse.OutHeader
+	if err := binary.Read(bytes.NewReader(got), binary.LittleEndian, &oh); err != nil {
+		t.Fatal(err)
+	}
+	if int(oh.Length) != len(got) {
+		t.Errorf("out-header length %d; want used length %d", oh.Length, len(got))
+	}
+	if want := binary.LittleEndian.Uint64(req[inOffUnique:]); oh.Unique != want {
+		t.Errorf("out-header unique %d; want %d", oh.Unique, want)
+	}
+	return oh.Status, got[outHeaderSize:]
+}
+
+// ok is do for a request that must succeed.
+func (r *rig) ok(t *testing.T, req []byte, wlen uint32) []byte {
+	t.Helper()
+	st, body := r.do(t, req, wlen)
+	if st != 0 {
+		t.Fatalf("opcode %d: status %d; want 0", binary.LittleEndian.Uint32(req[4:]), st)
+	}
+	return body
+}
+
+func (r *rig) init(t *testing.T) {
+	t.Helper()
+	r.ok(t, initReq(t, 1), 256)
+}
+
+func (r *rig) lookup(t *testing.T, parent uint64, n string) uint64 {
+	t.Helper()
+	body := r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opLookup, 2, parent)}, name(n)), 256)
+	return binary.LittleEndian.Uint64(body[0:]) // EntryOut.NodeId
+}
+
+func (r *rig) open(t *testing.T, node uint64, flags uint32) uint64 {
+	t.Helper()
+	body := r.ok(t, encode(t, &fuse.OpenIn{InHeader: hdr(opOpen, 3, node), Flags: flags}), 256)
+	return binary.LittleEndian.Uint64(body[0:]) // OpenOut.Fh
+}
+
+func TestConfig(t *testing.T) {
+	fsys := fuse.NewDefaultRawFileSystem()
+	dev, err := New(Config{Tag: "myshare", FS: fsys, RequestQueues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if got := dev.Type(); got != virtio.VIRTIO_ID_FS {
+		t.Errorf("Type() = %d; want %d", got, virtio.VIRTIO_ID_FS)
+	}
+	if got := len(dev.QueueMaxSizes()); got != 3 {
+		t.Errorf("%d queues; want 3 (hiprio + 2 request)", got)
+	}
+	cfg := make([]byte, configSize+4)
+	dev.ReadConfig(0, cfg)
+	want := make([]byte, configSize+4)
+	copy(want, "myshare")
+	want[TagSize] = 2
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("config space (-want +got):\n%s", diff)
+	}
+	nq := make([]byte, 4)
+	dev.ReadConfig(offNumRequestQueues, nq)
+	if got := binary.LittleEndian.Uint32(nq); got != 2 {
+		t.Errorf("num_request_queues = %d; want 2", got)
+	}
+
+	bad := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no fs", Config{Tag: "t"}},
+		{"empty tag", Config{FS: fsys}},
+		{"long tag", Config{Tag: string(make([]byte, TagSize+1)), FS: fsys}},
+		{"NUL in tag", Config{Tag: "a\x00b", FS: fsys}},
+		{"bad UTF-8", Config{Tag: "\xff", FS: fsys}},
+		{"too many queues", Config{Tag: "t", FS: fsys, RequestQueues: MaxRequestQueues + 1}},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); !errors.Is(err, ErrConfig) {
+				t.Errorf("New() = %v; want ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestInit(t *testing.T) {
+	r := newRig(t, false)
+	body := r.ok(t, initReq(t, 7), 256)
+	if len(body) < 24 {
+		t.Fatalf("INIT reply body of %d bytes; want at least 24", len(body))
+	}
+	major := binary.LittleEndian.Uint32(body[0:])
+	minor := binary.LittleEndian.Uint32(body[4:])
+	maxWrite := binary.LittleEndian.Uint32(body[20:])
+	if major != 7 || minor < fuseMinMinor || minor > 31 {
+		t.Errorf("INIT reply version %d.%d; want 7.%d to 7.31", major, minor, fuseMinMinor)
+	}
+	if maxWrite == 0 || maxWrite > MaxWrite {
+		t.Errorf("INIT reply max_write %d; want 1..%d", maxWrite, MaxWrite)
+	}
+	if r.irq.UsedCount(1) == 0 {
+		t.Errorf("no used buffer notification on the request queue")
+	}
+}
+
+func TestLookupOpenRead(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	node := r.lookup(t, rootID, "hello.txt")
+	if node == 0 || node == rootID {
+		t.Fatalf("LOOKUP node id %d; want a new node", node)
+	}
+	fh := r.open(t, node, syscall.O_RDONLY)
+	tests := []struct {
+		name      string
+		off, size uint32
+		want      string
+	}{
+		{"whole", 0, 4096, "hello, virtio-fs\n"},
+		{"middle", 7, 6, "virtio"},
+		{"past end", 100, 10, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := encode(t, &fuse.ReadIn{InHeader: hdr(opRead, 4, node), Fh: fh, Offset: uint64(tc.off), Size: tc.size})
+			if got := r.ok(t, req, outHeaderSize+tc.size); string(got) != tc.want {
+				t.Errorf("READ = %q; want %q", got, tc.want)
+			}
+		})
+	}
+	// A reply spread over several writable descriptors.
+	req := encode(t, &fuse.ReadIn{InHeader: hdr(opRead, 5, node), Fh: fh, Size: 64})
+	got := r.chain(t, 1, R(req[:20]), R(req[20:]), W(10), W(10), W(100))
+	if want := "hello, virtio-fs\n"; len(got) != outHeaderSize+len(want) || string(got[outHeaderSize:]) != want {
+		t.Errorf("scattered READ = %q; want header + %q", got, want)
+	}
+}
+
+func TestCreateWrite(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	body := r.ok(t, encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 10, rootID), Flags: syscall.O_RDWR, Mode: 0o644}, name("new.txt")), 512)
+	if len(body) < 128+16 {
+		t.Fatalf("CREATE reply body of %d bytes; want EntryOut + OpenOut", len(body))
+	}
+	node := binary.LittleEndian.Uint64(body[0:])
+	fh := binary.LittleEndian.Uint64(body[128:])
+	data := []byte("written by the guest")
+	// Header and payload in separate descriptors, as Linux sends them.
+	req := encode(t, &fuse.WriteIn{InHeader: hdr(opWrite, 11, node), Fh: fh, Size: uint32(len(data))}, data)
+	got := r.chain(t, 1, R(req[:80]), R(req[80:90]), R(req[90:]), W(64))
+	if len(got) != outHeaderSize+8 || binary.LittleEndian.Uint32(got[4:]) != 0 {
+		t.Fatalf("WRITE reply %x; want status 0 and WriteOut", got)
+	}
+	if n := binary.LittleEndian.Uint32(got[outHeaderSize:]); n != uint32(len(data)) {
+		t.Errorf("WRITE wrote %d bytes; want %d", n, len(data))
+	}
+	host, err := os.ReadFile(filepath.Join(r.dir, "new.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(host, data) {
+		t.Errorf("host file = %q; want %q", host, data)
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	r := newRig(t, true)
+	r.init(t)
+	node := r.lookup(t, rootID, "hello.txt")
+	fh := r.open(t, node, syscall.O_RDONLY)
+	erofs := -int32(syscall.EROFS)
+	tests := []struct {
+		name string
+		req  []byte
+	}{
+		{"create", encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 20, rootID), Flags: syscall.O_RDWR, Mode: 0o644}, name("new.txt"))},
+		{"write", encode(t, &fuse.WriteIn{InHeader: hdr(opWrite, 21, node), Fh: fh, Size: 3}, []byte("abc"))},
+		{"open rdwr", encode(t, &fuse.OpenIn{InHeader: hdr(opOpen, 22, node), Flags: syscall.O_RDWR})},
+		{"open trunc", encode(t, &fuse.OpenIn{InHeader: hdr(opOpen, 23, node), Flags: syscall.O_RDONLY | syscall.O_TRUNC})},
+		{"mkdir", encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 24, rootID), Mode: 0o755}, name("d"))},
+		{"mknod", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 25, rootID), Mode: syscall.S_IFREG | 0o644}, name("n"))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if st, _ := r.do(t, tc.req, 512); st != erofs {
+				t.Errorf("status %d; want %d (EROFS)", st, erofs)
+			}
+		})
+	}
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("host dir has %d entries; want only hello.txt", len(entries))
+	}
+	if host, _ := os.ReadFile(filepath.Join(r.dir, "hello.txt")); string(host) != "hello, virtio-fs\n" {
+		t.Errorf("host file changed to %q", host)
+	}
+}
+
+// TestGuard checks the restrictions every share has, writable or not.
+func TestGuard(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	node := r.lookup(t, rootID, "hello.txt")
+	fh := r.open(t, node, syscall.O_RDWR)
+	lk := make([]byte, 48) // struct fuse_lk_in after the header
+	binary.LittleEndian.PutUint64(lk[0:], fh)
+	tests := []struct {
+		name string
+		req  []byte
+		want syscall.Errno
+	}{
+		{"mknod char device", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 30, rootID), Mode: syscall.S_IFCHR | 0o600, Rdev: 1<<8 | 3}, name("null")), syscall.EPERM},
+		{"mknod block device", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 31, rootID), Mode: syscall.S_IFBLK | 0o600, Rdev: 8 << 8}, name("sda")), syscall.EPERM},
+		{"setlkw", encode(t, &struct{ fuse.InHeader }{hdr(opSetlkw, 32, node)}, lk), syscall.ENOSYS},
+		{"getlk", encode(t, &struct{ fuse.InHeader }{hdr(opGetlk, 33, node)}, lk), syscall.ENOSYS},
+		{"ioctl", encode(t, &struct{ fuse.InHeader }{hdr(opIoctl, 34, node)}, make([]byte, 32)), syscall.ENOSYS},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if st, _ := r.do(t, tc.req, 512); st != -int32(tc.want) {
+				t.Errorf("status %d; want %d (%v)", st, -int32(tc.want), tc.want)
+			}
+		})
+	}
+	// A FIFO may be created (it stays a FIFO on the host) but opening it
+	// must not block the device.
+	r.ok(t, encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 35, rootID), Mode: syscall.S_IFIFO | 0o644}, name("fifo")), 512)
+	fifo := r.lookup(t, rootID, "fifo")
+	r.open(t, fifo, syscall.O_RDONLY)
+	if _, err := os.Stat(filepath.Join(r.dir, "null")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("device node on host: stat = %v; want not exist", err)
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	getattr := encode(t, &struct {
+		fuse.InHeader
+		Flags, Dummy uint32
+		Fh           uint64
+	}{InHeader: hdr(opGetattr, 40, rootID)})
+	hugeRead := encode(t, &fuse.ReadIn{InHeader: hdr(opRead, 41, rootID), Size: 1 << 31})
+	unknown := encode(t, &struct{ fuse.InHeader }{hdr(200, 42, rootID)})
+	shortInit := initReq(t, 43)[:inHeaderSize+4]
+	tests := []struct {
+		name string
+		bufs []virtiotest.Buf
+		// wantLen is the used length; wantErr the status in the
+		// out-header when one was written.
+		wantLen uint32
+		wantErr syscall.Errno
+	}{
+		{"no readable", []virtiotest.Buf{W(64)}, outHeaderSize, syscall.EIO},
+		{"short header", []virtiotest.Buf{R(getattr[:20]), W(64)}, outHeaderSize, syscall.EIO},
+		{"short header no room", []virtiotest.Buf{R(getattr[:20]), W(8)}, 0, 0},
+		{"no writable", []virtiotest.Buf{R(getattr)}, 0, 0},
+		{"reply too small", []virtiotest.Buf{R(getattr), W(outHeaderSize + 10)}, outHeaderSize, syscall.EIO},
+		{"read larger than reply", []virtiotest.Buf{R(hugeRead), W(4096)}, outHeaderSize, syscall.EIO},
+		{"unknown opcode", []virtiotest.Buf{R(unknown), W(64)}, outHeaderSize, syscall.ENOSYS},
+		{"short init", []virtiotest.Buf{R(shortInit), W(256)}, outHeaderSize, syscall.EIO},
+		{"init major 8", []virtiotest.Buf{R(encode(t, &fuse.InitIn{InHeader: hdr(opInit, 44, 0), Major: 8, Minor: 31})), W(256)}, outHeaderSize, syscall.EIO},
+		{"init minor 5", []virtiotest.Buf{R(encode(t, &fuse.InitIn{InHeader: hdr(opInit, 45, 0), Major: 7, Minor: 5})), W(256)}, outHeaderSize, syscall.EIO},
+		{"request too large", []virtiotest.Buf{R(getattr), R(make([]byte, MaxRequestBytes)), W(64)}, outHeaderSize, syscall.E2BIG},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := r.chain(t, 1, tc.bufs...)
+			if uint32(len(got)) != tc.wantLen {
+				t.Fatalf("used length %d; want %d", len(got), tc.wantLen)
+			}
+			if tc.wantLen >= outHeaderSize {
+				if st := int32(binary.LittleEndian.Uint32(got[4:])); st != -int32(tc.wantErr) {
+					t.Errorf("status %d; want %d (%v)", st, -int32(tc.wantErr), tc.wantErr)
+				}
+			}
+		})
+	}
+	// The device still serves requests afterwards.
+	r.ok(t, getattr, 256)
+}
+
+// TestBadDescriptor sends a chain whose buffer lies outside guest memory:
+// the chain is returned with nothing written and the queue keeps working.
+func TestBadDescriptor(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	if err := r.req.SetDesc(0, virtiotest.Desc{Addr: 1 << 40, Len: 64}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.req.Publish(0); err != nil {
+		t.Fatal(err)
+	}
+	r.dev.QueueNotify(1)
+	used, err := r.req.WaitUsed(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used[0].ID != 0 || used[0].Len != 0 {
+		t.Errorf("used %+v; want id 0 len 0", used[0])
+	}
+	if err := r.irq.ResetErr(); err != nil {
+		t.Errorf("NeedsReset(%v) for a bad chain; want the queue to go on", err)
+	}
+	r.lookup(t, rootID, "hello.txt")
+}
+
+func TestHiprio(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	node := r.lookup(t, rootID, "hello.txt")
+	forget := encode(t, &fuse.ForgetIn{InHeader: hdr(opForget, 50, node), Nlookup: 1})
+	batch := encode(t, &struct {
+		fuse.InHeader
+		Count, Dummy  uint32
+		Node, Nlookup uint64
+	}{InHeader: hdr(opBatchForget, 51, 0), Count: 1, Node: node, Nlookup: 1})
+	interrupt := encode(t, &struct {
+		fuse.InHeader
+		Unique uint64
+	}{InHeader: hdr(opInterrupt, 52, 0), Unique: 12345})
+	tests := []struct {
+		name string
+		req  []byte
+	}{
+		{"forget", forget},
+		{"batch forget", batch},
+		{"interrupt unknown request", interrupt},
+		{"garbage", []byte{1, 2, 3}},
+		// Hostile FORGETs: more lookups than granted (go-fuse would
+		// panic holding the inode's lock), the root, unknown nodes.
+		{"forget underflow", encode(t, &fuse.ForgetIn{InHeader: hdr(opForget, 53, node), Nlookup: 1 << 40})},
+		{"forget root", encode(t, &fuse.ForgetIn{InHeader: hdr(opForget, 54, rootID), Nlookup: 1 << 40})},
+		{"forget unknown", encode(t, &fuse.ForgetIn{InHeader: hdr(opForget, 55, 9999), Nlookup: 1})},
+		{"batch forget underflow", encode(t, &struct {
+			fuse.InHeader
+			Count, Dummy  uint32
+			Node, Nlookup uint64
+		}{InHeader: hdr(opBatchForget, 56, 0), Count: 1, Node: rootID, Nlookup: 1 << 40})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.chain(t, hiprioQueue, R(tc.req)); len(got) != 0 {
+				t.Errorf("hiprio wrote %d bytes; want 0", len(got))
+			}
+		})
+	}
+	if r.irq.UsedCount(hiprioQueue) == 0 {
+		t.Errorf("no used buffer notification on hiprio")
+	}
+	// The root and the file still answer, so no inode lock was left held.
+	node = r.lookup(t, rootID, "hello.txt")
+	r.open(t, node, syscall.O_RDONLY)
+	r.lookup(t, rootID, "hello.txt")
+}
+
+// TestConcurrent keeps many requests in flight on one queue; completions
+// may come back in any order.
+func TestConcurrent(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	node := r.lookup(t, rootID, "hello.txt")
+	fh := r.open(t, node, syscall.O_RDONLY)
+	const n = 12
+	heads := map[uint32]bool{}
+	for i := range n {
+		req := encode(t, &fuse.ReadIn{InHeader: hdr(opRead, uint64(100+i), node), Fh: fh, Size: 5})
+		head, err := r.req.AddChain(R(req), W(64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads[uint32(head)] = true
+	}
+	r.dev.QueueNotify(1)
+	used, err := r.req.WaitUsed(n, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range used {
+		if !heads[u.ID] || u.Len != outHeaderSize+5 {
+			t.Errorf("used %+v; want one of the %d heads with length %d", u, n, outHeaderSize+5)
+		}
+		delete(heads, u.ID)
+		got, err := r.req.Written(uint16(u.ID), u.Len)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got[outHeaderSize:]) != "hello" {
+			t.Errorf("READ = %q; want \"hello\"", got[outHeaderSize:])
+		}
+	}
+}
+
+func TestNotifyBeforeActivateAndAfterReset(t *testing.T) {
+	dev, err := New(Config{Tag: "t", FS: fuse.NewDefaultRawFileSystem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.QueueNotify(0) // must not block or panic
+	dev.QueueNotify(99)
+	dev.Reset()
+	dev.QueueNotify(1)
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dev.Wait()
+}
+
+// FuzzFSRequest sends fuzz input as one request chain, readable bytes split
+// into two descriptors at split and wlen writable bytes, to a read-only
+// loopback share (so that random requests cannot modify the host), after
+// an INIT. The device must not panic, must write no more than the chain
+// holds, and a reply must carry a consistent out-header.
+func FuzzFSRequest(f *testing.F) {
+	seeds := [][]byte{
+		initReq(f, 1),
+		encode(f, &struct{ fuse.InHeader }{hdr(opLookup, 2, rootID)}, name("hello.txt")),
+		encode(f, &fuse.OpenIn{InHeader: hdr(opOpen, 3, 2)}),
+		encode(f, &fuse.ReadIn{InHeader: hdr(opRead, 4, 2), Size: 4096}),
+		encode(f, &fuse.ReadIn{InHeader: hdr(opRead, 4, 2), Size: 1 << 31}),
+		encode(f, &fuse.CreateIn{InHeader: hdr(opCreate, 5, rootID), Flags: syscall.O_RDWR}, name("x")),
+		encode(f, &fuse.WriteIn{InHeader: hdr(opWrite, 6, 2), Size: 3}, []byte("abc")),
+		encode(f, &fuse.ForgetIn{InHeader: hdr(opForget, 7, 2), Nlookup: 1}),
+		{1, 2, 3},
+	}
+	for _, s := range seeds {
+		f.Add(s, uint16(20), uint16(4096))
+		f.Add(s, uint16(0), uint16(8))
+	}
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	fsys, err := NewLoopback(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	dev, err := New(Config{Tag: "fuzz", FS: fsys, ReadOnly: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, rd []byte, split, wlen uint16) {
+		mem, err := virtiotest.NewMemory(0x10000, 512<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drv, err := mem.NewDriver(8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := drv.Queue(dev.Features())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rd) > 64<<10 {
+			rd = rd[:64<<10]
+		}
+		var bufs []virtiotest.Buf
+		s := min(int(split), len(rd))
+		if s > 0 {
+			bufs = append(bufs, R(rd[:s]))
+		}
+		if s < len(rd) {
+			bufs = append(bufs, R(rd[s:]))
+		}
+		if wlen > 0 {
+			bufs = append(bufs, W(uint32(wlen)))
+		}
+		if len(bufs) == 0 {
+			return
+		}
+		if _, err := drv.AddChain(bufs...); err != nil {
+			t.Fatal(err)
+		}
+		c, ok, err := q.Pop()
+		if !ok || err != nil {
+			t.Fatalf("Pop = %v, %v", ok, err)
+		}
+		n := dev.handle(c)
+		if n > uint32(wlen) {
+			t.Fatalf("wrote %d bytes into %d writable", n, wlen)
+		}
+		if n > 0 {
+			out := make([]byte, n)
+			c.Writable.CopyTo(out, 0)
+			if l := binary.LittleEndian.Uint32(out); l != n {
+				t.Errorf("out-header length %d; want used length %d", l, n)
+			}
+		}
+		if p := dev.panics.Load(); p != 0 {
+			t.Fatalf("device recovered %d panics", p)
+		}
+	})
+}
