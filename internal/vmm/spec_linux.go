@@ -14,6 +14,7 @@ import (
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtioblk"
 	"github.com/msb-go/msb/internal/virtio/virtioconsole"
+	"github.com/msb-go/msb/internal/virtio/virtiofs"
 	"github.com/msb-go/msb/internal/virtio/virtionet"
 	"github.com/msb-go/msb/internal/virtio/virtiorng"
 )
@@ -27,10 +28,11 @@ var ErrUnsupported = errors.New("not supported by the native vmm")
 // NewFromSpec builds a Machine for a backend-neutral spec: its disks become
 // virtio-blk devices (in order, so the first is /dev/vda), the agent port a
 // virtio-console port named "agent", the network a virtio-net device over
-// the spec's frame stream, plus a virtio-rng. NewFromSpec takes ownership of
-// spec.Agent and spec.Net.Conn whatever its outcome: the Machine closes them
-// in Close, or NewFromSpec does when it fails; the caller must not close
-// them. The console goes to spec.Console, which is not closed.
+// the spec's frame stream, each share a virtio-fs device, plus a
+// virtio-rng. NewFromSpec takes ownership of spec.Agent and spec.Net.Conn
+// whatever its outcome: the Machine closes them in Close, or NewFromSpec
+// does when it fails; the caller must not close them. The console goes to
+// spec.Console, which is not closed.
 func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	var owned []*os.File // error-path cleanup; double closes are harmless here
 	if spec.Agent != nil {
@@ -48,9 +50,6 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	}()
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("machine spec: %w", err)
-	}
-	if len(spec.Shares) > 0 {
-		return nil, fmt.Errorf("virtio-fs shares: %w", ErrUnsupported)
 	}
 	var (
 		devs    []virtio.Device
@@ -123,6 +122,13 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 		}
 		devs = append(devs, dev)
 	}
+	for i, sh := range spec.Shares {
+		dev, err := newShare(sh, log)
+		if err != nil {
+			return nil, fmt.Errorf("share %d: %w", i, err)
+		}
+		devs = append(devs, dev)
+	}
 	devs = append(devs, virtiorng.New())
 	cfg := Config{
 		Kernel:    spec.Kernel,
@@ -143,6 +149,24 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	}
 	m.closers = closers
 	return m, nil
+}
+
+// newShare returns the virtio-fs device for sh: the host directory
+// sh.Path served by go-fuse's loopback file system under sh.Tag, failing
+// mutating requests with EROFS when sh.ReadOnly.
+func newShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, error) {
+	fi, err := os.Stat(sh.Path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s: %w", sh.Path, unix.ENOTDIR)
+	}
+	fsys, err := virtiofs.NewLoopback(sh.Path)
+	if err != nil {
+		return nil, err
+	}
+	return virtiofs.New(virtiofs.Config{Tag: sh.Tag, FS: fsys, ReadOnly: sh.ReadOnly, Logger: log})
 }
 
 // pollable returns a duplicate of f's descriptor in non-blocking mode,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/virtio/virtiofs"
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
 )
 
@@ -49,6 +50,7 @@ func TestNewFromSpec(t *testing.T) {
 		Agent:     agentGuest,
 		Console:   consoleW,
 		Net:       &machine.Net{Conn: netGuest, MAC: "02:6d:73:00:01:02"},
+		Shares:    []machine.Share{{Tag: "work", Path: t.TempDir()}},
 	}
 	m, err := NewFromSpec(spec, nil)
 	if err != nil {
@@ -58,7 +60,7 @@ func TestNewFromSpec(t *testing.T) {
 	for _, vd := range m.virtio {
 		types = append(types, vd.t.Device().Type())
 	}
-	want := []uint32{virtio.VIRTIO_ID_BLOCK, virtio.VIRTIO_ID_BLOCK, virtio.VIRTIO_ID_CONSOLE, virtio.VIRTIO_ID_NET, virtio.VIRTIO_ID_RNG}
+	want := []uint32{virtio.VIRTIO_ID_BLOCK, virtio.VIRTIO_ID_BLOCK, virtio.VIRTIO_ID_CONSOLE, virtio.VIRTIO_ID_NET, virtio.VIRTIO_ID_FS, virtio.VIRTIO_ID_RNG}
 	if !slices.Equal(types, want) {
 		t.Errorf("device types %v; want %v", types, want)
 	}
@@ -89,7 +91,8 @@ func TestNewFromSpecRejects(t *testing.T) {
 		spec machine.Spec
 		want error
 	}{
-		{"shares", machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 64, Shares: []machine.Share{{Tag: "t", Path: "/"}}}, ErrUnsupported},
+		{"missing share", machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 64, Shares: []machine.Share{{Tag: "t", Path: "/nonexistent/share"}}}, os.ErrNotExist},
+		{"bad share tag", machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 64, Shares: []machine.Share{{Tag: "", Path: "/"}}}, virtiofs.ErrConfig},
 		{"missing disk", machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 64, Disks: []machine.Disk{{Path: "/nonexistent/disk"}}}, os.ErrNotExist},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,57 @@
+package vmm
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/virtio"
+	"github.com/msb-go/msb/internal/virtio/virtiofs"
+)
+
+// TestNewShare builds the virtio-fs devices NewFromSpec adds for shares,
+// without a VM.
+func TestNewShare(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		share   machine.Share
+		wantErr error
+	}{
+		{"read-write", machine.Share{Tag: "work", Path: dir}, nil},
+		{"read-only", machine.Share{Tag: "ro", Path: dir, ReadOnly: true}, nil},
+		{"missing", machine.Share{Tag: "t", Path: filepath.Join(dir, "missing")}, os.ErrNotExist},
+		{"not a directory", machine.Share{Tag: "t", Path: file}, syscall.ENOTDIR},
+		{"tag too long", machine.Share{Tag: "0123456789012345678901234567890123456", Path: dir}, virtiofs.ErrConfig},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dev, err := newShare(tc.share, nil)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("newShare() = %v; want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dev.Close()
+			if got := dev.Type(); got != virtio.VIRTIO_ID_FS {
+				t.Errorf("Type() = %d; want %d", got, virtio.VIRTIO_ID_FS)
+			}
+			tag := make([]byte, virtiofs.TagSize)
+			dev.ReadConfig(0, tag)
+			if want := tc.share.Tag; string(tag[:len(want)]) != want || (len(want) < len(tag) && tag[len(want)] != 0) {
+				t.Errorf("config tag %q; want %q NUL-padded", tag, want)
+			}
+		})
+	}
+}
