@@ -322,6 +322,11 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	if rlen > MaxRequestBytes {
 		return errorReply(c, syscall.E2BIG)
 	}
+	if w := c.Writable.Len(); w > 0 && w < outHeaderSize {
+		// No reply fits, and go-fuse would write a truncated one; a
+		// request without a reply (FORGET) has no writable part at all.
+		return 0
+	}
 	var hdr [inHeaderSize]byte
 	c.Readable.CopyTo(hdr[:], 0)
 	opcode := binary.LittleEndian.Uint32(hdr[inOffOpcode:])

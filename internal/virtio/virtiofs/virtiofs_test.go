@@ -420,6 +420,7 @@ func TestMalformed(t *testing.T) {
 		{"short header", []virtiotest.Buf{R(getattr[:20]), W(64)}, outHeaderSize, syscall.EIO},
 		{"short header no room", []virtiotest.Buf{R(getattr[:20]), W(8)}, 0, 0},
 		{"no writable", []virtiotest.Buf{R(getattr)}, 0, 0},
+		{"writable smaller than out-header", []virtiotest.Buf{R(unknown), W(4)}, 0, 0},
 		{"reply too small", []virtiotest.Buf{R(getattr), W(outHeaderSize + 10)}, outHeaderSize, syscall.EIO},
 		{"read larger than reply", []virtiotest.Buf{R(hugeRead), W(4096)}, outHeaderSize, syscall.EIO},
 		{"unknown opcode", []virtiotest.Buf{R(unknown), W(64)}, outHeaderSize, syscall.ENOSYS},
