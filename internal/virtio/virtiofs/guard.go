@@ -64,6 +64,19 @@ func (g *guard) granted(st fuse.Status, out *fuse.EntryOut) fuse.Status {
 	return st
 }
 
+// known reports whether node may be used in a request: the root, or a
+// node the guard saw granted and not entirely forgotten. A driver never
+// uses other node IDs (FUSE: a node ID is valid from the reply that grants
+// it until its lookups are forgotten).
+func (g *guard) known(node uint64) bool {
+	if node == fuse.FUSE_ROOT_ID {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lookups[node] > 0
+}
+
 func (g *guard) Forget(node, nlookup uint64) {
 	g.mu.Lock()
 	n := min(nlookup, g.lookups[node])

@@ -70,6 +70,7 @@ type Config struct {
 type Device struct {
 	cfg      Config
 	log      *slog.Logger
+	guard    *guard
 	server   *fuse.ProtocolServer
 	config   [configSize]byte
 	nQueues  int
@@ -139,7 +140,8 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Logger != nil {
 		opts.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
-	d.server = fuse.NewProtocolServer(newGuard(cfg.FS, cfg.ReadOnly), &opts)
+	d.guard = newGuard(cfg.FS, cfg.ReadOnly)
+	d.server = fuse.NewProtocolServer(d.guard, &opts)
 	// §5.11.4: tag is NUL-padded; num_request_queues is le32.
 	copy(d.config[offTag:offTag+TagSize], cfg.Tag)
 	binary.LittleEndian.PutUint32(d.config[offNumRequestQueues:], uint32(cfg.RequestQueues))
@@ -330,6 +332,11 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	var hdr [inHeaderSize]byte
 	c.Readable.CopyTo(hdr[:], 0)
 	opcode := binary.LittleEndian.Uint32(hdr[inOffOpcode:])
+	if node := binary.LittleEndian.Uint64(hdr[inOffNodeID:]); !nodeless(opcode) && !d.guard.known(node) {
+		// go-fuse's node file system panics on an unknown node ID
+		// (recovered, but logged to the process-wide logger first).
+		return errorReply(c, syscall.ESTALE)
+	}
 	if opcode == fuseOpInit {
 		// go-fuse logs a rejected INIT to the process-wide logger;
 		// answer it here instead, with the same EIO.
@@ -363,6 +370,16 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 		return errorReply(c, syscall.Errno(status))
 	}
 	return uint32(n)
+}
+
+// nodeless reports whether requests with opcode carry no node ID (FUSE
+// sends 0) or handle it themselves (FORGET, through the guard).
+func nodeless(opcode uint32) bool {
+	switch opcode {
+	case fuseOpInit, fuseOpForget, fuseOpInterrupt, fuseOpDestroy, fuseOpNotifyReply, fuseOpBatchForget:
+		return true
+	}
+	return false
 }
 
 // errorReply writes a FUSE out-header carrying -errno for the request in c,

@@ -18,12 +18,18 @@ const hiprioQueue = 0
 const (
 	// inHeaderSize is struct fuse_in_header: len, opcode, unique, nodeid,
 	// uid, gid, pid, total_extlen, padding.
-	inHeaderSize    = 40
-	inOffOpcode     = 4
-	inOffUnique     = 8
-	outHeaderSize   = 16 // struct fuse_out_header: len, error, unique
-	fuseOpInit      = 26 // FUSE_INIT
-	fuseKernelMajor = 7  // FUSE_KERNEL_VERSION
+	inHeaderSize      = 40
+	inOffOpcode       = 4
+	inOffUnique       = 8
+	inOffNodeID       = 16
+	outHeaderSize     = 16 // struct fuse_out_header: len, error, unique
+	fuseOpForget      = 2  // FUSE_FORGET
+	fuseOpInit        = 26 // FUSE_INIT
+	fuseOpInterrupt   = 36 // FUSE_INTERRUPT
+	fuseOpDestroy     = 38 // FUSE_DESTROY
+	fuseOpNotifyReply = 41 // FUSE_NOTIFY_REPLY
+	fuseOpBatchForget = 42 // FUSE_BATCH_FORGET
+	fuseKernelMajor   = 7  // FUSE_KERNEL_VERSION
 	// fuseMinMinor is the oldest protocol minor go-fuse serves
 	// (_MINIMUM_MINOR_VERSION).
 	fuseMinMinor = 12

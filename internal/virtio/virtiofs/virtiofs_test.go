@@ -427,6 +427,8 @@ func TestMalformed(t *testing.T) {
 		{"short init", []virtiotest.Buf{R(shortInit), W(256)}, outHeaderSize, syscall.EIO},
 		{"init major 8", []virtiotest.Buf{R(encode(t, &fuse.InitIn{InHeader: hdr(opInit, 44, 0), Major: 8, Minor: 31})), W(256)}, outHeaderSize, syscall.EIO},
 		{"init minor 5", []virtiotest.Buf{R(encode(t, &fuse.InitIn{InHeader: hdr(opInit, 45, 0), Major: 7, Minor: 5})), W(256)}, outHeaderSize, syscall.EIO},
+		{"unknown node", []virtiotest.Buf{R(encode(t, &struct{ fuse.InHeader }{hdr(opGetattr, 46, 9999)}, make([]byte, 16))), W(256)}, outHeaderSize, syscall.ESTALE},
+		{"node 0", []virtiotest.Buf{R(encode(t, &struct{ fuse.InHeader }{hdr(opGetattr, 47, 0)}, make([]byte, 16))), W(256)}, outHeaderSize, syscall.ESTALE},
 		{"request too large", []virtiotest.Buf{R(getattr), R(make([]byte, MaxRequestBytes)), W(64)}, outHeaderSize, syscall.E2BIG},
 	}
 	for _, tc := range tests {
