@@ -37,9 +37,22 @@ var (
 //     lookups each entry-returning operation grants; READDIRPLUS, which
 //     grants them inside a directory listing, is not offered
 //     (MountOptions.DisableReadDirPlus) and fails with ENOSYS.
+//   - Operations on a name in a directory (LOOKUP, CREATE, MKDIR, MKNOD,
+//     SYMLINK, LINK, UNLINK, RMDIR, RENAME, TMPFILE) first check that the
+//     directory node is a directory on the host. go-fuse's loopback file
+//     system builds host paths from node names and follows symlinks, so a
+//     hostile driver could otherwise send CREATE with a symlink's node as
+//     the parent and create files anywhere on the host. The check and the
+//     operation hold nsMu, exclusively for operations that change the
+//     namespace, so the guest cannot swap a directory for a symlink in
+//     between; changes made on the host side are not covered.
 type guard struct {
 	fuse.RawFileSystem
 	readOnly bool
+
+	// nsMu is held for reading by LOOKUP and for writing by operations
+	// that change names, each with its directory check.
+	nsMu sync.RWMutex
 
 	// mu protects lookups.
 	mu sync.Mutex
@@ -91,7 +104,51 @@ func (g *guard) Forget(node, nlookup uint64) {
 	}
 }
 
+// isDir returns OK if node is a directory on the host (lstat of its path:
+// a symlink is not a directory), ENOTDIR or the lookup error otherwise.
+func (g *guard) isDir(cancel <-chan struct{}, node uint64) fuse.Status {
+	if !g.known(node) {
+		// Node IDs in request bodies (RENAME's newdir) are not
+		// filtered by Device.handle.
+		return fuse.Status(syscall.ESTALE)
+	}
+	var out fuse.AttrOut
+	in := fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: node}}
+	if st := g.RawFileSystem.GetAttr(cancel, &in, &out); !st.Ok() {
+		return st
+	}
+	if out.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return fuse.ENOTDIR
+	}
+	return fuse.OK
+}
+
+// lockDirs takes nsMu for a namespace change and checks that every node
+// in dirs is a directory. On success the caller must unlock nsMu; on
+// failure, including a panic in the file system, nsMu is unlocked.
+func (g *guard) lockDirs(cancel <-chan struct{}, dirs ...uint64) fuse.Status {
+	g.nsMu.Lock()
+	locked := false
+	defer func() {
+		if !locked {
+			g.nsMu.Unlock()
+		}
+	}()
+	for _, d := range dirs {
+		if st := g.isDir(cancel, d); !st.Ok() {
+			return st
+		}
+	}
+	locked = true
+	return fuse.OK
+}
+
 func (g *guard) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	g.nsMu.RLock()
+	defer g.nsMu.RUnlock()
+	if st := g.isDir(cancel, h.NodeId); !st.Ok() {
+		return st
+	}
 	return g.granted(g.RawFileSystem.Lookup(cancel, h, name, out), out)
 }
 
@@ -119,6 +176,10 @@ func (g *guard) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 		return statusEROFS
 	}
 	in.Flags |= syscall.O_NONBLOCK
+	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Create(cancel, in, name, out), &out.EntryOut)
 }
 
@@ -130,6 +191,10 @@ func (g *guard) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 	case syscall.S_IFCHR, syscall.S_IFBLK:
 		return statusEPERM
 	}
+	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Mknod(cancel, in, name, out), out)
 }
 
@@ -155,6 +220,10 @@ func (g *guard) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Mkdir(cancel, in, name, out), out)
 }
 
@@ -162,6 +231,10 @@ func (g *guard) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fu
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, h.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.RawFileSystem.Unlink(cancel, h, name)
 }
 
@@ -169,6 +242,10 @@ func (g *guard) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fus
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, h.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.RawFileSystem.Rmdir(cancel, h, name)
 }
 
@@ -176,6 +253,10 @@ func (g *guard) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newNa
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, in.NodeId, in.Newdir); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.RawFileSystem.Rename(cancel, in, oldName, newName)
 }
 
@@ -183,6 +264,10 @@ func (g *guard) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Link(cancel, in, name, out), out)
 }
 
@@ -190,6 +275,10 @@ func (g *guard) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name s
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, h.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Symlink(cancel, h, target, name, out), out)
 }
 
@@ -211,6 +300,10 @@ func (g *guard) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 	if g.readOnly {
 		return statusEROFS
 	}
+	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
+		return st
+	}
+	defer g.nsMu.Unlock()
 	return g.granted(g.RawFileSystem.Tmpfile(cancel, in, out), &out.EntryOut)
 }
 

@@ -25,8 +25,11 @@ const (
 	opLookup      = 1
 	opForget      = 2
 	opGetattr     = 3
+	opSymlink     = 6
 	opMknod       = 8
 	opMkdir       = 9
+	opRmdir       = 11
+	opRename      = 12
 	opOpen        = 14
 	opRead        = 15
 	opWrite       = 16
@@ -394,6 +397,65 @@ func TestGuard(t *testing.T) {
 	r.open(t, fifo, syscall.O_RDONLY)
 	if _, err := os.Stat(filepath.Join(r.dir, "null")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("device node on host: stat = %v; want not exist", err)
+	}
+}
+
+// TestSymlinkParent sends requests that name a symlink, or a directory
+// replaced by one, as the parent directory: go-fuse's loopback would follow
+// the symlink on the host and create the file outside the share.
+func TestSymlinkParent(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	outside := t.TempDir()
+	symlink := func(unique uint64, n string) {
+		r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, unique, rootID)}, name(n), name(outside)), 512)
+	}
+	symlink(60, "esc")
+	esc := r.lookup(t, rootID, "esc")
+	// A directory the guest holds a node for, then swaps for a symlink.
+	r.ok(t, encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 61, rootID), Mode: 0o755}, name("d")), 512)
+	d := r.lookup(t, rootID, "d")
+	r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opRmdir, 62, rootID)}, name("d")), 512)
+	symlink(63, "d")
+	for _, parent := range []struct {
+		name string
+		node uint64
+	}{{"symlink", esc}, {"swapped dir", d}} {
+		tests := []struct {
+			name string
+			req  []byte
+		}{
+			{"lookup", encode(t, &struct{ fuse.InHeader }{hdr(opLookup, 70, parent.node)}, name("x"))},
+			{"create", encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 71, parent.node), Flags: syscall.O_RDWR, Mode: 0o644}, name("created"))},
+			{"mkdir", encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 72, parent.node), Mode: 0o755}, name("dir"))},
+			{"mknod", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 73, parent.node), Mode: syscall.S_IFREG | 0o644}, name("node"))},
+			{"symlink", encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, 74, parent.node)}, name("link"), name("/"))},
+			{"rename into", encode(t, &struct {
+				fuse.InHeader
+				Newdir uint64
+			}{hdr(opRename, 75, rootID), parent.node}, name("hello.txt"), name("moved"))},
+		}
+		for _, tc := range tests {
+			t.Run(parent.name+" "+tc.name, func(t *testing.T) {
+				if st, _ := r.do(t, tc.req, 512); st == 0 {
+					t.Errorf("status 0; want an error")
+				}
+			})
+		}
+	}
+	entries, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("%s created outside the share", e.Name())
+	}
+	// Real directories still work.
+	r.ok(t, encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 80, rootID), Mode: 0o755}, name("real")), 512)
+	real := r.lookup(t, rootID, "real")
+	r.ok(t, encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 81, real), Flags: syscall.O_RDWR, Mode: 0o644}, name("f")), 512)
+	if _, err := os.Stat(filepath.Join(r.dir, "real", "f")); err != nil {
+		t.Errorf("create in a real directory: %v", err)
 	}
 }
 
