@@ -107,20 +107,47 @@ func (g *guard) Forget(node, nlookup uint64) {
 // isDir returns OK if node is a directory on the host (lstat of its path:
 // a symlink is not a directory), ENOTDIR or the lookup error otherwise.
 func (g *guard) isDir(cancel <-chan struct{}, node uint64) fuse.Status {
+	typ, st := g.nodeType(cancel, node)
+	if st.Ok() && typ != syscall.S_IFDIR {
+		return fuse.ENOTDIR
+	}
+	return st
+}
+
+// notSymlink returns OK unless node is a symlink on the host (ELOOP, as
+// O_NOFOLLOW reports) or cannot be looked up.
+func (g *guard) notSymlink(cancel <-chan struct{}, node uint64) fuse.Status {
+	typ, st := g.nodeType(cancel, node)
+	if st.Ok() && typ == syscall.S_IFLNK {
+		return fuse.Status(syscall.ELOOP)
+	}
+	return st
+}
+
+// nodeType returns the S_IFMT bits of node as lstat reports them.
+func (g *guard) nodeType(cancel <-chan struct{}, node uint64) (uint32, fuse.Status) {
 	if !g.known(node) {
 		// Node IDs in request bodies (RENAME's newdir) are not
 		// filtered by Device.handle.
-		return fuse.Status(syscall.ESTALE)
+		return 0, fuse.Status(syscall.ESTALE)
 	}
 	var out fuse.AttrOut
 	in := fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: node}}
 	if st := g.RawFileSystem.GetAttr(cancel, &in, &out); !st.Ok() {
+		return 0, st
+	}
+	return out.Mode & syscall.S_IFMT, fuse.OK
+}
+
+// OpenDir refuses symlink nodes: go-fuse's loopback opens the node's path,
+// following a symlink out of the share.
+func (g *guard) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	g.nsMu.RLock()
+	defer g.nsMu.RUnlock()
+	if st := g.isDir(cancel, in.NodeId); !st.Ok() {
 		return st
 	}
-	if out.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return fuse.ENOTDIR
-	}
-	return fuse.OK
+	return g.RawFileSystem.OpenDir(cancel, in, out)
 }
 
 // lockDirs takes nsMu for a namespace change and checks that every node
@@ -175,7 +202,9 @@ func (g *guard) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 	if g.readOnly {
 		return statusEROFS
 	}
-	in.Flags |= syscall.O_NONBLOCK
+	// O_NOFOLLOW: O_CREAT would follow a symlink at the name out of the
+	// share (a guest kernel follows symlinks itself before CREATE).
+	in.Flags |= syscall.O_NONBLOCK | syscall.O_NOFOLLOW
 	if st := g.lockDirs(cancel, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -209,9 +238,20 @@ func (g *guard) SetLkw(<-chan struct{}, *fuse.LkIn) fuse.Status             { re
 // The operations below modify the file system; a read-only share fails
 // them with EROFS, as a read-only mount would.
 
+// SetAttr refuses mode and size changes on symlink nodes: go-fuse's
+// loopback applies them with chmod(2) and truncate(2) on the node's path,
+// which follow the symlink out of the share. (A guest kernel resolves
+// symlinks itself and never sends them.)
 func (g *guard) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if g.readOnly {
 		return statusEROFS
+	}
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_SIZE) != 0 {
+		g.nsMu.RLock()
+		defer g.nsMu.RUnlock()
+		if st := g.notSymlink(cancel, in.NodeId); !st.Ok() {
+			return st
+		}
 	}
 	return g.RawFileSystem.SetAttr(cancel, in, out)
 }

@@ -25,6 +25,7 @@ const (
 	opLookup      = 1
 	opForget      = 2
 	opGetattr     = 3
+	opSetattr     = 4
 	opSymlink     = 6
 	opMknod       = 8
 	opMkdir       = 9
@@ -34,6 +35,7 @@ const (
 	opRead        = 15
 	opWrite       = 16
 	opInit        = 26
+	opOpendir     = 27
 	opGetlk       = 31
 	opSetlkw      = 33
 	opCreate      = 35
@@ -443,17 +445,47 @@ func TestSymlinkParent(t *testing.T) {
 			})
 		}
 	}
+	// Operations on the symlink node itself that would follow it.
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, 76, rootID)}, name("vlink"), name(victim)), 512)
+	vlink := r.lookup(t, rootID, "vlink")
+	r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, 77, rootID)}, name("dangling"), name(filepath.Join(outside, "new"))), 512)
+	onLink := []struct {
+		name string
+		req  []byte
+	}{
+		{"chmod", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 78, vlink), Valid: fuse.FATTR_MODE, Mode: 0o777}})},
+		{"truncate", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 79, vlink), Valid: fuse.FATTR_SIZE}})},
+		{"opendir", encode(t, &fuse.OpenIn{InHeader: hdr(opOpendir, 80, esc)})},
+		{"create over dangling symlink", encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 81, rootID), Flags: syscall.O_RDWR, Mode: 0o644}, name("dangling"))},
+	}
+	for _, tc := range onLink {
+		t.Run("symlink node "+tc.name, func(t *testing.T) {
+			if st, _ := r.do(t, tc.req, 512); st == 0 {
+				t.Errorf("status 0; want an error")
+			}
+		})
+	}
+	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 4 {
+		t.Errorf("file outside the share changed: %v, %v", fi, err)
+	}
 	entries, err := os.ReadDir(outside)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		t.Errorf("%s created outside the share", e.Name())
+		if e.Name() != "victim" {
+			t.Errorf("%s created outside the share", e.Name())
+		}
 	}
 	// Real directories still work.
-	r.ok(t, encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 80, rootID), Mode: 0o755}, name("real")), 512)
+	r.ok(t, encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 90, rootID), Mode: 0o755}, name("real")), 512)
 	real := r.lookup(t, rootID, "real")
-	r.ok(t, encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 81, real), Flags: syscall.O_RDWR, Mode: 0o644}, name("f")), 512)
+	r.ok(t, encode(t, &fuse.OpenIn{InHeader: hdr(opOpendir, 91, real)}), 512)
+	r.ok(t, encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 92, real), Flags: syscall.O_RDWR, Mode: 0o644}, name("f")), 512)
 	if _, err := os.Stat(filepath.Join(r.dir, "real", "f")); err != nil {
 		t.Errorf("create in a real directory: %v", err)
 	}
