@@ -460,6 +460,7 @@ func TestSymlinkParent(t *testing.T) {
 		{"chmod", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 78, vlink), Valid: fuse.FATTR_MODE, Mode: 0o777}})},
 		{"truncate", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 79, vlink), Valid: fuse.FATTR_SIZE}})},
 		{"opendir", encode(t, &fuse.OpenIn{InHeader: hdr(opOpendir, 80, esc)})},
+		{"open for writing", encode(t, &fuse.OpenIn{InHeader: hdr(opOpen, 82, vlink), Flags: syscall.O_RDWR | syscall.O_TRUNC})},
 		{"create over dangling symlink", encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 81, rootID), Flags: syscall.O_RDWR, Mode: 0o644}, name("dangling"))},
 	}
 	for _, tc := range onLink {
@@ -650,6 +651,68 @@ func TestConcurrent(t *testing.T) {
 		if string(got[outHeaderSize:]) != "hello" {
 			t.Errorf("READ = %q; want \"hello\"", got[outHeaderSize:])
 		}
+	}
+}
+
+// TestResetReactivate resets an active device, as a driver reset does, and
+// activates it again on fresh queues, with two request queues.
+func TestResetReactivate(t *testing.T) {
+	dir := t.TempDir()
+	fsys, err := NewLoopback(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := New(Config{Tag: "t", FS: fsys, RequestQueues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	for round := range 2 {
+		mem, err := virtiotest.NewMemory(0x10000, 4<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			drvs   []*virtiotest.Driver
+			queues []*virtio.Queue
+			irq    virtiotest.Interrupt
+		)
+		for range dev.QueueMaxSizes() {
+			drv, err := mem.NewDriver(16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := drv.Queue(dev.Features())
+			if err != nil {
+				t.Fatal(err)
+			}
+			drvs, queues = append(drvs, drv), append(queues, q)
+		}
+		if err := dev.Activate(mem.Memory, dev.Features(), queues, &irq); err != nil {
+			t.Fatal(err)
+		}
+		for qi := 1; qi < len(drvs); qi++ {
+			head, err := drvs[qi].AddChain(R(initReq(t, uint64(qi))), W(256))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev.QueueNotify(qi)
+			used, err := drvs[qi].WaitUsed(1, 5*time.Second)
+			if err != nil {
+				t.Fatalf("round %d queue %d: %v", round, qi, err)
+			}
+			got, err := drvs[qi].Written(head, used[0].Len)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) < outHeaderSize+24 || binary.LittleEndian.Uint32(got[4:]) != 0 {
+				t.Errorf("round %d queue %d: INIT reply %x; want status 0 and InitOut", round, qi, got)
+			}
+			if irq.UsedCount(qi) == 0 {
+				t.Errorf("round %d: no used buffer notification on queue %d", round, qi)
+			}
+		}
+		dev.Reset()
 	}
 }
 
