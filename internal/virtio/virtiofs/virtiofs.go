@@ -8,6 +8,13 @@
 // or with nothing written, never a panic. Request and reply sizes are
 // capped, so the device allocates at most about MaxRequestBytes per request
 // whatever lengths the guest writes into FUSE headers.
+//
+// Requests reach the file system through a guard (guard.go) that keeps a
+// hostile driver inside the share and the device responsive: read-only
+// shares fail mutating operations with EROFS; node IDs the guest was never
+// given are refused; name operations require a real directory as parent
+// and nothing follows a symlink out of the share; no device nodes, ioctls
+// or POSIX locks; FORGET cannot underflow go-fuse's lookup counts.
 package virtiofs
 
 import (
