@@ -46,6 +46,10 @@ var (
 //     operation hold nsMu, exclusively for operations that change the
 //     namespace, so the guest cannot swap a directory for a symlink in
 //     between; changes made on the host side are not covered.
+//   - Operations on a symlink node that go-fuse's loopback would apply
+//     through the symlink (SETATTR mode and size, OPENDIR) are refused,
+//     and CREATE adds O_NOFOLLOW. A guest kernel resolves symlinks itself,
+//     so it never sends these.
 type guard struct {
 	fuse.RawFileSystem
 	readOnly bool
