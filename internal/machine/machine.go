@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -61,6 +62,24 @@ type Share struct {
 	Tag      string
 	Path     string
 	ReadOnly bool
+}
+
+// GuestCmdline returns the kernel parameters every msb guest gets on either
+// backend (after the backend's own console and reboot parameters): init from
+// the initramfs, a quiet console (every console byte is a VM exit), and
+// timing hints. tscKHz, when non-zero, is the host TSC rate: the guest then
+// skips calibrating its TSC, which stalls or fails under emulation and
+// nested virtualization.
+func GuestCmdline(tscKHz int) []string {
+	words := []string{
+		"rdinit=/init", "quiet",
+		"tsc=reliable", "no_timer_check", "cryptomgr.notests",
+		"8250.nr_uarts=1", "random.trust_cpu=on",
+	}
+	if tscKHz > 0 {
+		words = append(words, "tsc_early_khz="+strconv.Itoa(tscKHz))
+	}
+	return words
 }
 
 // Limits on the machine shape that every backend supports.

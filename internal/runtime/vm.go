@@ -78,7 +78,10 @@ func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch,
 		if ok, reason := kvm.HardwareVirtualization(); !ok {
 			return nil, fmt.Errorf("%s the native VMM needs hardware virtualization: %s", PrefixBuildVM, reason)
 		}
-		m, err := vmm.NewFromSpec(spec, log)
+		// The native VMM adds only its console, reboot and device words.
+		native := *spec
+		native.Cmdline = append(machine.GuestCmdline(qemu.HostTSCKHz()), spec.Cmdline...)
+		m, err := vmm.NewFromSpec(&native, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s %w", PrefixBuildVM, err)
 		}

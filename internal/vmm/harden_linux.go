@@ -19,6 +19,8 @@ var vmmSyscalls = []string{
 	"futex", "sched_yield", "sched_getaffinity", "nanosleep", "clock_nanosleep", "clock_gettime",
 	"epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait", "eventfd2", "pipe2",
 	"getrandom", "restart_syscall",
+	// glibc thread start, when the binary uses cgo (as -race test builds do).
+	"rseq", "set_robust_list",
 	// Descriptor I/O on what New opened: eventfds, sockets, disk images.
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "fcntl", "fstat", "newfstatat", "lseek",
 	"fsync", "fdatasync", "fallocate",

@@ -187,11 +187,19 @@ func (m *Machine) mapMemory(size uint64) error {
 		if p.size == 0 {
 			continue
 		}
-		b, err := unix.Mmap(-1, 0, int(p.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		// Map 2 MiB more than needed and use a 2 MiB-aligned window, so
+		// that transparent huge pages can back guest RAM: guest-physical
+		// 2 MiB pages then sit on host 2 MiB pages, which cuts TLB misses
+		// (measured under nested SVM: the kernel's early boot was several
+		// times slower on 4 KiB-backed memory).
+		full, err := unix.Mmap(-1, 0, int(p.size+hugePage), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err != nil {
 			return fmt.Errorf("map %d MiB of guest memory: %w", p.size>>20, err)
 		}
-		m.regions = append(m.regions, b)
+		m.regions = append(m.regions, full)
+		b := alignedWindow(full, p.size)
+		// Best effort: THP may be disabled on the host.
+		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 		if err := m.vm.SetUserMemoryRegion(uint32(slot), uint64(p.base), b, 0); err != nil {
 			return err
 		}
@@ -200,6 +208,16 @@ func (m *Machine) mapMemory(size uint64) error {
 	var err error
 	m.mem, err = guestmem.New(regions...)
 	return err
+}
+
+// hugePage is the x86-64 huge page size guest RAM is aligned to.
+const hugePage = 2 << 20
+
+// alignedWindow returns the size-byte window of full that starts on a
+// hugePage boundary. Preconditions: len(full) >= size+hugePage.
+func alignedWindow(full []byte, size uint64) []byte {
+	off := hugePageOffset(full)
+	return full[off : off+int(size) : off+int(size)]
 }
 
 // loadKernel loads the kernel and initrd and writes the boot structures.

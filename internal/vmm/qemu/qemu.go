@@ -189,16 +189,8 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 // Cmdline is the kernel command line for spec: the console and timing
 // parameters every msb guest needs, then spec.Cmdline.
 func Cmdline(spec *machine.Spec, cfg Config) []string {
-	words := []string{
-		"console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t", "quiet",
-		// Under emulation the TSC and timer checks stall or misfire; the
-		// guest's clock is still correct with these.
-		"tsc=reliable", "no_timer_check", "cryptomgr.notests",
-		"8250.nr_uarts=1", "random.trust_cpu=on",
-	}
-	if cfg.TSCKHz > 0 {
-		words = append(words, "tsc_early_khz="+strconv.Itoa(cfg.TSCKHz))
-	}
+	words := []string{"console=ttyS0", "panic=-1", "reboot=t"}
+	words = append(words, machine.GuestCmdline(cfg.TSCKHz)...)
 	return append(words, spec.Cmdline...)
 }
 

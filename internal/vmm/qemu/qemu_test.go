@@ -41,7 +41,7 @@ func TestArgs(t *testing.T) {
 		"-device", "virtio-serial-device,max_ports=2",
 		"-device", "virtserialport,chardev=agent,name=agent",
 		"-device", "virtio-rng-device",
-		"-append", "console=ttyS0 rdinit=/init panic=-1 reboot=t quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on tsc_early_khz=2100000 MSB_PROBE=1",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on tsc_early_khz=2100000 MSB_PROBE=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
