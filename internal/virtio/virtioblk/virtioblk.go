@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/vmm/guestmem"
@@ -58,16 +57,12 @@ var ErrConfig = errors.New("invalid block device config")
 // Device is a virtio-blk device with one request queue. It is safe for
 // concurrent use.
 type Device struct {
-	cfg      Config
-	sectors  uint64
-	discard  Discarder // nil if unsupported or read-only
-	features uint64
-	config   [configSize]byte
-	workers  virtio.Workers
-
-	// mu protects kick.
-	mu   sync.Mutex
-	kick virtio.Kick // nil unless active
+	cfg                Config
+	sectors            uint64
+	discard            Discarder // nil if unsupported or read-only
+	features           uint64
+	config             [configSize]byte
+	virtio.QueueServer // QueueNotify, Reset, Close (the backend stays open), Wait
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -120,45 +115,12 @@ func (d *Device) WriteConfig(uint64, []byte) {}
 
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if len(queues) < 1 || queues[0] == nil {
 		return nil
 	}
-	kick := virtio.NewKick()
-	d.kick = kick
-	q := queues[0]
-	d.workers.Go(func(stop <-chan struct{}) {
-		virtio.ServeQueue(stop, kick, q, 0, irq, d.handle)
-	})
+	d.Serve(queues[:1], irq, d.handle)
 	return nil
 }
-
-// QueueNotify implements virtio.Device.
-func (d *Device) QueueNotify(int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.kick != nil {
-		d.kick.Notify()
-	}
-}
-
-// Reset implements virtio.Device.
-func (d *Device) Reset() {
-	d.workers.Stop()
-	d.mu.Lock()
-	d.kick = nil
-	d.mu.Unlock()
-}
-
-// Close stops the device's goroutines. It does not close the backend.
-func (d *Device) Close() error {
-	d.Reset()
-	return nil
-}
-
-// Wait blocks until the device's goroutines have returned.
-func (d *Device) Wait() { d.workers.Wait() }
 
 // handle executes one request and writes its status byte (§5.2.6: the
 // last device-writable byte of the chain). It returns the used length.

@@ -6,7 +6,6 @@ package virtiorng
 import (
 	"crypto/rand"
 	"io"
-	"sync"
 
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/vmm/guestmem"
@@ -23,12 +22,8 @@ const queueSize = 256
 // Device is a virtio-rng device with one request queue. It is safe for
 // concurrent use. The zero value is not usable; call New.
 type Device struct {
-	src     io.Reader
-	workers virtio.Workers
-
-	// mu protects kick.
-	mu   sync.Mutex
-	kick virtio.Kick // nil unless active
+	src                io.Reader
+	virtio.QueueServer // QueueNotify, Reset, Close, Wait
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -53,17 +48,10 @@ func (d *Device) WriteConfig(uint64, []byte) {}
 
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if len(queues) < 1 || queues[0] == nil {
 		return nil // the driver enabled no queue: nothing to serve
 	}
-	kick := virtio.NewKick()
-	d.kick = kick
-	q := queues[0]
-	d.workers.Go(func(stop <-chan struct{}) {
-		virtio.ServeQueue(stop, kick, q, 0, irq, d.handle)
-	})
+	d.Serve(queues[:1], irq, d.handle)
 	return nil
 }
 
@@ -82,30 +70,3 @@ func (d *Device) handle(c virtio.Chain, err error) uint32 {
 	}
 	return n
 }
-
-// QueueNotify implements virtio.Device.
-func (d *Device) QueueNotify(int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.kick != nil {
-		d.kick.Notify()
-	}
-}
-
-// Reset implements virtio.Device.
-func (d *Device) Reset() {
-	d.workers.Stop()
-	d.mu.Lock()
-	d.kick = nil
-	d.mu.Unlock()
-}
-
-// Close stops the device's goroutines; it is Reset for a device that will
-// not be activated again.
-func (d *Device) Close() error {
-	d.Reset()
-	return nil
-}
-
-// Wait blocks until the device's goroutines have returned.
-func (d *Device) Wait() { d.workers.Wait() }
