@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -54,12 +53,10 @@ func newImageLsCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				enc := json.NewEncoder(stdio.Out)
-				enc.SetIndent("", "  ")
 				if list == nil {
 					list = []image.Image{}
 				}
-				return enc.Encode(list)
+				return writeJSON(stdio.Out, list)
 			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORM\tLAYERS\tSIZE")
@@ -89,9 +86,7 @@ func newImageInspectCmd(stdio Stdio) *cobra.Command {
 			if err != nil {
 				return imageError(stdio, err)
 			}
-			enc := json.NewEncoder(stdio.Out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(img)
+			return writeJSON(stdio.Out, img)
 		},
 	}
 }

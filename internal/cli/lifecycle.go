@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -92,12 +91,10 @@ func newLsCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				enc := json.NewEncoder(stdio.Out)
-				enc.SetIndent("", "  ")
 				if list == nil {
 					list = []msb.Info{}
 				}
-				return enc.Encode(list)
+				return writeJSON(stdio.Out, list)
 			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT")

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -28,9 +27,7 @@ func newMetricsCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				enc := json.NewEncoder(stdio.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(m)
+				return writeJSON(stdio.Out, m)
 			}
 			fmt.Fprintf(stdio.Out, "cpu     %.1f%%\nmemory  %s of %s\ndisk    %s read, %s written\nuptime  %s (sampled %s ago)\n",
 				m.CPUPercent, mib(m.MemoryBytes), mib(m.MemoryLimit), mib(m.DiskReadBytes), mib(m.DiskWriteBytes),

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,4 +103,11 @@ func parseMemory(s string) (int, error) {
 		return 0, fmt.Errorf("memory %q: want a size like 512M or 1G", s)
 	}
 	return n * mult, nil
+}
+
+// writeJSON prints v as indented JSON, the --format json of every command.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
