@@ -118,3 +118,24 @@ func isStd(path string) bool {
 	first, _, _ := strings.Cut(path, "/")
 	return !strings.Contains(first, ".") || strings.HasPrefix(path, "vendor/")
 }
+
+// TestUnsafeConfined keeps package unsafe in *_unsafe.go files (and tests),
+// so every use of it is easy to find and review (gVisor's checkunsafe).
+func TestUnsafeConfined(t *testing.T) {
+	for _, p := range goList(t, "./...") {
+		for _, f := range p.GoFiles {
+			if strings.HasSuffix(f, "_unsafe.go") {
+				continue
+			}
+			af, err := parser.ParseFile(token.NewFileSet(), filepath.Join(p.Dir, f), nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range af.Imports {
+				if imp.Path.Value == `"unsafe"` {
+					t.Errorf("%s imports unsafe; move that code into a *_unsafe.go file", filepath.Join(p.ImportPath, f))
+				}
+			}
+		}
+	}
+}
