@@ -133,6 +133,12 @@ func patch(p rootfs.Patch) Option {
 	return func(o *createOptions) { o.patches = append(o.patches, p) }
 }
 
+// WithUpperSize sets the size of the sandbox's writable layer (a sparse
+// ext4 image; default 4 GiB).
+func WithUpperSize(bytes int64) Option {
+	return func(o *createOptions) { o.cfg.UpperSizeBytes = bytes }
+}
+
 // WithWorkdir sets the default working directory of commands.
 func WithWorkdir(dir string) Option { return func(o *createOptions) { o.cfg.Workdir = dir } }
 

@@ -16,6 +16,7 @@ type sandboxFlags struct {
 	rootfs      string
 	cpus        int
 	memory      string
+	upperSize   string
 	env         []string
 	workdir     string
 	user        string
@@ -37,6 +38,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.rootfs, "rootfs", "", "boot from this host directory (packed read-only; writes stay in the sandbox)")
 	fl.IntVarP(&f.cpus, "cpus", "c", 1, "virtual CPUs")
 	fl.StringVarP(&f.memory, "memory", "m", "512M", "guest memory (512M, 1G, or MiB)")
+	fl.StringVar(&f.upperSize, "upper-size", "4G", "size of the sandbox's writable layer (sparse: it takes only what is written)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE for every command (repeatable)")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "default working directory in the guest")
 	fl.StringVarP(&f.user, "user", "u", "", "default user (name, uid or uid:gid)")
@@ -74,6 +76,11 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	upperMiB, err := parseMemory(f.upperSize)
+	if err != nil {
+		return nil, fmt.Errorf("--upper-size: %w", err)
+	}
+	opts = append(opts, msb.WithUpperSize(int64(upperMiB)<<20))
 	opts = append(opts,
 		msb.WithCPUs(f.cpus), msb.WithMemory(mem),
 		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),

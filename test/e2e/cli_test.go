@@ -408,9 +408,14 @@ func TestCLIScripts(t *testing.T) {
 	os.WriteFile(filepath.Join(data, "a"), []byte("copied-a\n"), 0o644)
 	os.MkdirAll(filepath.Join(data, "sub"), 0o755)
 	os.WriteFile(filepath.Join(data, "sub", "b"), []byte("copied-b\n"), 0o644)
-	r := c.must(0, "run", "--rootfs", rootfs, "--copy", data+":/data", "--", "sh", "-c", "cat /data/a /data/sub/b")
-	if got := string(r.stdout); got != "copied-a\ncopied-b\n" {
-		t.Errorf("--copy: guest read %q; want both files", got)
+	r := c.must(0, "run", "--rootfs", rootfs, "--copy", data+":/data", "--upper-size", "300M", "--",
+		"sh", "-c", "cat /data/a /data/sub/b; df -m /.msb/rootfs/upperfs | tail -1 | tr -s ' ' | cut -d' ' -f2")
+	lines := strings.Split(strings.TrimSpace(string(r.stdout)), "\n")
+	if len(lines) != 3 || lines[0] != "copied-a" || lines[1] != "copied-b" {
+		t.Fatalf("--copy: guest printed %q; want both files, then the upper's size", r.stdout)
+	}
+	if mb, err := strconv.Atoi(lines[2]); err != nil || mb < 250 || mb > 300 {
+		t.Errorf("--upper-size 300M: the upper filesystem has %q MiB; want 250-300", lines[2])
 	}
 	r = c.must(0, "run", "--rootfs", rootfs,
 		"--script", "greet=#!/bin/sh\necho hello $1",
