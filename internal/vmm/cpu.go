@@ -8,20 +8,27 @@ import (
 
 // CPUID leaves and bits adjusted per vCPU (Intel SDM vol. 2A, CPUID).
 const (
-	cpuidFeatures       = 0x1
-	cpuidExtTopology    = 0xb
-	cpuidExtTopologyV2  = 0x1f
-	cpuid1ECXHypervisor = 1 << 31
-	cpuid1EDXHTT        = 1 << 28
+	cpuidFeatures        = 0x1
+	cpuidExtTopology     = 0xb
+	cpuidExtTopologyV2   = 0x1f
+	cpuid1ECXHypervisor  = 1 << 31
+	cpuid1ECXTSCDeadline = 1 << 24
+	cpuid1EDXHTT         = 1 << 28
 )
 
 // vcpuCPUID derives vCPU id's CPUID from KVM_GET_SUPPORTED_CPUID: the
 // initial APIC ID (leaf 1 EBX[31:24], leaves 0xB/0x1F EDX) must differ per
 // vCPU, leaf 1 EBX[23:16] carries the logical processor count, and the
 // hypervisor bit tells the guest it is virtualized (so it looks for
-// kvm-clock). The rest is what KVM supports, which is the same on Intel
-// and AMD hosts; no vendor-specific leaves are touched.
-func vcpuCPUID(supported []kvm.CPUIDEntry, id, count int) []kvm.CPUIDEntry {
+// kvm-clock). tscDeadline (KVM_CAP_TSC_DEADLINE_TIMER with the in-kernel
+// LAPIC) sets leaf 1 ECX[24], which KVM emulates but never lists as
+// supported: with it the guest uses the TSC-deadline timer and skips
+// calibrating the LAPIC timer against the PIT, a calibration that fails
+// under nested virtualization ("APIC timer disabled due to verification
+// failure") and costs boot time anywhere. The rest is what KVM supports,
+// which is the same on Intel and AMD hosts; no vendor-specific leaves are
+// touched.
+func vcpuCPUID(supported []kvm.CPUIDEntry, id, count int, tscDeadline bool) []kvm.CPUIDEntry {
 	out := append([]kvm.CPUIDEntry(nil), supported...)
 	for i := range out {
 		e := &out[i]
@@ -29,6 +36,9 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, count int) []kvm.CPUIDEntry {
 		case cpuidFeatures:
 			e.Ebx = e.Ebx&0x0000ffff | uint32(id)<<24 | uint32(count&0xff)<<16
 			e.Ecx |= cpuid1ECXHypervisor
+			if tscDeadline {
+				e.Ecx |= cpuid1ECXTSCDeadline
+			}
 			if count > 1 {
 				e.Edx |= cpuid1EDXHTT
 			}

@@ -44,8 +44,10 @@ const (
 // through the i8042 (reboot=k), which ends Run, and an immediate reboot on
 // panic (panic=-1), so a panicking guest also ends Run with a nil error;
 // callers tell the two apart from the console ("Kernel panic"). There is no
-// ACPI, so a guest poweroff halts instead: agentd reboots to shut down.
-const DefaultCmdline = "console=ttyS0 reboot=k panic=-1 pci=off"
+// ACPI, so a guest poweroff halts instead: agentd reboots to shut down. No
+// pci=off: msb's kernel has no PCI, and the kernel hands a parameter it does
+// not know to init as an environment variable every command would inherit.
+const DefaultCmdline = "console=ttyS0 reboot=k panic=-1"
 
 // Config describes a Machine. The Machine copies what it needs in New.
 type Config struct {
@@ -297,13 +299,14 @@ func (m *Machine) createVCPUs(n int, entry *boot.Entry) error {
 	if err != nil {
 		return err
 	}
+	deadline, _ := m.sys.CheckExtension(kvm.KVM_CAP_TSC_DEADLINE_TIMER)
 	for id := range n {
 		c, err := m.vm.CreateVCPU(id)
 		if err != nil {
 			return err
 		}
 		m.vcpus = append(m.vcpus, c)
-		if err := c.SetCPUID2(vcpuCPUID(supported, id, n)); err != nil {
+		if err := c.SetCPUID2(vcpuCPUID(supported, id, n, deadline > 0)); err != nil {
 			return fmt.Errorf("vcpu %d: %w", id, err)
 		}
 		if err := c.SetMSRs(bootMSRs()); err != nil {

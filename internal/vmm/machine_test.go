@@ -35,7 +35,7 @@ func TestVCPUCPUID(t *testing.T) {
 		{Function: 0xb, Index: 0, Edx: 7},
 		{Function: 0xb, Index: 1, Edx: 7},
 	}
-	got := vcpuCPUID(supported, 3, 4)
+	got := vcpuCPUID(supported, 3, 4, false)
 	want := []kvm.CPUIDEntry{
 		{Function: 0, Eax: 0xd},
 		{Function: 1, Ebx: 0x0304_0800, Ecx: 0x1 | cpuid1ECXHypervisor, Edx: 0x1 | cpuid1EDXHTT},
@@ -47,6 +47,9 @@ func TestVCPUCPUID(t *testing.T) {
 	}
 	if supported[1].Ebx != 0xff08_0800 {
 		t.Errorf("vcpuCPUID modified its input")
+	}
+	if got := vcpuCPUID(supported, 0, 1, true)[1].Ecx; got != 0x1|cpuid1ECXHypervisor|cpuid1ECXTSCDeadline {
+		t.Errorf("leaf 1 ECX with TSC deadline = %#x; want %#x", got, 0x1|cpuid1ECXHypervisor|cpuid1ECXTSCDeadline)
 	}
 }
 

@@ -64,6 +64,7 @@ const (
 	KVM_CAP_IOEVENTFD             Cap = 36
 	KVM_CAP_SET_IDENTITY_MAP_ADDR Cap = 37
 	KVM_CAP_MAX_VCPUS             Cap = 66
+	KVM_CAP_TSC_DEADLINE_TIMER    Cap = 72
 	KVM_CAP_IMMEDIATE_EXIT        Cap = 136
 )
 
