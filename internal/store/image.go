@@ -142,7 +142,7 @@ type querier interface {
 
 const manifestCols = "m.id, m.digest, m.media_type, m.config_digest, m.architecture, m.os, m.variant, m.layer_count, m.total_size_bytes, m.created_at"
 
-func scanManifest(row interface{ Scan(...any) error }, extra ...any) (Manifest, error) {
+func scanManifest(row rowScanner, extra ...any) (Manifest, error) {
 	var m Manifest
 	var created int64
 	dest := append([]any{&m.ID, &m.Digest, &m.MediaType, &m.ConfigDigest, &m.Architecture, &m.OS, &m.Variant,
@@ -198,7 +198,7 @@ func imageByManifest(ctx context.Context, q querier, where string, arg any) (Ima
 
 const layerCols = "l.id, l.diff_id, l.blob_digest, l.media_type, l.compressed_size_bytes, l.erofs_size_bytes, l.created_at, l.last_used_at"
 
-func scanLayer(row interface{ Scan(...any) error }) (Layer, error) {
+func scanLayer(row rowScanner) (Layer, error) {
 	var l Layer
 	var erofs sql.NullInt64
 	var created, used int64
@@ -240,26 +240,14 @@ func (s *Store) ImageByDigest(ctx context.Context, digest string) (Image, error)
 
 // ImageRefs returns every image reference ordered by reference.
 func (s *Store) ImageRefs(ctx context.Context) ([]ImageRef, error) {
-	var out []ImageRef
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, `SELECT r.reference, m.digest, r.created_at, r.updated_at
-			FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.reference`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r ImageRef
-			var created, updated int64
-			if err := rows.Scan(&r.Reference, &r.ManifestDigest, &created, &updated); err != nil {
-				return err
-			}
-			r.CreatedAt, r.UpdatedAt = fromMS(created), fromMS(updated)
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, func(row rowScanner) (ImageRef, error) {
+		var r ImageRef
+		var created, updated int64
+		err := row.Scan(&r.Reference, &r.ManifestDigest, &created, &updated)
+		r.CreatedAt, r.UpdatedAt = fromMS(created), fromMS(updated)
+		return r, err
+	}, `SELECT r.reference, m.digest, r.created_at, r.updated_at
+		FROM image_ref r JOIN manifest m ON m.id = r.manifest_id ORDER BY r.reference`)
 	if err != nil {
 		return nil, fmt.Errorf("list image refs: %w", err)
 	}
@@ -285,25 +273,9 @@ func (s *Store) DeleteImageRef(ctx context.Context, ref string) error {
 // ManifestUsers returns the names of the sandboxes whose rootfs uses the
 // manifest with digest, ordered by name.
 func (s *Store) ManifestUsers(ctx context.Context, digest string) ([]string, error) {
-	var out []string
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, `SELECT s.name FROM sandbox s
-			JOIN sandbox_rootfs r ON r.sandbox_id = s.id JOIN manifest m ON m.id = r.manifest_id
-			WHERE m.digest = ? ORDER BY s.name`, digest)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			if err := rows.Scan(&name); err != nil {
-				return err
-			}
-			out = append(out, name)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanString, `SELECT s.name FROM sandbox s
+		JOIN sandbox_rootfs r ON r.sandbox_id = s.id JOIN manifest m ON m.id = r.manifest_id
+		WHERE m.digest = ? ORDER BY s.name`, digest)
 	if err != nil {
 		return nil, fmt.Errorf("list users of manifest %s: %w", digest, err)
 	}
@@ -342,25 +314,9 @@ func (s *Store) ImageRefsInUse(ctx context.Context) (map[string][]string, error)
 // UnreferencedManifests returns manifests that no image reference and no
 // sandbox rootfs points at: candidates for garbage collection.
 func (s *Store) UnreferencedManifests(ctx context.Context) ([]Manifest, error) {
-	var out []Manifest
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+manifestCols+` FROM manifest m
-			WHERE NOT EXISTS (SELECT 1 FROM image_ref WHERE manifest_id = m.id)
-			AND NOT EXISTS (SELECT 1 FROM sandbox_rootfs WHERE manifest_id = m.id) ORDER BY m.digest`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanManifest(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, func(r rowScanner) (Manifest, error) { return scanManifest(r) }, "SELECT "+manifestCols+` FROM manifest m
+		WHERE NOT EXISTS (SELECT 1 FROM image_ref WHERE manifest_id = m.id)
+		AND NOT EXISTS (SELECT 1 FROM sandbox_rootfs WHERE manifest_id = m.id) ORDER BY m.digest`)
 	if err != nil {
 		return nil, fmt.Errorf("list unreferenced manifests: %w", err)
 	}
@@ -389,24 +345,8 @@ func (s *Store) DeleteManifest(ctx context.Context, digest string) error {
 
 // UnusedLayers returns layers that no manifest lists, oldest use first.
 func (s *Store) UnusedLayers(ctx context.Context) ([]Layer, error) {
-	var out []Layer
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+layerCols+` FROM layer l
-			WHERE NOT EXISTS (SELECT 1 FROM manifest_layer WHERE layer_id = l.id) ORDER BY l.last_used_at, l.id`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			l, err := scanLayer(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, l)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanLayer, "SELECT "+layerCols+` FROM layer l
+		WHERE NOT EXISTS (SELECT 1 FROM manifest_layer WHERE layer_id = l.id) ORDER BY l.last_used_at, l.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list unused layers: %w", err)
 	}

@@ -22,7 +22,7 @@ type Metric struct {
 
 const metricCols = "sandbox_id, cpu_percent, memory_bytes, disk_read_bytes, disk_write_bytes, net_rx_bytes, net_tx_bytes, sampled_at"
 
-func scanMetric(row interface{ Scan(...any) error }) (Metric, error) {
+func scanMetric(row rowScanner) (Metric, error) {
 	var m Metric
 	var sampled int64
 	if err := row.Scan(&m.SandboxID, &m.CPUPercent, &m.MemoryBytes, &m.DiskReadBytes, &m.DiskWriteBytes,
@@ -85,25 +85,9 @@ func (s *Store) LatestMetric(ctx context.Context, sandboxID int64) (Metric, erro
 // Metrics returns the samples of a sandbox taken at or after since, oldest
 // first.
 func (s *Store) Metrics(ctx context.Context, sandboxID int64, since time.Time) ([]Metric, error) {
-	var out []Metric
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+metricCols+
-			" FROM sandbox_metric WHERE sandbox_id = ? AND sampled_at >= ? ORDER BY sampled_at, id",
-			sandboxID, ms(since))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanMetric(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanMetric, "SELECT "+metricCols+
+		" FROM sandbox_metric WHERE sandbox_id = ? AND sampled_at >= ? ORDER BY sampled_at, id",
+		sandboxID, ms(since))
 	if err != nil {
 		return nil, fmt.Errorf("list metrics of sandbox %d: %w", sandboxID, err)
 	}

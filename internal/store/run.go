@@ -55,7 +55,7 @@ type Run struct {
 
 const runCols = "id, sandbox_id, pid, status, exit_code, termination_reason, started_at, terminated_at"
 
-func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+func scanRun(row rowScanner) (Run, error) {
 	var r Run
 	var code sql.NullInt64
 	var reason sql.NullString
@@ -169,23 +169,7 @@ func (s *Store) LatestRun(ctx context.Context, sandboxID int64) (Run, error) {
 
 // Runs returns every run of a sandbox, oldest first.
 func (s *Store) Runs(ctx context.Context, sandboxID int64) ([]Run, error) {
-	var out []Run
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+runCols+" FROM run WHERE sandbox_id = ? ORDER BY id", sandboxID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanRun(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanRun, "SELECT "+runCols+" FROM run WHERE sandbox_id = ? ORDER BY id", sandboxID)
 	if err != nil {
 		return nil, fmt.Errorf("list runs of sandbox %d: %w", sandboxID, err)
 	}

@@ -48,7 +48,7 @@ type Sandbox struct {
 
 const sandboxCols = "id, name, config, status, created_at, updated_at"
 
-func scanSandbox(row interface{ Scan(...any) error }) (Sandbox, error) {
+func scanSandbox(row rowScanner) (Sandbox, error) {
 	var sb Sandbox
 	var config string
 	var created, updated int64
@@ -120,23 +120,7 @@ func (s *Store) SandboxByID(ctx context.Context, id int64) (Sandbox, error) {
 
 // Sandboxes returns every sandbox ordered by name.
 func (s *Store) Sandboxes(ctx context.Context) ([]Sandbox, error) {
-	var out []Sandbox
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+sandboxCols+" FROM sandbox ORDER BY name")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			sb, err := scanSandbox(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, sb)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanSandbox, "SELECT "+sandboxCols+" FROM sandbox ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
 	}

@@ -27,7 +27,7 @@ type Snapshot struct {
 
 const snapshotCols = "digest, name, parent_digest, image_ref, image_manifest_digest, format, fstype, artifact_path, size_bytes, source_sandbox, created_at, indexed_at"
 
-func scanSnapshot(row interface{ Scan(...any) error }) (Snapshot, error) {
+func scanSnapshot(row rowScanner) (Snapshot, error) {
 	var sn Snapshot
 	var name, parent sql.NullString
 	var created, indexed int64
@@ -93,23 +93,7 @@ func (s *Store) Snapshot(ctx context.Context, ref string) (Snapshot, error) {
 
 // Snapshots returns every snapshot, oldest first.
 func (s *Store) Snapshots(ctx context.Context) ([]Snapshot, error) {
-	var out []Snapshot
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+snapshotCols+" FROM snapshot ORDER BY created_at, digest")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			sn, err := scanSnapshot(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, sn)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanSnapshot, "SELECT "+snapshotCols+" FROM snapshot ORDER BY created_at, digest")
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}

@@ -212,3 +212,36 @@ func notFound(err error) error {
 	}
 	return err
 }
+
+// rowScanner is what *sql.Row and *sql.Rows have in common.
+type rowScanner interface{ Scan(...any) error }
+
+// queryAll runs a read-only query and scans every row with scan, retrying
+// the whole query when SQLite reports busy, like every read.
+func queryAll[T any](ctx context.Context, s *Store, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	var out []T
+	err := s.read(ctx, func() error {
+		out = nil
+		rows, err := s.db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// scanString scans a one-column text row.
+func scanString(row rowScanner) (string, error) {
+	var v string
+	err := row.Scan(&v)
+	return v, err
+}

@@ -21,7 +21,7 @@ type Volume struct {
 
 const volumeCols = "id, name, quota_mib, size_bytes, labels, created_at, updated_at"
 
-func scanVolume(row interface{ Scan(...any) error }) (Volume, error) {
+func scanVolume(row rowScanner) (Volume, error) {
 	var v Volume
 	var quota, size sql.NullInt64
 	var labels string
@@ -93,23 +93,7 @@ func (s *Store) Volume(ctx context.Context, name string) (Volume, error) {
 
 // Volumes returns every volume ordered by name.
 func (s *Store) Volumes(ctx context.Context) ([]Volume, error) {
-	var out []Volume
-	err := s.read(ctx, func() error {
-		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT "+volumeCols+" FROM volume ORDER BY name")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			v, err := scanVolume(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
-		}
-		return rows.Err()
-	})
+	out, err := queryAll(ctx, s, scanVolume, "SELECT "+volumeCols+" FROM volume ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}
