@@ -192,7 +192,7 @@ func start(t testing.TB, env Env, b Boot, attempt int) (*Guest, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
 	t.Cleanup(cancel)
 	started := time.Now()
-	p, err := qemu.Start(ctx, spec, qemu.Config{Binary: env.QEMU, Accel: Accel(), TSCKHz: qemu.HostTSCKHz()})
+	p, err := qemu.Start(ctx, spec, qemu.Config{Binary: env.QEMU, Accel: Accel(), TSCKHz: machine.HostTSCKHz()})
 	if err != nil {
 		t.Fatalf("start qemu: %v", err)
 	}

@@ -69,7 +69,7 @@ func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch,
 		if accel == "" {
 			accel, _ = qemu.DefaultAccel()
 		}
-		p, err := qemu.Start(ctx, spec, qemu.Config{Binary: l.QEMU, Accel: accel, TSCKHz: qemu.HostTSCKHz()})
+		p, err := qemu.Start(ctx, spec, qemu.Config{Binary: l.QEMU, Accel: accel, TSCKHz: machine.HostTSCKHz()})
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +80,7 @@ func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch,
 		}
 		// The native VMM adds only its console, reboot and device words.
 		native := *spec
-		native.Cmdline = append(machine.GuestCmdline(qemu.HostTSCKHz()), spec.Cmdline...)
+		native.Cmdline = append(machine.GuestCmdline(machine.HostTSCKHz()), spec.Cmdline...)
 		m, err := vmm.NewFromSpec(&native, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s %w", PrefixBuildVM, err)

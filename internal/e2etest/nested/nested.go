@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/msb-go/msb/internal/e2etest"
+	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm/qemu"
 )
 
@@ -143,7 +144,7 @@ func Require(t testing.TB) Env {
 	if len(missing) > 0 {
 		skipOrFail(t, "nested-KVM prerequisites missing: "+strings.Join(missing, "; "))
 	}
-	return Env{QEMU: q, Kernel: l1.kernel, Modules: l1.modules, Busybox: bb, TSCKHz: qemu.HostTSCKHz()}
+	return Env{QEMU: q, Kernel: l1.kernel, Modules: l1.modules, Busybox: bb, TSCKHz: machine.HostTSCKHz()}
 }
 
 func skipOrFail(t testing.TB, msg string) {

@@ -10,8 +10,6 @@
 package qemu
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -196,25 +194,6 @@ func Cmdline(spec *machine.Spec, cfg Config) []string {
 
 // escapeOpt doubles commas, QEMU's escape inside option values.
 func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
-
-// HostTSCKHz reads the host TSC rate from /proc/cpuinfo ("cpu MHz"), or 0.
-func HostTSCKHz() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil && f > 0 {
-				return int(f * 1000)
-			}
-		}
-	}
-	return 0
-}
 
 // Process is a running QEMU.
 type Process struct {
