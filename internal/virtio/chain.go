@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // maxChainBytes bounds the total length of a chain: virtio v1.2 §2.7.5

@@ -12,7 +12,7 @@ import (
 
 const (
 	modVirtio   = "github.com/msb-go/msb/internal/virtio"
-	modGuestmem = "github.com/msb-go/msb/internal/vmm/guestmem"
+	modGuestmem = "github.com/msb-go/msb/internal/guestmem"
 )
 
 // imports returns the imports of the non-test Go files in dir.
@@ -80,7 +80,7 @@ func TestDeps(t *testing.T) {
 	if devices < 4 {
 		t.Errorf("found %d device packages; want at least 4 (blk, console, net, rng)", devices)
 	}
-	for _, dir := range []string{".", "../vmm/guestmem"} {
+	for _, dir := range []string{".", "../guestmem"} {
 		t.Run("core "+dir, func(t *testing.T) {
 			for p := range imports(t, dir) {
 				if !isStd(p) && p != modGuestmem {

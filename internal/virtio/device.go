@@ -3,7 +3,7 @@ package virtio
 import (
 	"sync"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // CommonFeatures are the device-independent features this package's Queue

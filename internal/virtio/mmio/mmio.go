@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // WindowSize is the size of each device's MMIO window: registers up to

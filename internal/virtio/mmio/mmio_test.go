@@ -8,7 +8,7 @@ import (
 
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // fakeDev is a two-queue device that completes every chain as soon as it is

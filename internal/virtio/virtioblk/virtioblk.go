@@ -12,7 +12,7 @@ import (
 	"io"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // Backend is the disk image. *os.File satisfies it.

@@ -29,7 +29,7 @@ import (
 	"sync/atomic"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 const (

@@ -32,7 +32,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 const (

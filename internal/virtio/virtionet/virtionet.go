@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // Backend carries frames to and from the host network. It is declared here,

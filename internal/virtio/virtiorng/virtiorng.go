@@ -8,7 +8,7 @@ import (
 	"io"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // MaxBytesPerRequest bounds how much entropy one request gets, so a guest

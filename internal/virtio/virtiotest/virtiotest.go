@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/msb-go/msb/internal/virtio"
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // ErrNoSpace reports that the Memory allocator or a queue's descriptor

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // Offsets of struct setup_header fields inside the kernel file and inside

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // fakeBzImage builds a bzImage with setup_sects setup sectors and the given

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // PVH note (xen/include/public/elfnote.h): name "Xen", type

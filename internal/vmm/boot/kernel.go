@@ -1,6 +1,6 @@
 package boot
 
-import "github.com/msb-go/msb/internal/vmm/guestmem"
+import "github.com/msb-go/msb/internal/guestmem"
 
 // Kernel is a kernel image loaded into guest memory.
 type Kernel struct {

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
 )

@@ -1,6 +1,6 @@
 package boot
 
-import "github.com/msb-go/msb/internal/vmm/guestmem"
+import "github.com/msb-go/msb/internal/guestmem"
 
 // Fixed guest physical addresses of boot structures; see the package doc.
 const (

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/msb-go/msb/internal/vmm/guestmem"
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 
