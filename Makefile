@@ -34,7 +34,7 @@ demo: build kernel rootfs ## Run a command in a sandbox built from the busybox d
 
 test: setup kernel ## Unit tests (-race), then the e2e tier under QEMU, serially
 	$(GO) test -race -shuffle=on -timeout 20m $(UNIT_PKGS)
-	CGO_ENABLED=0 $(GO) test -count=1 -run 'Harden' ./internal/runtime ./internal/vmm
+	CGO_ENABLED=0 $(GO) test -count=1 -run 'Harden' ./internal/supervisor ./internal/vmm
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
 test-unit: ## Unit tests only (no QEMU)

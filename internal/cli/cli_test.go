@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/msb-go/msb"
-	"github.com/msb-go/msb/internal/runtime"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 func TestParseMemory(t *testing.T) {
@@ -32,14 +32,14 @@ func TestParseMemory(t *testing.T) {
 func TestParseSources(t *testing.T) {
 	tests := []struct {
 		in   string
-		want runtime.SourceMask
+		want launch.SourceMask
 		err  bool
 	}{
-		{"stdout", runtime.MaskStdout, false},
-		{"stdout,stderr", runtime.MaskStdout | runtime.MaskStderr, false},
-		{"system", runtime.MaskSystem, false},
-		{"all", runtime.AllSources, false},
-		{"", runtime.DefaultSources, false},
+		{"stdout", launch.MaskStdout, false},
+		{"stdout,stderr", launch.MaskStdout | launch.MaskStderr, false},
+		{"system", launch.MaskSystem, false},
+		{"all", launch.AllSources, false},
+		{"", launch.DefaultSources, false},
 		{"stdout,bogus", 0, true},
 	}
 	for _, tc := range tests {

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/msb-go/msb/internal/home"
-	"github.com/msb-go/msb/internal/runtime"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 func init() { commands = append(commands, newLogsCmd) }
@@ -86,38 +87,38 @@ Examples:
 	return cmd
 }
 
-func parseSources(s string) (runtime.SourceMask, error) {
-	var m runtime.SourceMask
+func parseSources(s string) (launch.SourceMask, error) {
+	var m launch.SourceMask
 	for _, part := range strings.Split(s, ",") {
 		switch strings.TrimSpace(part) {
 		case "stdout":
-			m |= runtime.MaskStdout
+			m |= launch.MaskStdout
 		case "stderr":
-			m |= runtime.MaskStderr
+			m |= launch.MaskStderr
 		case "output":
-			m |= runtime.MaskOutput
+			m |= launch.MaskOutput
 		case "system":
-			m |= runtime.MaskSystem
+			m |= launch.MaskSystem
 		case "all":
-			m |= runtime.AllSources
+			m |= launch.AllSources
 		case "":
 		default:
 			return 0, fmt.Errorf("--source: unknown source %q (want stdout, stderr, output, system or all)", part)
 		}
 	}
 	if m == 0 {
-		m = runtime.DefaultSources
+		m = launch.DefaultSources
 	}
 	return m, nil
 }
 
-func readLogs(h home.Home, name string, mask runtime.SourceMask) ([]runtime.ExecRecord, error) {
-	recs, err := runtime.ReadExecLog(runtime.LogFiles(h.ExecLogPath(name)), runtime.ExecLogFilter{Sources: mask})
+func readLogs(h home.Home, name string, mask launch.SourceMask) ([]launch.ExecRecord, error) {
+	recs, err := launch.ReadExecLog(launch.LogFiles(h.ExecLogPath(name)), launch.ExecLogFilter{Sources: mask})
 	if err != nil {
 		return nil, err
 	}
-	if mask&runtime.MaskSystem != 0 {
-		for _, p := range [][]string{runtime.LogFiles(h.RuntimeLogPath(name)), runtime.LogFiles(h.KernelLogPath(name))} {
+	if mask&launch.MaskSystem != 0 {
+		for _, p := range [][]string{launch.LogFiles(h.RuntimeLogPath(name)), launch.LogFiles(h.KernelLogPath(name))} {
 			for _, f := range p {
 				recs = append(recs, textLogRecords(f)...)
 			}
@@ -135,7 +136,7 @@ var (
 
 // textLogRecords turns runtime.log / kernel.log lines into system records:
 // a leading RFC 3339 stamp gives the time, else the file's mtime.
-func textLogRecords(path string) []runtime.ExecRecord {
+func textLogRecords(path string) []launch.ExecRecord {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -145,7 +146,7 @@ func textLogRecords(path string) []runtime.ExecRecord {
 	if st, err := f.Stat(); err == nil {
 		mtime = st.ModTime()
 	}
-	var out []runtime.ExecRecord
+	var out []launch.ExecRecord
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -163,12 +164,12 @@ func textLogRecords(path string) []runtime.ExecRecord {
 				t = pt
 			}
 		}
-		out = append(out, runtime.ExecRecord{Time: t, Source: runtime.SourceSystem, Data: line + "\n"})
+		out = append(out, launch.ExecRecord{Time: t, Source: launch.SourceSystem, Data: line + "\n"})
 	}
 	return out
 }
 
-func printRecord(w io.Writer, r runtime.ExecRecord, timestamps bool) {
+func printRecord(w io.Writer, r launch.ExecRecord, timestamps bool) {
 	if timestamps {
 		fmt.Fprintf(w, "%s ", r.Time.UTC().Format("2006-01-02T15:04:05.000Z"))
 	}

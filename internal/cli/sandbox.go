@@ -1,8 +1,9 @@
 package cli
 
 import (
-	"github.com/msb-go/msb/internal/runtime"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb/internal/supervisor"
 )
 
 func init() { commands = append(commands, newSandboxCmd) }
@@ -17,7 +18,7 @@ func newSandboxCmd(Stdio) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := runtime.Main(cmd.Context()); code != 0 {
+			if code := supervisor.Main(cmd.Context()); code != 0 {
 				return &exitError{code: code}
 			}
 			return nil

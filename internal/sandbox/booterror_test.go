@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/msb-go/msb/internal/home"
-	"github.com/msb-go/msb/internal/runtime"
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -30,33 +30,33 @@ func TestBootErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		mut       func(l *runtime.Launch, h home.Home)
-		wantStage runtime.Stage
+		mut       func(l *launch.Launch, h home.Home)
+		wantStage launch.Stage
 		wantErrno *int
 	}{
 		{
 			name:      "missing rootfs image",
-			mut:       func(l *runtime.Launch, h home.Home) { l.Lower, l.Upper = filepath.Join(tmp, "gone.erofs"), fake },
-			wantStage: runtime.StageImage, wantErrno: &enoent,
+			mut:       func(l *launch.Launch, h home.Home) { l.Lower, l.Upper = filepath.Join(tmp, "gone.erofs"), fake },
+			wantStage: launch.StageImage, wantErrno: &enoent,
 		},
 		{
 			name:      "missing qemu",
-			mut:       func(l *runtime.Launch, h home.Home) { l.QEMU = filepath.Join(tmp, "no-qemu") },
-			wantStage: runtime.StageBuildVM,
+			mut:       func(l *launch.Launch, h home.Home) { l.QEMU = filepath.Join(tmp, "no-qemu") },
+			wantStage: launch.StageBuildVM,
 		},
 		{
 			name:      "missing kernel",
-			mut:       func(l *runtime.Launch, h home.Home) { l.Kernel = filepath.Join(tmp, "no-vmlinux") },
-			wantStage: runtime.StageBuildVM, wantErrno: &enoent,
+			mut:       func(l *launch.Launch, h home.Home) { l.Kernel = filepath.Join(tmp, "no-vmlinux") },
+			wantStage: launch.StageBuildVM, wantErrno: &enoent,
 		},
 		{
 			name:      "missing agentd",
-			mut:       func(l *runtime.Launch, h home.Home) { l.Agentd = filepath.Join(tmp, "no-agentd") },
-			wantStage: runtime.StageBuildVM, wantErrno: &enoent,
+			mut:       func(l *launch.Launch, h home.Home) { l.Agentd = filepath.Join(tmp, "no-agentd") },
+			wantStage: launch.StageBuildVM, wantErrno: &enoent,
 		},
 		{
 			name: "unwritable database",
-			mut: func(l *runtime.Launch, h home.Home) {
+			mut: func(l *launch.Launch, h home.Home) {
 				// A directory where the database file should be.
 				if err := os.Remove(h.DBPath()); err != nil {
 					t.Fatal(err)
@@ -68,7 +68,7 @@ func TestBootErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			wantStage: runtime.StageConfig,
+			wantStage: launch.StageConfig,
 		},
 	}
 	for _, tc := range tests {
@@ -91,7 +91,7 @@ func TestBootErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Store.Close()
-			l := &runtime.Launch{Name: "sb", SandboxID: sb.ID, Home: h.Root, Kernel: fake, Agentd: fake,
+			l := &launch.Launch{Name: "sb", SandboxID: sb.ID, Home: h.Root, Kernel: fake, Agentd: fake,
 				VCPUs: 1, MemoryMiB: 128}
 			tc.mut(l, h)
 			_, err = m.spawn(ctx, l)
@@ -108,7 +108,7 @@ func TestBootErrors(t *testing.T) {
 			if tc.wantErrno != nil && (be.Errno == nil || *be.Errno != *tc.wantErrno) {
 				t.Errorf("errno = %v; want %d (message %q)", be.Errno, *tc.wantErrno, be.Message)
 			}
-			onDisk, err := runtime.ReadBootError(h.BootErrorPath("sb"))
+			onDisk, err := launch.ReadBootError(h.BootErrorPath("sb"))
 			if err != nil || onDisk == nil {
 				t.Fatalf("boot-error.json = %v, %v; want the file", onDisk, err)
 			}

@@ -5,15 +5,15 @@ import (
 	"os"
 	"testing"
 
-	"github.com/msb-go/msb/internal/runtime"
+	"github.com/msb-go/msb/internal/supervisor"
 )
 
 // TestMain lets the test binary play the sandbox process: Manager.spawn runs
 // `<exe> sandbox`, and with MSB_TEST_AS_SANDBOX=1 in its environment the
-// test binary becomes runtime.Main instead of running tests.
+// test binary becomes supervisor.Main instead of running tests.
 func TestMain(m *testing.M) {
 	if os.Getenv("MSB_TEST_AS_SANDBOX") == "1" {
-		os.Exit(runtime.Main(context.Background()))
+		os.Exit(supervisor.Main(context.Background()))
 	}
 	os.Exit(m.Run())
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/image"
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/rootfs"
-	"github.com/msb-go/msb/internal/runtime"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -40,7 +40,7 @@ var (
 // before its agent relay was ready.
 type BootError struct {
 	Name string
-	runtime.BootError
+	launch.BootError
 }
 
 func (e *BootError) Error() string {
@@ -251,7 +251,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		_ = m.Store.SetSandboxStatus(context.WithoutCancel(ctx), sb.ID, store.StatusStopped)
 		return nil, err
 	}
-	l := &runtime.Launch{
+	l := &launch.Launch{
 		Name: name, SandboxID: sb.ID, Home: m.Home.Root,
 		VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB,
 		IdleTimeout: cfg.IdleTimeout, MaxDuration: cfg.MaxDuration,
@@ -288,7 +288,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	if err := m.Store.SetSandboxStatus(ctx, sb.ID, store.StatusRunning); err != nil {
 		return fail(err)
 	}
-	_ = runtime.DeleteBootError(m.Home.BootErrorPath(name))
+	_ = launch.DeleteBootError(m.Home.BootErrorPath(name))
 	p, err := m.spawn(ctx, l)
 	if err != nil {
 		return fail(err)
@@ -465,7 +465,7 @@ func (m *Manager) exe() (string, error) {
 
 // spawn starts `msb sandbox` with the launch document on an inherited pipe,
 // reads its startup line and waits until its relay accepts connections.
-func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error) {
+func (m *Manager) spawn(ctx context.Context, l *launch.Launch) (*Process, error) {
 	exe, err := m.exe()
 	if err != nil {
 		return nil, err
@@ -506,7 +506,7 @@ func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error
 		}
 		return nil, fmt.Errorf("spawn sandbox process: %w", err)
 	}
-	werr := runtime.WriteLaunch(launchW, l)
+	werr := launch.WriteLaunch(launchW, l)
 	launchW.Close()
 	exited := make(chan struct{})
 	var waitErr error
@@ -524,7 +524,7 @@ func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error
 
 	// Startup line.
 	type lineResult struct {
-		s   runtime.Startup
+		s   launch.Startup
 		err error
 	}
 	lineCh := make(chan lineResult, 1)
@@ -566,8 +566,8 @@ func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error
 			if be := m.bootError(l.Name); be != nil {
 				return nil, be
 			}
-			return nil, &BootError{Name: l.Name, BootError: runtime.BootError{
-				Time: time.Now(), Stage: runtime.StageOther,
+			return nil, &BootError{Name: l.Name, BootError: launch.BootError{
+				Time: time.Now(), Stage: launch.StageOther,
 				Message: fmt.Sprintf("sandbox process exited (%v) before agent relay became available", waitErr),
 			}}
 		case <-ctx.Done():
@@ -579,7 +579,7 @@ func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error
 			// The sandbox process binds the socket only once the agent is
 			// ready, so a successful connect means the relay is ready.
 			c.Close()
-			_ = runtime.DeleteBootError(m.Home.BootErrorPath(l.Name))
+			_ = launch.DeleteBootError(m.Home.BootErrorPath(l.Name))
 			return p, nil
 		}
 		if time.Now().After(deadline) {
@@ -595,7 +595,7 @@ func (m *Manager) spawn(ctx context.Context, l *runtime.Launch) (*Process, error
 
 // bootError reads logs/boot-error.json as a *BootError, or nil.
 func (m *Manager) bootError(name string) error {
-	be, err := runtime.ReadBootError(m.Home.BootErrorPath(name))
+	be, err := launch.ReadBootError(m.Home.BootErrorPath(name))
 	if err != nil || be == nil {
 		return nil
 	}

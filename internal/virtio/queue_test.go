@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
-	"github.com/msb-go/msb/internal/guestmem"
 )
 
 const allFeatures = virtio.CommonFeatures

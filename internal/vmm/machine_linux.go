@@ -16,10 +16,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/vmm/boot"
 	"github.com/msb-go/msb/internal/vmm/bus"
-	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/i8042"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"github.com/msb-go/msb/internal/vmm/uart"

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/mmio"
-	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/mmio"
-	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // fakeDevice records what the transport does to it and answers every

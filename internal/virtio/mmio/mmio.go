@@ -16,8 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 // WindowSize is the size of each device's MMIO window: registers up to

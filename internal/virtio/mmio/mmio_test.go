@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
-	"github.com/msb-go/msb/internal/guestmem"
 )
 
 // fakeDev is a two-queue device that completes every chain as soon as it is

@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 // Backend is the disk image. *os.File satisfies it.

@@ -28,8 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 // Backend carries frames to and from the host network. It is declared here,

@@ -7,8 +7,8 @@ import (
 	"crypto/rand"
 	"io"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 // MaxBytesPerRequest bounds how much entropy one request gets, so a guest

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 // ErrNoSpace reports that the Memory allocator or a queue's descriptor

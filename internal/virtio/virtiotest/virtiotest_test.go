@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/virtio"
 )
 
 func TestAlloc(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
-	"github.com/msb-go/msb/internal/vmm/boot"
 	"github.com/msb-go/msb/internal/guestmem"
+	"github.com/msb-go/msb/internal/vmm/boot"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
 )

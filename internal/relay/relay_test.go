@@ -1,4 +1,4 @@
-package runtime
+package relay
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/msb-go/msb/internal/agentproto"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 const testWait = 5 * time.Second
@@ -825,7 +826,7 @@ func TestRelayActivity(t *testing.T) {
 
 func TestRelayExecLogTap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "exec.log")
-	el, err := OpenExecLog(path, 0)
+	el, err := launch.OpenExecLog(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -842,12 +843,12 @@ func TestRelayExecLogTap(t *testing.T) {
 	a.send(a.offset+3, agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsStat, Path: "/"}})
 	a.recv()
 
-	got, err := ReadExecLog([]string{path}, ExecLogFilter{Sources: AllSources})
+	got, err := launch.ReadExecLog([]string{path}, launch.ExecLogFilter{Sources: launch.AllSources})
 	if err != nil {
 		t.Fatal(err)
 	}
 	type rec struct {
-		Source Source
+		Source launch.Source
 		ID     uint64
 		Data   string
 	}
@@ -856,12 +857,12 @@ func TestRelayExecLogTap(t *testing.T) {
 		gotRecs = append(gotRecs, rec{r.Source, r.ID, r.Data})
 	}
 	want := []rec{
-		{SourceSystem, 0, MarkerStarted},
-		{SourceStdout, 1, "out:one"},
-		{SourceStderr, 1, "err:one"},
-		{SourceOutput, 2, "out:two"},
-		{SourceStdout, 3, "h"},
-		{SourceStdout, 3, "éllo"},
+		{launch.SourceSystem, 0, launch.MarkerStarted},
+		{launch.SourceStdout, 1, "out:one"},
+		{launch.SourceStderr, 1, "err:one"},
+		{launch.SourceOutput, 2, "out:two"},
+		{launch.SourceStdout, 3, "h"},
+		{launch.SourceStdout, 3, "éllo"},
 	}
 	if diff := cmp.Diff(want, gotRecs); diff != "" {
 		t.Errorf("exec.log mismatch (-want +got):\n%s", diff)
@@ -1024,7 +1025,7 @@ func BenchmarkRelayExecOutput(b *testing.B) {
 		b.Run(fmt.Sprintf("tap=%v", tap), func(b *testing.B) {
 			var opts RelayOptions
 			if tap {
-				el, err := OpenExecLog(filepath.Join(b.TempDir(), "exec.log"), 0)
+				el, err := launch.OpenExecLog(filepath.Join(b.TempDir(), "exec.log"), 0)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package runtime
+package supervisor
 
 import (
 	"github.com/msb-go/msb/internal/vmm"

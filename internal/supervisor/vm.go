@@ -1,4 +1,4 @@
-package runtime
+package supervisor
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm"
 	"github.com/msb-go/msb/internal/vmm/kvm"
@@ -62,7 +63,7 @@ func ChooseBackend(requested string) (string, string) {
 //
 // harden, when not nil, confines this process once the native VM is built
 // (everything it needs is open) and before it runs guest code.
-func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch, log *slog.Logger, harden func() error) (runningVM, error) {
+func startVM(ctx context.Context, backend string, spec *machine.Spec, l *launch.Launch, log *slog.Logger, harden func() error) (runningVM, error) {
 	switch backend {
 	case BackendQEMU:
 		accel := qemu.Accel(l.Accel)
@@ -76,14 +77,14 @@ func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch,
 		return qemuVM{p}, nil
 	case BackendKVM:
 		if ok, reason := kvm.HardwareVirtualization(); !ok {
-			return nil, fmt.Errorf("%s the native VMM needs hardware virtualization: %s", PrefixBuildVM, reason)
+			return nil, fmt.Errorf("%s the native VMM needs hardware virtualization: %s", launch.PrefixBuildVM, reason)
 		}
 		// The native VMM adds only its console, reboot and device words.
 		native := *spec
 		native.Cmdline = append(machine.GuestCmdline(machine.HostTSCKHz()), spec.Cmdline...)
 		m, err := vmm.NewFromSpec(&native, log)
 		if err != nil {
-			return nil, fmt.Errorf("%s %w", PrefixBuildVM, err)
+			return nil, fmt.Errorf("%s %w", launch.PrefixBuildVM, err)
 		}
 		if harden != nil {
 			if err := harden(); err != nil {
@@ -93,7 +94,7 @@ func startVM(ctx context.Context, backend string, spec *machine.Spec, l *Launch,
 		}
 		return startKVM(ctx, m, log), nil
 	}
-	return nil, fmt.Errorf("%s unknown VMM backend %q", PrefixInvalidConfig, backend)
+	return nil, fmt.Errorf("%s unknown VMM backend %q", launch.PrefixInvalidConfig, backend)
 }
 
 type qemuVM struct{ p *qemu.Process }

@@ -1,4 +1,4 @@
-package runtime
+package relay
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/msb-go/msb/internal/agentproto"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 // Relay defaults (reference §1.4 where it has a number).
@@ -36,7 +37,7 @@ const killSignal = 9
 type RelayOptions struct {
 	// ExecLog receives the output of every exec session and the started
 	// marker; nil disables the tap.
-	ExecLog *ExecLog
+	ExecLog *launch.ExecLog
 	// OnShutdown is called (from a client's goroutine) after a client's
 	// core.shutdown has been queued for the guest; nil ignores it.
 	OnShutdown func()
@@ -241,8 +242,8 @@ func (r *Relay) ActiveSessions() int {
 }
 
 // Activity reports the relay's view of activity, for a Watcher.
-func (r *Relay) Activity() (Heartbeat, bool) {
-	return Heartbeat{Timestamp: time.Now(), ActiveSessions: r.ActiveSessions(), LastActivity: r.LastActivity()}, true
+func (r *Relay) Activity() (launch.Heartbeat, bool) {
+	return launch.Heartbeat{Timestamp: time.Now(), ActiveSessions: r.ActiveSessions(), LastActivity: r.LastActivity()}, true
 }
 
 // Serve accepts clients on ln until ctx is done, the relay is closed, the
@@ -524,12 +525,12 @@ func (r *Relay) logExec(s *relaySession, stream int, data []byte, flush bool) {
 	if len(data) == 0 {
 		return
 	}
-	src := SourceStdout
+	src := launch.SourceStdout
 	switch {
 	case s.tty:
-		src = SourceOutput
+		src = launch.SourceOutput
 	case stream == 1:
-		src = SourceStderr
+		src = launch.SourceStderr
 	}
 	if err := r.opts.ExecLog.Write(src, s.logID, data); err != nil {
 		r.log.Debug("exec log", "err", err)

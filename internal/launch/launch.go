@@ -1,4 +1,4 @@
-package runtime
+package launch
 
 import (
 	"encoding/json"
@@ -107,5 +107,5 @@ type Startup struct {
 	PID int `json:"pid"`
 }
 
-// openLaunchFD returns the inherited launch pipe.
-func openLaunchFD() *os.File { return os.NewFile(LaunchFD, "launch") }
+// OpenFD returns the inherited launch pipe.
+func OpenFD() *os.File { return os.NewFile(LaunchFD, "launch") }

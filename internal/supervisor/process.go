@@ -1,4 +1,4 @@
-package runtime
+package supervisor
 
 import (
 	"bytes"
@@ -20,7 +20,9 @@ import (
 	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -38,21 +40,21 @@ const (
 // cannot recover from before the relay is ready is written to
 // logs/boot-error.json for the parent to show.
 func Main(ctx context.Context) int {
-	launch, err := ReadLaunch(openLaunchFD())
+	l, err := launch.ReadLaunch(launch.OpenFD())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: %v\n", err)
 		return 1
 	}
-	h, err := home.At(launch.Home)
+	h, err := home.At(l.Home)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: home: %v\n", err)
 		return 1
 	}
 	// The startup line goes out before anything that can block, so the
 	// parent learns the pid even if boot then fails.
-	line, _ := json.Marshal(Startup{PID: os.Getpid()})
+	line, _ := json.Marshal(launch.Startup{PID: os.Getpid()})
 	os.Stdout.Write(append(line, '\n'))
-	logs, err := redirectStdio(h.RuntimeLogPath(launch.Name))
+	logs, err := redirectStdio(h.RuntimeLogPath(l.Name))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: logs: %v\n", err)
 		return 1
@@ -60,14 +62,14 @@ func Main(ctx context.Context) int {
 	defer logs.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	p := &process{launch: launch, home: h, log: logger}
+	p := &process{launch: l, home: h, log: logger}
 	// The sandbox process handles SIGTERM and SIGINT itself (a graceful guest
 	// shutdown); the caller's signal-cancelled context must not kill the VM.
 	code, err := p.run(context.WithoutCancel(ctx))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: %v\n", err)
 		if !p.relayReady {
-			if werr := WriteBootError(h.BootErrorPath(launch.Name), NewBootError(err)); werr != nil {
+			if werr := launch.WriteBootError(h.BootErrorPath(l.Name), launch.NewBootError(err)); werr != nil {
 				logger.Error("write boot error", "err", werr)
 			}
 		}
@@ -83,7 +85,7 @@ func redirectStdio(path string) (io.Closer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	rf, err := Open(path, DefaultMaxLogBytes)
+	rf, err := launch.Open(path, launch.DefaultMaxLogBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +126,7 @@ type closerFunc func() error
 func (f closerFunc) Close() error { return f() }
 
 type process struct {
-	launch     *Launch
+	launch     *launch.Launch
 	home       home.Home
 	log        *slog.Logger
 	relayReady bool
@@ -155,12 +157,12 @@ func (p *process) run(parent context.Context) (int, error) {
 
 	st, err := store.Open(ctx, p.home.DBPath())
 	if err != nil {
-		return 0, fmt.Errorf("%s %w", PrefixDatabaseConnect, err)
+		return 0, fmt.Errorf("%s %w", launch.PrefixDatabaseConnect, err)
 	}
 	defer st.Close()
 	run, err := st.InsertRun(ctx, l.SandboxID, os.Getpid())
 	if err != nil {
-		return 0, fmt.Errorf("%s %w", PrefixInsertRun, err)
+		return 0, fmt.Errorf("%s %w", launch.PrefixInsertRun, err)
 	}
 	finish := func(reason store.TerminationReason, code *int) {
 		// The exit observer must record the end even when ctx is gone.
@@ -171,7 +173,7 @@ func (p *process) run(parent context.Context) (int, error) {
 		}
 	}
 
-	execLog, err := OpenExecLog(p.home.ExecLogPath(l.Name), DefaultMaxLogBytes)
+	execLog, err := launch.OpenExecLog(p.home.ExecLogPath(l.Name), launch.DefaultMaxLogBytes)
 	if err != nil {
 		p.log.Warn("exec log unavailable", "err", err)
 	}
@@ -187,11 +189,11 @@ func (p *process) run(parent context.Context) (int, error) {
 	if l.Lower != "" {
 		if _, err := os.Stat(l.Lower); err != nil {
 			finish(store.ReasonInternalError, nil)
-			return 0, fmt.Errorf("%s lower image: %w", PrefixRootfs, err)
+			return 0, fmt.Errorf("%s lower image: %w", launch.PrefixRootfs, err)
 		}
 		if _, err := os.Stat(l.Upper); err != nil {
 			finish(store.ReasonInternalError, nil)
-			return 0, fmt.Errorf("%s upper image: %w", PrefixRootfs, err)
+			return 0, fmt.Errorf("%s upper image: %w", launch.PrefixRootfs, err)
 		}
 		spec.Disks = []machine.Disk{
 			{Path: l.Lower, ReadOnly: true, Serial: "msb-lower"},
@@ -203,27 +205,27 @@ func (p *process) run(parent context.Context) (int, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		finish(store.ReasonInternalError, nil)
-		return 0, fmt.Errorf("%s agent socketpair: %w", PrefixBuildVM, err)
+		return 0, fmt.Errorf("%s agent socketpair: %w", launch.PrefixBuildVM, err)
 	}
 	hostEnd := os.NewFile(uintptr(fds[0]), "agent-host")
 	guestEnd := os.NewFile(uintptr(fds[1]), "agent-guest")
 	defer hostEnd.Close()
 	spec.Agent = guestEnd
 
-	console, err := Open(p.home.KernelLogPath(l.Name), DefaultMaxLogBytes)
+	console, err := launch.Open(p.home.KernelLogPath(l.Name), launch.DefaultMaxLogBytes)
 	if err != nil {
 		finish(store.ReasonInternalError, nil)
-		return 0, fmt.Errorf("%s kernel log: %w", PrefixBuildVM, err)
+		return 0, fmt.Errorf("%s kernel log: %w", launch.PrefixBuildVM, err)
 	}
 	defer console.Close()
 	consoleR, consoleW, err := os.Pipe()
 	if err != nil {
 		finish(store.ReasonInternalError, nil)
-		return 0, fmt.Errorf("%s console pipe: %w", PrefixBuildVM, err)
+		return 0, fmt.Errorf("%s console pipe: %w", launch.PrefixBuildVM, err)
 	}
 	spec.Console = consoleW
 
-	relay := NewRelay(hostEnd, RelayOptions{
+	relay := relay.NewRelay(hostEnd, relay.RelayOptions{
 		ExecLog:    execLog,
 		Logger:     p.log,
 		OnShutdown: func() { p.setReason(store.ReasonCompleted) },
@@ -244,7 +246,7 @@ func (p *process) run(parent context.Context) (int, error) {
 		rw := []string{p.home.SandboxDir(l.Name), filepath.Dir(p.home.DBPath())}
 		ll, err := hardenProcess(rw, []string{"/proc"})
 		if err != nil {
-			return fmt.Errorf("%s harden: %w", PrefixBuildVM, err)
+			return fmt.Errorf("%s harden: %w", launch.PrefixBuildVM, err)
 		}
 		if ll != nil {
 			p.log.Warn("seccomp applied; landlock not applied", "err", ll)
@@ -285,7 +287,7 @@ func (p *process) run(parent context.Context) (int, error) {
 		_ = vm.Kill()
 		vm.Wait()
 		finish(store.ReasonInternalError, nil)
-		return 0, fmt.Errorf("%s relay socket: %w", PrefixNetwork, err)
+		return 0, fmt.Errorf("%s relay socket: %w", launch.PrefixNetwork, err)
 	}
 	defer os.Remove(sock)
 	p.relayReady = true
@@ -386,7 +388,7 @@ func (p *process) stopGuest(sock string, vm runningVM) vmExit {
 }
 
 // waitReadyOrExit waits for core.ready, failing early when QEMU exits.
-func waitReadyOrExit(ctx context.Context, relay *Relay, vm runningVM) (readyInfo, error) {
+func waitReadyOrExit(ctx context.Context, relay *relay.Relay, vm runningVM) (readyInfo, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -417,7 +419,7 @@ type readyInfo struct{ ReadyTimeNs uint64 }
 // watchParent requests a stop when the watchdog pipe reaches EOF: the parent
 // that holds its write end has exited.
 func watchParent(ctx context.Context, stopReq chan<- store.TerminationReason) {
-	f := os.NewFile(WatchdogFD, "watchdog")
+	f := os.NewFile(launch.WatchdogFD, "watchdog")
 	if f == nil {
 		return
 	}
@@ -433,7 +435,7 @@ func watchParent(ctx context.Context, stopReq chan<- store.TerminationReason) {
 	}
 }
 
-func (p *process) watchIdle(ctx context.Context, relay *Relay, stopReq chan<- store.TerminationReason) {
+func (p *process) watchIdle(ctx context.Context, relay *relay.Relay, stopReq chan<- store.TerminationReason) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -473,11 +475,11 @@ func (p *process) sampleMetrics(ctx context.Context, st *store.Store, vmPID int)
 func (p *process) writeInitramfs() (string, error) {
 	agentd, err := os.ReadFile(p.launch.Agentd)
 	if err != nil {
-		return "", fmt.Errorf("%s agentd: %w", PrefixBuildVM, err)
+		return "", fmt.Errorf("%s agentd: %w", launch.PrefixBuildVM, err)
 	}
 	var buf bytes.Buffer
 	if err := guestkernel.WriteInitramfs(&buf, agentd); err != nil {
-		return "", fmt.Errorf("%s initramfs: %w", PrefixBuildVM, err)
+		return "", fmt.Errorf("%s initramfs: %w", launch.PrefixBuildVM, err)
 	}
 	env := append([]string{}, p.launch.Env...)
 	// The guest has no RTC: hand it the host's clock.
@@ -486,16 +488,16 @@ func (p *process) writeInitramfs() (string, error) {
 		env = append(env, "MSB_BLOCK_ROOT=kind=oci-erofs,lower=/dev/vda,upper=/dev/vdb,upper_fstype=ext4")
 	}
 	if err := guestkernel.WriteBootEnv(&buf, env); err != nil {
-		return "", fmt.Errorf("%s boot env: %w", PrefixInvalidConfig, err)
+		return "", fmt.Errorf("%s boot env: %w", launch.PrefixInvalidConfig, err)
 	}
 	if len(p.launch.Scripts) > 0 {
 		if err := guestkernel.WriteScripts(&buf, p.launch.Scripts); err != nil {
-			return "", fmt.Errorf("%s scripts: %w", PrefixInvalidConfig, err)
+			return "", fmt.Errorf("%s scripts: %w", launch.PrefixInvalidConfig, err)
 		}
 	}
 	path := filepath.Join(p.home.RuntimeDir(p.launch.Name), "initramfs.cpio")
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		return "", fmt.Errorf("%s initramfs: %w", PrefixBuildVM, err)
+		return "", fmt.Errorf("%s initramfs: %w", launch.PrefixBuildVM, err)
 	}
 	return path, nil
 }

@@ -1,8 +1,11 @@
-package runtime
+package supervisor
 
 import (
 	"context"
 	"time"
+
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/relay"
 )
 
 // Reason is why the sandbox process decided to stop on its own; the values
@@ -19,18 +22,18 @@ const (
 // unknown (for a heartbeat file: missing or unparseable), which never counts
 // as idle. *Relay implements it with host-side timestamps.
 type ActivitySource interface {
-	Activity() (hb Heartbeat, ok bool)
+	Activity() (hb launch.Heartbeat, ok bool)
 }
 
-var _ ActivitySource = (*Relay)(nil)
+var _ ActivitySource = (*relay.Relay)(nil)
 
 // HeartbeatFile is an ActivitySource reading the guest-written heartbeat.json
 // at this path (the reference's source of idleness).
 type HeartbeatFile string
 
 // Activity reads the heartbeat file.
-func (p HeartbeatFile) Activity() (Heartbeat, bool) {
-	hb, err := ReadHeartbeat(string(p))
+func (p HeartbeatFile) Activity() (launch.Heartbeat, bool) {
+	hb, err := launch.ReadHeartbeat(string(p))
 	return hb, err == nil
 }
 
@@ -112,11 +115,11 @@ func (w *Watcher) check(now, start time.Time) (Reason, bool) {
 		return MaxDurationExceeded, true
 	}
 	if w.IdleTimeout > 0 && w.Activity != nil {
-		var hb *Heartbeat
+		var hb *launch.Heartbeat
 		if h, ok := w.Activity.Activity(); ok {
 			hb = &h
 		}
-		if Idle(now, hb, w.IdleTimeout) {
+		if launch.Idle(now, hb, w.IdleTimeout) {
 			return IdleTimeout, true
 		}
 	}

@@ -1,4 +1,4 @@
-package runtime_test
+package supervisor_test
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/msb-go/msb/internal/runtime"
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/relay"
+	"github.com/msb-go/msb/internal/supervisor"
 )
 
 // Example wires the building blocks the way the sandbox process does: the
@@ -17,18 +19,18 @@ import (
 func Example() {
 	var agent *os.File      // host end of the agent socketpair
 	var ln net.Listener     // runtime/agent.sock
-	var logger *slog.Logger // runtime.log
+	var logger *slog.Logger // supervisor.log
 	if agent == nil {
 		return // this example only shows the wiring
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	execLog, err := runtime.OpenExecLog("logs/exec.log", runtime.DefaultMaxLogBytes)
+	execLog, err := launch.OpenExecLog("logs/exec.log", launch.DefaultMaxLogBytes)
 	if err != nil {
 		logger.Warn("exec log unavailable", "err", err)
 	}
-	relay := runtime.NewRelay(agent, runtime.RelayOptions{
+	relay := relay.NewRelay(agent, relay.RelayOptions{
 		ExecLog:    execLog,
 		Logger:     logger,
 		OnShutdown: cancel,
@@ -39,17 +41,17 @@ func Example() {
 	_, err = relay.WaitReady(readyCtx)
 	readyCancel()
 	if err != nil {
-		_ = runtime.WriteBootError("logs/boot-error.json", runtime.NewBootError(err))
+		_ = launch.WriteBootError("logs/boot-error.json", launch.NewBootError(err))
 		return
 	}
 	go relay.Serve(ctx, ln)
 
-	reasons := make(chan runtime.Reason, 1)
-	w := &runtime.Watcher{IdleTimeout: 5 * time.Minute, Activity: relay, MaxDuration: time.Hour}
+	reasons := make(chan supervisor.Reason, 1)
+	w := &supervisor.Watcher{IdleTimeout: 5 * time.Minute, Activity: relay, MaxDuration: time.Hour}
 	go w.Run(ctx, reasons)
 
-	s := &runtime.Sampler{PIDs: func() []int { return []int{os.Getpid()} }}
-	go s.Run(ctx, func(m runtime.Sample) { logger.Debug("metrics", "cpu", m.CPUPercent, "rss", m.RSSBytes) })
+	s := &supervisor.Sampler{PIDs: func() []int { return []int{os.Getpid()} }}
+	go s.Run(ctx, func(m supervisor.Sample) { logger.Debug("metrics", "cpu", m.CPUPercent, "rss", m.RSSBytes) })
 
 	select {
 	case reason := <-reasons:

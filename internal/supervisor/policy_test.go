@@ -1,4 +1,4 @@
-package runtime
+package supervisor
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/msb-go/msb/internal/launch"
 )
 
 // fakeClock is a Clock whose time moves only when the test ticks it.
@@ -67,17 +69,17 @@ func (c *fakeClock) advance(t *testing.T, d time.Duration, finished <-chan struc
 
 type fakeActivity struct {
 	mu sync.Mutex
-	hb Heartbeat
+	hb launch.Heartbeat
 	ok bool
 }
 
-func (a *fakeActivity) set(hb Heartbeat, ok bool) {
+func (a *fakeActivity) set(hb launch.Heartbeat, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.hb, a.ok = hb, ok
 }
 
-func (a *fakeActivity) Activity() (Heartbeat, bool) {
+func (a *fakeActivity) Activity() (launch.Heartbeat, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.hb, a.ok
@@ -87,7 +89,7 @@ func TestWatcher(t *testing.T) {
 	t0 := time.Date(2026, 5, 3, 10, 0, 0, 0, time.UTC)
 	type step struct {
 		advance time.Duration
-		hb      *Heartbeat // nil: activity unknown
+		hb      *launch.Heartbeat // nil: activity unknown
 	}
 	tests := []struct {
 		name   string
@@ -99,21 +101,21 @@ func TestWatcher(t *testing.T) {
 		{
 			name:   "idle after timeout",
 			w:      Watcher{IdleTimeout: 3 * time.Second},
-			steps:  []step{{time.Second, &Heartbeat{LastActivity: t0}}, {time.Second, &Heartbeat{LastActivity: t0}}, {time.Second, &Heartbeat{LastActivity: t0}}},
+			steps:  []step{{time.Second, &launch.Heartbeat{LastActivity: t0}}, {time.Second, &launch.Heartbeat{LastActivity: t0}}, {time.Second, &launch.Heartbeat{LastActivity: t0}}},
 			want:   IdleTimeout,
 			wantAt: 2,
 		},
 		{
 			name:   "activity resets idle",
 			w:      Watcher{IdleTimeout: 3 * time.Second},
-			steps:  []step{{2 * time.Second, &Heartbeat{LastActivity: t0}}, {2 * time.Second, &Heartbeat{LastActivity: t0.Add(3 * time.Second)}}, {2 * time.Second, &Heartbeat{LastActivity: t0.Add(3 * time.Second)}}},
+			steps:  []step{{2 * time.Second, &launch.Heartbeat{LastActivity: t0}}, {2 * time.Second, &launch.Heartbeat{LastActivity: t0.Add(3 * time.Second)}}, {2 * time.Second, &launch.Heartbeat{LastActivity: t0.Add(3 * time.Second)}}},
 			want:   IdleTimeout,
 			wantAt: 2,
 		},
 		{
 			name:   "active sessions are not idle",
 			w:      Watcher{IdleTimeout: time.Second},
-			steps:  []step{{5 * time.Second, &Heartbeat{LastActivity: t0, ActiveSessions: 1}}, {5 * time.Second, &Heartbeat{LastActivity: t0, ActiveSessions: 2}}},
+			steps:  []step{{5 * time.Second, &launch.Heartbeat{LastActivity: t0, ActiveSessions: 1}}, {5 * time.Second, &launch.Heartbeat{LastActivity: t0, ActiveSessions: 2}}},
 			wantAt: -1,
 		},
 		{
@@ -139,21 +141,21 @@ func TestWatcher(t *testing.T) {
 		{
 			name:   "max duration wins a tie",
 			w:      Watcher{IdleTimeout: time.Second, MaxDuration: time.Second},
-			steps:  []step{{time.Second, &Heartbeat{LastActivity: t0}}},
+			steps:  []step{{time.Second, &launch.Heartbeat{LastActivity: t0}}},
 			want:   MaxDurationExceeded,
 			wantAt: 0,
 		},
 		{
 			name:   "idle before max duration",
 			w:      Watcher{IdleTimeout: time.Second, MaxDuration: time.Minute},
-			steps:  []step{{time.Second, &Heartbeat{LastActivity: t0}}},
+			steps:  []step{{time.Second, &launch.Heartbeat{LastActivity: t0}}},
 			want:   IdleTimeout,
 			wantAt: 0,
 		},
 		{
 			name:   "all disabled",
 			w:      Watcher{},
-			steps:  []step{{time.Hour, &Heartbeat{LastActivity: t0}}, {time.Hour, &Heartbeat{LastActivity: t0}}},
+			steps:  []step{{time.Hour, &launch.Heartbeat{LastActivity: t0}}, {time.Hour, &launch.Heartbeat{LastActivity: t0}}},
 			wantAt: -1,
 		},
 	}
@@ -180,7 +182,7 @@ func TestWatcher(t *testing.T) {
 				if st.hb != nil {
 					act.set(*st.hb, true)
 				} else {
-					act.set(Heartbeat{}, false)
+					act.set(launch.Heartbeat{}, false)
 				}
 				if !clock.advance(t, st.advance, finished) {
 					fired = i - 1
@@ -255,3 +257,6 @@ func TestHeartbeatFileActivity(t *testing.T) {
 		})
 	}
 }
+
+// testWait bounds how long a test waits for something that should happen.
+const testWait = 5 * time.Second
