@@ -187,12 +187,12 @@ func start(t testing.TB, env Env, b Boot, attempt int) (*Guest, bool) {
 	spec := &machine.Spec{
 		Kernel: env.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline,
 		VCPUs: b.VCPUs, MemoryMiB: b.MemoryMiB, Disks: b.Disks,
-		Agent: b.Agent, Console: f,
+		Agent: b.Agent, Console: f, TSCKHz: machine.HostTSCKHz(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
 	t.Cleanup(cancel)
 	started := time.Now()
-	p, err := qemu.Start(ctx, spec, qemu.Config{Binary: env.QEMU, Accel: Accel(), TSCKHz: machine.HostTSCKHz()})
+	p, err := qemu.Start(ctx, spec, qemu.Config{Binary: env.QEMU, Accel: Accel()})
 	if err != nil {
 		t.Fatalf("start qemu: %v", err)
 	}

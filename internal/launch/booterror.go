@@ -153,11 +153,18 @@ func ErrnoOf(err error) *int {
 }
 
 // NewBootError describes err as a boot error stamped with the current time.
+// The stage comes from the outermost StageError's prefix when there is one,
+// else from classifying the message.
 func NewBootError(err error) BootError {
 	msg := err.Error()
+	stage := Classify(msg)
+	var se *StageError
+	if errors.As(err, &se) {
+		stage = Classify(se.Error())
+	}
 	return BootError{
 		Time:    time.Now().UTC(),
-		Stage:   Classify(msg),
+		Stage:   stage,
 		Errno:   ErrnoOf(err),
 		Message: msg,
 	}
@@ -305,3 +312,23 @@ func buildVMHint(errno int, msg string) string {
 	}
 	return ""
 }
+
+// StageError is an error of one start-up step, carrying the reference's
+// message prefix (one of the Prefix constants) as data: the boot error takes
+// its stage from the prefix instead of classifying free text.
+type StageError struct {
+	Prefix string
+	Err    error
+}
+
+// Fail wraps err as a failure of the step prefix names.
+func Fail(prefix string, err error) error { return &StageError{Prefix: prefix, Err: err} }
+
+func (e *StageError) Error() string {
+	if strings.HasSuffix(e.Prefix, " ") {
+		return e.Prefix + e.Err.Error()
+	}
+	return e.Prefix + " " + e.Err.Error()
+}
+
+func (e *StageError) Unwrap() error { return e.Err }

@@ -102,9 +102,15 @@ func WriteLaunch(w io.Writer, l *Launch) error {
 	return nil
 }
 
-// Startup is the first line the sandbox process prints on its stdout.
+// Startup is a line the sandbox process prints on its stdout (the startup
+// pipe): first {"pid":N} before anything that can block, then {"ready":true}
+// once the agent is ready and agent.sock is bound, after which it closes the
+// pipe. A pipe that ends without the ready line means boot failed and
+// logs/boot-error.json says why. **better** than 0.4.4, whose parent polls
+// the socket: the parent blocks on one read instead of a connect loop.
 type Startup struct {
-	PID int `json:"pid"`
+	PID   int  `json:"pid,omitempty"`
+	Ready bool `json:"ready,omitempty"`
 }
 
 // OpenFD returns the inherited launch pipe.

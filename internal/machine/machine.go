@@ -40,6 +40,10 @@ type Spec struct {
 	Net *Net
 	// Shares are virtio-fs shared directories.
 	Shares []Share
+	// TSCKHz, when non-zero, is the host TSC rate handed to the guest
+	// (tsc_early_khz) so it skips calibrating its TSC, which stalls or
+	// fails under emulation and nested virtualization. See HostTSCKHz.
+	TSCKHz int
 }
 
 // Disk is one virtio-blk device.
@@ -62,6 +66,16 @@ type Share struct {
 	Tag      string
 	Path     string
 	ReadOnly bool
+}
+
+// KernelCmdline is the whole kernel command line of s on a backend: the
+// backend's own words (its console, reboot method and device declarations),
+// then the words every msb guest gets (GuestCmdline), then s.Cmdline. It is
+// the one place the line is assembled; both backends call it.
+func (s *Spec) KernelCmdline(backendWords ...string) string {
+	words := append([]string{}, backendWords...)
+	words = append(words, GuestCmdline(s.TSCKHz)...)
+	return strings.Join(append(words, s.Cmdline...), " ")
 }
 
 // GuestCmdline returns the kernel parameters every msb guest gets on either

@@ -2,15 +2,15 @@ package sandbox
 
 import (
 	"encoding/json"
-
 	"errors"
 	"fmt"
-	"github.com/msb-go/msb/internal/guestkernel"
-	"github.com/msb-go/msb/internal/vmm/kvm"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/machine"
 )
 
 // Config is what a sandbox is created with; it is stored as JSON in the
@@ -96,7 +96,7 @@ func (c *Config) normalize() error {
 	switch c.VMM {
 	case "", "auto", "qemu":
 	case "kvm":
-		if ok, reason := kvm.HardwareVirtualization(); !ok {
+		if ok, reason := machine.HardwareVirtualization(); !ok {
 			return fmt.Errorf("vmm kvm: the native VMM needs hardware virtualization, and here %s: use --vmm qemu", reason)
 		}
 	default:

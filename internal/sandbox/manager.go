@@ -9,8 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -522,73 +522,52 @@ func (m *Manager) spawn(ctx context.Context, l *launch.Launch) (*Process, error)
 		return nil, werr
 	}
 
-	// Startup line.
-	type lineResult struct {
-		s   launch.Startup
-		err error
-	}
-	lineCh := make(chan lineResult, 1)
+	// The startup pipe: {"pid":N}, then {"ready":true} once the relay
+	// serves, then EOF. EOF before the ready line means boot failed.
+	lines := make(chan launch.Startup, 2)
 	go func() {
+		defer close(lines)
 		sc := bufio.NewScanner(stdout)
-		var r lineResult
-		if sc.Scan() {
-			r.err = json.Unmarshal(sc.Bytes(), &r.s)
-		} else {
-			r.err = fmt.Errorf("sandbox process exited before sending startup info")
-		}
-		lineCh <- r
-	}()
-	select {
-	case r := <-lineCh:
-		if r.err != nil {
-			<-exited
-			if be := m.bootError(l.Name); be != nil {
-				return nil, be
+		for sc.Scan() {
+			var st launch.Startup
+			if json.Unmarshal(sc.Bytes(), &st) == nil {
+				lines <- st
 			}
-			return nil, fmt.Errorf("sandbox process: startup: %w (%v)", r.err, waitErr)
+			if st.Ready {
+				break
+			}
 		}
-		p.PID = r.s.PID
-	case <-time.After(startupTimeout):
-		kill()
-		return nil, errors.New("sandbox startup timeout: no startup line within 30 s")
-	case <-ctx.Done():
-		kill()
-		return nil, ctx.Err()
-	}
-
-	// Relay.
-	sock := m.Home.AgentSock(l.Name)
-	deadline := time.Now().Add(relayTimeout)
-	backoff := time.Millisecond
+		// Drain whatever follows so the child never blocks on the pipe.
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	timeout := time.NewTimer(startupTimeout + relayTimeout)
+	defer timeout.Stop()
 	for {
 		select {
-		case <-exited:
-			if be := m.bootError(l.Name); be != nil {
-				return nil, be
+		case st, ok := <-lines:
+			if !ok {
+				<-exited
+				if be := m.bootError(l.Name); be != nil {
+					return nil, be
+				}
+				return nil, &BootError{Name: l.Name, BootError: launch.BootError{
+					Time: time.Now(), Stage: launch.StageOther,
+					Message: fmt.Sprintf("sandbox process exited (%v) before its agent was ready", waitErr),
+				}}
 			}
-			return nil, &BootError{Name: l.Name, BootError: launch.BootError{
-				Time: time.Now(), Stage: launch.StageOther,
-				Message: fmt.Sprintf("sandbox process exited (%v) before agent relay became available", waitErr),
-			}}
+			if st.PID != 0 {
+				p.PID = st.PID
+			}
+			if st.Ready {
+				_ = launch.DeleteBootError(m.Home.BootErrorPath(l.Name))
+				return p, nil
+			}
+		case <-timeout.C:
+			kill()
+			return nil, fmt.Errorf("sandbox %q: agent not ready after %v (see `msb logs --source system %s`)", l.Name, startupTimeout+relayTimeout, l.Name)
 		case <-ctx.Done():
 			kill()
 			return nil, ctx.Err()
-		default:
-		}
-		if c, err := net.Dial("unix", sock); err == nil {
-			// The sandbox process binds the socket only once the agent is
-			// ready, so a successful connect means the relay is ready.
-			c.Close()
-			_ = launch.DeleteBootError(m.Home.BootErrorPath(l.Name))
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			kill()
-			return nil, fmt.Errorf("sandbox %q: agent relay not available after %v (see `msb logs --source system %s`)", l.Name, relayTimeout, l.Name)
-		}
-		time.Sleep(backoff)
-		if backoff < 100*time.Millisecond {
-			backoff *= 2
 		}
 	}
 }

@@ -55,7 +55,8 @@ type Config struct {
 	Kernel string
 	// Initrd is an optional initramfs.
 	Initrd string
-	// Cmdline holds kernel parameters appended to DefaultCmdline.
+	// Cmdline holds kernel parameters appended to DefaultCmdline and the
+	// virtio-mmio device declarations.
 	Cmdline []string
 	VCPUs   int
 	// MemoryMiB is the guest RAM size.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -133,7 +134,7 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	cfg := Config{
 		Kernel:    spec.Kernel,
 		Initrd:    spec.Initrd,
-		Cmdline:   append([]string{"rdinit=/init", "quiet"}, spec.Cmdline...),
+		Cmdline:   strings.Fields(spec.KernelCmdline()),
 		VCPUs:     spec.VCPUs,
 		MemoryMiB: spec.MemoryMiB,
 		Devices:   devs,

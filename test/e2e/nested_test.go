@@ -109,7 +109,7 @@ nested-mark vmm-done
 			t.Errorf("KVM API version = %s; want 12", m[1])
 		}
 		if m[2] != "true" {
-			t.Errorf("kvm.HardwareVirtualization() = %s; want true (line: %s)", m[2], m[0])
+			t.Errorf("machine.HardwareVirtualization() = %s; want true (line: %s)", m[2], m[0])
 		}
 		if m[3] != "" {
 			t.Errorf("missing KVM capabilities: %s; want none", m[3])

@@ -24,7 +24,6 @@ import (
 	"syscall"
 
 	"github.com/msb-go/msb/internal/machine"
-	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 
 // Accel is a QEMU accelerator.
@@ -51,9 +50,6 @@ type Config struct {
 	Binary string
 	// Accel is the accelerator; empty means tcg.
 	Accel Accel
-	// TSCKHz, when non-zero, is passed as tsc_early_khz so the guest skips TSC
-	// calibration, which stalls or fails under TCG when the host is busy.
-	TSCKHz int
 }
 
 // DefaultAccel picks the accelerator for this host: hvf on macOS, kvm where
@@ -63,7 +59,7 @@ func DefaultAccel() (Accel, string) {
 	if runtime.GOOS == "darwin" {
 		return AccelHVF, "macOS"
 	}
-	ok, reason := kvm.HardwareVirtualization()
+	ok, reason := machine.HardwareVirtualization()
 	if ok {
 		return AccelKVM, reason
 	}
@@ -180,16 +176,16 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		return nil, errors.New("virtio-fs shares are not supported by the qemu backend yet")
 	}
 	args = append(args, "-device", "virtio-rng-device")
-	args = append(args, "-append", strings.Join(Cmdline(spec, cfg), " "))
+	args = append(args, "-append", Cmdline(spec))
 	return args, nil
 }
 
-// Cmdline is the kernel command line for spec: the console and timing
-// parameters every msb guest needs, then spec.Cmdline.
-func Cmdline(spec *machine.Spec, cfg Config) []string {
-	words := []string{"console=ttyS0", "panic=-1", "reboot=t"}
-	words = append(words, machine.GuestCmdline(cfg.TSCKHz)...)
-	return append(words, spec.Cmdline...)
+// Cmdline is the kernel command line for spec under QEMU: the serial
+// console, an immediate reboot on panic and a triple-fault reboot (which
+// -no-reboot turns into QEMU's exit), then machine.Spec.KernelCmdline's
+// words. QEMU appends its own virtio_mmio.device= declarations.
+func Cmdline(spec *machine.Spec) string {
+	return spec.KernelCmdline("console=ttyS0", "panic=-1", "reboot=t")
 }
 
 // escapeOpt doubles commas, QEMU's escape inside option values.

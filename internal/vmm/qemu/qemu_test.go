@@ -22,9 +22,10 @@ func TestArgs(t *testing.T) {
 			{Path: "/c/lower,1.erofs", ReadOnly: true, Serial: "lower"},
 			{Path: "/s/upper.ext4"},
 		},
-		Agent: agent,
+		Agent:  agent,
+		TSCKHz: 2100000,
 	}
-	got, err := Args(spec, Config{Accel: AccelTCG, TSCKHz: 2100000})
+	got, err := Args(spec, Config{Accel: AccelTCG})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 
@@ -47,7 +48,7 @@ func require(t testing.TB, open func() (*kvm.System, error)) *kvm.System {
 // HardwareVirt reports whether /dev/kvm is backed by real VMX/SVM (not
 // kvm_pvm), which booting an unmodified Linux guest needs.
 func HardwareVirt() bool {
-	ok, _ := kvm.HardwareVirtualization()
+	ok, _ := machine.HardwareVirtualization()
 	return ok
 }
 
@@ -57,7 +58,7 @@ func HardwareVirt() bool {
 func RequireHardwareVirt(t testing.TB) *kvm.System {
 	t.Helper()
 	sys := Require(t)
-	if ok, reason := kvm.HardwareVirtualization(); !ok {
+	if ok, reason := machine.HardwareVirtualization(); !ok {
 		t.Skipf("no hardware virtualization: %s", reason)
 	}
 	return sys

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 )
 
@@ -30,7 +31,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	hw, reason := kvm.HardwareVirtualization()
+	hw, reason := machine.HardwareVirtualization()
 	caps := []struct {
 		name string
 		cap  kvm.Cap

@@ -186,8 +186,8 @@ func boot(c config, backend string) (result, error) {
 			"-mem", strconv.Itoa(c.memMiB), "-tsc-khz", strconv.Itoa(c.tscKHz), "-timeout", c.timeout.String()}
 		cmd = exec.Command("/proc/self/exe", append(args, c.cmdline...)...)
 	case "qemu":
-		spec := &machine.Spec{Kernel: c.kernel, Initrd: c.initrd, Cmdline: c.cmdline, VCPUs: 1, MemoryMiB: c.memMiB, Agent: guest}
-		args, err := qemu.Args(spec, qemu.Config{Accel: qemu.AccelKVM, TSCKHz: c.tscKHz})
+		spec := &machine.Spec{Kernel: c.kernel, Initrd: c.initrd, Cmdline: c.cmdline, VCPUs: 1, MemoryMiB: c.memMiB, Agent: guest, TSCKHz: c.tscKHz}
+		args, err := qemu.Args(spec, qemu.Config{Accel: qemu.AccelKVM})
 		if err != nil {
 			return r, err
 		}

@@ -1,4 +1,4 @@
-package kvm
+package machine
 
 import (
 	"bufio"
@@ -20,8 +20,8 @@ func HardwareVirtualization() (bool, string) {
 	// modules there too.
 	modules, _ := os.ReadFile("/proc/modules")
 	_, statErr := os.Stat("/sys/module/kvm_pvm")
-	if _, err := os.Stat(DevicePath); err != nil {
-		return false, DevicePath + " is not available"
+	if _, err := os.Stat(kvmDevice); err != nil {
+		return false, kvmDevice + " is not available"
 	}
 	return hardwareVirt(string(cpuinfo), string(modules), statErr == nil)
 }

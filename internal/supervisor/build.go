@@ -1,0 +1,251 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/relay"
+	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/vmm"
+	"github.com/msb-go/msb/internal/vmm/qemu"
+)
+
+// build makes everything the sandbox needs and boots it: exec.log, the
+// initramfs, the machine spec and its agent and console endpoints, the relay,
+// the backend; then it waits for the agent and binds agent.sock. Each step
+// pushes its undo on undo, which the caller runs when the sandbox ends.
+func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
+	l := s.launch
+	execLog, err := launch.OpenExecLog(s.home.ExecLogPath(l.Name), launch.DefaultMaxLogBytes)
+	if err != nil {
+		s.log.Warn("exec log unavailable", "err", err)
+	}
+	s.execLog = execLog
+
+	spec, err := s.machineSpec()
+	if err != nil {
+		return err
+	}
+	// The agent port: one end stays here for the relay, the backend owns
+	// the other.
+	hostEnd, guestEnd, err := socketPair("agent")
+	if err != nil {
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agent socketpair: %w", err))
+	}
+	undo.add(func() { hostEnd.Close() })
+	spec.Agent = guestEnd
+
+	console, err := launch.Open(s.home.KernelLogPath(l.Name), launch.DefaultMaxLogBytes)
+	if err != nil {
+		guestEnd.Close()
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("kernel log: %w", err))
+	}
+	undo.add(func() { console.Close() })
+	consoleR, consoleW, err := os.Pipe()
+	if err != nil {
+		guestEnd.Close()
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("console pipe: %w", err))
+	}
+	spec.Console = consoleW
+	s.panics = &machine.PanicWatcher{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(io.MultiWriter(console, s.panics), consoleR)
+		consoleR.Close()
+	}()
+	// The copy ends when every writer of the console pipe is gone: the
+	// VM's when it ends, ours in the undo below (which runs after the VM's
+	// undo).
+	undo.add(func() { <-copied })
+	undo.add(func() { consoleW.Close() })
+
+	s.relay = relay.NewRelay(hostEnd, relay.RelayOptions{
+		ExecLog:    execLog,
+		Logger:     s.log,
+		OnShutdown: func() { s.setReason(store.ReasonCompleted) },
+	})
+	undo.add(func() { s.relay.Close() })
+
+	backend, why, err := s.backend()
+	if err != nil {
+		guestEnd.Close()
+		return err
+	}
+	vm, err := backend.Start(ctx, spec)
+	if err != nil {
+		return launch.Fail(launch.PrefixBuildVM, err)
+	}
+	s.vm = vm
+	undo.add(func() { _ = vm.Kill(); vm.Wait() })
+	s.log.Info("vm started", "backend", backend.Name(), "why", why, "pid", vm.PID())
+	return s.awaitAgent(ctx, undo)
+}
+
+// awaitAgent waits for core.ready, failing early when the VM exits, then
+// binds agent.sock and tells the parent.
+func (s *sandbox) awaitAgent(ctx context.Context, undo *cleanups) error {
+	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.vm.Done():
+			cancel()
+		case <-readyCtx.Done():
+		}
+	}()
+	ready, err := s.relay.WaitReady(readyCtx)
+	if err != nil {
+		select {
+		case <-s.vm.Done():
+			if ex := s.vm.Wait(); ex.Err != nil {
+				return s.errVM(fmt.Errorf("vm exited: %w", ex.Err))
+			}
+			return s.errVM(errors.New("vm exited before the agent was ready"))
+		default:
+		}
+		return s.errVM(err)
+	}
+	// The socket is bound only now: a client that can connect finds a
+	// ready agent.
+	s.sock = s.home.AgentSock(s.launch.Name)
+	_ = os.Remove(s.sock)
+	ln, err := listenUnix(s.sock)
+	if err != nil {
+		return launch.Fail(launch.PrefixNetwork, fmt.Errorf("relay socket: %w", err))
+	}
+	undo.add(func() { ln.Close(); os.Remove(s.sock) })
+	s.listener = ln
+	s.relayReady = true
+	s.log.Info("agent ready", "boot_ms", ready.ReadyTimeNs/1e6)
+	return nil
+}
+
+// machineSpec writes the initramfs and describes the VM.
+func (s *sandbox) machineSpec() (*machine.Spec, error) {
+	l := s.launch
+	initrd, err := s.writeInitramfs()
+	if err != nil {
+		return nil, err
+	}
+	spec := &machine.Spec{
+		Kernel: l.Kernel, Initrd: initrd, VCPUs: l.VCPUs, MemoryMiB: l.MemoryMiB,
+		TSCKHz: machine.HostTSCKHz(),
+	}
+	if l.Lower != "" {
+		for _, p := range []string{l.Lower, l.Upper} {
+			if _, err := os.Stat(p); err != nil {
+				return nil, launch.Fail(launch.PrefixRootfs, fmt.Errorf("root image: %w", err))
+			}
+		}
+		spec.Disks = []machine.Disk{
+			{Path: l.Lower, ReadOnly: true, Serial: "msb-lower"},
+			{Path: l.Upper, Serial: "msb-upper"},
+		}
+	}
+	return spec, nil
+}
+
+// backend picks and configures the VMM backend.
+func (s *sandbox) backend() (machine.Backend, string, error) {
+	l := s.launch
+	name, why, err := machine.Select(l.VMM)
+	if err != nil {
+		return nil, "", launch.Fail(launch.PrefixInvalidConfig, err)
+	}
+	switch name {
+	case machine.BackendKVM:
+		return &vmm.Backend{Log: s.log, Harden: s.harden}, why, nil
+	default:
+		return &qemu.Backend{Config: qemu.Config{Binary: l.QEMU, Accel: qemu.Accel(l.Accel)}}, why, nil
+	}
+}
+
+// harden confines this process once the native VM is built.
+func (s *sandbox) harden() error {
+	l := s.launch
+	if l.NoHarden {
+		s.log.Warn("hardening disabled (--no-harden): the VMM runs without seccomp and landlock")
+		return nil
+	}
+	rw := []string{s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath())}
+	ll, err := hardenProcess(rw, []string{"/proc"})
+	if err != nil {
+		return err
+	}
+	if ll != nil {
+		s.log.Warn("seccomp applied; landlock not applied", "err", ll)
+	} else {
+		s.log.Info("hardened: no_new_privs, seccomp allow-list, landlock", "rw", rw)
+	}
+	return nil
+}
+
+// writeInitramfs writes runtime/initramfs.cpio: agentd as /init plus the boot
+// environment archive.
+func (s *sandbox) writeInitramfs() (string, error) {
+	l := s.launch
+	agentd, err := os.ReadFile(l.Agentd)
+	if err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agentd: %w", err))
+	}
+	var buf bytes.Buffer
+	if err := guestkernel.WriteInitramfs(&buf, agentd); err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	env := append([]string{}, l.Env...)
+	// The guest has no RTC: hand it the host's clock.
+	env = append(env, "MSB_CLOCK_NS="+strconv.FormatInt(time.Now().UnixNano(), 10))
+	if l.Lower != "" {
+		env = append(env, "MSB_BLOCK_ROOT=kind=oci-erofs,lower=/dev/vda,upper=/dev/vdb,upper_fstype=ext4")
+	}
+	if err := guestkernel.WriteBootEnv(&buf, env); err != nil {
+		return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("boot env: %w", err))
+	}
+	if len(l.Scripts) > 0 {
+		if err := guestkernel.WriteScripts(&buf, l.Scripts); err != nil {
+			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("scripts: %w", err))
+		}
+	}
+	path := filepath.Join(s.home.RuntimeDir(l.Name), "initramfs.cpio")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	return path, nil
+}
+
+func socketPair(name string) (host, guest *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), name+"-host"), os.NewFile(uintptr(fds[1]), name+"-guest"), nil
+}
+
+// listenUnix binds the relay socket with mode 0600 (the umask is not
+// trusted: anyone who can connect can run commands in the sandbox).
+func listenUnix(path string) (net.Listener, error) {
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}

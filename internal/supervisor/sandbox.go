@@ -1,0 +1,137 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/relay"
+	"github.com/msb-go/msb/internal/store"
+)
+
+// Timings of the sandbox process (reference §1.4, with msb's stop window).
+const (
+	readyTimeout = 60 * time.Second
+	// stopGrace is how long a guest gets to shut down after core.shutdown
+	// before the VM is killed (0.4.4 exited at once and lost unsynced data).
+	stopGrace      = 10 * time.Second
+	metricInterval = time.Second
+)
+
+// sandbox is one run of the sandbox process: what build made, and what
+// supervise watches.
+type sandbox struct {
+	launch *launch.Launch
+	home   home.Home
+	log    *slog.Logger
+	// ready is called once, when the agent is ready and agent.sock bound.
+	ready func()
+
+	// Set by build.
+	store      *store.Store
+	runID      int64
+	execLog    *launch.ExecLog
+	relay      *relay.Relay
+	vm         machine.Running
+	panics     *machine.PanicWatcher
+	sock       string
+	listener   net.Listener
+	relayReady bool
+
+	mu     sync.Mutex
+	reason store.TerminationReason // first reason to stop wins
+}
+
+// setReason records why the sandbox is stopping unless a reason is set.
+func (s *sandbox) setReason(r store.TerminationReason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason == "" {
+		s.reason = r
+	}
+}
+
+func (s *sandbox) getReason() store.TerminationReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// run builds and boots the sandbox, supervises it until it stops and records
+// the end. The store closes only after every goroutine supervise started has
+// returned.
+func (s *sandbox) run(ctx context.Context) error {
+	st, err := store.Open(ctx, s.home.DBPath())
+	if err != nil {
+		return launch.Fail(launch.PrefixDatabaseConnect, err)
+	}
+	defer st.Close()
+	s.store = st
+	run, err := st.InsertRun(ctx, s.launch.SandboxID, os.Getpid())
+	if err != nil {
+		return launch.Fail(launch.PrefixInsertRun, err)
+	}
+	s.runID = run.ID
+
+	var undo cleanups
+	defer undo.run()
+	if err := s.build(ctx, &undo); err != nil {
+		reason := store.ReasonInternalError
+		if s.vm != nil {
+			reason = store.ReasonFailed
+		}
+		s.finish(reason, nil)
+		return err
+	}
+	reason, code := s.supervise(ctx)
+	s.finish(reason, &code)
+	s.log.Info("sandbox stopped", "reason", reason)
+	return nil
+}
+
+// finish records the end of the run. It must record even when ctx is gone.
+func (s *sandbox) finish(reason store.TerminationReason, code *int) {
+	if s.execLog != nil {
+		_ = s.execLog.Stopped()
+		_ = s.execLog.Close()
+		s.execLog = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.store.FinishRun(ctx, s.runID, reason, code); err != nil {
+		s.log.Error("record run end", "err", err)
+	}
+}
+
+// exitReason turns how the VM ended into the recorded reason and exit code.
+func (s *sandbox) exitReason(exit machine.Exit) (store.TerminationReason, int) {
+	reason := s.getReason()
+	if exit.Err != nil {
+		s.log.Warn("vm ended with an error", "err", exit.Err)
+	}
+	if s.panics.Panicked() || exit.Err != nil {
+		if reason == "" || reason == store.ReasonCompleted {
+			reason = store.ReasonFailed
+		}
+		return reason, 1
+	}
+	if reason == "" {
+		reason = store.ReasonCompleted
+	}
+	return reason, 0
+}
+
+// errVM describes a VM failure, naming a guest panic when the console saw one.
+func (s *sandbox) errVM(err error) error {
+	if s.panics.Panicked() {
+		return launch.Fail(launch.PrefixVMEnter, fmt.Errorf("guest kernel panicked before the agent was ready (see kernel.log): %w", err))
+	}
+	return launch.Fail(launch.PrefixVMEnter, fmt.Errorf("agent not ready: %w", err))
+}

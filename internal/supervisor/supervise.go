@@ -1,0 +1,153 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/msb-go/msb/internal/agentclient"
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/store"
+)
+
+// supervise serves the relay and watches every stop source — signals, the
+// parent's death, the idle timeout and max duration, the VM's own exit —
+// until one fires, stops the guest, and joins every goroutine it started
+// before returning, so nothing writes to the store after it closes.
+func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) {
+	l := s.launch
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	stopReq := make(chan store.TerminationReason, 1)
+	request := func(r store.TerminationReason) {
+		select {
+		case stopReq <- r:
+		default: // a stop is already requested; the first reason wins
+		}
+	}
+
+	g.Go(func() error { return ignoreCanceled(s.relay.Serve(gctx, s.listener)) })
+	g.Go(func() error { watchSignals(gctx, request); return nil })
+	if l.Attached {
+		g.Go(func() error { watchParent(gctx, request); return nil })
+	}
+	if l.IdleTimeout > 0 || l.MaxDuration > 0 {
+		w := &Watcher{IdleTimeout: l.IdleTimeout, MaxDuration: l.MaxDuration, Activity: s.relay}
+		reasons := make(chan Reason, 1)
+		g.Go(func() error {
+			if err := w.Run(gctx, reasons); err != nil {
+				return nil
+			}
+			request(store.TerminationReason(<-reasons))
+			return nil
+		})
+	}
+	g.Go(func() error { s.sampleMetrics(gctx); return nil })
+
+	// The relay is serving: the parent may connect now.
+	s.ready()
+
+	var exit machine.Exit
+	select {
+	case <-s.vm.Done():
+		exit = s.vm.Wait()
+	case reason := <-stopReq:
+		s.setReason(reason)
+		s.log.Info("stopping", "reason", reason)
+		exit = s.stopGuest()
+	}
+	// Every goroutine above returns once gctx is done.
+	cancel()
+	if err := g.Wait(); err != nil {
+		s.log.Warn("relay", "err", err)
+	}
+	return s.exitReason(exit)
+}
+
+func ignoreCanceled(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// stopGuest asks agentd to shut down (it ends sessions, syncs and remounts
+// the root read-only) and kills the VM if it has not ended after stopGrace.
+func (s *sandbox) stopGuest() machine.Exit {
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	if c, err := agentclient.Dial(ctx, s.sock); err == nil {
+		if err := c.Shutdown(ctx); err != nil {
+			s.log.Warn("shutdown request", "err", err)
+		}
+		defer c.Close()
+	} else {
+		s.log.Warn("shutdown request: dial relay", "err", err)
+	}
+	select {
+	case <-s.vm.Done():
+	case <-ctx.Done():
+		s.log.Warn("guest did not shut down in time; killing the VM", "grace", stopGrace)
+		_ = s.vm.Kill()
+	}
+	return s.vm.Wait()
+}
+
+// watchSignals turns SIGTERM, SIGINT and SIGHUP (msb stop) into a requested,
+// graceful end (0.4.4 records it by the VM's exit code, which is Completed
+// for a clean shutdown).
+func watchSignals(ctx context.Context, request func(store.TerminationReason)) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	select {
+	case <-sigs:
+		request(store.ReasonCompleted)
+	case <-ctx.Done():
+	}
+}
+
+// watchParent requests a stop when the watchdog pipe reaches EOF: the parent
+// that holds its write end has exited.
+func watchParent(ctx context.Context, request func(store.TerminationReason)) {
+	f := os.NewFile(launch.WatchdogFD, "watchdog")
+	if f == nil {
+		return
+	}
+	// Closing the pipe wakes the read when the sandbox stops for another
+	// reason.
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
+	buf := make([]byte, 1)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if ctx.Err() == nil {
+				request(store.ReasonSignal)
+			}
+			return
+		}
+	}
+}
+
+func (s *sandbox) sampleMetrics(ctx context.Context) {
+	vmPID := s.vm.PID()
+	sm := &Sampler{
+		Interval: metricInterval,
+		PIDs:     func() []int { return []int{os.Getpid(), vmPID} },
+	}
+	_ = sm.Run(ctx, func(m Sample) {
+		err := s.store.InsertMetric(ctx, store.Metric{
+			SandboxID: s.launch.SandboxID, CPUPercent: m.CPUPercent, MemoryBytes: int64(m.RSSBytes),
+			DiskReadBytes: int64(m.ReadBytes), DiskWriteBytes: int64(m.WriteBytes), SampledAt: m.Time,
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug("metric", "err", err)
+		}
+	})
+}
