@@ -345,18 +345,32 @@ func parsePort(s, whole string) (uint16, string, string) {
 
 // suggest returns `did you mean "w"?` for the word of candidates nearest to
 // word within Levenshtein distance 2 (and closer than word's own length, so
-// a one-letter word does not "resemble" everything), else fallback.
+// a one-letter word does not "resemble" everything), else fallback. Ties go
+// to the longer common prefix: "icmp" suggests icmpv4, not tcp.
 func suggest(word string, candidates []string, fallback string) string {
-	best, bestD := "", 3
+	best, bestD, bestP := "", 3, 0
 	for _, c := range candidates {
-		if d := levenshtein(word, c); d < bestD && d < len(word) {
-			best, bestD = c, d
+		d := levenshtein(word, c)
+		if d > 2 || d >= len(word) || d > bestD {
+			continue
+		}
+		p := commonPrefix(word, c)
+		if d < bestD || p > bestP {
+			best, bestD, bestP = c, d, p
 		}
 	}
 	if best == "" {
 		return fallback
 	}
 	return fmt.Sprintf("did you mean %q?", best)
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // levenshtein returns the edit distance (insertions, deletions,
