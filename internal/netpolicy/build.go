@@ -30,7 +30,8 @@ var presetNames = []string{PresetPublicOnly, PresetNone, PresetAllowAll, PresetN
 // presetConfig returns the named preset's Config without gateways.
 func presetConfig(name string) (Config, error) {
 	egress := func(a Action, g Group) Rule { return Rule{Direction: Egress, Destination: InGroup(g), Action: a} }
-	switch strings.ReplaceAll(strings.ToLower(name), "_", "-") {
+	w := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	switch w {
 	case PresetPublicOnly, "":
 		return Config{DefaultEgress: Deny, DefaultIngress: Allow, Rules: []Rule{egress(Allow, Public)}}, nil
 	case PresetNone:
@@ -46,7 +47,7 @@ func presetConfig(name string) (Config, error) {
 	return Config{}, &inputError{
 		input: fmt.Sprintf("network preset %q", name),
 		msg:   "unknown preset",
-		hint:  suggest(strings.ToLower(name), presetNames, "want "+strings.Join(presetNames, ", ")),
+		hint:  suggest(w, presetNames, "want "+strings.Join(presetNames, ", ")),
 	}
 }
 
