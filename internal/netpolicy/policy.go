@@ -343,8 +343,9 @@ func (p *Policy) Decide(f Flow) (Action, Verdict) {
 	if !slices.Contains(p.gateways, dst) {
 		g = classify(dst)
 	}
+	fn := flowNames{raw: f.Names}
 	for i := range p.rules {
-		if p.rules[i].match(&f, dst, g, proto) {
+		if p.rules[i].match(&f, &fn, dst, g, proto) {
 			return p.rules[i].Action, Verdict{Rule: i, Egress: f.Egress, Group: g}
 		}
 	}
@@ -361,9 +362,57 @@ func (p *Policy) AllowFlow(f Flow) bool {
 	return a == Allow
 }
 
+// flowNames normalizes a flow's names once, and only if a name rule is
+// reached, so that name rules compare with == rather than case folding.
+type flowNames struct {
+	raw  []string
+	done bool
+	n    int       // names in buf, when all fit
+	buf  [4]string // no allocation for the usual short answer chain
+	more []string  // all names, when they do not fit in buf
+}
+
+func (fn *flowNames) get() []string {
+	if !fn.done {
+		fn.done = true
+		for _, n := range fn.raw {
+			n = normName(n)
+			switch {
+			case n == "":
+			case fn.more != nil:
+				fn.more = append(fn.more, n)
+			case fn.n < len(fn.buf):
+				fn.buf[fn.n] = n
+				fn.n++
+			default:
+				fn.more = append(append([]string(nil), fn.buf[:]...), n)
+			}
+		}
+	}
+	if fn.more != nil {
+		return fn.more
+	}
+	return fn.buf[:fn.n]
+}
+
+// normName returns n lowercase without one trailing dot, allocating only if
+// n has upper-case letters.
+func normName(n string) string {
+	n = strings.TrimSuffix(n, ".")
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(n)
+		}
+	}
+	return n
+}
+
 // match reports whether r applies to f; dst and g are f's canonical peer and
-// its group, proto its protocol.
-func (r *Rule) match(f *Flow, dst netip.Addr, g Group, proto Protocol) bool {
+// its group, proto its protocol, fn its names.
+func (r *Rule) match(f *Flow, fn *flowNames, dst netip.Addr, g Group, proto Protocol) bool {
+	if len(r.Protocols) > 0 && !slices.Contains(r.Protocols, proto) {
+		return false
+	}
 	switch r.Direction {
 	case Egress:
 		if !f.Egress {
@@ -373,9 +422,6 @@ func (r *Rule) match(f *Flow, dst netip.Addr, g Group, proto Protocol) bool {
 		if f.Egress {
 			return false
 		}
-	}
-	if len(r.Protocols) > 0 && !slices.Contains(r.Protocols, proto) {
-		return false
 	}
 	if len(r.Ports) > 0 {
 		// Validation keeps ports to tcp and udp rules, so proto has ports.
@@ -399,13 +445,9 @@ func (r *Rule) match(f *Flow, dst netip.Addr, g Group, proto Protocol) bool {
 	case DestGroup:
 		return d.Group == g
 	case DestDomain:
-		for _, n := range f.Names {
-			if nameEqual(n, d.Name) {
-				return true
-			}
-		}
+		return slices.Contains(fn.get(), d.Name)
 	case DestSuffix:
-		for _, n := range f.Names {
+		for _, n := range fn.get() {
 			if underSuffix(n, d.Name) {
 				return true
 			}
@@ -421,6 +463,10 @@ func (r *Rule) match(f *Flow, dst netip.Addr, g Group, proto Protocol) bool {
 // ports leaves the name resolvable. Other rules and the defaults never refuse
 // a name: the address is gated when the sandbox connects.
 func (p *Policy) AllowName(name string) bool {
+	name = normName(name)
+	if name == "" {
+		return true
+	}
 	for i := range p.rules {
 		r := &p.rules[i]
 		if r.Direction == Ingress {
@@ -429,7 +475,7 @@ func (p *Policy) AllowName(name string) bool {
 		var m bool
 		switch r.Destination.Kind {
 		case DestDomain:
-			m = nameEqual(name, r.Destination.Name)
+			m = name == r.Destination.Name
 		case DestSuffix:
 			m = underSuffix(name, r.Destination.Name)
 		default:
@@ -448,25 +494,14 @@ func (p *Policy) AllowName(name string) bool {
 	return true
 }
 
-// nameEqual compares a flow or query name with a normalized rule name,
-// ignoring case and one trailing dot.
-func nameEqual(n, rule string) bool {
-	n = strings.TrimSuffix(n, ".")
-	return n != "" && strings.EqualFold(n, rule)
-}
-
-// underSuffix reports whether n is suffix or a name under it: the character
-// before the suffix must be a dot, so "badexample.com" is not under
-// "example.com".
+// underSuffix reports whether n is suffix or a name under it; both are
+// normalized. The character before the suffix must be a dot, so
+// "badexample.com" is not under "example.com".
 func underSuffix(n, suffix string) bool {
-	n = strings.TrimSuffix(n, ".")
-	if len(n) < len(suffix) || n == "" {
+	if !strings.HasSuffix(n, suffix) {
 		return false
 	}
 	cut := len(n) - len(suffix)
-	if !strings.EqualFold(n[cut:], suffix) {
-		return false
-	}
 	return cut == 0 || (cut >= 2 && n[cut-1] == '.')
 }
 

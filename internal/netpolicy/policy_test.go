@@ -66,6 +66,9 @@ func TestDecide(t *testing.T) {
 		{"domain does not match another name", Deny, Allow, []string{"allow@api.example.com"}, out("93.184.216.35", "tcp", 443, "cdn.example.net"), Deny, DefaultRule},
 		{"domain does not match a subdomain", Deny, Allow, []string{"allow@example.com"}, out("93.184.216.34", "tcp", 443, "www.example.com"), Deny, DefaultRule},
 		{"domain matches any name of the chain", Deny, Allow, []string{"allow@api.example.com"}, out("93.184.216.34", "tcp", 443, "edge.cdn.net", "api.example.com"), Allow, 0},
+		{"domain matches past four names", Deny, Allow, []string{"allow@api.example.com"}, out("93.184.216.34", "tcp", 443, "a.cdn", "", ".", "b.cdn", "c.cdn", "d.cdn", "API.example.com."), Allow, 0},
+		{"suffix matches past four names", Deny, Allow, []string{"allow@suffix=example.com"}, out("93.184.216.34", "tcp", 443, "a.cdn", "b.cdn", "c.cdn", "d.cdn", "e.cdn", "www.Example.com"), Allow, 0},
+		{"empty names match nothing", Deny, Allow, []string{"allow@suffix=example.com"}, out("93.184.216.34", "tcp", 443, "", "."), Deny, DefaultRule},
 		{"domain with port: other port denied", Deny, Allow, []string{"allow@api.example.com:tcp:443"}, out("93.184.216.34", "tcp", 80, "api.example.com"), Deny, DefaultRule},
 		{"domain deny beats public allow", Deny, Allow, []string{"deny@evil.example", "allow@public"}, out("8.8.4.4", "tcp", 443, "evil.example"), Deny, 0},
 
