@@ -94,9 +94,9 @@ func parseOne(item string) (Rule, error) {
 			return fail(fmt.Sprintf("unclosed bracket in target %q", tail), `close it: [2001:db8::1]`)
 		}
 		inner := tail[1:end]
-		d, err := bracketed(inner)
-		if err != nil {
-			return fail(err.Error(), "brackets are for IPv6 only; write IPv4 addresses and names without them")
+		d, msg, hint := bracketed(inner)
+		if msg != "" {
+			return fail(msg, hint)
 		}
 		r.Destination = d
 		rest = tail[end+1:]
@@ -166,26 +166,38 @@ func parseOne(item string) (Rule, error) {
 	return nr, nil
 }
 
-// bracketed parses the inside of [...]: an IPv6 address or prefix.
-func bracketed(inner string) (Destination, error) {
+// bracketed parses the inside of [...]: an IPv6 address or prefix. On
+// error it returns a message and a hint instead.
+func bracketed(inner string) (d Destination, msg, hint string) {
+	const v6only = "brackets are for IPv6 only; write IPv4 addresses and names without them"
 	if inner == "" {
-		return Destination{}, fmt.Errorf("empty brackets")
+		return d, "empty brackets", "write an IPv6 address such as [2001:db8::1]"
 	}
+	var p netip.Prefix
 	if strings.Contains(inner, "/") {
-		p, err := netip.ParsePrefix(inner)
-		if err != nil || !p.Addr().Is6() {
-			return Destination{}, fmt.Errorf("[%s] is not an IPv6 prefix", inner)
+		var err error
+		if p, err = netip.ParsePrefix(inner); err != nil || !p.Addr().Is6() {
+			return d, fmt.Sprintf("[%s] is not an IPv6 prefix", inner), v6only
 		}
-		return CIDR(p), nil
+	} else {
+		a, err := netip.ParseAddr(inner)
+		if err != nil || !a.Is6() {
+			return d, fmt.Sprintf("[%s] is not an IPv6 address", inner), v6only
+		}
+		if a.Zone() != "" {
+			return d, fmt.Sprintf("[%s] has a zone", inner), fmt.Sprintf("drop %q; rules match addresses, not interfaces", "%"+a.Zone())
+		}
+		p = netip.PrefixFrom(a, 128)
 	}
-	a, err := netip.ParseAddr(inner)
-	if err != nil || !a.Is6() {
-		return Destination{}, fmt.Errorf("[%s] is not an IPv6 address", inner)
+	if p.Addr().Is4In6() {
+		// Flows are unmapped before matching, so a mapped rule would never match.
+		v4 := p.Addr().Unmap().String()
+		if p.Bits() != 128 {
+			v4 += fmt.Sprintf("/%d", max(p.Bits()-96, 0))
+		}
+		return d, fmt.Sprintf("[%s] is IPv4-mapped", inner), fmt.Sprintf("write the IPv4 form, %s", v4)
 	}
-	if a.Zone() != "" {
-		return Destination{}, fmt.Errorf("[%s] has a zone", inner)
-	}
-	return CIDR(netip.PrefixFrom(a, 128)), nil
+	return CIDR(p), "", ""
 }
 
 // looksIPv6 reports whether tail starts with an IPv6 address written without
@@ -267,7 +279,7 @@ func parseTarget(t string) (d Destination, msg, hint string) {
 		return Domain(n), "", ""
 	}
 	return d, fmt.Sprintf("unknown target %q", t), suggest(strings.ReplaceAll(lt, "_", "-"), append([]string{"any"}, groupWords...),
-		"want any, a group (public, private, loopback, link-local, metadata, multicast, host), an IP or CIDR, [IPv6], a domain, domain=NAME or suffix=NAME")
+		fmt.Sprintf("want any, a group (public, private, loopback, link-local, metadata, multicast, host), an IP or CIDR, [IPv6], a domain, or domain=%s for a name without a dot", t))
 }
 
 // looksNumeric reports whether t is made of digits, dots and at most one
