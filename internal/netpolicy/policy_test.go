@@ -11,7 +11,7 @@ import (
 
 var testGateways = []netip.Addr{netip.MustParseAddr("100.96.0.1"), netip.MustParseAddr("fd42:6d73:62:1::1")}
 
-// mustBuild builds a Policy from --net-rule tokens on top of defaults.
+// mustPolicy builds a Policy from --net-rule tokens on top of defaults.
 func mustPolicy(t testing.TB, egress, ingress Action, tokens ...string) *Policy {
 	t.Helper()
 	var rules []Rule
