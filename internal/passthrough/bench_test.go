@@ -40,12 +40,11 @@ func BenchmarkCreateStatUnlink(b *testing.B) {
 func BenchmarkSequential(b *testing.B) {
 	const size, chunk = 64 << 20, 128 << 10
 	r := newRig(b, Options{})
-	n, fh, e := r.create(rootID, "big", syscall.O_RDWR, 0o644)
+	_, fh, e := r.create(rootID, "big", syscall.O_RDWR, 0o644)
 	if e != 0 {
 		b.Fatal(e)
 	}
 	defer r.release(fh)
-	_ = n
 	buf := make([]byte, chunk)
 	for i := range buf {
 		buf[i] = byte(i)

@@ -78,12 +78,11 @@ type handle struct {
 
 	// mu serializes READDIR on a directory handle and protects the
 	// fields below.
-	mu       sync.Mutex
-	dirOff   uint64 // offset the next entry in dirBuf[dirPos:dirEnd] follows
-	dirBuf   []byte
-	dirPos   int
-	dirEnd   int
-	dirFresh bool // dirBuf holds entries read at dirOff
+	mu     sync.Mutex
+	dirOff uint64 // offset the next entry in dirBuf[dirPos:dirEnd] follows
+	dirBuf []byte
+	dirPos int
+	dirEnd int
 }
 
 // FS is a passthrough fuse.RawFileSystem over one host directory that the
