@@ -1,0 +1,37 @@
+package passthrough
+
+import "log/slog"
+
+// Options configures a file system. The zero value is a writable share
+// with the default limits whose files without an ownership record appear
+// owned by root.
+type Options struct {
+	// ReadOnly refuses every operation that would change the share with
+	// EROFS, whatever the guest's mount flags say.
+	ReadOnly bool
+
+	// MaxInodes bounds the inodes (each holding one host fd) the share
+	// keeps; a lookup or creation beyond it fails with ENFILE. Zero or
+	// less means DefaultMaxInodes.
+	MaxInodes int
+	// MaxHandles bounds the open file and directory handles; an OPEN,
+	// OPENDIR or CREATE beyond it fails with EMFILE. Zero or less means
+	// DefaultMaxHandles.
+	MaxHandles int
+
+	// DefaultUID and DefaultGID are the guest owner reported for files
+	// without an ownership record (xattr user.containers.override_stat)
+	// that the host user running the file system owns. Files of other
+	// host owners report their host IDs.
+	DefaultUID, DefaultGID uint32
+
+	// Logger receives rare diagnostics (a failed ownership record). Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Default limits per share.
+const (
+	DefaultMaxInodes  = 65536
+	DefaultMaxHandles = 1024
+)
