@@ -200,7 +200,7 @@ func (p *process) run(parent context.Context) (int, error) {
 	}
 
 	// The agent port: one end stays here for the relay, QEMU inherits the other.
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		finish(store.ReasonInternalError, nil)
 		return 0, fmt.Errorf("%s agent socketpair: %w", PrefixBuildVM, err)
