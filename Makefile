@@ -52,9 +52,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 bench: kernel ## Benchmarks (agent round trip, store, codecs, rootfs, boot)
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -run '^$$' -bench . -benchmem -count 1 ./... 2>&1 | tee $(BIN)/bench.txt | grep -E '^(Benchmark|ok|FAIL|---)'
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet (linux and darwin), staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
 check: lint test ## Everything CI runs

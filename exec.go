@@ -9,37 +9,44 @@ import (
 )
 
 // ExecOption configures one command.
-type ExecOption func(*agentproto.ExecRequest, *execExtra)
+type ExecOption func(*execConfig)
 
-type execExtra struct {
-	stdin io.Reader
+// execConfig is what ExecOptions set; request translates it into the
+// agent's wire request.
+type execConfig struct {
+	env        []string
+	cwd        *string // nil: the sandbox's workdir
+	user       *string // nil: the sandbox's user
+	tty        bool
+	rows, cols uint16
+	stdin      io.Reader
 }
 
 // WithExecEnv adds KEY=VALUE to this command's environment (over the
 // sandbox's).
 func WithExecEnv(key, value string) ExecOption {
-	return func(r *agentproto.ExecRequest, _ *execExtra) { r.Env = append(r.Env, key+"="+value) }
+	return func(c *execConfig) { c.env = append(c.env, key+"="+value) }
 }
 
 // WithCwd sets the command's working directory.
 func WithCwd(dir string) ExecOption {
-	return func(r *agentproto.ExecRequest, _ *execExtra) { r.Cwd = &dir }
+	return func(c *execConfig) { c.cwd = &dir }
 }
 
 // WithExecUser runs the command as user ("name", "uid" or "uid:gid").
 func WithExecUser(user string) ExecOption {
-	return func(r *agentproto.ExecRequest, _ *execExtra) { r.User = &user }
+	return func(c *execConfig) { c.user = &user }
 }
 
 // WithTTY runs the command on a pseudo-terminal of the given size; its
 // stdout and stderr arrive merged on stdout.
 func WithTTY(rows, cols uint16) ExecOption {
-	return func(r *agentproto.ExecRequest, _ *execExtra) { r.TTY, r.Rows, r.Cols = true, rows, cols }
+	return func(c *execConfig) { c.tty, c.rows, c.cols = true, rows, cols }
 }
 
 // WithStdin streams r to the command's standard input, then EOF.
 func WithStdin(r io.Reader) ExecOption {
-	return func(_ *agentproto.ExecRequest, x *execExtra) { x.stdin = r }
+	return func(c *execConfig) { c.stdin = r }
 }
 
 // ExecResult is a finished command.
@@ -49,17 +56,20 @@ type ExecResult struct {
 	ExitCode int // the command's exit status, or 128+signal
 }
 
-func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentproto.ExecRequest, execExtra) {
-	req := agentproto.ExecRequest{Cmd: cmd, Args: args, Rows: 24, Cols: 80}
+// request applies opts over the sandbox's defaults and translates the result
+// into the agent's exec request, returning the stdin to stream.
+func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentproto.ExecRequest, io.Reader) {
+	c := execConfig{rows: 24, cols: 80}
 	if s.cfg.Workdir != "" {
 		wd := s.cfg.Workdir
-		req.Cwd = &wd
+		c.cwd = &wd
 	}
-	var x execExtra
 	for _, o := range opts {
-		o(&req, &x)
+		o(&c)
 	}
-	return req, x
+	req := agentproto.ExecRequest{Cmd: cmd, Args: args, Env: c.env, Cwd: c.cwd, User: c.user,
+		TTY: c.tty, Rows: c.rows, Cols: c.cols}
+	return req, c.stdin
 }
 
 // Exec runs cmd with args in the sandbox and collects its output. A command
@@ -71,8 +81,8 @@ func (s *Sandbox) Exec(ctx context.Context, cmd string, args []string, opts ...E
 	if err != nil {
 		return nil, err
 	}
-	req, x := s.request(cmd, args, opts)
-	res, err := c.Exec(ctx, req, x.stdin)
+	req, stdin := s.request(cmd, args, opts)
+	res, err := c.Exec(ctx, req, stdin)
 	if err != nil {
 		return nil, convertExecErr(cmd, err)
 	}

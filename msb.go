@@ -31,13 +31,13 @@ func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) 
 }
 
 // open applies opts and opens the manager of the home they name.
-func open(ctx context.Context, opts []Option) (createOptions, *sandbox.Manager, error) {
-	var o createOptions
+func open(ctx context.Context, opts []Option) (config, *sandbox.Manager, error) {
+	var c config
 	for _, opt := range opts {
-		opt(&o)
+		opt(&c)
 	}
-	m, err := openManager(ctx, o.home)
-	return o, m, err
+	m, err := openManager(ctx, c.home)
+	return c, m, err
 }
 
 // started wraps a sandbox process this call started. A detached one is
@@ -64,26 +64,26 @@ func started(ctx context.Context, m *sandbox.Manager, name string, p *sandbox.Pr
 // given, the sandbox stops when the calling process exits (or Close is
 // called).
 func Create(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
-	o, m, err := open(ctx, opts)
+	c, m, err := open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	if name == "" {
 		name = sandbox.GenerateName()
 	}
-	p, err := m.Create(ctx, name, o.cfg, o.sandboxOptions())
-	return started(ctx, m, name, p, err, o.detached)
+	p, err := m.Create(ctx, name, c.sandboxConfig(), c.createOptions())
+	return started(ctx, m, name, p, err, c.detached)
 }
 
 // Start boots a stopped sandbox again, keeping its files. Unless Detached is
 // given, it stops when the calling process exits (or Close is called).
 func Start(ctx context.Context, name string, opts ...Option) (*Sandbox, error) {
-	o, m, err := open(ctx, opts)
+	c, m, err := open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	p, err := m.Start(ctx, name, o.sandboxOptions())
-	return started(ctx, m, name, p, err, o.detached)
+	p, err := m.Start(ctx, name, c.createOptions())
+	return started(ctx, m, name, p, err, c.detached)
 }
 
 // Get returns a handle to an existing sandbox (running or not).

@@ -9,24 +9,59 @@ import (
 	"github.com/msb-go/msb/internal/sandbox"
 )
 
-// Option configures Create.
-type Option func(*createOptions)
+// Option configures Create, Start, Get, List or Remove; each uses the
+// options that concern it and ignores the rest.
+type Option func(*config)
 
-type createOptions struct {
-	cfg      sandbox.Config
+// config is what Options set; sandboxConfig and createOptions translate it
+// into the sandbox manager's types.
+type config struct {
+	image          string
+	rootfs         string
+	vcpus          int
+	memoryMiB      int
+	env            []string
+	scripts        map[string]string
+	upperSizeBytes int64
+	workdir        string
+	user           string
+	idleTimeout    time.Duration
+	maxDuration    time.Duration
+	vmm            string
+	noHarden       bool
+
 	detached bool
 	replace  bool
 	home     string
-	policy   image.PullPolicy
+	policy   PullPolicy
 	progress func(PullEvent)
 	patches  []rootfs.Patch
 }
 
-func (o *createOptions) sandboxOptions() sandbox.CreateOptions {
-	so := sandbox.CreateOptions{Attached: !o.detached, Replace: o.replace, PullPolicy: o.policy, Patches: o.patches}
-	if o.progress != nil {
+func (c *config) sandboxConfig() sandbox.Config {
+	return sandbox.Config{
+		Image:          c.image,
+		Rootfs:         c.rootfs,
+		VCPUs:          c.vcpus,
+		MemoryMiB:      c.memoryMiB,
+		Env:            c.env,
+		Scripts:        c.scripts,
+		UpperSizeBytes: c.upperSizeBytes,
+		Workdir:        c.workdir,
+		User:           c.user,
+		IdleTimeout:    c.idleTimeout,
+		MaxDuration:    c.maxDuration,
+		VMM:            c.vmm,
+		NoHarden:       c.noHarden,
+	}
+}
+
+func (c *config) createOptions() sandbox.CreateOptions {
+	so := sandbox.CreateOptions{Attached: !c.detached, Replace: c.replace, PullPolicy: image.PullPolicy(c.policy),
+		Patches: c.patches}
+	if c.progress != nil {
 		so.Progress = func(e image.Event) {
-			o.progress(PullEvent{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})
+			c.progress(PullEvent{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})
 		}
 	}
 	return so
@@ -36,7 +71,7 @@ func (o *createOptions) sandboxOptions() sandbox.CreateOptions {
 // "ghcr.io/o/r@sha256:…", "localhost:5000/x"), pulled for linux/amd64 and
 // cached; its env, workdir, user and entrypoint+cmd apply under the other
 // options.
-func WithImage(ref string) Option { return func(o *createOptions) { o.cfg.Image = ref } }
+func WithImage(ref string) Option { return func(c *config) { c.image = ref } }
 
 // PullPolicy says when Create contacts the registry for an image.
 type PullPolicy string
@@ -50,7 +85,7 @@ const (
 
 // WithPullPolicy sets the image pull policy.
 func WithPullPolicy(p PullPolicy) Option {
-	return func(o *createOptions) { o.policy = image.PullPolicy(p) }
+	return func(c *config) { c.policy = p }
 }
 
 // PullEvent is one step of an image pull: Kind is Resolving, Resolved,
@@ -64,32 +99,32 @@ type PullEvent struct {
 }
 
 // WithPullProgress receives image pull events (from one goroutine at a time).
-func WithPullProgress(f func(PullEvent)) Option { return func(o *createOptions) { o.progress = f } }
+func WithPullProgress(f func(PullEvent)) Option { return func(c *config) { c.progress = f } }
 
 // WithRootfs boots the sandbox from a host directory, packed into a
 // read-only image (the directory is not modified; writes go to the sandbox's
 // private upper layer).
-func WithRootfs(dir string) Option { return func(o *createOptions) { o.cfg.Rootfs = dir } }
+func WithRootfs(dir string) Option { return func(c *config) { c.rootfs = dir } }
 
 // WithCPUs sets the number of virtual CPUs (default 1).
-func WithCPUs(n int) Option { return func(o *createOptions) { o.cfg.VCPUs = n } }
+func WithCPUs(n int) Option { return func(c *config) { c.vcpus = n } }
 
 // WithMemory sets the guest memory in MiB (default 512).
-func WithMemory(mib int) Option { return func(o *createOptions) { o.cfg.MemoryMiB = mib } }
+func WithMemory(mib int) Option { return func(c *config) { c.memoryMiB = mib } }
 
 // WithEnv adds KEY=VALUE to the environment of every command.
 func WithEnv(key, value string) Option {
-	return func(o *createOptions) { o.cfg.Env = append(o.cfg.Env, key+"="+value) }
+	return func(c *config) { c.env = append(c.env, key+"="+value) }
 }
 
 // WithScript installs an executable script in the guest at
 // /.msb/scripts/<name>, which leads every command's PATH.
 func WithScript(name, content string) Option {
-	return func(o *createOptions) {
-		if o.cfg.Scripts == nil {
-			o.cfg.Scripts = map[string]string{}
+	return func(c *config) {
+		if c.scripts == nil {
+			c.scripts = map[string]string{}
 		}
-		o.cfg.Scripts[name] = content
+		c.scripts[name] = content
 	}
 }
 
@@ -105,12 +140,12 @@ func WithFile(path string, data []byte, mode os.FileMode) Option {
 
 // WithCopy copies the host file or directory tree src to path in the guest.
 func WithCopy(src, path string) Option {
-	return func(o *createOptions) {
+	return func(c *config) {
 		kind := rootfs.PatchCopyFile
 		if st, err := os.Stat(src); err == nil && st.IsDir() {
 			kind = rootfs.PatchCopyDir
 		}
-		o.patches = append(o.patches, rootfs.Patch{Kind: kind, Path: path, Source: src})
+		c.patches = append(c.patches, rootfs.Patch{Kind: kind, Path: path, Source: src})
 	}
 }
 
@@ -130,42 +165,42 @@ func WithRemoved(path string) Option {
 }
 
 func patch(p rootfs.Patch) Option {
-	return func(o *createOptions) { o.patches = append(o.patches, p) }
+	return func(c *config) { c.patches = append(c.patches, p) }
 }
 
 // WithUpperSize sets the size of the sandbox's writable layer (a sparse
 // ext4 image; default 4 GiB).
 func WithUpperSize(bytes int64) Option {
-	return func(o *createOptions) { o.cfg.UpperSizeBytes = bytes }
+	return func(c *config) { c.upperSizeBytes = bytes }
 }
 
 // WithWorkdir sets the default working directory of commands.
-func WithWorkdir(dir string) Option { return func(o *createOptions) { o.cfg.Workdir = dir } }
+func WithWorkdir(dir string) Option { return func(c *config) { c.workdir = dir } }
 
 // WithUser sets the default user of commands ("name", "uid" or "uid:gid").
-func WithUser(user string) Option { return func(o *createOptions) { o.cfg.User = user } }
+func WithUser(user string) Option { return func(c *config) { c.user = user } }
 
 // WithIdleTimeout stops the sandbox after d without host input or running
 // commands.
-func WithIdleTimeout(d time.Duration) Option { return func(o *createOptions) { o.cfg.IdleTimeout = d } }
+func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
 
 // WithMaxDuration stops the sandbox d after it started, whatever it does.
-func WithMaxDuration(d time.Duration) Option { return func(o *createOptions) { o.cfg.MaxDuration = d } }
+func WithMaxDuration(d time.Duration) Option { return func(c *config) { c.maxDuration = d } }
 
 // WithVMM selects the VMM backend: "auto" (default), "qemu" or "kvm".
-func WithVMM(name string) Option { return func(o *createOptions) { o.cfg.VMM = name } }
+func WithVMM(name string) Option { return func(c *config) { c.vmm = name } }
 
 // WithoutHardening runs the native VMM without its seccomp allow-list and
 // landlock confinement. For debugging only: a guest escape into the VMM then
 // has the whole user account.
-func WithoutHardening() Option { return func(o *createOptions) { o.cfg.NoHarden = true } }
+func WithoutHardening() Option { return func(c *config) { c.noHarden = true } }
 
 // Detached lets the sandbox outlive the calling process; by default it stops
 // when the caller exits.
-func Detached() Option { return func(o *createOptions) { o.detached = true } }
+func Detached() Option { return func(c *config) { c.detached = true } }
 
 // WithReplace removes an existing sandbox of the same name first.
-func WithReplace() Option { return func(o *createOptions) { o.replace = true } }
+func WithReplace() Option { return func(c *config) { c.replace = true } }
 
 // WithHome uses dir as MSB_HOME instead of $MSB_HOME or ~/.msb.
-func WithHome(dir string) Option { return func(o *createOptions) { o.home = dir } }
+func WithHome(dir string) Option { return func(c *config) { c.home = dir } }

@@ -23,9 +23,6 @@ const (
 	killSignal = int32(unix.SIGKILL)
 )
 
-// scriptsDir holds the sandbox's scripts; it leads every exec's PATH.
-const scriptsDir = "/.msb/scripts"
-
 // defaultPath is the PATH of an exec whose environment has none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

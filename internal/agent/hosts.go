@@ -54,6 +54,9 @@ const (
 	profileEnd   = "# <<< msb scripts <<<"
 )
 
+// scriptsDir holds the sandbox's scripts; it leads every exec's PATH.
+const scriptsDir = "/.msb/scripts"
+
 // profileWithScripts returns /etc/profile with a marked block that puts the
 // scripts dir first in PATH for login shells (which reset PATH), appended
 // once: an existing block is left as it is.

@@ -55,7 +55,7 @@ func snapshotHost(tb testing.TB, dir string, withXattrs bool) map[string]rec {
 		if err := unix.Lstat(p, &st); err != nil {
 			tb.Fatal(err)
 		}
-		r := rec{Mode: unixToGoMode(st.Mode).String(), UID: st.Uid, GID: st.Gid}
+		r := rec{Mode: unixToGoMode(uint32(st.Mode)).String(), UID: st.Uid, GID: st.Gid}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			b, err := os.ReadFile(p)
@@ -71,7 +71,7 @@ func snapshotHost(tb testing.TB, dir string, withXattrs bool) map[string]rec {
 		case unix.S_IFLNK:
 			r.Target, _ = os.Readlink(p)
 		case unix.S_IFCHR, unix.S_IFBLK:
-			r.Rdev = fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+			r.Rdev = fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 		}
 		if withXattrs {
 			x, err := readXattrs(p)

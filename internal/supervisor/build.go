@@ -227,7 +227,7 @@ func (s *sandbox) writeInitramfs() (string, error) {
 }
 
 func socketPair(name string) (host, guest *os.File, err error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, nil, err
 	}

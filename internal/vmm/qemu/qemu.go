@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/msb-go/msb/internal/machine"
 )
@@ -242,7 +241,7 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 		extra[fdNet-3] = spec.Net.Conn
 	}
 	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("build VM: %w", err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kvmtest gates tests that need a usable /dev/kvm, with containerd
 // semantics: they skip where KVM is unavailable, unless MSB_REQUIRE_KVM=1
 // asks for them to fail instead so that a KVM CI runner cannot pass quietly.

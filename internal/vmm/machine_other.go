@@ -1,0 +1,37 @@
+//go:build !linux
+
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/msb-go/msb/internal/machine"
+)
+
+// Machine is one microVM of the native VMM, which needs KVM: elsewhere
+// NewFromSpec always fails and no Machine exists.
+type Machine struct{}
+
+// NewFromSpec closes spec.Agent and spec.Net.Conn, as the Linux version
+// does when it fails, and reports that the native VMM needs Linux.
+func NewFromSpec(spec *machine.Spec, log *slog.Logger) (*Machine, error) {
+	if spec.Agent != nil {
+		spec.Agent.Close()
+	}
+	if spec.Net != nil && spec.Net.Conn != nil {
+		spec.Net.Conn.Close()
+	}
+	return nil, fmt.Errorf("native vmm needs KVM on a Linux host: %w", errors.ErrUnsupported)
+}
+
+// Run fails: there is no Machine to run.
+func (m *Machine) Run(ctx context.Context) error { return errors.ErrUnsupported }
+
+// Stats returns zeros.
+func (m *Machine) Stats() Stats { return Stats{} }
+
+// Close does nothing.
+func (m *Machine) Close() error { return nil }
