@@ -89,6 +89,16 @@ func TestDependencyRules(t *testing.T) {
 					d == mod+"internal/agentproto"
 			},
 		},
+		// The SDK and the CLI never link the sandbox process: no VMM, no
+		// seccomp or landlock, no FUSE server, no network stack. Only
+		// cmd/msb's hidden `sandbox` entry links internal/supervisor.
+		{pkg: ".", allowed: notSandboxProcess},
+		{pkg: "./internal/cli", allowed: notSandboxProcess},
+		{pkg: "./internal/sandbox", allowed: notSandboxProcess},
+		{
+			pkg: "./internal/launch",
+			allowed: isStd,
+		},
 		{
 			pkg: "./internal/agentproto",
 			allowed: func(d string) bool {
@@ -109,6 +119,29 @@ func TestDependencyRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sandboxProcessOnly are the packages only the sandbox process may link.
+var sandboxProcessOnly = []string{
+	"github.com/msb-go/msb/internal/supervisor",
+	"github.com/msb-go/msb/internal/relay",
+	"github.com/msb-go/msb/internal/vmm",
+	"github.com/msb-go/msb/internal/virtio",
+	"github.com/msb-go/msb/internal/passthrough",
+	"github.com/msb-go/msb/internal/netstack",
+	"github.com/elastic/go-seccomp-bpf",
+	"github.com/landlock-lsm/go-landlock",
+	"github.com/hanwen/go-fuse",
+	"gvisor.dev/gvisor",
+}
+
+func notSandboxProcess(dep string) bool {
+	for _, p := range sandboxProcessOnly {
+		if dep == p || strings.HasPrefix(dep, p+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // isStd reports whether an import path is in the standard library (no dot in

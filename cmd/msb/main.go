@@ -8,9 +8,17 @@ import (
 	"syscall"
 
 	"github.com/msb-go/msb/internal/cli"
+	"github.com/msb-go/msb/internal/supervisor"
 )
 
 func main() {
+	// `msb sandbox` is the hidden entry of the sandbox process (the runsc
+	// `boot` pattern): msb spawns itself with it, its configuration on an
+	// inherited pipe. It is dispatched here so that the CLI package, like
+	// the SDK, never links the VMM.
+	if len(os.Args) == 2 && os.Args[1] == "sandbox" {
+		os.Exit(supervisor.Main(context.Background()))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()
