@@ -96,7 +96,7 @@ func TestDependencyRules(t *testing.T) {
 		{pkg: "./internal/cli", allowed: notSandboxProcess},
 		{pkg: "./internal/sandbox", allowed: notSandboxProcess},
 		{
-			pkg: "./internal/launch",
+			pkg:     "./internal/launch",
 			allowed: isStd,
 		},
 		{

@@ -1176,3 +1176,27 @@ func FuzzRelayGuest(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayShutdownFromHost: the sandbox process stops the guest through the relay
+// itself (it may not open sockets once confined), and the guest sees the
+// same core.shutdown a client would send.
+func TestRelayShutdownFromHost(t *testing.T) {
+	env := newRelayEnv(t, RelayOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := env.relay.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.relay.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	env.guest.waitFor(t, "core.shutdown", func(m agentproto.Message) bool {
+		return m.ID == 0 && m.Type == agentproto.TypeShutdown
+	})
+	if err := env.relay.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.relay.Shutdown(ctx); !errors.Is(err, ErrRelayClosed) {
+		t.Errorf("Shutdown after Close = %v; want ErrRelayClosed", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/msb-go/msb/internal/confine"
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
@@ -84,6 +85,18 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		guestEnd.Close()
 		return err
 	}
+	// agent.sock is bound before confinement (no new unix sockets after
+	// it) but served only once the agent is ready; the parent waits for
+	// the ready line on the startup pipe, not for the socket.
+	if err := s.bindAgentSock(undo); err != nil {
+		guestEnd.Close()
+		return err
+	}
+	// Files first: a QEMU started below inherits the Landlock domain.
+	if err := s.confineFiles(spec); err != nil {
+		guestEnd.Close()
+		return err
+	}
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return launch.Fail(launch.PrefixBuildVM, err)
@@ -91,12 +104,19 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	s.vm = vm
 	undo.add(func() { _ = vm.Kill(); vm.Wait() })
 	s.log.Info("vm started", "backend", backend.Name(), "why", why, "pid", vm.PID())
-	return s.awaitAgent(ctx, undo)
+	if backend.Name() == machine.BackendQEMU {
+		// The native VMM confined this process from its Harden hook,
+		// before any vCPU ran; QEMU is running now, so nothing else
+		// needs a new process or socket.
+		if err := s.confineSyscalls(vm.PID()); err != nil {
+			return err
+		}
+	}
+	return s.awaitAgent(ctx)
 }
 
-// awaitAgent waits for core.ready, failing early when the VM exits, then
-// binds agent.sock and tells the parent.
-func (s *sandbox) awaitAgent(ctx context.Context, undo *cleanups) error {
+// awaitAgent waits for core.ready, failing early when the VM exits.
+func (s *sandbox) awaitAgent(ctx context.Context) error {
 	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	go func() {
@@ -118,8 +138,13 @@ func (s *sandbox) awaitAgent(ctx context.Context, undo *cleanups) error {
 		}
 		return s.errVM(err)
 	}
-	// The socket is bound only now: a client that can connect finds a
-	// ready agent.
+	s.relayReady = true
+	s.log.Info("agent ready", "boot_ms", ready.ReadyTimeNs/1e6)
+	return nil
+}
+
+// bindAgentSock binds runtime/agent.sock (mode 0600).
+func (s *sandbox) bindAgentSock(undo *cleanups) error {
 	s.sock = s.home.AgentSock(s.launch.Name)
 	_ = os.Remove(s.sock)
 	ln, err := listenUnix(s.sock)
@@ -128,8 +153,6 @@ func (s *sandbox) awaitAgent(ctx context.Context, undo *cleanups) error {
 	}
 	undo.add(func() { ln.Close(); os.Remove(s.sock) })
 	s.listener = ln
-	s.relayReady = true
-	s.log.Info("agent ready", "boot_ms", ready.ReadyTimeNs/1e6)
 	return nil
 }
 
@@ -167,29 +190,55 @@ func (s *sandbox) backend() (machine.Backend, string, error) {
 	}
 	switch name {
 	case machine.BackendKVM:
-		return &vmm.Backend{Log: s.log, Harden: s.harden}, why, nil
+		return &vmm.Backend{Log: s.log, Harden: func() error { return s.confineSyscalls(0) }}, why, nil
 	default:
-		return &qemu.Backend{Config: qemu.Config{Binary: l.QEMU, Accel: qemu.Accel(l.Accel)}}, why, nil
+		bin, err := qemu.FindBinary(l.QEMU)
+		if err != nil {
+			return nil, "", launch.Fail(launch.PrefixBuildVM, err)
+		}
+		s.qemuBinary = bin
+		cfg := qemu.Config{Binary: bin, Accel: qemu.Accel(l.Accel), NoSandbox: l.NoHarden}
+		return &qemu.Backend{Config: cfg}, why, nil
 	}
 }
 
-// harden confines this process once the native VM is built.
-func (s *sandbox) harden() error {
+// confineFiles limits the files this process, and a QEMU it starts, may
+// touch (Landlock). Kernels without Landlock, and cgo builds, go on with a
+// warning: seccomp still applies.
+func (s *sandbox) confineFiles(spec *machine.Spec) error {
 	l := s.launch
 	if l.NoHarden {
-		s.log.Warn("hardening disabled (--no-harden): the VMM runs without seccomp and landlock")
+		s.log.Warn("hardening disabled (--no-harden): the sandbox process and QEMU run without seccomp and landlock")
 		return nil
 	}
-	rw := []string{s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath())}
-	ll, err := hardenProcess(rw, []string{"/proc"})
-	if err != nil {
-		return err
+	ro := []string{spec.Kernel}
+	for _, d := range spec.Disks {
+		if d.ReadOnly {
+			ro = append(ro, d.Path)
+		}
 	}
-	if ll != nil {
-		s.log.Warn("seccomp applied; landlock not applied", "err", ll)
-	} else {
-		s.log.Info("hardened: no_new_privs, seccomp allow-list, landlock", "rw", rw)
+	rules := fileRules(s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath()), ro, s.qemuBinary)
+	if err := confine.Landlock(rules); err != nil {
+		if errors.Is(err, confine.ErrUnavailable) {
+			s.log.Warn("landlock not applied", "err", err)
+			return nil
+		}
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("landlock: %w", err))
 	}
+	s.log.Info("landlock applied", "rules", len(rules))
+	return nil
+}
+
+// confineSyscalls installs the sandbox process's seccomp allow-list.
+// childPID is QEMU's pid (the only other process it may signal), or 0.
+func (s *sandbox) confineSyscalls(childPID int) error {
+	if s.launch.NoHarden {
+		return nil
+	}
+	if err := confine.Seccomp(syscallPolicy(childPID)); err != nil {
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("harden: %w", err))
+	}
+	s.log.Info("seccomp applied: no_new_privs, allow-list with socket, ioctl, clone and kill filtered")
 	return nil
 }
 

@@ -43,6 +43,7 @@ type sandbox struct {
 	panics     *machine.PanicWatcher
 	sock       string
 	listener   net.Listener
+	qemuBinary string // resolved QEMU executable, for the Landlock rules
 	relayReady bool
 
 	mu     sync.Mutex

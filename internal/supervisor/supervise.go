@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/store"
@@ -82,13 +81,8 @@ func ignoreCanceled(err error) error {
 func (s *sandbox) stopGuest() machine.Exit {
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
-	if c, err := agentclient.Dial(ctx, s.sock); err == nil {
-		if err := c.Shutdown(ctx); err != nil {
-			s.log.Warn("shutdown request", "err", err)
-		}
-		defer c.Close()
-	} else {
-		s.log.Warn("shutdown request: dial relay", "err", err)
+	if err := s.relay.Shutdown(ctx); err != nil {
+		s.log.Warn("shutdown request", "err", err)
 	}
 	select {
 	case <-s.vm.Done():

@@ -49,6 +49,10 @@ type Config struct {
 	Binary string
 	// Accel is the accelerator; empty means tcg.
 	Accel Accel
+	// NoSandbox drops QEMU's own seccomp filter (-sandbox), for debugging
+	// only: with it QEMU may not spawn processes, gain privileges, use
+	// obsolete syscalls or change resource limits and scheduling.
+	NoSandbox bool
 }
 
 // DefaultAccel picks the accelerator for this host: hvf on macOS, kvm where
@@ -130,10 +134,15 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		"-M", "microvm,acpi=off,rtc=off",
 		"-accel", string(accel),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+	}
+	if !cfg.NoSandbox {
+		args = append(args, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
+	}
+	args = append(args,
 		"-smp", strconv.Itoa(spec.VCPUs),
 		"-m", strconv.Itoa(spec.MemoryMiB),
 		"-kernel", spec.Kernel,
-	}
+	)
 	if accel == AccelKVM || accel == AccelHVF {
 		args = append(args, "-cpu", "host")
 	}
@@ -232,6 +241,8 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 		return nil, fmt.Errorf("build VM: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
+	// QEMU needs no environment, and the caller's may hold secrets.
+	cmd.Env = []string{}
 	// ExtraFiles[i] becomes fd 3+i; unused slots stay nil (closed in the child).
 	extra := make([]*os.File, 2)
 	if spec.Agent != nil {

@@ -32,6 +32,7 @@ func TestArgs(t *testing.T) {
 	want := []string{
 		"-M", "microvm,acpi=off,rtc=off", "-accel", "tcg",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-smp", "2", "-m", "512", "-kernel", "/k/vmlinux", "-initrd", "/k/initrd",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
 		"-drive", "id=vd0,if=none,format=raw,file=/c/lower,,1.erofs,readonly=on,cache=unsafe",
