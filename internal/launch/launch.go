@@ -38,6 +38,13 @@ type Launch struct {
 	// 0755), which leads every command's PATH.
 	Scripts map[string]string `json:"scripts,omitempty"`
 
+	// Network configures eth0, the policy and published ports; nil is the
+	// default network.
+	Network *Network `json:"network,omitempty"`
+	// Slot numbers the sandbox (its database id); the network derives the
+	// guest's addresses from it.
+	Slot int `json:"slot,omitempty"`
+
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
 	// Attached sandboxes stop when the parent dies (the watchdog pipe on

@@ -161,6 +161,7 @@ func TestCLILifecycle(t *testing.T) {
 		t.Fatalf("after create: %+v; want Running with a pid", e)
 	}
 	c.must(0, "exec", "box", "--", "sh", "-c", "echo kept > /root/file")
+	checkConfined(t, c.ls()["box"].PID)
 
 	var wg sync.WaitGroup
 	errs := make(chan string, 2)
@@ -424,5 +425,42 @@ func TestCLIScripts(t *testing.T) {
 	want := "hello world\nfile-script x\n/.msb/scripts:"
 	if !strings.HasPrefix(string(r.stdout), want) {
 		t.Errorf("output = %q; want prefix %q", r.stdout, want)
+	}
+}
+
+// checkConfined asserts that the sandbox process and its QEMU child run
+// under seccomp (mode 2, filter) with no_new_privs: both backends' processes
+// are confined, not only the native one.
+func checkConfined(t *testing.T, sandboxPID int) {
+	t.Helper()
+	pids := map[string]int{"sandbox process": sandboxPID}
+	// QEMU's parent is whichever thread of the sandbox process forked it.
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(sandboxPID) + "/task")
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(sandboxPID) + "/task/" + task.Name() + "/children")
+		for _, f := range strings.Fields(string(b)) {
+			comm, _ := os.ReadFile("/proc/" + f + "/comm")
+			if strings.HasPrefix(string(comm), "qemu") {
+				pids["qemu"], _ = strconv.Atoi(f)
+			}
+		}
+	}
+	if _, ok := pids["qemu"]; !ok {
+		t.Errorf("no qemu child of the sandbox process %d found", sandboxPID)
+	}
+	for name, pid := range pids {
+		status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		fields := map[string]string{}
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			fields[k] = strings.TrimSpace(v)
+		}
+		if fields["Seccomp"] != "2" || fields["NoNewPrivs"] != "1" {
+			t.Errorf("%s (pid %d): Seccomp %q NoNewPrivs %q; want 2 and 1", name, pid, fields["Seccomp"], fields["NoNewPrivs"])
+		}
 	}
 }
