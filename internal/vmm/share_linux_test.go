@@ -33,7 +33,7 @@ func TestNewShare(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dev, err := newShare(tc.share, nil)
+			dev, fsys, err := newShare(tc.share, nil)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("newShare() = %v; want %v", err, tc.wantErr)
@@ -43,6 +43,7 @@ func TestNewShare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer fsys.Close()
 			defer dev.Close()
 			if got := dev.Type(); got != virtio.VIRTIO_ID_FS {
 				t.Errorf("Type() = %d; want %d", got, virtio.VIRTIO_ID_FS)
