@@ -7,7 +7,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/passthrough"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiofs"
 )
@@ -33,7 +36,7 @@ func TestNewShare(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dev, err := newShare(tc.share, nil)
+			dev, fsys, err := newShare(tc.share, nil)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("newShare() = %v; want %v", err, tc.wantErr)
@@ -43,9 +46,21 @@ func TestNewShare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer fsys.Close()
 			defer dev.Close()
 			if got := dev.Type(); got != virtio.VIRTIO_ID_FS {
 				t.Errorf("Type() = %d; want %d", got, virtio.VIRTIO_ID_FS)
+			}
+			// The share's file system is the passthrough one, and
+			// read-only reaches it: MKDIR fails with EROFS there.
+			pfs, ok := fsys.(*passthrough.FS)
+			if !ok {
+				t.Fatalf("share served by %T; want *passthrough.FS", fsys)
+			}
+			var out fuse.EntryOut
+			st := pfs.Mkdir(nil, &fuse.MkdirIn{InHeader: fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}, Mode: 0o755}, "d", &out)
+			if want := tc.share.ReadOnly; (st == fuse.Status(syscall.EROFS)) != want {
+				t.Errorf("MKDIR status %v; want EROFS: %v", st, want)
 			}
 			tag := make([]byte, virtiofs.TagSize)
 			dev.ReadConfig(0, tag)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/passthrough"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtioblk"
 	"github.com/msb-go/msb/internal/virtio/virtioconsole"
@@ -124,10 +125,11 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 		devs = append(devs, dev)
 	}
 	for i, sh := range spec.Shares {
-		dev, err := newShare(sh, log)
+		dev, fsys, err := newShare(sh, log)
 		if err != nil {
 			return nil, fmt.Errorf("share %d: %w", i, err)
 		}
+		closers = append(closers, fsys)
 		devs = append(devs, dev)
 	}
 	devs = append(devs, virtiorng.New())
@@ -152,22 +154,29 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	return m, nil
 }
 
-// newShare returns the virtio-fs device for sh: the host directory
-// sh.Path served by go-fuse's loopback file system under sh.Tag, failing
-// mutating requests with EROFS when sh.ReadOnly.
-func newShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, error) {
+// newShare returns the virtio-fs device for sh and the file system it
+// serves: the host directory sh.Path under sh.Tag, served by the
+// passthrough file system, which keeps the guest beneath sh.Path and fails
+// mutating requests with EROFS when sh.ReadOnly. The file system must be
+// closed after the device.
+func newShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, error) {
 	fi, err := os.Stat(sh.Path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("%s: %w", sh.Path, unix.ENOTDIR)
+		return nil, nil, fmt.Errorf("%s: %w", sh.Path, unix.ENOTDIR)
 	}
-	fsys, err := virtiofs.NewLoopback(sh.Path)
+	fsys, err := passthrough.New(sh.Path, passthrough.Options{ReadOnly: sh.ReadOnly, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return virtiofs.New(virtiofs.Config{Tag: sh.Tag, FS: fsys, ReadOnly: sh.ReadOnly, Logger: log})
+	dev, err := virtiofs.New(virtiofs.Config{Tag: sh.Tag, FS: fsys, Logger: log})
+	if err != nil {
+		fsys.Close()
+		return nil, nil, err
+	}
+	return dev, fsys, nil
 }
 
 // pollable returns a duplicate of f's descriptor in non-blocking mode,

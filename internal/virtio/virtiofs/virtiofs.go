@@ -1,23 +1,38 @@
 // Package virtiofs is the virtio file system device (virtio v1.2 §5.11):
-// FUSE requests from the guest's virtqueues are served by go-fuse's
-// ProtocolServer over a host directory (usually a loopback of it).
+// FUSE requests from the guest's virtqueues are parsed by go-fuse's
+// ProtocolServer and served by an injected fuse.RawFileSystem (in msb,
+// internal/passthrough, which the VMM builds per share).
 //
 // Every chain comes from the guest and is validated: a request shorter than
-// a FUSE in-header, larger than the device accepts, or whose reply does not
-// fit completes with an error reply (when there is room for an out-header)
-// or with nothing written, never a panic. Request and reply sizes are
-// capped, so the device allocates at most about MaxRequestBytes per request
-// whatever lengths the guest writes into FUSE headers.
+// a FUSE in-header or than its opcode's fixed part, larger than the device
+// accepts, or whose reply does not fit completes with an error reply (when
+// there is room for an out-header) or with nothing written, never a panic.
+// Request and reply sizes are capped, so the device allocates at most about
+// MaxRequestBytes per request whatever lengths the guest writes into FUSE
+// headers.
 //
-// Requests reach the file system through a guard (guard.go) that keeps a
-// hostile driver inside the share and the device responsive: read-only
-// shares fail mutating operations with EROFS; node IDs the guest was never
-// given are refused; name operations require a real directory as parent
-// and nothing follows a symlink out of the share; no device nodes, ioctls
-// or POSIX locks; FORGET cannot underflow go-fuse's lookup counts.
+// # What the device enforces, and what the file system must
+//
+// The device protects itself, whatever file system it serves: the caps
+// above; INIT and truncated requests are answered before go-fuse sees them
+// (go-fuse reports those to the process-wide log, which a guest could
+// flood); go-fuse's diagnostics go to Config.Logger at debug level; IOCTL
+// and POSIX locks are refused (guard.go), since a lock wait would block a
+// request, and Reset, forever; READDIRPLUS is not offered; panics are
+// recovered and answered with EIO.
+//
+// Keeping the guest inside the share is the file system's job, and the
+// device does not duplicate it: validating names (no "..", no '/'),
+// refusing node IDs and handles it never gave out, never following a
+// symlink or leaving the share on the host, bounding its inodes and
+// handles, FORGET without underflow, and failing mutating requests of a
+// read-only share with EROFS (virtio-fs has no read-only feature; the
+// guest's mount flags are not trusted). internal/passthrough does all of
+// these; go-fuse's loopback file system does not and must not be served.
 package virtiofs
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,10 +74,10 @@ type Config struct {
 	// Tag is the name the guest mounts (mount -t virtiofs TAG DIR):
 	// 1 to 36 bytes of UTF-8 without NUL.
 	Tag string
-	// FS serves the requests, for example NewLoopback(dir).
+	// FS serves the requests and must confine the guest to the share
+	// (see the package documentation), as passthrough.FS does. The
+	// device does not close it.
 	FS fuse.RawFileSystem
-	// ReadOnly fails every mutating operation with EROFS.
-	ReadOnly bool
 	// RequestQueues is the number of request queues (default 1).
 	RequestQueues int
 	// MaxInflight bounds the requests executing at once (default
@@ -77,7 +92,6 @@ type Config struct {
 type Device struct {
 	cfg      Config
 	log      *slog.Logger
-	guard    *guard
 	server   *fuse.ProtocolServer
 	config   [configSize]byte
 	nQueues  int
@@ -88,8 +102,9 @@ type Device struct {
 	// request parsing reads, without a lock of its own.
 	initMu sync.RWMutex
 
-	// panics counts panics recovered from request handling (a bug in
-	// go-fuse or the file system, never expected).
+	// panics counts panics recovered from request handling, by the
+	// device or go-fuse (a bug in go-fuse or the file system, never
+	// expected).
 	panics atomic.Uint64
 
 	workers virtio.Workers
@@ -138,17 +153,20 @@ func New(cfg Config) (*Device, error) {
 	}
 	opts := fuse.MountOptions{
 		MaxWrite: MaxWrite,
-		// The guard cannot count the lookups READDIRPLUS grants.
+		// Each READDIRPLUS entry grants a lookup, which a file system
+		// must then bound; passthrough does not offer it, so the guest
+		// is not told it exists and stays on READDIR.
 		DisableReadDirPlus: true,
 		// go-fuse defaults to log.Default(); a library logs only through
-		// the injected logger.
-		Logger: log.New(io.Discard, "", 0),
+		// the injected logger, and guest-triggered diagnostics only at
+		// debug level.
+		Logger:       log.New(io.Discard, "", 0),
+		PanicHandler: d.recovered,
 	}
 	if cfg.Logger != nil {
 		opts.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
-	d.guard = newGuard(cfg.FS, cfg.ReadOnly)
-	d.server = fuse.NewProtocolServer(d.guard, &opts)
+	d.server = fuse.NewProtocolServer(guard{cfg.FS}, &opts)
 	// §5.11.4: tag is NUL-padded; num_request_queues is le32.
 	copy(d.config[offTag:offTag+TagSize], cfg.Tag)
 	binary.LittleEndian.PutUint32(d.config[offNumRequestQueues:], uint32(cfg.RequestQueues))
@@ -339,10 +357,10 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	var hdr [inHeaderSize]byte
 	c.Readable.CopyTo(hdr[:], 0)
 	opcode := binary.LittleEndian.Uint32(hdr[inOffOpcode:])
-	if node := binary.LittleEndian.Uint64(hdr[inOffNodeID:]); !nodeless(opcode) && !d.guard.known(node) {
-		// go-fuse's node file system panics on an unknown node ID
-		// (recovered, but logged to the process-wide logger first).
-		return errorReply(c, syscall.ESTALE)
+	if opcode < uint32(len(inSizes)) && rlen < uint64(inSizes[opcode]) {
+		// go-fuse logs a truncated request to the process-wide logger
+		// ("Short read"); answer it here instead, with the same EIO.
+		return errorReply(c, syscall.EIO)
 	}
 	if opcode == fuseOpInit {
 		// go-fuse logs a rejected INIT to the process-wide logger;
@@ -365,8 +383,7 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	out := [][]byte(c.Writable.Slice(0, MaxRequestBytes))
 	defer func() {
 		if r := recover(); r != nil {
-			d.panics.Add(1)
-			d.log.Error("virtio-fs: panic serving request", "opcode", opcode, "panic", r)
+			d.recovered(r)
 			written = errorReply(c, syscall.EIO)
 		}
 	}()
@@ -379,14 +396,17 @@ func (d *Device) handle(c virtio.Chain) (written uint32) {
 	return uint32(n)
 }
 
-// nodeless reports whether requests with opcode carry no node ID (FUSE
-// sends 0) or handle it themselves (FORGET, through the guard).
-func nodeless(opcode uint32) bool {
-	switch opcode {
-	case fuseOpInit, fuseOpForget, fuseOpInterrupt, fuseOpDestroy, fuseOpNotifyReply, fuseOpBatchForget:
-		return true
+// recovered records a panic recovered while serving a request, by handle or
+// by go-fuse (MountOptions.PanicHandler), and returns the status to reply
+// with. Only the first is logged at error level, so a guest that can
+// trigger one cannot flood the log.
+func (d *Device) recovered(r any) fuse.Status {
+	lvl := slog.LevelDebug
+	if d.panics.Add(1) == 1 {
+		lvl = slog.LevelError
 	}
-	return false
+	d.log.Log(context.Background(), lvl, "virtio-fs: panic serving request", "panic", r)
+	return fuse.EIO
 }
 
 // errorReply writes a FUSE out-header carrying -errno for the request in c,

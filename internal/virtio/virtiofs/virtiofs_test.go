@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/goleak"
 
+	"github.com/msb-go/msb/internal/passthrough"
 	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
 )
@@ -29,8 +32,10 @@ const (
 	opSymlink     = 6
 	opMknod       = 8
 	opMkdir       = 9
+	opUnlink      = 10
 	opRmdir       = 11
 	opRename      = 12
+	opLink        = 13
 	opOpen        = 14
 	opRead        = 15
 	opWrite       = 16
@@ -77,26 +82,49 @@ func initReq(t testing.TB, unique uint64) []byte {
 }
 
 // rig is a device with its hiprio queue and one request queue driven by
-// virtiotest drivers.
+// virtiotest drivers, serving dir (which holds hello.txt) with the
+// passthrough file system. dir is the directory "share" in outside, which
+// also holds the file "sentinel" that no request may reach.
 type rig struct {
-	dev    *Device
-	hiprio *virtiotest.Driver
-	req    *virtiotest.Driver
-	irq    *virtiotest.Interrupt
-	dir    string
+	dev     *Device
+	hiprio  *virtiotest.Driver
+	req     *virtiotest.Driver
+	irq     *virtiotest.Interrupt
+	dir     string
+	outside string
+}
+
+const sentinel = "sentinel: outside the share\n"
+
+// newFS returns the file system the device tests serve, closed when the
+// test ends (after the device, whose cleanup is registered later).
+func newFS(t testing.TB, dir string, readOnly bool) fuse.RawFileSystem {
+	t.Helper()
+	fsys, err := passthrough.New(dir, passthrough.Options{ReadOnly: readOnly})
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Close() })
+	return fsys
 }
 
 func newRig(t *testing.T, readOnly bool) *rig {
 	t.Helper()
-	dir := t.TempDir()
+	outside := t.TempDir()
+	dir := filepath.Join(outside, "share")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "sentinel"), []byte(sentinel), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello, virtio-fs\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fsys, err := NewLoopback(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := New(Config{Tag: "share", FS: fsys, ReadOnly: readOnly})
+	dev, err := New(Config{Tag: "share", FS: newFS(t, dir, readOnly)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +138,7 @@ func newRig(t *testing.T, readOnly bool) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{dev: dev, irq: &virtiotest.Interrupt{}, dir: dir}
+	r := &rig{dev: dev, irq: &virtiotest.Interrupt{}, dir: dir, outside: outside}
 	var queues []*virtio.Queue
 	for _, d := range []**virtiotest.Driver{&r.hiprio, &r.req} {
 		if *d, err = mem.NewDriver(64); err != nil {
@@ -366,7 +394,8 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// TestGuard checks the restrictions every share has, writable or not.
+// TestGuard checks the refusals the device makes whatever the file system,
+// and that guest device nodes and FIFOs never become host ones.
 func TestGuard(t *testing.T) {
 	r := newRig(t, false)
 	r.init(t)
@@ -379,8 +408,6 @@ func TestGuard(t *testing.T) {
 		req  []byte
 		want syscall.Errno
 	}{
-		{"mknod char device", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 30, rootID), Mode: syscall.S_IFCHR | 0o600, Rdev: 1<<8 | 3}, name("null")), syscall.EPERM},
-		{"mknod block device", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 31, rootID), Mode: syscall.S_IFBLK | 0o600, Rdev: 8 << 8}, name("sda")), syscall.EPERM},
 		{"setlkw", encode(t, &struct{ fuse.InHeader }{hdr(opSetlkw, 32, node)}, lk), syscall.ENOSYS},
 		{"getlk", encode(t, &struct{ fuse.InHeader }{hdr(opGetlk, 33, node)}, lk), syscall.ENOSYS},
 		{"ioctl", encode(t, &struct{ fuse.InHeader }{hdr(opIoctl, 34, node)}, make([]byte, 32)), syscall.ENOSYS},
@@ -392,19 +419,96 @@ func TestGuard(t *testing.T) {
 			}
 		})
 	}
-	// A FIFO may be created (it stays a FIFO on the host) but opening it
-	// must not block the device.
-	r.ok(t, encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 35, rootID), Mode: syscall.S_IFIFO | 0o644}, name("fifo")), 512)
+	for i, n := range []struct {
+		name string
+		mode uint32
+		rdev uint32
+	}{{"null", syscall.S_IFCHR | 0o600, 1<<8 | 3}, {"sda", syscall.S_IFBLK | 0o600, 8 << 8}, {"fifo", syscall.S_IFIFO | 0o644, 0}} {
+		r.do(t, encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, uint64(35+i), rootID), Mode: n.mode, Rdev: n.rdev}, name(n.name)), 512)
+		if fi, err := os.Lstat(filepath.Join(r.dir, n.name)); err == nil && !fi.Mode().IsRegular() {
+			t.Errorf("MKNOD %s made a host %v; want a regular file or nothing", n.name, fi.Mode().Type())
+		}
+	}
+	// Opening the guest's FIFO must not block the device.
 	fifo := r.lookup(t, rootID, "fifo")
 	r.open(t, fifo, syscall.O_RDONLY)
-	if _, err := os.Stat(filepath.Join(r.dir, "null")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("device node on host: stat = %v; want not exist", err)
+}
+
+// TestEscape sends the security review's proof of concept (finding 1) and
+// its relatives: names with ".." or '/' and a symlink to outside the share
+// used as a parent. Each must fail, and nothing outside the share may be
+// read, changed, created or removed. go-fuse's loopback file system, even
+// behind the old guard, fails this test.
+func TestEscape(t *testing.T) {
+	r := newRig(t, false)
+	r.init(t)
+	hello := r.lookup(t, rootID, "hello.txt")
+	r.ok(t, encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, 2, rootID)}, name("esc"), name(r.outside)), 512)
+	esc := r.lookup(t, rootID, "esc")
+	lookup := func(parent uint64, n string) []byte {
+		return encode(t, &struct{ fuse.InHeader }{hdr(opLookup, 10, parent)}, name(n))
+	}
+	rename := func(oldName, newName string) []byte {
+		return encode(t, &struct {
+			fuse.InHeader
+			Newdir uint64
+		}{hdr(opRename, 11, rootID), rootID}, name(oldName), name(newName))
+	}
+	create := func(parent uint64, n string) []byte {
+		return encode(t, &fuse.CreateIn{InHeader: hdr(opCreate, 12, parent), Flags: syscall.O_RDWR, Mode: 0o644}, name(n))
+	}
+	tests := []struct {
+		name string
+		req  []byte
+	}{
+		{"lookup ../sentinel", lookup(rootID, "../sentinel")},
+		{"lookup through share", lookup(rootID, "../share/../sentinel")},
+		{"lookup absolute", lookup(rootID, "/etc/hostname")},
+		{"lookup ..", lookup(rootID, "..")},
+		{"create ../pwned", create(rootID, "../pwned")},
+		{"create absolute", create(rootID, r.outside+"/pwned")},
+		{"mkdir ../pwned", encode(t, &fuse.MkdirIn{InHeader: hdr(opMkdir, 13, rootID), Mode: 0o755}, name("../pwned"))},
+		{"mknod ../pwned", encode(t, &fuse.MknodIn{InHeader: hdr(opMknod, 14, rootID), Mode: syscall.S_IFREG | 0o644}, name("../pwned"))},
+		{"symlink ../pwned", encode(t, &struct{ fuse.InHeader }{hdr(opSymlink, 15, rootID)}, name("../pwned"), name("/"))},
+		{"link ../pwned", encode(t, &fuse.LinkIn{InHeader: hdr(opLink, 16, rootID), Oldnodeid: hello}, name("../pwned"))},
+		{"rename out", rename("hello.txt", "../pwned")},
+		{"rename sentinel in", rename("../sentinel", "stolen")},
+		{"rename with slash", rename("hello.txt", "sub/../../pwned")},
+		{"unlink ../sentinel", encode(t, &struct{ fuse.InHeader }{hdr(opUnlink, 17, rootID)}, name("../sentinel"))},
+		{"rmdir ../share", encode(t, &struct{ fuse.InHeader }{hdr(opRmdir, 18, rootID)}, name("../share"))},
+		{"lookup via symlink", lookup(esc, "sentinel")},
+		{"create via symlink", create(esc, "pwned")},
+		{"opendir symlink", encode(t, &fuse.OpenIn{InHeader: hdr(opOpendir, 19, esc)})},
+		{"unlink via symlink", encode(t, &struct{ fuse.InHeader }{hdr(opUnlink, 20, esc)}, name("sentinel"))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if st, body := r.do(t, tc.req, 512); st == 0 {
+				t.Errorf("status 0 (reply %x); want an error", body)
+			}
+		})
+	}
+	got, err := os.ReadFile(filepath.Join(r.outside, "sentinel"))
+	if err != nil || string(got) != sentinel {
+		t.Errorf("sentinel outside the share = %q, %v; want %q", got, err, sentinel)
+	}
+	entries, err := os.ReadDir(r.outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "share" && e.Name() != "sentinel" {
+			t.Errorf("%s created outside the share", e.Name())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "hello.txt")); err != nil {
+		t.Errorf("hello.txt left the share: %v", err)
 	}
 }
 
 // TestSymlinkParent sends requests that name a symlink, or a directory
-// replaced by one, as the parent directory: go-fuse's loopback would follow
-// the symlink on the host and create the file outside the share.
+// replaced by one, as the parent directory: a file system that follows it
+// on the host (go-fuse's loopback does) creates the file outside the share.
 func TestSymlinkParent(t *testing.T) {
 	r := newRig(t, false)
 	r.init(t)
@@ -457,7 +561,6 @@ func TestSymlinkParent(t *testing.T) {
 		name string
 		req  []byte
 	}{
-		{"chmod", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 78, vlink), Valid: fuse.FATTR_MODE, Mode: 0o777}})},
 		{"truncate", encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 79, vlink), Valid: fuse.FATTR_SIZE}})},
 		{"opendir", encode(t, &fuse.OpenIn{InHeader: hdr(opOpendir, 80, esc)})},
 		{"open for writing", encode(t, &fuse.OpenIn{InHeader: hdr(opOpen, 82, vlink), Flags: syscall.O_RDWR | syscall.O_TRUNC})},
@@ -470,6 +573,9 @@ func TestSymlinkParent(t *testing.T) {
 			}
 		})
 	}
+	// A mode change on the symlink node may succeed (it changes the
+	// guest's view only), but never the target's host mode.
+	r.do(t, encode(t, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: hdr(opSetattr, 78, vlink), Valid: fuse.FATTR_MODE, Mode: 0o777}}), 512)
 	if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != 4 {
 		t.Errorf("file outside the share changed: %v, %v", fi, err)
 	}
@@ -513,6 +619,7 @@ func TestMalformed(t *testing.T) {
 	}{
 		{"no readable", []virtiotest.Buf{W(64)}, outHeaderSize, syscall.EIO},
 		{"short header", []virtiotest.Buf{R(getattr[:20]), W(64)}, outHeaderSize, syscall.EIO},
+		{"short fixed part", []virtiotest.Buf{R(getattr[:inHeaderSize+4]), W(64)}, outHeaderSize, syscall.EIO},
 		{"short header no room", []virtiotest.Buf{R(getattr[:20]), W(8)}, 0, 0},
 		{"no writable", []virtiotest.Buf{R(getattr)}, 0, 0},
 		{"writable smaller than out-header", []virtiotest.Buf{R(unknown), W(4)}, 0, 0},
@@ -657,12 +764,7 @@ func TestConcurrent(t *testing.T) {
 // TestResetReactivate resets an active device, as a driver reset does, and
 // activates it again on fresh queues, with two request queues.
 func TestResetReactivate(t *testing.T) {
-	dir := t.TempDir()
-	fsys, err := NewLoopback(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := New(Config{Tag: "t", FS: fsys, RequestQueues: 2})
+	dev, err := New(Config{Tag: "t", FS: newFS(t, t.TempDir(), false), RequestQueues: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,7 +835,7 @@ func TestNotifyBeforeActivateAndAfterReset(t *testing.T) {
 
 // FuzzFSRequest sends fuzz input as one request chain, readable bytes split
 // into two descriptors at split and wlen writable bytes, to a read-only
-// loopback share (so that random requests cannot modify the host), after
+// passthrough share (so that random requests cannot modify the host), after
 // an INIT. The device must not panic, must write no more than the chain
 // holds, and a reply must carry a consistent out-header.
 func FuzzFSRequest(f *testing.F) {
@@ -756,11 +858,7 @@ func FuzzFSRequest(f *testing.F) {
 	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello"), 0o644); err != nil {
 		f.Fatal(err)
 	}
-	fsys, err := NewLoopback(dir)
-	if err != nil {
-		f.Fatal(err)
-	}
-	dev, err := New(Config{Tag: "fuzz", FS: fsys, ReadOnly: true})
+	dev, err := New(Config{Tag: "fuzz", FS: newFS(f, dir, true)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -816,4 +914,78 @@ func FuzzFSRequest(f *testing.F) {
 			t.Fatalf("device recovered %d panics", p)
 		}
 	})
+}
+
+// TestShortRequestsNotLogged checks inSizes against go-fuse: go-fuse logs
+// a request shorter than its opcode's fixed part to the process-wide
+// logger ("Short read"), which a guest could flood, so the device must
+// refuse every such request itself; and a request one byte short of an
+// inSizes entry must be one go-fuse would refuse too, so the device turns
+// away no request go-fuse would serve.
+func TestShortRequestsNotLogged(t *testing.T) {
+	dir := t.TempDir()
+	dev, err := New(Config{Tag: "t", FS: newFS(t, dir, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	var logged bytes.Buffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	var drv *virtiotest.Driver
+	var q *virtio.Queue
+	newQueue := func() {
+		t.Helper()
+		mem, err := virtiotest.NewMemory(0x10000, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if drv, err = mem.NewDriver(256); err != nil {
+			t.Fatal(err)
+		}
+		if q, err = drv.Queue(dev.Features()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(req []byte) {
+		t.Helper()
+		if _, err := drv.AddChain(R(req), W(64)); err != nil {
+			t.Fatal(err)
+		}
+		c, ok, err := q.Pop()
+		if !ok || err != nil {
+			t.Fatalf("Pop = %v, %v", ok, err)
+		}
+		dev.handle(c)
+	}
+	req := func(op uint32, n int) []byte {
+		b := make([]byte, n)
+		binary.LittleEndian.PutUint32(b[0:], uint32(n))
+		binary.LittleEndian.PutUint32(b[inOffOpcode:], op)
+		binary.LittleEndian.PutUint64(b[inOffUnique:], 1)
+		return b
+	}
+	for op := uint32(0); op < 64; op++ {
+		if op == fuseOpInit {
+			continue
+		}
+		want := inHeaderSize
+		if op < uint32(len(inSizes)) && inSizes[op] != 0 {
+			want = int(inSizes[op])
+			logged.Reset()
+			dev.server.HandleRequest([][]byte{req(op, want-1)}, [][]byte{make([]byte, 4096)})
+			if !strings.Contains(logged.String(), "Short read") {
+				t.Errorf("opcode %d: go-fuse accepts %d bytes; inSizes %d is too large", op, want-1, want)
+			}
+		}
+		logged.Reset()
+		newQueue()
+		for n := inHeaderSize; n <= want; n++ {
+			send(req(op, n))
+		}
+		if logged.Len() != 0 {
+			first, _, _ := strings.Cut(logged.String(), "\n")
+			t.Errorf("opcode %d: %d lines in the process-wide log, first %.80q", op, strings.Count(logged.String(), "\n"), first)
+		}
+	}
 }
