@@ -29,6 +29,9 @@ type config struct {
 	maxDuration    time.Duration
 	vmm            string
 	noHarden       bool
+	network        launch.Network
+	// errs are option errors (a bad port spec) that Create reports.
+	errs []error
 
 	detached bool
 	replace  bool
