@@ -34,9 +34,6 @@ const protocolFeatures uint64 = 1<<VHOST_USER_PROTOCOL_F_MQ |
 // descriptor received from the front-end is closed; dev may be served
 // again. log receives protocol diagnostics (nil discards them).
 func Serve(ctx context.Context, conn *net.UnixConn, dev virtio.Device, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	defer conn.Close()
 	b := newBackend(dev, log)
 	defer b.close()
@@ -62,7 +59,7 @@ func Serve(ctx context.Context, conn *net.UnixConn, dev virtio.Device, log *slog
 			if reply == nil {
 				return fmt.Errorf("vhost-user: %w", err)
 			}
-			log.Warn("vhost-user: request failed", "err", err)
+			b.log.Warn("vhost-user: request failed", "err", err)
 		}
 		if reply != nil {
 			if _, err := conn.Write(reply); err != nil {
@@ -168,6 +165,9 @@ type backend struct {
 }
 
 func newBackend(dev virtio.Device, log *slog.Logger) *backend {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	maxs := dev.QueueMaxSizes()
 	return &backend{dev: dev, log: log, maxs: maxs, irq: newInterrupt(len(maxs), log), rings: make([]ring, len(maxs))}
 }
