@@ -18,10 +18,12 @@ import (
 	"github.com/msb-go/msb/internal/virtio"
 )
 
-// protocolFeatures are the protocol features this back-end implements.
+// protocolFeatures are the protocol features this back-end offers.
+// GET_CONFIG and SET_CONFIG are answered, but CONFIG is not offered: QEMU's
+// vhost-user-fs-device (which takes the tag itself) warns on stderr about a
+// back-end that offers it.
 const protocolFeatures uint64 = 1<<VHOST_USER_PROTOCOL_F_MQ |
 	1<<VHOST_USER_PROTOCOL_F_REPLY_ACK |
-	1<<VHOST_USER_PROTOCOL_F_CONFIG |
 	1<<VHOST_USER_PROTOCOL_F_RESET_DEVICE
 
 // Serve serves dev to the vhost-user front-end at the other end of conn,
@@ -54,6 +56,7 @@ func Serve(ctx context.Context, conn *net.UnixConn, dev virtio.Device, log *slog
 			}
 			return fmt.Errorf("vhost-user: %w", err)
 		}
+		b.log.Debug("vhost-user: request", "req", requestName(h.Request), "flags", h.Flags, "size", h.Size, "fds", len(fds))
 		reply, err := b.handle(h, payload, fds)
 		if err != nil {
 			if reply == nil {

@@ -355,7 +355,7 @@ func (f *frontend) negotiate() {
 	if pf != protocolFeatures {
 		f.t.Fatalf("GET_PROTOCOL_FEATURES = %#x; want %#x", pf, protocolFeatures)
 	}
-	f.send(VHOST_USER_SET_PROTOCOL_FEATURES, 0, u64(1<<VHOST_USER_PROTOCOL_F_REPLY_ACK|1<<VHOST_USER_PROTOCOL_F_CONFIG))
+	f.send(VHOST_USER_SET_PROTOCOL_FEATURES, 0, u64(1<<VHOST_USER_PROTOCOL_F_REPLY_ACK))
 	f.mustSet(VHOST_USER_SET_OWNER, nil)
 	f.mustSet(VHOST_USER_SET_FEATURES, u64(feat))
 	f.mustSet(VHOST_USER_SET_MEM_TABLE, memTablePayload(memRegion{GuestPhys: guestPA, Size: memSize, UserAddr: userBase}), int(f.memfd.Fd()))
