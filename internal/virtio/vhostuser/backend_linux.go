@@ -18,6 +18,14 @@ import (
 	"github.com/msb-go/msb/internal/virtio"
 )
 
+// qemuMaxRing is the smallest ring size limit Serve enforces, whatever the
+// device's QueueMaxSizes: QEMU's virtio-mmio transport reports
+// VIRTQUEUE_MAX_SIZE (1024) as QueueNumMax to the guest whatever the
+// device's queue-size, so Linux guests set up 1024-entry rings. A larger
+// ring costs the device nothing but a longer ring to walk (virtio.Queue
+// bounds every chain by the ring size).
+const qemuMaxRing = 1024
+
 // protocolFeatures are the protocol features this back-end offers.
 // GET_CONFIG and SET_CONFIG are answered, but CONFIG is not offered: QEMU's
 // vhost-user-fs-device (which takes the tag itself) warns on stderr about a
@@ -372,7 +380,7 @@ func (b *backend) setVringState(req uint32, s vringState) error {
 	}
 	switch req {
 	case VHOST_USER_SET_VRING_NUM:
-		maxSize := uint32(b.maxs[s.Index])
+		maxSize := max(uint32(b.maxs[s.Index]), qemuMaxRing)
 		if s.Num == 0 || s.Num > maxSize || bits.OnesCount32(s.Num) != 1 {
 			return fmt.Errorf("SET_VRING_NUM: ring %d size %d: want a power of two up to %d: %w", s.Index, s.Num, maxSize, ErrProtocol)
 		}

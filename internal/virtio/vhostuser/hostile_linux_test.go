@@ -69,7 +69,7 @@ func TestHostileAcked(t *testing.T) {
 		{"ring size not a power of two", VHOST_USER_SET_VRING_NUM,
 			func(*frontend) []byte { return state(0, 12) }, nil},
 		{"ring size above maximum", VHOST_USER_SET_VRING_NUM,
-			func(*frontend) []byte { return state(0, 32) }, nil},
+			func(*frontend) []byte { return state(0, 2*qemuMaxRing) }, nil},
 		{"ring base above 16 bits", VHOST_USER_SET_VRING_BASE,
 			func(*frontend) []byte { return state(0, 1<<16) }, nil},
 		{"ring address outside memory", VHOST_USER_SET_VRING_ADDR,
