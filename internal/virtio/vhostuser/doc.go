@@ -20,6 +20,13 @@
 // promptly (a front-end stopping the device waits for it, and QEMU cannot be
 // stopped with SIGTERM while it waits).
 //
+// The sandbox process serves a share by making a socketpair, passing one
+// end to QEMU (machine.Share.Conn; internal/vmm/qemu turns it into
+// -chardev socket,fd=N and -device vhost-user-fs-device) and calling Serve
+// on the other with a virtiofs.Device. Ring sizes up to 1024 are accepted
+// whatever the device's QueueMaxSizes, because QEMU's virtio-mmio transport
+// tells the guest 1024.
+//
 // What is not implemented: dirty logging (VHOST_F_LOG_ALL, so no live
 // migration), the back-end request channel (config change notifications,
 // DAX mappings), inflight tracking, postcopy, packed rings, IOTLB, and
