@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/msb-go/msb/internal/image"
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/sandbox"
 )

@@ -66,6 +66,11 @@ type Share struct {
 	Tag      string
 	Path     string
 	ReadOnly bool
+	// Conn is used by the qemu backend only: the front-end end of a
+	// connected unix stream socket whose other end serves this share's
+	// virtio-fs device over vhost-user (internal/virtio/vhostuser). The
+	// serving side enforces Path and ReadOnly; QEMU sees only the tag.
+	Conn *os.File
 }
 
 // KernelCmdline is the whole kernel command line of s on a backend: the

@@ -91,6 +91,13 @@ func TestDeps(t *testing.T) {
 			}
 		})
 	}
+	t.Run("vhostuser", func(t *testing.T) {
+		for p := range imports(t, "vhostuser") {
+			if !isStd(p) && p != modVirtio && p != modGuestmem && !strings.HasPrefix(p, "golang.org/x/sys/") {
+				t.Errorf("vhostuser imports %s; want virtio, guestmem, x/sys and the stdlib", p)
+			}
+		}
+	})
 	t.Run("mmio", func(t *testing.T) {
 		for p := range imports(t, "mmio") {
 			if !isStd(p) && p != modVirtio && p != modGuestmem {

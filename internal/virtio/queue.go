@@ -82,6 +82,21 @@ func NewQueue(mem *guestmem.Memory, cfg QueueConfig, features uint64) (*Queue, e
 // Size returns the queue size negotiated with the driver.
 func (q *Queue) Size() uint16 { return q.size }
 
+// NextAvail returns the available ring index of the next chain Pop will
+// take: the ring state a vhost-user back-end reports for GET_VRING_BASE.
+// Call it only while no device goroutine uses q (before Activate or after
+// Reset).
+func (q *Queue) NextAvail() uint16 { return q.nextAvail }
+
+// SetIndices makes q resume at available ring index nextAvail and used ring
+// index nextUsed instead of zero, as a vhost-user back-end does after
+// SET_VRING_BASE or when it restarts a stopped ring (the used index is then
+// read back from the used ring, as Linux vhost does). Call it before the
+// queue is handed to a device.
+func (q *Queue) SetIndices(nextAvail, nextUsed uint16) {
+	q.nextAvail, q.nextUsed, q.signalledUsed = nextAvail, nextUsed, nextUsed
+}
+
 // Err returns the fatal error that broke the queue, or nil.
 func (q *Queue) Err() error { return q.err }
 

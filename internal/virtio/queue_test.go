@@ -581,3 +581,42 @@ func BenchmarkQueuePopPush(b *testing.B) {
 		})
 	}
 }
+
+func TestSetIndices(t *testing.T) {
+	d := newDriver(t, 8)
+	// The driver already made 5 chains available and the device used 5
+	// (a ring resumed by a vhost-user back-end at base 5).
+	for range 5 {
+		if _, err := d.AddChain(virtiotest.Readable([]byte{1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Mem.StoreRelease16(d.Used+2, 5); err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(t, d, 0)
+	q.SetIndices(5, 5)
+	if got := q.NextAvail(); got != 5 {
+		t.Fatalf("NextAvail() = %d; want 5", got)
+	}
+	if _, ok, err := q.Pop(); ok || err != nil {
+		t.Fatalf("Pop at base 5 of 5 = ok %v, %v; want nothing", ok, err)
+	}
+	head, err := d.AddChain(virtiotest.Readable([]byte{2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := q.Pop()
+	if !ok || err != nil || c.Head != head {
+		t.Fatalf("Pop = head %d ok %v, %v; want head %d", c.Head, ok, err, head)
+	}
+	if err := q.Push(c.Head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.UsedIdx(); got != 6 {
+		t.Errorf("used idx = %d; want 6", got)
+	}
+	if got := q.NextAvail(); got != 6 {
+		t.Errorf("NextAvail() = %d; want 6", got)
+	}
+}

@@ -34,11 +34,17 @@ type Memory struct {
 
 // NewMemory returns size bytes of zeroed guest memory at base.
 func NewMemory(base guestmem.Addr, size int) (*Memory, error) {
-	m, err := guestmem.New(guestmem.Region{Base: base, Data: make([]byte, size)})
+	return WrapMemory(base, make([]byte, size))
+}
+
+// WrapMemory returns guest memory at base backed by data, such as a shared
+// mapping a vhost-user test hands to its back-end.
+func WrapMemory(base guestmem.Addr, data []byte) (*Memory, error) {
+	m, err := guestmem.New(guestmem.Region{Base: base, Data: data})
 	if err != nil {
 		return nil, err
 	}
-	return &Memory{Memory: m, next: base, end: base + guestmem.Addr(size)}, nil
+	return &Memory{Memory: m, next: base, end: base + guestmem.Addr(len(data))}, nil
 }
 
 // Alloc reserves n bytes aligned to align (a power of two) and returns their

@@ -110,15 +110,18 @@ func firstLine(s string) string {
 	return line
 }
 
-// Fixed fd numbers of the files handed to QEMU (exec.Cmd.ExtraFiles start at 3).
+// Fixed fd numbers of the files handed to QEMU (exec.Cmd.ExtraFiles start at
+// 3); share i's vhost-user socket is fdShare0+i.
 const (
-	fdAgent = 3
-	fdNet   = 4
+	fdAgent  = 3
+	fdNet    = 4
+	fdShare0 = 5
 )
 
 // Args returns the QEMU command line (without the binary) for spec. Files the
-// spec references (Agent, Net) are passed as inherited descriptors whose
-// numbers Args assumes; Start arranges them.
+// spec references (Agent, Net, each Share's Conn) are passed as inherited
+// descriptors whose numbers Args assumes; Start arranges them. Shares run as
+// vhost-user-fs devices, which puts guest RAM in a shared memfd.
 func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("machine spec: %w", err)
@@ -130,8 +133,14 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 	// acpi=off: the guest kernel has no ACPI, and without it QEMU appends a
 	// virtio_mmio.device= parameter for each virtio-mmio device itself.
 	// rtc=off: probing the CMOS RTC costs seconds under emulation.
+	machineOpt := "microvm,acpi=off,rtc=off"
+	if len(spec.Shares) > 0 {
+		// vhost-user back-ends map guest RAM, so it must be a shareable
+		// file (a sealed memfd) instead of anonymous memory.
+		machineOpt += ",memory-backend=mem"
+	}
 	args := []string{
-		"-M", "microvm,acpi=off,rtc=off",
+		"-M", machineOpt,
 		"-accel", string(accel),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 	}
@@ -143,6 +152,9 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		"-m", strconv.Itoa(spec.MemoryMiB),
 		"-kernel", spec.Kernel,
 	)
+	if len(spec.Shares) > 0 {
+		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryMiB))
+	}
 	if accel == AccelKVM || accel == AccelHVF {
 		args = append(args, "-cpu", "host")
 	}
@@ -180,13 +192,28 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 			"-netdev", fmt.Sprintf("socket,id=net0,fd=%d", fdNet),
 			"-device", "virtio-net-device,netdev=net0,mac="+spec.Net.MAC)
 	}
-	if len(spec.Shares) > 0 {
-		return nil, errors.New("virtio-fs shares are not supported by the qemu backend yet")
+	for i, sh := range spec.Shares {
+		// QEMU is only the vhost-user front-end; the sandbox process serves
+		// the device (and enforces the share's path and read-only flag) on
+		// the other end of sh.Conn.
+		if sh.Conn == nil {
+			return nil, fmt.Errorf("share %d (%q): no vhost-user connection: the qemu backend needs the caller to serve virtio-fs", i, sh.Tag)
+		}
+		if sh.Tag == "" || len(sh.Tag) > maxTagLen {
+			return nil, fmt.Errorf("share %d: tag %q is not 1 to %d bytes", i, sh.Tag, maxTagLen)
+		}
+		id := "fs" + strconv.Itoa(i)
+		args = append(args,
+			"-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdShare0+i),
+			"-device", "vhost-user-fs-device,chardev="+id+",tag="+escapeOpt(sh.Tag))
 	}
 	args = append(args, "-device", "virtio-rng-device")
 	args = append(args, "-append", Cmdline(spec))
 	return args, nil
 }
+
+// maxTagLen is the size of virtio-fs's tag field (virtio v1.2 §5.11.4).
+const maxTagLen = 36
 
 // Cmdline is the kernel command line for spec under QEMU: the serial
 // console, an immediate reboot on panic and a triple-fault reboot (which
@@ -244,12 +271,15 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 	// QEMU needs no environment, and the caller's may hold secrets.
 	cmd.Env = []string{}
 	// ExtraFiles[i] becomes fd 3+i; unused slots stay nil (closed in the child).
-	extra := make([]*os.File, 2)
+	extra := make([]*os.File, fdShare0-3+len(spec.Shares))
 	if spec.Agent != nil {
 		extra[fdAgent-3] = spec.Agent
 	}
 	if spec.Net != nil {
 		extra[fdNet-3] = spec.Net.Conn
+	}
+	for i, sh := range spec.Shares {
+		extra[fdShare0-3+i] = sh.Conn
 	}
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = sysProcAttr()

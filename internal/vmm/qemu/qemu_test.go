@@ -65,7 +65,47 @@ func TestArgs(t *testing.T) {
 	shares := *spec
 	shares.Shares = []machine.Share{{Tag: "x", Path: "/x"}}
 	if _, err := Args(&shares, Config{}); err == nil {
-		t.Errorf("Args with shares = nil error; want unsupported error")
+		t.Errorf("Args with a share without Conn = nil error; want error")
+	}
+}
+
+func TestArgsShares(t *testing.T) {
+	conn, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	spec := &machine.Spec{
+		Kernel: "/k/vmlinux", VCPUs: 1, MemoryMiB: 256,
+		Shares: []machine.Share{
+			{Tag: "work", Path: "/w", Conn: conn},
+			{Tag: "ro,data", Path: "/d", ReadOnly: true, Conn: conn},
+		},
+	}
+	got, err := Args(spec, Config{Accel: AccelTCG})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"-M", "microvm,acpi=off,rtc=off,memory-backend=mem", "-accel", "tcg",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-smp", "1", "-m", "256", "-kernel", "/k/vmlinux",
+		"-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-chardev", "socket,id=fs0,fd=5",
+		"-device", "vhost-user-fs-device,chardev=fs0,tag=work",
+		"-chardev", "socket,id=fs1,fd=6",
+		"-device", "vhost-user-fs-device,chardev=fs1,tag=ro,,data",
+		"-device", "virtio-rng-device",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Args (-want +got):\n%s", diff)
+	}
+	long := *spec
+	long.Shares = []machine.Share{{Tag: strings.Repeat("t", 37), Conn: conn}}
+	if _, err := Args(&long, Config{}); err == nil {
+		t.Errorf("Args with a 37-byte tag = nil error; want error")
 	}
 }
 
