@@ -347,27 +347,11 @@ func FuzzBlkRequest(f *testing.F) {
 		if len(rd) > 64<<10 {
 			rd = rd[:64<<10]
 		}
-		var bufs []virtiotest.Buf
-		s := min(int(split), len(rd))
-		if s > 0 {
-			bufs = append(bufs, R(rd[:s]))
-		}
-		if s < len(rd) {
-			bufs = append(bufs, R(rd[s:]))
-		}
-		if wlen > 0 {
-			bufs = append(bufs, W(uint32(wlen)))
-		}
+		bufs := virtiotest.SplitBufs(rd, int(split), uint32(wlen))
 		if len(bufs) == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok {
-			t.Fatalf("Pop = %v, %v", ok, err)
-		}
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
 		n := dev.handle(c, err)
 		if uint64(n) > c.Writable.Len() {
 			t.Fatalf("used len %d > writable %d", n, c.Writable.Len())

@@ -677,26 +677,13 @@ func FuzzFSRequest(f *testing.F) {
 		if len(rd) > 64<<10 {
 			rd = rd[:64<<10]
 		}
-		var bufs []virtiotest.Buf
-		s := min(int(split), len(rd))
-		if s > 0 {
-			bufs = append(bufs, R(rd[:s]))
-		}
-		if s < len(rd) {
-			bufs = append(bufs, R(rd[s:]))
-		}
-		if wlen > 0 {
-			bufs = append(bufs, W(uint32(wlen)))
-		}
+		bufs := virtiotest.SplitBufs(rd, int(split), uint32(wlen))
 		if len(bufs) == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok || err != nil {
-			t.Fatalf("Pop = %v, %v", ok, err)
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
+		if err != nil {
+			t.Fatalf("Pop = %v", err)
 		}
 		n := dev.handle(c)
 		if n > uint32(wlen) {

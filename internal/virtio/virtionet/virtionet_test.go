@@ -202,13 +202,7 @@ func FuzzNetHeader(f *testing.F) {
 		if len(hdr) == 0 && frameLen == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok {
-			t.Fatalf("Pop = %v, %v", ok, err)
-		}
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
 		dev.transmit(context.Background(), c, err)
 		var got []byte
 		select {

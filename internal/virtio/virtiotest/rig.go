@@ -206,3 +206,38 @@ func NewQueue(tb testing.TB, memBytes int, size uint16, features uint64) (*Drive
 	}
 	return drv, q
 }
+
+// PopChain adds bufs as a chain to drv and pops it from q, the device side
+// of the same queue, as a device would. It returns the chain and the error
+// Queue.Pop gave with it (for a malformed chain, which a device handler
+// still completes); it fails the test when nothing can be popped.
+func PopChain(tb testing.TB, drv *Driver, q *virtio.Queue, bufs ...Buf) (virtio.Chain, error) {
+	tb.Helper()
+	if _, err := drv.AddChain(bufs...); err != nil {
+		tb.Fatal(err)
+	}
+	c, ok, err := q.Pop()
+	if !ok {
+		tb.Fatalf("Pop = %v, %v", ok, err)
+	}
+	return c, err
+}
+
+// SplitBufs returns the buffers of a request built from fuzz input:
+// readable split into two buffers at split (either may be left out when
+// empty), then writable bytes of device-writable space if writable is not
+// zero. It returns nil when there is nothing to send.
+func SplitBufs(readable []byte, split int, writable uint32) []Buf {
+	var bufs []Buf
+	s := min(split, len(readable))
+	if s > 0 {
+		bufs = append(bufs, Readable(readable[:s]))
+	}
+	if s < len(readable) {
+		bufs = append(bufs, Readable(readable[s:]))
+	}
+	if writable > 0 {
+		bufs = append(bufs, Writable(writable))
+	}
+	return bufs
+}
