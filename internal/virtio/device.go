@@ -1,10 +1,6 @@
 package virtio
 
-import (
-	"sync"
-
-	"github.com/msb-go/msb/internal/guestmem"
-)
+import "github.com/msb-go/msb/internal/guestmem"
 
 // CommonFeatures are the device-independent features this package's Queue
 // implements. Devices include them in Device.Features.
@@ -55,47 +51,6 @@ type Interrupt interface {
 	// transport sets DEVICE_NEEDS_RESET and notifies the driver (§2.1.2).
 	NeedsReset(err error)
 }
-
-// Workers owns a device's goroutines so they can be stopped together, as
-// Reset and Close require. The zero value is ready to use; it is safe for
-// concurrent use.
-type Workers struct {
-	// mu protects stop.
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
-
-// Go runs f in a new goroutine. f must return promptly once stop is
-// closed.
-func (w *Workers) Go(f func(stop <-chan struct{})) {
-	w.mu.Lock()
-	if w.stop == nil {
-		w.stop = make(chan struct{})
-	}
-	stop := w.stop
-	w.wg.Add(1)
-	w.mu.Unlock()
-	go func() {
-		defer w.wg.Done()
-		f(stop)
-	}()
-}
-
-// Stop closes the stop channel of the running goroutines, waits for them
-// to return, and leaves Workers ready for the next Go.
-func (w *Workers) Stop() {
-	w.mu.Lock()
-	if w.stop != nil {
-		close(w.stop)
-		w.stop = nil
-	}
-	w.mu.Unlock()
-	w.wg.Wait()
-}
-
-// Wait blocks until every goroutine started with Go has returned.
-func (w *Workers) Wait() { w.wg.Wait() }
 
 // Kick is a coalescing wake-up signal: any number of Notify calls before
 // the receiver looks produce one wake-up. Make it with NewKick.

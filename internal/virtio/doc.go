@@ -1,7 +1,8 @@
 // Package virtio is the device-side vocabulary of virtio 1.2 shared by the
 // transports and the devices: constants with their spec names, the split
-// virtqueue (Queue), descriptor chains (Chain, Buffers) and the Device
-// interface a transport drives.
+// virtqueue (Queue), descriptor chains (Chain, Buffers), the Device
+// interface a transport drives and Base, the part of it every device
+// shares (queue sizes, config space, queue goroutines and their kicks).
 //
 // The package does not implement a transport (see the mmio subpackage) or
 // any device (see the virtio* subpackages), and it never panics on guest

@@ -23,7 +23,7 @@ import (
 // echoDevice is a tiny two-queue device: each chain's readable bytes come
 // back upper-cased in its writable buffers.
 type echoDevice struct {
-	virtio.QueueServer
+	virtio.Base
 
 	mu          sync.Mutex
 	activations int
@@ -34,9 +34,14 @@ type echoDevice struct {
 
 var _ virtio.Device = (*echoDevice)(nil)
 
-func (d *echoDevice) Type() uint32            { return 0xfe }
-func (d *echoDevice) Features() uint64        { return virtio.CommonFeatures }
-func (d *echoDevice) QueueMaxSizes() []uint16 { return []uint16{16, 16} }
+func newEchoDevice() *echoDevice {
+	d := &echoDevice{}
+	d.Init([]uint16{16, 16}, nil) // ReadConfig/WriteConfig are its own
+	return d
+}
+
+func (d *echoDevice) Type() uint32     { return 0xfe }
+func (d *echoDevice) Features() uint64 { return virtio.CommonFeatures }
 
 func (d *echoDevice) ReadConfig(off uint64, p []byte) {
 	clear(p)
@@ -60,19 +65,22 @@ func (d *echoDevice) Activate(_ *guestmem.Memory, features uint64, queues []*vir
 	d.activations++
 	d.features = features
 	d.mu.Unlock()
-	d.Serve(queues, irq, func(c virtio.Chain, err error) uint32 {
+	echo := func(c virtio.Chain, err error) uint32 {
 		if err != nil {
 			return 0
 		}
 		b := make([]byte, c.Readable.Len())
 		c.Readable.CopyTo(b, 0)
 		return uint32(c.Writable.CopyFrom(bytes.ToUpper(b), 0))
-	})
+	}
+	for i, q := range queues {
+		d.Serve(i, q, irq, echo)
+	}
 	return nil
 }
 
 func (d *echoDevice) Reset() {
-	d.QueueServer.Reset()
+	d.Base.Reset()
 	d.mu.Lock()
 	d.resets++
 	d.mu.Unlock()
@@ -158,7 +166,7 @@ func newFrontend(t *testing.T) *frontend {
 	t.Helper()
 	checkFDs(t)
 	fc, bc := socketPair(t)
-	f := &frontend{t: t, conn: fc, done: make(chan error, 1), dev: &echoDevice{}}
+	f := &frontend{t: t, conn: fc, done: make(chan error, 1), dev: newEchoDevice()}
 	fd, err := unix.MemfdCreate("vhostuser-test", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		t.Fatal(err)
@@ -503,7 +511,7 @@ func TestServeContextCancel(t *testing.T) {
 	checkFDs(t)
 	fc, bc := socketPair(t)
 	defer fc.Close()
-	dev := &echoDevice{}
+	dev := newEchoDevice()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, bc, dev, nil) }()

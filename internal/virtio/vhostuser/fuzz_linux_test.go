@@ -50,7 +50,7 @@ func FuzzMessages(f *testing.F) {
 	f.Add(msg(VHOST_USER_SET_VRING_NUM, 0, state(0, 1<<20)))
 	f.Add(msg(99, VHOST_USER_NEED_REPLY, []byte{1, 2, 3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dev := &echoDevice{}
+		dev := newEchoDevice()
 		b := newBackend(dev, nil)
 		defer func() {
 			b.close()

@@ -55,14 +55,13 @@ const (
 var ErrConfig = errors.New("invalid block device config")
 
 // Device is a virtio-blk device with one request queue. It is safe for
-// concurrent use.
+// concurrent use. Close leaves the backend open.
 type Device struct {
-	cfg                Config
-	sectors            uint64
-	discard            Discarder // nil if unsupported or read-only
-	features           uint64
-	config             [configSize]byte
-	virtio.QueueServer // QueueNotify, Reset, Close (the backend stays open), Wait
+	virtio.Base
+	cfg      Config
+	sectors  uint64
+	discard  Discarder // nil if unsupported or read-only
+	features uint64
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -80,15 +79,19 @@ func New(cfg Config) (*Device, error) {
 		d.discard = disc
 		d.features |= 1 << VIRTIO_BLK_F_DISCARD
 	}
-	binary.LittleEndian.PutUint64(d.config[offCapacity:], d.sectors)
-	// §5.2.4 seg_max: data segments per request; the header and status
-	// take two descriptors of a queue-sized chain.
-	binary.LittleEndian.PutUint32(d.config[offSegMax:], queueSize-2)
+	// struct virtio_blk_config (§5.2.4); writeback (CONFIG_WCE) is not
+	// offered, so every field is read-only.
+	config := make([]byte, configSize)
+	binary.LittleEndian.PutUint64(config[offCapacity:], d.sectors)
+	// seg_max: data segments per request; the header and status take two
+	// descriptors of a queue-sized chain.
+	binary.LittleEndian.PutUint32(config[offSegMax:], queueSize-2)
 	if d.discard != nil {
-		binary.LittleEndian.PutUint32(d.config[offMaxDiscardSect:], maxDiscardSectors)
-		binary.LittleEndian.PutUint32(d.config[offMaxDiscardSeg:], maxDiscardSegs)
-		binary.LittleEndian.PutUint32(d.config[offDiscardAlign:], 1)
+		binary.LittleEndian.PutUint32(config[offMaxDiscardSect:], maxDiscardSectors)
+		binary.LittleEndian.PutUint32(config[offMaxDiscardSeg:], maxDiscardSegs)
+		binary.LittleEndian.PutUint32(config[offDiscardAlign:], 1)
 	}
+	d.Init([]uint16{queueSize}, config) // one requestq (§5.2.2)
 	return d, nil
 }
 
@@ -98,27 +101,9 @@ func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_BLOCK }
 // Features implements virtio.Device.
 func (d *Device) Features() uint64 { return d.features }
 
-// QueueMaxSizes implements virtio.Device: one requestq (§5.2.2).
-func (d *Device) QueueMaxSizes() []uint16 { return []uint16{queueSize} }
-
-// ReadConfig implements virtio.Device (struct virtio_blk_config, §5.2.4).
-func (d *Device) ReadConfig(offset uint64, data []byte) {
-	clear(data)
-	if offset < uint64(len(d.config)) {
-		copy(data, d.config[offset:])
-	}
-}
-
-// WriteConfig implements virtio.Device; writeback (CONFIG_WCE) is not
-// offered, so every field is read-only.
-func (d *Device) WriteConfig(uint64, []byte) {}
-
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	if len(queues) < 1 || queues[0] == nil {
-		return nil
-	}
-	d.Serve(queues[:1], irq, d.handle)
+	d.Serve(0, virtio.QueueAt(queues, 0), irq, d.handle)
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -100,10 +99,8 @@ var (
 )
 
 type rig struct {
+	*virtiotest.Rig
 	disk *memDisk
-	dev  *Device
-	drv  *virtiotest.Driver
-	irq  *virtiotest.Interrupt
 }
 
 func newRig(t *testing.T, cfg Config) rig {
@@ -118,58 +115,28 @@ func newRig(t *testing.T, cfg Config) rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	mem, err := virtiotest.NewMemory(0x10000, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv, err := mem.NewDriver(queueSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := drv.Queue(dev.Features())
-	if err != nil {
-		t.Fatal(err)
-	}
-	irq := &virtiotest.Interrupt{}
-	if err := dev.Activate(mem.Memory, dev.Features(), []*virtio.Queue{q}, irq); err != nil {
-		t.Fatal(err)
-	}
-	return rig{disk: disk, dev: dev, drv: drv, irq: irq}
+	return rig{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{QueueSize: queueSize}), disk: disk}
 }
 
 // do submits one chain and returns the bytes the device wrote.
 func (r rig) do(t *testing.T, indirect bool, bufs ...virtiotest.Buf) []byte {
 	t.Helper()
-	add := r.drv.AddChain
+	do := r.Do
 	if indirect {
-		add = r.drv.AddIndirect
+		do = r.DoIndirect
 	}
-	head, err := add(bufs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.dev.QueueNotify(0)
-	used, err := r.drv.WaitUsed(1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if used[0].ID != uint32(head) {
-		t.Fatalf("used id = %d; want %d", used[0].ID, head)
-	}
+	rp := do(0, bufs...)
 	// The status is the last writable byte and data starts at the first,
 	// so read the whole writable area and report data (used length - 1
 	// bytes) followed by the status.
-	all, err := r.drv.Written(head, 1<<31)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if used[0].Len == 0 {
+	all := bytes.Join(rp.Writable, nil)
+	if rp.Len == 0 {
 		return nil
 	}
-	if int(used[0].Len) > len(all) {
-		t.Fatalf("used len %d > writable %d", used[0].Len, len(all))
+	if int(rp.Len) > len(all) {
+		t.Fatalf("used len %d > writable %d", rp.Len, len(all))
 	}
-	return append(all[:used[0].Len-1:used[0].Len-1], all[len(all)-1])
+	return append(all[:rp.Len-1:rp.Len-1], all[len(all)-1])
 }
 
 type reqCase struct {
@@ -297,7 +264,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(okStatus(data), got); diff != "" {
 		t.Fatalf("read back (-want +got):\n%s", diff)
 	}
-	if r.irq.UsedCount(0) == 0 {
+	if r.IRQ.UsedCount(0) == 0 {
 		t.Errorf("no used buffer notification")
 	}
 }
@@ -376,42 +343,15 @@ func FuzzBlkRequest(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mem, err := virtiotest.NewMemory(0x10000, 256<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		drv, err := mem.NewDriver(8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := drv.Queue(dev.Features())
-		if err != nil {
-			t.Fatal(err)
-		}
+		drv, q := virtiotest.NewQueue(t, 256<<10, 8, dev.Features())
 		if len(rd) > 64<<10 {
 			rd = rd[:64<<10]
 		}
-		var bufs []virtiotest.Buf
-		s := min(int(split), len(rd))
-		if s > 0 {
-			bufs = append(bufs, R(rd[:s]))
-		}
-		if s < len(rd) {
-			bufs = append(bufs, R(rd[s:]))
-		}
-		if wlen > 0 {
-			bufs = append(bufs, W(uint32(wlen)))
-		}
+		bufs := virtiotest.SplitBufs(rd, int(split), uint32(wlen))
 		if len(bufs) == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok {
-			t.Fatalf("Pop = %v, %v", ok, err)
-		}
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
 		n := dev.handle(c, err)
 		if uint64(n) > c.Writable.Len() {
 			t.Fatalf("used len %d > writable %d", n, c.Writable.Len())
@@ -428,18 +368,7 @@ func BenchmarkRead4K(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mem, err := virtiotest.NewMemory(0x10000, 1<<20)
-	if err != nil {
-		b.Fatal(err)
-	}
-	drv, err := mem.NewDriver(8)
-	if err != nil {
-		b.Fatal(err)
-	}
-	q, err := drv.Queue(dev.Features())
-	if err != nil {
-		b.Fatal(err)
-	}
+	drv, q := virtiotest.NewQueue(b, 1<<20, 8, dev.Features())
 	head, err := drv.AddChain(R(hdr(VIRTIO_BLK_T_IN, 8)), W(4096), W(1))
 	if err != nil {
 		b.Fatal(err)

@@ -22,9 +22,11 @@
 package virtioconsole
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -67,24 +69,23 @@ type port struct {
 	guestOpen atomic.Bool
 	hostOpen  atomic.Bool
 	// pending is the unsent rest of a host chunk. Only the rx goroutine
-	// uses it; successive activations are ordered by Workers.Stop.
+	// uses it; successive activations are ordered by Reset.
 	pending    []byte
 	dataClosed bool
 }
 
 // Device is a multiport virtio console. It is safe for concurrent use.
+// Reset keeps host data not yet delivered for the next activation.
 type Device struct {
-	console io.Writer
-	ports   []*port // index is the port id; ports[0] is the console
-	config  [configSize]byte
-	workers virtio.Workers
-	readers sync.WaitGroup
+	virtio.Base // emerg_wr is not offered, so the config space is read-only
+	console     io.Writer
+	ports       []*port // index is the port id; ports[0] is the console
+	readers     sync.WaitGroup
 	// hostKick wakes the control goroutine when a host side closes.
 	hostKick virtio.Kick
 
-	// mu protects kicks and closed.
+	// mu protects closed.
 	mu     sync.Mutex
-	kicks  []virtio.Kick // per queue; nil unless active
 	closed bool
 }
 
@@ -112,7 +113,10 @@ func New(cfg Config) (*Device, error) {
 			openKick: virtio.NewKick(),
 		})
 	}
-	binary.LittleEndian.PutUint32(d.config[offMaxNrPorts:], uint32(len(d.ports)))
+	config := make([]byte, configSize)
+	binary.LittleEndian.PutUint32(config[offMaxNrPorts:], uint32(len(d.ports)))
+	// Two queues per port plus the two control queues.
+	d.Init(slices.Repeat([]uint16{queueSize}, 2*len(d.ports)+2), config)
 	for _, p := range d.ports[1:] {
 		p.hostOpen.Store(true)
 		d.readers.Add(1)
@@ -147,28 +151,6 @@ func (d *Device) Features() uint64 {
 	return virtio.CommonFeatures | 1<<VIRTIO_CONSOLE_F_MULTIPORT
 }
 
-// QueueMaxSizes implements virtio.Device: two queues per port plus the two
-// control queues.
-func (d *Device) QueueMaxSizes() []uint16 {
-	s := make([]uint16, 2*len(d.ports)+2)
-	for i := range s {
-		s[i] = queueSize
-	}
-	return s
-}
-
-// ReadConfig implements virtio.Device.
-func (d *Device) ReadConfig(offset uint64, data []byte) {
-	clear(data)
-	if offset < uint64(len(d.config)) {
-		copy(data, d.config[offset:])
-	}
-}
-
-// WriteConfig implements virtio.Device. emerg_wr is not offered, so
-// nothing is writable.
-func (d *Device) WriteConfig(uint64, []byte) {}
-
 func rxQueue(id uint32) int {
 	if id == 0 {
 		return 0
@@ -183,42 +165,30 @@ func (d *Device) Activate(_ *guestmem.Memory, features uint64, queues []*virtio.
 	if d.closed {
 		return fmt.Errorf("activate virtio-console: closed")
 	}
-	kicks := make([]virtio.Kick, len(queues))
-	for i := range kicks {
-		kicks[i] = virtio.NewKick()
+	// Every port starts closed on the guest side; the driver opens it
+	// again with PORT_OPEN.
+	for _, p := range d.ports {
+		p.guestOpen.Store(false)
 	}
-	d.kicks = kicks
-	queue := func(i int) *virtio.Queue {
-		if i < len(queues) {
-			return queues[i]
-		}
-		return nil
-	}
-	if q := queue(1); q != nil {
-		d.workers.Go(func(stop <-chan struct{}) {
-			virtio.ServeQueue(stop, kicks[1], q, 1, irq, d.writeConsole)
-		})
-	}
+	queue := func(i int) *virtio.Queue { return virtio.QueueAt(queues, i) }
+	d.Serve(1, queue(1), irq, d.writeConsole)
 	if features&(1<<VIRTIO_CONSOLE_F_MULTIPORT) == 0 {
 		return nil // single-port mode: only the console exists
 	}
 	if rx, tx := queue(ctlRxQueue), queue(ctlTxQueue); rx != nil && tx != nil {
 		c := newControl(d.ports)
-		d.workers.Go(func(stop <-chan struct{}) {
-			c.run(stop, kicks[ctlRxQueue], kicks[ctlTxQueue], d.hostKick, rx, tx, irq)
+		rxKick, txKick := d.Kick(ctlRxQueue), d.Kick(ctlTxQueue)
+		d.Go(func(ctx context.Context) {
+			c.run(ctx.Done(), rxKick, txKick, d.hostKick, rx, tx, irq)
 		})
 	}
 	for _, p := range d.ports[1:] {
 		rxi := rxQueue(p.id)
-		p.guestOpen.Store(false)
 		if rx := queue(rxi); rx != nil {
-			d.workers.Go(func(stop <-chan struct{}) { p.receive(stop, kicks[rxi], rx, rxi, irq) })
+			kick := d.Kick(rxi)
+			d.Go(func(ctx context.Context) { p.receive(ctx.Done(), kick, rx, rxi, irq) })
 		}
-		if tx := queue(rxi + 1); tx != nil {
-			d.workers.Go(func(stop <-chan struct{}) {
-				virtio.ServeQueue(stop, kicks[rxi+1], tx, rxi+1, irq, p.transmit)
-			})
-		}
+		d.Serve(rxi+1, queue(rxi+1), irq, p.transmit)
 	}
 	return nil
 }
@@ -298,27 +268,6 @@ func (p *port) receive(stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue, 
 	}
 }
 
-// QueueNotify implements virtio.Device.
-func (d *Device) QueueNotify(q int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if q >= 0 && q < len(d.kicks) {
-		d.kicks[q].Notify()
-	}
-}
-
-// Reset implements virtio.Device. Host data not yet delivered is kept for
-// the next activation.
-func (d *Device) Reset() {
-	d.workers.Stop()
-	d.mu.Lock()
-	d.kicks = nil
-	d.mu.Unlock()
-	for _, p := range d.ports {
-		p.guestOpen.Store(false)
-	}
-}
-
 // Close stops the device, closes the ports' host sides that implement
 // io.Closer, discards undelivered host data and waits for the host readers.
 // A host side that is not an io.Closer must be made to return from Read by
@@ -331,7 +280,7 @@ func (d *Device) Close() error {
 	if already {
 		return nil
 	}
-	d.Reset()
+	d.Base.Reset()
 	var first error
 	for _, p := range d.ports[1:] {
 		if c, ok := p.conn.(io.Closer); ok {
@@ -352,6 +301,6 @@ func (d *Device) Close() error {
 
 // Wait blocks until the queue goroutines and host readers have returned.
 func (d *Device) Wait() {
-	d.workers.Wait()
+	d.Base.Wait()
 	d.readers.Wait()
 }

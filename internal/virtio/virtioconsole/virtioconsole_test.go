@@ -65,62 +65,21 @@ func decode(b []byte) msg {
 
 // guest plays the Linux virtio_console driver.
 type guest struct {
-	t       *testing.T
-	dev     *Device
-	drivers []*virtiotest.Driver
-	irq     *virtiotest.Interrupt
+	*virtiotest.Rig
+	t *testing.T
 }
 
 func newGuest(t *testing.T, dev *Device, features uint64) *guest {
 	t.Helper()
-	mem, err := virtiotest.NewMemory(0x10000, 4<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &guest{t: t, dev: dev, irq: &virtiotest.Interrupt{}}
-	var queues []*virtio.Queue
-	for range dev.QueueMaxSizes() {
-		d, err := mem.NewDriver(16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := d.Queue(features)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.drivers = append(g.drivers, d)
-		queues = append(queues, q)
-	}
-	if err := dev.Activate(mem.Memory, features, queues, g.irq); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
-func (g *guest) add(q int, bufs ...virtiotest.Buf) uint16 {
-	g.t.Helper()
-	head, err := g.drivers[q].AddChain(bufs...)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	g.dev.QueueNotify(q)
-	return head
+	return &guest{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{MemoryBytes: 4 << 20, Features: features}), t: t}
 }
 
 // recv waits for n used chains on q and returns what the device wrote.
 func (g *guest) recv(q, n int) [][]byte {
 	g.t.Helper()
-	used, err := g.drivers[q].WaitUsed(n, 5*time.Second)
-	if err != nil {
-		g.t.Fatalf("queue %d: %v", q, err)
-	}
 	var out [][]byte
-	for _, u := range used {
-		b, err := g.drivers[q].Written(uint16(u.ID), u.Len)
-		if err != nil {
-			g.t.Fatal(err)
-		}
-		out = append(out, b)
+	for _, rp := range g.WaitUsed(q, n) {
+		out = append(out, rp.Data())
 	}
 	return out
 }
@@ -146,21 +105,21 @@ func TestPortDiscoveryAndData(t *testing.T) {
 	g := newGuest(t, dev, dev.Features())
 
 	for range 8 {
-		g.add(ctlRxQueue, virtiotest.Writable(64))
+		g.Push(ctlRxQueue, virtiotest.Writable(64))
 	}
-	g.add(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1)))
+	g.Push(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1)))
 	want := []msg{{ID: 0, Event: VIRTIO_CONSOLE_PORT_ADD}, {ID: 1, Event: VIRTIO_CONSOLE_PORT_ADD}}
 	if diff := cmp.Diff(want, g.recvMsgs(2)); diff != "" {
 		t.Fatalf("after DEVICE_READY (-want +got):\n%s", diff)
 	}
 	// A repeated DEVICE_READY must not announce the ports again.
-	g.add(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1)))
+	g.Push(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1)))
 
-	g.add(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_PORT_READY, 1)))
+	g.Push(ctlTxQueue, virtiotest.Readable(ctrl(0, VIRTIO_CONSOLE_PORT_READY, 1)))
 	if diff := cmp.Diff([]msg{{ID: 0, Event: VIRTIO_CONSOLE_CONSOLE_PORT, Value: 1}}, g.recvMsgs(1)); diff != "" {
 		t.Fatalf("after PORT_READY 0 (-want +got):\n%s", diff)
 	}
-	g.add(ctlTxQueue, virtiotest.Readable(ctrl(1, VIRTIO_CONSOLE_PORT_READY, 1)))
+	g.Push(ctlTxQueue, virtiotest.Readable(ctrl(1, VIRTIO_CONSOLE_PORT_READY, 1)))
 	want = []msg{
 		{ID: 1, Event: VIRTIO_CONSOLE_PORT_NAME, Extra: "agent"},
 		{ID: 1, Event: VIRTIO_CONSOLE_PORT_OPEN, Value: 1},
@@ -170,7 +129,7 @@ func TestPortDiscoveryAndData(t *testing.T) {
 	}
 
 	// Console output.
-	g.add(1, virtiotest.Readable([]byte("Linux version ")), virtiotest.Readable([]byte("6.1\n")))
+	g.Push(1, virtiotest.Readable([]byte("Linux version ")), virtiotest.Readable([]byte("6.1\n")))
 	g.recv(1, 1)
 	if got := console.String(); got != "Linux version 6.1\n" {
 		t.Errorf("console = %q; want %q", got, "Linux version 6.1\n")
@@ -178,21 +137,21 @@ func TestPortDiscoveryAndData(t *testing.T) {
 
 	// Host → guest: held until the guest opens the port.
 	rxq := rxQueue(1)
-	g.add(rxq, virtiotest.Writable(64))
+	g.Push(rxq, virtiotest.Writable(64))
 	if _, err := hostEnd.Write([]byte("hello guest")); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	if u, _ := g.drivers[rxq].PollUsed(); len(u) != 0 {
+	if u, _ := g.Drivers[rxq].PollUsed(); len(u) != 0 {
 		t.Fatalf("data delivered before PORT_OPEN: %v", u)
 	}
-	g.add(ctlTxQueue, virtiotest.Readable(ctrl(1, VIRTIO_CONSOLE_PORT_OPEN, 1)))
+	g.Push(ctlTxQueue, virtiotest.Readable(ctrl(1, VIRTIO_CONSOLE_PORT_OPEN, 1)))
 	if got := g.recv(rxq, 1); string(got[0]) != "hello guest" {
 		t.Errorf("guest received %q; want %q", got[0], "hello guest")
 	}
 
 	// Guest → host.
-	g.add(rxq+1, virtiotest.Readable([]byte("hello ")), virtiotest.Readable([]byte("host")))
+	g.Push(rxq+1, virtiotest.Readable([]byte("hello ")), virtiotest.Readable([]byte("host")))
 	buf := make([]byte, 10)
 	if _, err := io.ReadFull(hostEnd, buf); err != nil {
 		t.Fatal(err)
@@ -206,7 +165,7 @@ func TestPortDiscoveryAndData(t *testing.T) {
 	go hostEnd.Write(big)
 	var got []byte
 	for len(got) < len(big) {
-		g.add(rxq, virtiotest.Writable(1000))
+		g.Push(rxq, virtiotest.Writable(1000))
 		for _, b := range g.recv(rxq, 1) {
 			got = append(got, b...)
 		}
@@ -214,8 +173,8 @@ func TestPortDiscoveryAndData(t *testing.T) {
 	if !bytes.Equal(got, big) {
 		t.Errorf("big transfer mismatch: got %d bytes", len(got))
 	}
-	if g.irq.ResetErr() != nil {
-		t.Errorf("unexpected NeedsReset: %v", g.irq.ResetErr())
+	if g.IRQ.ResetErr() != nil {
+		t.Errorf("unexpected NeedsReset: %v", g.IRQ.ResetErr())
 	}
 
 	// The host side going away is reported as PORT_OPEN 0.
@@ -233,7 +192,7 @@ func TestSinglePortMode(t *testing.T) {
 	}
 	defer dev.Close()
 	g := newGuest(t, dev, virtio.CommonFeatures)
-	g.add(1, virtiotest.Readable([]byte("early printk")))
+	g.Push(1, virtiotest.Readable([]byte("early printk")))
 	g.recv(1, 1)
 	if got := console.String(); got != "early printk" {
 		t.Errorf("console = %q; want %q", got, "early printk")
@@ -314,26 +273,8 @@ func FuzzConsoleControl(f *testing.F) {
 		f.Add(in, uint8(64))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, rxLen uint8) {
-		mem, err := virtiotest.NewMemory(0x10000, 256<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txd, err := mem.NewDriver(16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rxd, err := mem.NewDriver(4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx, err := txd.Queue(virtio.CommonFeatures)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rx, err := rxd.Queue(virtio.CommonFeatures)
-		if err != nil {
-			t.Fatal(err)
-		}
+		txd, tx := virtiotest.NewQueue(t, 256<<10, 16, virtio.CommonFeatures)
+		rxd, rx := virtiotest.NewQueue(t, 256<<10, 4, virtio.CommonFeatures)
 		c := newTestControl()
 		var irq virtiotest.Interrupt
 		for len(in) > 0 {

@@ -39,6 +39,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,14 +89,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Device is a virtio-fs device. It is safe for concurrent use.
+// Device is a virtio-fs device. It is safe for concurrent use. Reset
+// waits for requests in flight; the file system's state (node IDs, open
+// handles) survives it, and the guest starts again with INIT. Close does
+// not close the file system.
 type Device struct {
-	cfg      Config
-	log      *slog.Logger
-	server   *fuse.ProtocolServer
-	config   [configSize]byte
-	nQueues  int
-	inflight chan struct{} // semaphore bounding concurrent requests
+	virtio.Base // every config field is read-only
+	cfg         Config
+	log         *slog.Logger
+	server      *fuse.ProtocolServer
+	inflight    chan struct{} // semaphore bounding concurrent requests
 
 	// initMu is held for writing while INIT runs and for reading by every
 	// other request: go-fuse's INIT writes the negotiated settings that
@@ -106,12 +109,6 @@ type Device struct {
 	// device or go-fuse (a bug in go-fuse or the file system, never
 	// expected).
 	panics atomic.Uint64
-
-	workers virtio.Workers
-
-	// mu protects kicks.
-	mu    sync.Mutex
-	kicks []virtio.Kick // nil unless active
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -148,7 +145,6 @@ func New(cfg Config) (*Device, error) {
 	d := &Device{
 		cfg:      cfg,
 		log:      lg,
-		nQueues:  1 + cfg.RequestQueues,
 		inflight: make(chan struct{}, cfg.MaxInflight),
 	}
 	opts := fuse.MountOptions{
@@ -167,9 +163,13 @@ func New(cfg Config) (*Device, error) {
 		opts.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
 	d.server = fuse.NewProtocolServer(guard{cfg.FS}, &opts)
-	// §5.11.4: tag is NUL-padded; num_request_queues is le32.
-	copy(d.config[offTag:offTag+TagSize], cfg.Tag)
-	binary.LittleEndian.PutUint32(d.config[offNumRequestQueues:], uint32(cfg.RequestQueues))
+	// struct virtio_fs_config (§5.11.4): tag is NUL-padded;
+	// num_request_queues is le32.
+	config := make([]byte, configSize)
+	copy(config[offTag:offTag+TagSize], cfg.Tag)
+	binary.LittleEndian.PutUint32(config[offNumRequestQueues:], uint32(cfg.RequestQueues))
+	// hiprio, then the request queues (§5.11.2).
+	d.Init(slices.Repeat([]uint16{queueSize}, 1+cfg.RequestQueues), config)
 	return d, nil
 }
 
@@ -180,79 +180,19 @@ func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_FS }
 // not offered.
 func (d *Device) Features() uint64 { return virtio.CommonFeatures }
 
-// QueueMaxSizes implements virtio.Device: hiprio, then the request queues
-// (§5.11.2).
-func (d *Device) QueueMaxSizes() []uint16 {
-	s := make([]uint16, d.nQueues)
-	for i := range s {
-		s[i] = queueSize
-	}
-	return s
-}
-
-// ReadConfig implements virtio.Device (struct virtio_fs_config, §5.11.4).
-func (d *Device) ReadConfig(offset uint64, data []byte) {
-	clear(data)
-	if offset < uint64(len(d.config)) {
-		copy(data, d.config[offset:])
-	}
-}
-
-// WriteConfig implements virtio.Device; every field is read-only.
-func (d *Device) WriteConfig(uint64, []byte) {}
-
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.kicks = make([]virtio.Kick, d.nQueues)
-	for i := range min(len(queues), d.nQueues) {
-		q := queues[i]
-		if q == nil {
-			continue
+	// §5.11.6.1: FORGET and INTERRUPT have no reply, so hiprio requests
+	// complete synchronously with nothing written.
+	d.Serve(hiprioQueue, virtio.QueueAt(queues, hiprioQueue), irq, d.handleHiprio)
+	for i := hiprioQueue + 1; i < 1+d.cfg.RequestQueues; i++ {
+		if q := virtio.QueueAt(queues, i); q != nil {
+			kick := d.Kick(i)
+			d.Go(func(ctx context.Context) { d.serveRequests(ctx.Done(), kick, q, i, irq) })
 		}
-		kick := virtio.NewKick()
-		d.kicks[i] = kick
-		if i == hiprioQueue {
-			// §5.11.6.1: FORGET and INTERRUPT have no reply, so hiprio
-			// requests complete synchronously with nothing written.
-			d.workers.Go(func(stop <-chan struct{}) {
-				virtio.ServeQueue(stop, kick, q, i, irq, d.handleHiprio)
-			})
-			continue
-		}
-		d.workers.Go(func(stop <-chan struct{}) { d.serveRequests(stop, kick, q, i, irq) })
 	}
 	return nil
 }
-
-// QueueNotify implements virtio.Device.
-func (d *Device) QueueNotify(q int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if q >= 0 && q < len(d.kicks) && d.kicks[q] != nil {
-		d.kicks[q].Notify()
-	}
-}
-
-// Reset implements virtio.Device. It waits for requests in flight. The
-// file system's state (node IDs, open handles) survives; the guest starts
-// again with INIT.
-func (d *Device) Reset() {
-	d.workers.Stop()
-	d.mu.Lock()
-	d.kicks = nil
-	d.mu.Unlock()
-}
-
-// Close stops the device's goroutines. It does not close the file system.
-func (d *Device) Close() error {
-	d.Reset()
-	return nil
-}
-
-// Wait blocks until the device's goroutines have returned.
-func (d *Device) Wait() { d.workers.Wait() }
 
 // handleHiprio serves one hiprio request; nothing is written back.
 func (d *Device) handleHiprio(c virtio.Chain, err error) uint32 {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -86,10 +85,8 @@ func initReq(t testing.TB, unique uint64) []byte {
 // passthrough file system. dir is the directory "share" in outside, which
 // also holds the file "sentinel" that no request may reach.
 type rig struct {
+	*virtiotest.Rig
 	dev     *Device
-	hiprio  *virtiotest.Driver
-	req     *virtiotest.Driver
-	irq     *virtiotest.Interrupt
 	dir     string
 	outside string
 }
@@ -134,52 +131,13 @@ func newRig(t *testing.T, readOnly bool) *rig {
 			t.Errorf("device recovered %d panics; want 0", n)
 		}
 	})
-	mem, err := virtiotest.NewMemory(0x10000, 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{dev: dev, irq: &virtiotest.Interrupt{}, dir: dir, outside: outside}
-	var queues []*virtio.Queue
-	for _, d := range []**virtiotest.Driver{&r.hiprio, &r.req} {
-		if *d, err = mem.NewDriver(64); err != nil {
-			t.Fatal(err)
-		}
-		q, err := (*d).Queue(dev.Features())
-		if err != nil {
-			t.Fatal(err)
-		}
-		queues = append(queues, q)
-	}
-	if err := dev.Activate(mem.Memory, dev.Features(), queues, r.irq); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return &rig{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{QueueSize: 64, MemoryBytes: 8 << 20}), dev: dev, dir: dir, outside: outside}
 }
 
 // chain sends bufs on request queue qi and returns what the device wrote.
 func (r *rig) chain(t *testing.T, qi int, bufs ...virtiotest.Buf) []byte {
 	t.Helper()
-	drv := r.req
-	if qi == hiprioQueue {
-		drv = r.hiprio
-	}
-	head, err := drv.AddChain(bufs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.dev.QueueNotify(qi)
-	used, err := drv.WaitUsed(1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if used[0].ID != uint32(head) {
-		t.Fatalf("used id %d; want %d", used[0].ID, head)
-	}
-	got, err := drv.Written(head, used[0].Len)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return r.Do(qi, bufs...).Data()
 }
 
 // do sends one FUSE request with a reply buffer of wlen bytes and returns
@@ -292,7 +250,7 @@ func TestInit(t *testing.T) {
 	if maxWrite == 0 || maxWrite > MaxWrite {
 		t.Errorf("INIT reply max_write %d; want 1..%d", maxWrite, MaxWrite)
 	}
-	if r.irq.UsedCount(1) == 0 {
+	if r.IRQ.UsedCount(1) == 0 {
 		t.Errorf("no used buffer notification on the request queue")
 	}
 }
@@ -655,21 +613,17 @@ func TestMalformed(t *testing.T) {
 func TestBadDescriptor(t *testing.T) {
 	r := newRig(t, false)
 	r.init(t)
-	if err := r.req.SetDesc(0, virtiotest.Desc{Addr: 1 << 40, Len: 64}); err != nil {
+	if err := r.Drivers[1].SetDesc(0, virtiotest.Desc{Addr: 1 << 40, Len: 64}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.req.Publish(0); err != nil {
+	if err := r.Drivers[1].Publish(0); err != nil {
 		t.Fatal(err)
 	}
-	r.dev.QueueNotify(1)
-	used, err := r.req.WaitUsed(1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	r.Notify(1)
+	if rp := r.WaitUsed(1, 1)[0]; rp.ID != 0 || rp.Len != 0 {
+		t.Errorf("used %+v; want id 0 len 0", rp.Used)
 	}
-	if used[0].ID != 0 || used[0].Len != 0 {
-		t.Errorf("used %+v; want id 0 len 0", used[0])
-	}
-	if err := r.irq.ResetErr(); err != nil {
+	if err := r.IRQ.ResetErr(); err != nil {
 		t.Errorf("NeedsReset(%v) for a bad chain; want the queue to go on", err)
 	}
 	r.lookup(t, rootID, "hello.txt")
@@ -715,7 +669,7 @@ func TestHiprio(t *testing.T) {
 			}
 		})
 	}
-	if r.irq.UsedCount(hiprioQueue) == 0 {
+	if r.IRQ.UsedCount(hiprioQueue) == 0 {
 		t.Errorf("no used buffer notification on hiprio")
 	}
 	// The root and the file still answer, so no inode lock was left held.
@@ -735,26 +689,14 @@ func TestConcurrent(t *testing.T) {
 	heads := map[uint32]bool{}
 	for i := range n {
 		req := encode(t, &fuse.ReadIn{InHeader: hdr(opRead, uint64(100+i), node), Fh: fh, Size: 5})
-		head, err := r.req.AddChain(R(req), W(64))
-		if err != nil {
-			t.Fatal(err)
-		}
-		heads[uint32(head)] = true
+		heads[uint32(r.Push(1, R(req), W(64)))] = true
 	}
-	r.dev.QueueNotify(1)
-	used, err := r.req.WaitUsed(n, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range used {
-		if !heads[u.ID] || u.Len != outHeaderSize+5 {
-			t.Errorf("used %+v; want one of the %d heads with length %d", u, n, outHeaderSize+5)
+	for _, rp := range r.WaitUsed(1, n) {
+		if !heads[rp.ID] || rp.Len != outHeaderSize+5 {
+			t.Errorf("used %+v; want one of the %d heads with length %d", rp.Used, n, outHeaderSize+5)
 		}
-		delete(heads, u.ID)
-		got, err := r.req.Written(uint16(u.ID), u.Len)
-		if err != nil {
-			t.Fatal(err)
-		}
+		delete(heads, rp.ID)
+		got := rp.Data()
 		if string(got[outHeaderSize:]) != "hello" {
 			t.Errorf("READ = %q; want \"hello\"", got[outHeaderSize:])
 		}
@@ -770,47 +712,13 @@ func TestResetReactivate(t *testing.T) {
 	}
 	defer dev.Close()
 	for round := range 2 {
-		mem, err := virtiotest.NewMemory(0x10000, 4<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var (
-			drvs   []*virtiotest.Driver
-			queues []*virtio.Queue
-			irq    virtiotest.Interrupt
-		)
-		for range dev.QueueMaxSizes() {
-			drv, err := mem.NewDriver(16)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := drv.Queue(dev.Features())
-			if err != nil {
-				t.Fatal(err)
-			}
-			drvs, queues = append(drvs, drv), append(queues, q)
-		}
-		if err := dev.Activate(mem.Memory, dev.Features(), queues, &irq); err != nil {
-			t.Fatal(err)
-		}
-		for qi := 1; qi < len(drvs); qi++ {
-			head, err := drvs[qi].AddChain(R(initReq(t, uint64(qi))), W(256))
-			if err != nil {
-				t.Fatal(err)
-			}
-			dev.QueueNotify(qi)
-			used, err := drvs[qi].WaitUsed(1, 5*time.Second)
-			if err != nil {
-				t.Fatalf("round %d queue %d: %v", round, qi, err)
-			}
-			got, err := drvs[qi].Written(head, used[0].Len)
-			if err != nil {
-				t.Fatal(err)
-			}
+		r := virtiotest.NewRig(t, dev, virtiotest.Options{MemoryBytes: 4 << 20})
+		for qi := 1; qi < len(r.Drivers); qi++ {
+			got := r.Do(qi, R(initReq(t, uint64(qi))), W(256)).Data()
 			if len(got) < outHeaderSize+24 || binary.LittleEndian.Uint32(got[4:]) != 0 {
 				t.Errorf("round %d queue %d: INIT reply %x; want status 0 and InitOut", round, qi, got)
 			}
-			if irq.UsedCount(qi) == 0 {
+			if r.IRQ.UsedCount(qi) == 0 {
 				t.Errorf("round %d: no used buffer notification on queue %d", round, qi)
 			}
 		}
@@ -863,41 +771,17 @@ func FuzzFSRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, rd []byte, split, wlen uint16) {
-		mem, err := virtiotest.NewMemory(0x10000, 512<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		drv, err := mem.NewDriver(8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := drv.Queue(dev.Features())
-		if err != nil {
-			t.Fatal(err)
-		}
+		drv, q := virtiotest.NewQueue(t, 512<<10, 8, dev.Features())
 		if len(rd) > 64<<10 {
 			rd = rd[:64<<10]
 		}
-		var bufs []virtiotest.Buf
-		s := min(int(split), len(rd))
-		if s > 0 {
-			bufs = append(bufs, R(rd[:s]))
-		}
-		if s < len(rd) {
-			bufs = append(bufs, R(rd[s:]))
-		}
-		if wlen > 0 {
-			bufs = append(bufs, W(uint32(wlen)))
-		}
+		bufs := virtiotest.SplitBufs(rd, int(split), uint32(wlen))
 		if len(bufs) == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok || err != nil {
-			t.Fatalf("Pop = %v, %v", ok, err)
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
+		if err != nil {
+			t.Fatalf("Pop = %v", err)
 		}
 		n := dev.handle(c)
 		if n > uint32(wlen) {

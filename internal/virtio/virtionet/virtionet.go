@@ -56,22 +56,20 @@ type Stats struct {
 	RxFrames, RxDropped uint64
 }
 
-// Device is a virtio-net device. It is safe for concurrent use.
+// Device is a virtio-net device. It is safe for concurrent use. Close
+// leaves the backend open.
 type Device struct {
+	virtio.Base
 	backend  Backend
 	maxFrame int
-	config   [configSize]byte
-	workers  virtio.Workers
 	txBuf    []byte // used only by the transmit goroutine
 	rxBuf    []byte // used only by the receive goroutine
 
 	txFrames, txDropped, rxFrames, rxDropped atomic.Uint64
 
-	// mu protects kicks, cancel and rxErr.
-	mu     sync.Mutex
-	kicks  []virtio.Kick // nil unless active
-	cancel context.CancelFunc
-	rxErr  error
+	// mu protects rxErr.
+	mu    sync.Mutex
+	rxErr error
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -94,9 +92,13 @@ func New(cfg Config) (*Device, error) {
 	d := &Device{backend: cfg.Backend, maxFrame: int(mtu) + ethOverhead}
 	d.txBuf = make([]byte, d.maxFrame)
 	d.rxBuf = make([]byte, d.maxFrame)
-	copy(d.config[:6], cfg.MAC)
-	binary.LittleEndian.PutUint16(d.config[offStatus:], VIRTIO_NET_S_LINK_UP)
-	binary.LittleEndian.PutUint16(d.config[offMTU:], mtu)
+	// struct virtio_net_config (§5.1.4), read-only for VERSION_1 drivers
+	// (§5.1.4.2).
+	config := make([]byte, configSize)
+	copy(config[:6], cfg.MAC)
+	binary.LittleEndian.PutUint16(config[offStatus:], VIRTIO_NET_S_LINK_UP)
+	binary.LittleEndian.PutUint16(config[offMTU:], mtu)
+	d.Init([]uint16{queueSize, queueSize}, config) // receiveq1, transmitq1 (§5.1.2)
 	return d, nil
 }
 
@@ -107,21 +109,6 @@ func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_NET }
 func (d *Device) Features() uint64 {
 	return virtio.CommonFeatures | 1<<VIRTIO_NET_F_MAC | 1<<VIRTIO_NET_F_STATUS | 1<<VIRTIO_NET_F_MTU
 }
-
-// QueueMaxSizes implements virtio.Device: receiveq1, transmitq1 (§5.1.2).
-func (d *Device) QueueMaxSizes() []uint16 { return []uint16{queueSize, queueSize} }
-
-// ReadConfig implements virtio.Device (struct virtio_net_config, §5.1.4).
-func (d *Device) ReadConfig(offset uint64, data []byte) {
-	clear(data)
-	if offset < uint64(len(d.config)) {
-		copy(data, d.config[offset:])
-	}
-}
-
-// WriteConfig implements virtio.Device; the config space is read-only
-// for VERSION_1 drivers (§5.1.4.2).
-func (d *Device) WriteConfig(uint64, []byte) {}
 
 // Stats returns frame counters.
 func (d *Device) Stats() Stats {
@@ -140,24 +127,18 @@ func (d *Device) Err() error {
 
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	d.kicks = []virtio.Kick{virtio.NewKick(), virtio.NewKick()}
-	kicks := d.kicks
-	if len(queues) > txQueue && queues[txQueue] != nil {
-		tx := queues[txQueue]
-		d.workers.Go(func(stop <-chan struct{}) {
-			virtio.ServeQueue(stop, kicks[txQueue], tx, txQueue, irq, func(c virtio.Chain, err error) uint32 {
+	if tx := virtio.QueueAt(queues, txQueue); tx != nil {
+		kick := d.Kick(txQueue)
+		d.Go(func(ctx context.Context) {
+			virtio.ServeQueue(ctx.Done(), kick, tx, txQueue, irq, func(c virtio.Chain, err error) uint32 {
 				d.transmit(ctx, c, err)
 				return 0
 			})
 		})
 	}
-	if len(queues) > rxQueue && queues[rxQueue] != nil {
-		rx := queues[rxQueue]
-		d.workers.Go(func(stop <-chan struct{}) { d.receive(ctx, stop, kicks[rxQueue], rx, irq) })
+	if rx := virtio.QueueAt(queues, rxQueue); rx != nil {
+		kick := d.Kick(rxQueue)
+		d.Go(func(ctx context.Context) { d.receive(ctx, kick, rx, irq) })
 	}
 	return nil
 }
@@ -213,7 +194,7 @@ func (d *Device) transmit(ctx context.Context, c virtio.Chain, chainErr error) {
 // receive reads frames from the backend and delivers each into one
 // receive chain (no VIRTIO_NET_F_MRG_RXBUF). While the guest has no
 // buffers it stops reading, which pushes back on the backend.
-func (d *Device) receive(ctx context.Context, stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt) {
+func (d *Device) receive(ctx context.Context, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt) {
 	for {
 		n, err := d.backend.ReadFrame(ctx, d.rxBuf)
 		if err != nil {
@@ -228,7 +209,7 @@ func (d *Device) receive(ctx context.Context, stop <-chan struct{}, kick virtio.
 			d.rxDropped.Add(1)
 			continue
 		}
-		if !d.deliver(stop, kick, q, irq, d.rxBuf[:n]) {
+		if !d.deliver(ctx.Done(), kick, q, irq, d.rxBuf[:n]) {
 			return
 		}
 	}
@@ -276,35 +257,3 @@ func (d *Device) deliver(stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue
 		return true
 	}
 }
-
-// QueueNotify implements virtio.Device.
-func (d *Device) QueueNotify(q int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if q >= 0 && q < len(d.kicks) {
-		d.kicks[q].Notify()
-	}
-}
-
-// Reset implements virtio.Device.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	if d.cancel != nil {
-		d.cancel()
-		d.cancel = nil
-	}
-	d.mu.Unlock()
-	d.workers.Stop()
-	d.mu.Lock()
-	d.kicks = nil
-	d.mu.Unlock()
-}
-
-// Close stops the device's goroutines. It does not close the backend.
-func (d *Device) Close() error {
-	d.Reset()
-	return nil
-}
-
-// Wait blocks until the device's goroutines have returned.
-func (d *Device) Wait() { d.workers.Wait() }

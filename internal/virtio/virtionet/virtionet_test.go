@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
 )
 
@@ -63,10 +62,9 @@ func netHdr(flags, gso byte) []byte {
 }
 
 type rig struct {
-	dev    *Device
-	be     *chanBackend
-	rx, tx *virtiotest.Driver
-	irq    *virtiotest.Interrupt
+	*virtiotest.Rig
+	dev *Device
+	be  *chanBackend
 }
 
 func newRig(t *testing.T) rig {
@@ -77,31 +75,7 @@ func newRig(t *testing.T) rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	mem, err := virtiotest.NewMemory(0x10000, 2<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := mem.NewDriver(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := mem.NewDriver(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rq, err := rx.Queue(dev.Features())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tq, err := tx.Queue(dev.Features())
-	if err != nil {
-		t.Fatal(err)
-	}
-	irq := &virtiotest.Interrupt{}
-	if err := dev.Activate(mem.Memory, dev.Features(), []*virtio.Queue{rq, tq}, irq); err != nil {
-		t.Fatal(err)
-	}
-	return rig{dev: dev, be: be, rx: rx, tx: tx, irq: irq}
+	return rig{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{MemoryBytes: 2 << 20}), dev: dev, be: be}
 }
 
 func TestTransmit(t *testing.T) {
@@ -123,17 +97,8 @@ func TestTransmit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
-			head, err := r.tx.AddChain(tc.bufs...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.dev.QueueNotify(txQueue)
-			used, err := r.tx.WaitUsed(1, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if used[0].ID != uint32(head) || used[0].Len != 0 {
-				t.Errorf("used = %+v; want id %d len 0", used[0], head)
+			if rp := r.Do(txQueue, tc.bufs...); rp.Len != 0 {
+				t.Errorf("used = %+v; want len 0", rp.Used)
 			}
 			var got []byte
 			select {
@@ -161,47 +126,26 @@ func TestReceive(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	var heads []uint16
 	for range frames {
-		h, err := r.rx.AddChain(virtiotest.Writable(HeaderSize+1000), virtiotest.Writable(600))
-		if err != nil {
-			t.Fatal(err)
-		}
-		heads = append(heads, h)
+		heads = append(heads, r.Push(rxQueue, virtiotest.Writable(HeaderSize+1000), virtiotest.Writable(600)))
 	}
-	r.dev.QueueNotify(rxQueue)
-	used, err := r.rx.WaitUsed(len(frames), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, u := range used {
-		if u.ID != uint32(heads[i]) {
-			t.Errorf("used[%d].ID = %d; want %d", i, u.ID, heads[i])
+	for i, rp := range r.WaitUsed(rxQueue, len(frames)) {
+		if rp.ID != uint32(heads[i]) {
+			t.Errorf("used[%d].ID = %d; want %d", i, rp.ID, heads[i])
 		}
-		got, err := r.rx.Written(uint16(u.ID), u.Len)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := rp.Data()
 		wantHdr := make([]byte, HeaderSize)
 		binary.LittleEndian.PutUint16(wantHdr[10:], 1)
 		if diff := cmp.Diff(append(wantHdr, frames[i]...), got); diff != "" {
 			t.Errorf("frame %d (-want +got):\n%s", i, diff)
 		}
 	}
-	if r.irq.UsedCount(rxQueue) == 0 {
+	if r.IRQ.UsedCount(rxQueue) == 0 {
 		t.Errorf("no used buffer notification on rx")
 	}
 	// A buffer too small for the frame drops the frame, not the device.
 	r.be.toGuest <- ethFrame(1000, 9)
-	h, err := r.rx.AddChain(virtiotest.Writable(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.dev.QueueNotify(rxQueue)
-	used, err = r.rx.WaitUsed(1, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if used[0].ID != uint32(h) || used[0].Len != 0 {
-		t.Errorf("small buffer used = %+v; want id %d len 0", used[0], h)
+	if rp := r.Do(rxQueue, virtiotest.Writable(100)); rp.Len != 0 {
+		t.Errorf("small buffer used = %+v; want len 0", rp.Used)
 	}
 	if st := r.dev.Stats(); st.RxFrames != 2 || st.RxDropped != 1 {
 		t.Errorf("stats = %+v; want 2 rx, 1 dropped", st)
@@ -247,18 +191,7 @@ func FuzzNetHeader(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mem, err := virtiotest.NewMemory(0x10000, 256<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		drv, err := mem.NewDriver(4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := drv.Queue(dev.Features())
-		if err != nil {
-			t.Fatal(err)
-		}
+		drv, q := virtiotest.NewQueue(t, 256<<10, 4, dev.Features())
 		if len(hdr) > 64 {
 			hdr = hdr[:64]
 		}
@@ -269,13 +202,7 @@ func FuzzNetHeader(f *testing.F) {
 		if len(hdr) == 0 && frameLen == 0 {
 			return
 		}
-		if _, err := drv.AddChain(bufs...); err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := q.Pop()
-		if !ok {
-			t.Fatalf("Pop = %v, %v", ok, err)
-		}
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
 		dev.transmit(context.Background(), c, err)
 		var got []byte
 		select {

@@ -22,14 +22,18 @@ const queueSize = 256
 // Device is a virtio-rng device with one request queue. It is safe for
 // concurrent use. The zero value is not usable; call New.
 type Device struct {
-	src                io.Reader
-	virtio.QueueServer // QueueNotify, Reset, Close, Wait
+	virtio.Base // no config space (§5.4.4)
+	src         io.Reader
 }
 
 var _ virtio.Device = (*Device)(nil)
 
 // New returns an entropy device reading from crypto/rand.
-func New() *Device { return &Device{src: rand.Reader} }
+func New() *Device {
+	d := &Device{src: rand.Reader}
+	d.Init([]uint16{queueSize}, nil) // one requestq (§5.4.2)
+	return d
+}
 
 // Type implements virtio.Device.
 func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_RNG }
@@ -37,21 +41,9 @@ func (d *Device) Type() uint32 { return virtio.VIRTIO_ID_RNG }
 // Features implements virtio.Device; §5.4.3 defines no device features.
 func (d *Device) Features() uint64 { return virtio.CommonFeatures }
 
-// QueueMaxSizes implements virtio.Device: one requestq (§5.4.2).
-func (d *Device) QueueMaxSizes() []uint16 { return []uint16{queueSize} }
-
-// ReadConfig implements virtio.Device; there is no config space (§5.4.4).
-func (d *Device) ReadConfig(_ uint64, data []byte) { clear(data) }
-
-// WriteConfig implements virtio.Device.
-func (d *Device) WriteConfig(uint64, []byte) {}
-
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
-	if len(queues) < 1 || queues[0] == nil {
-		return nil // the driver enabled no queue: nothing to serve
-	}
-	d.Serve(queues[:1], irq, d.handle)
+	d.Serve(0, virtio.QueueAt(queues, 0), irq, d.handle)
 	return nil
 }
 

@@ -6,6 +6,10 @@
 // including malformed ones), publishes the available index and reads back
 // used ring entries. Driver is not safe for concurrent use; use it from the
 // test goroutine while the device runs in its own.
+//
+// A Rig is the whole mock guest for one device: memory, a Driver per queue
+// and a recording Interrupt, with the device activated on them. Device
+// tests push chains with Rig.Push or Rig.Do and read back Replies.
 package virtiotest
 
 import (
@@ -354,18 +358,23 @@ func (d *Driver) WaitUsed(n int, timeout time.Duration) ([]Used, error) {
 // Written returns the bytes the device wrote into the writable buffers of
 // the chain at head, up to n bytes (the used length), and forgets them.
 func (d *Driver) Written(head uint16, n uint32) ([]byte, error) {
-	var out []byte
+	bufs, err := d.writableBufs(head)
+	if err != nil {
+		return nil, err
+	}
+	return Reply{Used: Used{ID: uint32(head), Len: n}, Writable: bufs}.Data(), nil
+}
+
+// writableBufs returns the writable buffers of the chain at head, whole,
+// and forgets them. A head the driver did not add has none.
+func (d *Driver) writableBufs(head uint16) ([][]byte, error) {
+	var out [][]byte
 	for _, desc := range d.writable[head] {
-		if n == 0 {
-			break
-		}
-		k := min(desc.Len, n)
-		b := make([]byte, k)
+		b := make([]byte, desc.Len)
 		if err := d.Mem.ReadAt(b, desc.Addr); err != nil {
 			return nil, err
 		}
-		out = append(out, b...)
-		n -= k
+		out = append(out, b)
 	}
 	delete(d.writable, head)
 	return out, nil

@@ -107,3 +107,70 @@ func TestRingLayout(t *testing.T) {
 		t.Errorf("AddChain on full table = %v; want ErrNoSpace", err)
 	}
 }
+
+// echo is a device built on virtio.Base that copies each chain's readable
+// bytes into its writable buffers.
+type echo struct{ virtio.Base }
+
+func (e *echo) Type() uint32     { return 0 }
+func (e *echo) Features() uint64 { return virtio.CommonFeatures }
+
+func (e *echo) Activate(_ *guestmem.Memory, _ uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
+	e.Serve(0, virtio.QueueAt(queues, 0), irq, func(c virtio.Chain, err error) uint32 {
+		if err != nil {
+			return 0
+		}
+		b := make([]byte, c.Readable.Len())
+		c.Readable.CopyTo(b, 0)
+		return uint32(c.Writable.CopyFrom(b, 0))
+	})
+	return nil
+}
+
+func TestRig(t *testing.T) {
+	dev := &echo{}
+	dev.Init([]uint16{8}, []byte("cfg"))
+	defer dev.Close()
+	r := NewRig(t, dev, Options{})
+	tests := []struct {
+		name     string
+		indirect bool
+		bufs     []Buf
+		want     Reply
+	}{
+		{"fits", false, []Buf{Readable([]byte("hello")), Writable(3), Writable(4)},
+			Reply{Used{Len: 5}, [][]byte{[]byte("hel"), []byte("lo\x00\x00")}}},
+		{"truncated indirect", true, []Buf{Readable([]byte("hello")), Writable(2)},
+			Reply{Used{Len: 2}, [][]byte{[]byte("he")}}},
+		{"nothing writable", false, []Buf{Readable([]byte("x"))}, Reply{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			do := r.Do
+			if tc.indirect {
+				do = r.DoIndirect
+			}
+			got := do(0, tc.bufs...)
+			got.ID = 0
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("reply (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got := string(r.Do(0, Readable([]byte("abc")), Writable(8)).Data()); got != "abc" {
+		t.Errorf("Data() = %q; want %q", got, "abc")
+	}
+	if got := string(r.ReadConfig(1, 4)); got != "fg\x00\x00" {
+		t.Errorf("ReadConfig(1, 4) = %q; want %q", got, "fg\x00\x00")
+	}
+	if r.IRQ.UsedCount(0) == 0 {
+		t.Errorf("no used buffer notification")
+	}
+	if err := r.Drivers[0].SetAvailIdx(100); err != nil {
+		t.Fatal(err)
+	}
+	r.Notify(0)
+	if err := r.WaitNeedsReset(); err == nil {
+		t.Errorf("WaitNeedsReset() = nil after a bad avail idx; want an error")
+	}
+}
