@@ -94,7 +94,7 @@ func TestBootErrors(t *testing.T) {
 			l := &launch.Launch{Name: "sb", SandboxID: sb.ID, Home: h.Root, Kernel: fake, Agentd: fake,
 				VCPUs: 1, MemoryMiB: 128}
 			tc.mut(l, h)
-			_, err = m.spawn(ctx, l)
+			_, err = launcher{home: h, exe: exe}.spawn(ctx, l)
 			var be *BootError
 			if !errors.As(err, &be) {
 				t.Fatalf("spawn error = %v; want *BootError", err)
