@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -30,71 +29,43 @@ func TestBootErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		mut       func(l *launch.Launch, h home.Home)
+		mut       func(t *testing.T, l *launch.Launch, h home.Home)
 		wantStage launch.Stage
 		wantErrno *int
 	}{
 		{
-			name:      "missing rootfs image",
-			mut:       func(l *launch.Launch, h home.Home) { l.Lower, l.Upper = filepath.Join(tmp, "gone.erofs"), fake },
+			name: "missing rootfs image",
+			mut: func(_ *testing.T, l *launch.Launch, h home.Home) {
+				l.Lower, l.Upper = filepath.Join(tmp, "gone.erofs"), fake
+			},
 			wantStage: launch.StageImage, wantErrno: &enoent,
 		},
 		{
 			name:      "missing qemu",
-			mut:       func(l *launch.Launch, h home.Home) { l.QEMU = filepath.Join(tmp, "no-qemu") },
+			mut:       func(_ *testing.T, l *launch.Launch, h home.Home) { l.QEMU = filepath.Join(tmp, "no-qemu") },
 			wantStage: launch.StageBuildVM,
 		},
 		{
 			name:      "missing kernel",
-			mut:       func(l *launch.Launch, h home.Home) { l.Kernel = filepath.Join(tmp, "no-vmlinux") },
+			mut:       func(_ *testing.T, l *launch.Launch, h home.Home) { l.Kernel = filepath.Join(tmp, "no-vmlinux") },
 			wantStage: launch.StageBuildVM, wantErrno: &enoent,
 		},
 		{
 			name:      "missing agentd",
-			mut:       func(l *launch.Launch, h home.Home) { l.Agentd = filepath.Join(tmp, "no-agentd") },
+			mut:       func(_ *testing.T, l *launch.Launch, h home.Home) { l.Agentd = filepath.Join(tmp, "no-agentd") },
 			wantStage: launch.StageBuildVM, wantErrno: &enoent,
 		},
 		{
-			name: "unwritable database",
-			mut: func(l *launch.Launch, h home.Home) {
-				// A directory where the database file should be.
-				if err := os.Remove(h.DBPath()); err != nil {
-					t.Fatal(err)
-				}
-				for _, suffix := range []string{"-wal", "-shm"} {
-					os.Remove(h.DBPath() + suffix)
-				}
-				if err := os.Mkdir(h.DBPath(), 0o700); err != nil {
-					t.Fatal(err)
-				}
-			},
+			name:      "unwritable database",
+			mut:       func(t *testing.T, l *launch.Launch, h home.Home) { dirForDB(t, h) },
 			wantStage: launch.StageConfig,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			h, err := home.At(filepath.Join(t.TempDir(), "home"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := OpenAt(ctx, h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Exe = exe
-			sb, err := m.Store.CreateSandbox(ctx, "sb", []byte(`{}`), store.StatusRunning)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := h.EnsureSandboxDirs("sb"); err != nil {
-				t.Fatal(err)
-			}
-			m.Store.Close()
-			l := &launch.Launch{Name: "sb", SandboxID: sb.ID, Home: h.Root, Kernel: fake, Agentd: fake,
-				VCPUs: 1, MemoryMiB: 128}
-			tc.mut(l, h)
-			_, err = m.spawn(ctx, l)
+			h, l := bootErrorRig(t, exe, fake)
+			tc.mut(t, l, h)
+			_, err := launcher{home: h, exe: exe}.spawn(t.Context(), l)
 			var be *BootError
 			if !errors.As(err, &be) {
 				t.Fatalf("spawn error = %v; want *BootError", err)
@@ -116,6 +87,47 @@ func TestBootErrors(t *testing.T) {
 				t.Errorf("boot-error.json stage = %q; want %q", onDisk.Stage, tc.wantStage)
 			}
 		})
+	}
+}
+
+// bootErrorRig makes a home with sandbox "sb" marked Running and returns a
+// launch document for it whose kernel and agentd are the file fake. The
+// store is closed again: the sandbox process must open it itself.
+func bootErrorRig(t *testing.T, exe, fake string) (home.Home, *launch.Launch) {
+	t.Helper()
+	ctx := t.Context()
+	h, err := home.At(filepath.Join(t.TempDir(), "home"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenAt(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Exe = exe
+	sb, err := m.Store.CreateSandbox(ctx, "sb", []byte(`{}`), store.StatusRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.EnsureSandboxDirs("sb"); err != nil {
+		t.Fatal(err)
+	}
+	m.Store.Close()
+	return h, &launch.Launch{Name: "sb", SandboxID: sb.ID, Home: h.Root, Kernel: fake, Agentd: fake,
+		VCPUs: 1, MemoryMiB: 128}
+}
+
+// dirForDB puts a directory where the database file should be.
+func dirForDB(t *testing.T, h home.Home) {
+	t.Helper()
+	if err := os.Remove(h.DBPath()); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(h.DBPath() + suffix)
+	}
+	if err := os.Mkdir(h.DBPath(), 0o700); err != nil {
+		t.Fatal(err)
 	}
 }
 

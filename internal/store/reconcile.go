@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/msb-go/msb/internal/procfs"
 )
 
 // Reconcile finds sandboxes marked Running or Draining whose newest run is
@@ -51,7 +53,7 @@ func (s *Store) Reconcile(ctx context.Context) ([]string, error) {
 	}
 	var dead []candidate
 	for _, c := range cands {
-		if !processAlive(c.pid, c.startTicks) {
+		if !procfs.Alive(c.pid, c.startTicks.Int64) {
 			dead = append(dead, c)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/msb-go/msb/internal/procfs"
 )
 
 // RunStatus is the state of one run of a sandbox process.
@@ -46,6 +48,10 @@ func (r TerminationReason) Valid() bool {
 type Run struct {
 	ID, SandboxID int64
 	PID           int
+	// PIDStartTicks is the start time of PID in clock ticks after boot
+	// (procfs.StartTime), 0 when unknown: with PID it names the process,
+	// so a reused pid is never mistaken for it.
+	PIDStartTicks int64
 	Status        RunStatus
 	ExitCode      *int              // nil while running or when unknown
 	Reason        TerminationReason // "" while running
@@ -53,17 +59,18 @@ type Run struct {
 	TerminatedAt  *time.Time // nil while running
 }
 
-const runCols = "id, sandbox_id, pid, status, exit_code, termination_reason, started_at, terminated_at"
+const runCols = "id, sandbox_id, pid, pid_start_ticks, status, exit_code, termination_reason, started_at, terminated_at"
 
 func scanRun(row rowScanner) (Run, error) {
 	var r Run
 	var code sql.NullInt64
 	var reason sql.NullString
 	var started int64
-	var terminated sql.NullInt64
-	if err := row.Scan(&r.ID, &r.SandboxID, &r.PID, &r.Status, &code, &reason, &started, &terminated); err != nil {
+	var terminated, startTicks sql.NullInt64
+	if err := row.Scan(&r.ID, &r.SandboxID, &r.PID, &startTicks, &r.Status, &code, &reason, &started, &terminated); err != nil {
 		return Run{}, err
 	}
+	r.PIDStartTicks = startTicks.Int64
 	if code.Valid {
 		c := int(code.Int64)
 		r.ExitCode = &c
@@ -84,11 +91,11 @@ func (s *Store) InsertRun(ctx context.Context, sandboxID int64, pid int) (Run, e
 		return Run{}, fmt.Errorf("insert run: invalid pid %d", pid)
 	}
 	var startTicks sql.NullInt64
-	if st, ok := processStartTicks(pid); ok {
+	if st, err := procfs.StartTime(pid); err == nil {
 		startTicks = sql.NullInt64{Int64: st, Valid: true}
 	}
 	t := now()
-	r := Run{SandboxID: sandboxID, PID: pid, Status: RunRunning, StartedAt: t}
+	r := Run{SandboxID: sandboxID, PID: pid, PIDStartTicks: startTicks.Int64, Status: RunRunning, StartedAt: t}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE sandbox SET status = ?, updated_at = ? WHERE id = ?",
 			StatusRunning, ms(t), sandboxID)

@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/msb-go/msb/internal/procfs"
 )
 
 // openTest opens a fresh store in a temporary directory.
@@ -257,6 +258,9 @@ func TestRunLifecycle(t *testing.T) {
 	if diff := cmp.Diff(r1, got); diff != "" {
 		t.Errorf("LatestRun mismatch (-want +got):\n%s", diff)
 	}
+	if want, err := procfs.StartTime(os.Getpid()); err == nil && got.PIDStartTicks != want {
+		t.Errorf("PIDStartTicks = %d; want %d (procfs.StartTime(self))", got.PIDStartTicks, want)
+	}
 	if err := s.FinishRun(ctx, r1.ID, ReasonCompleted, intp(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -431,42 +435,6 @@ func TestReconcileConcurrentReportsOnce(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"a": 1, "b": 1, "c": 1}, counts); diff != "" {
 		t.Errorf("crash reports across concurrent Reconcile calls (-want +got):\n%s", diff)
 	}
-}
-
-func TestParseProcStat(t *testing.T) {
-	tail := " 1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 %s 1000 100"
-	tests := []struct {
-		name    string
-		in      string
-		want    procStat
-		wantErr bool
-	}{
-		{"plain", "42 (msb) S" + strings.Replace(tail, "%s", "12345", 1), procStat{'S', 12345}, false},
-		{"paren in comm", "42 (a) b) Z" + strings.Replace(tail, "%s", "7", 1), procStat{'Z', 7}, false},
-		{"no comm", "42 msb S 1 2", procStat{}, true},
-		{"short", "42 (msb) S 1 2 3", procStat{}, true},
-		{"bad start", "42 (msb) S" + strings.Replace(tail, "%s", "x", 1), procStat{}, true},
-		{"empty", "", procStat{}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseProcStat([]byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseProcStat(%q) error = %v; wantErr %v", tt.in, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("parseProcStat(%q) = %+v; want %+v", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
-func FuzzParseProcStat(f *testing.F) {
-	f.Add([]byte("42 (msb) S 1 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 12345 1000 100"))
-	f.Add([]byte("1 ()) R"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		parseProcStat(b) // must not panic
-	})
 }
 
 func TestTransitionSandbox(t *testing.T) {
