@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/msb-go/msb/internal/procfs"
 )
 
 // userHZ is the unit of utime/stime in /proc/<pid>/stat. The kernel reports
@@ -22,15 +24,11 @@ func SampleProcess(pid int) (ProcSample, error) {
 	dir := "/proc/" + strconv.Itoa(pid)
 	var s ProcSample
 
-	stat, err := os.ReadFile(dir + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("sample pid %d: %w", pid, err)
 	}
-	ticks, err := parseProcStatCPU(stat)
-	if err != nil {
-		return ProcSample{}, fmt.Errorf("sample pid %d: %w", pid, err)
-	}
-	s.CPUTime = time.Duration(ticks) * (time.Second / userHZ)
+	s.CPUTime = time.Duration(st.UTime+st.STime) * (time.Second / userHZ)
 
 	statm, err := os.ReadFile(dir + "/statm")
 	if err != nil {
@@ -58,31 +56,6 @@ func SampleProcess(pid int) (ProcSample, error) {
 func pidExists(dir string) bool {
 	_, err := os.Stat(dir)
 	return err == nil
-}
-
-// parseProcStatCPU returns utime+stime (fields 14 and 15, proc(5)) in clock
-// ticks. The comm field may hold spaces and parentheses, so fields are counted
-// after the last ')'.
-func parseProcStatCPU(stat []byte) (uint64, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("parse /proc stat: no comm field")
-	}
-	// After ")" come fields 3 (state) onwards.
-	fields := bytes.Fields(stat[i+1:])
-	const utimeIdx, stimeIdx = 14 - 3, 15 - 3
-	if len(fields) <= stimeIdx {
-		return 0, fmt.Errorf("parse /proc stat: %d fields after comm", len(fields))
-	}
-	utime, err := strconv.ParseUint(string(fields[utimeIdx]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc stat utime: %w", err)
-	}
-	stime, err := strconv.ParseUint(string(fields[stimeIdx]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc stat stime: %w", err)
-	}
-	return utime + stime, nil
 }
 
 // parseProcStatmRSS returns the resident field (the second) of statm in pages.

@@ -15,30 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestParseProcStatCPU(t *testing.T) {
-	tests := []struct {
-		name    string
-		stat    string
-		want    uint64
-		wantErr bool
-	}{
-		{"plain", "1234 (msb) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0", 300, false},
-		{"comm with spaces and parens", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 7 8 0 0 20 0 1 0 1 0 0", 15, false},
-		{"no comm", "7 a R 1", 0, true},
-		{"too few fields", "7 (a) R 1 2 3", 0, true},
-		{"bad utime", "7 (a) R 1 7 7 0 -1 0 0 0 0 0 x 8 0", 0, true},
-		{"bad stime", "7 (a) R 1 7 7 0 -1 0 0 0 0 0 7 -8 0", 0, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseProcStatCPU([]byte(tc.stat))
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("parseProcStatCPU(%q) = %d, %v; want %d, error %v", tc.stat, got, err, tc.want, tc.wantErr)
-			}
-		})
-	}
-}
-
 func TestParseProcStatmRSS(t *testing.T) {
 	tests := []struct {
 		statm   string
@@ -78,7 +54,6 @@ func FuzzParseProcStat(f *testing.F) {
 	f.Add([]byte("1234 (msb) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 100 0 0"))
 	f.Add([]byte("7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 7 8 0 0 20 0 1 0 1 0 0"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = parseProcStatCPU(data)
 		_, _ = parseProcStatmRSS(data)
 		_, _ = parseProcIO(data)
 	})
