@@ -2,6 +2,7 @@ package msb
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/msb-go/msb/internal/home"
@@ -35,6 +36,9 @@ func open(ctx context.Context, opts []Option) (config, *sandbox.Manager, error) 
 	var c config
 	for _, opt := range opts {
 		opt(&c)
+	}
+	if err := errors.Join(c.errs...); err != nil {
+		return c, nil, err
 	}
 	m, err := openManager(ctx, c.home)
 	return c, m, err

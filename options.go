@@ -2,6 +2,7 @@ package msb
 
 import (
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/msb-go/msb/internal/image"
@@ -57,7 +58,18 @@ func (c *config) sandboxConfig() sandbox.Config {
 		MaxDuration:    c.maxDuration,
 		VMM:            c.vmm,
 		NoHarden:       c.noHarden,
+		Network:        c.networkConfig(),
 	}
+}
+
+// networkConfig is nil for the default network, so a sandbox created
+// without network options stores none.
+func (c *config) networkConfig() *launch.Network {
+	if reflect.DeepEqual(c.network, launch.Network{}) {
+		return nil
+	}
+	n := c.network
+	return &n
 }
 
 func (c *config) createOptions() sandbox.CreateOptions {

@@ -30,6 +30,80 @@ type sandboxFlags struct {
 	scripts     []string
 	scriptPaths []string
 	copies      []string
+	net         netFlags
+}
+
+// netFlags are the network options (reference §11).
+type netFlags struct {
+	publish        []string
+	noNet          bool
+	rules          []string
+	preset         string
+	defaultEgress  string
+	defaultIngress string
+	denyDomains    []string
+	denySuffixes   []string
+	nameservers    []string
+	dnsTimeoutMS   int
+	noRebind       bool
+	maxConns       int
+}
+
+func (f *netFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a guest port on the host: [HOST_IP:]HOST_PORT:GUEST_PORT[/udp] (host address 127.0.0.1 unless given; repeatable)")
+	fl.BoolVar(&f.noNet, "no-net", false, "no network interface at all (loopback only)")
+	fl.StringArrayVar(&f.rules, "net-rule", nil, "policy rule <allow|deny>[:<egress|ingress|any>]@<target>[:<tcp|udp|icmp>[:<port|lo-hi>]]; target: any, a group (public private loopback link-local meta multicast host), IP, CIDR, [v6], a domain, domain=NAME or suffix=NAME; first match wins (repeatable, comma lists)")
+	fl.StringVar(&f.preset, "net-preset", "", "start the policy from a preset: public-only (default), none, allow-all or non-local")
+	fl.StringVar(&f.defaultEgress, "net-default-egress", "", "what outbound flows no rule matches get: allow or deny")
+	fl.StringVar(&f.defaultIngress, "net-default-ingress", "", "what inbound flows (published ports) no rule matches get: allow or deny")
+	fl.StringArrayVar(&f.denyDomains, "deny-domain", nil, "refuse DNS for this name and connections to what it resolved to (repeatable)")
+	fl.StringArrayVar(&f.denySuffixes, "deny-domain-suffix", nil, "like --deny-domain for a name and every name under it (repeatable)")
+	fl.StringArrayVar(&f.nameservers, "dns-nameserver", nil, "resolver for the sandbox's DNS, ADDR[:PORT] (default: the host's; repeatable)")
+	fl.IntVar(&f.dnsTimeoutMS, "dns-query-timeout-ms", 0, "timeout of one upstream DNS query in milliseconds (default 5000)")
+	fl.BoolVar(&f.noRebind, "no-dns-rebind-protection", false, "let DNS answers name private, loopback and link-local addresses")
+	fl.IntVar(&f.maxConns, "max-connections", 0, "most concurrent guest network flows (default 1024)")
+}
+
+func (f *netFlags) options() ([]msb.Option, error) {
+	var opts []msb.Option
+	if f.noNet {
+		opts = append(opts, msb.WithoutNetwork())
+	}
+	for _, p := range f.publish {
+		opts = append(opts, msb.WithPublish(p))
+	}
+	if len(f.rules) > 0 {
+		opts = append(opts, msb.WithNetRule(f.rules...))
+	}
+	if f.preset != "" {
+		opts = append(opts, msb.WithNetPreset(f.preset))
+	}
+	if f.defaultEgress != "" || f.defaultIngress != "" {
+		opts = append(opts, msb.WithNetDefaults(f.defaultEgress, f.defaultIngress))
+	}
+	if len(f.denyDomains) > 0 {
+		opts = append(opts, msb.WithDenyDomain(f.denyDomains...))
+	}
+	if len(f.denySuffixes) > 0 {
+		opts = append(opts, msb.WithDenyDomainSuffix(f.denySuffixes...))
+	}
+	if len(f.nameservers) > 0 {
+		opts = append(opts, msb.WithDNSNameserver(f.nameservers...))
+	}
+	if f.dnsTimeoutMS < 0 || f.maxConns < 0 {
+		return nil, fmt.Errorf("--dns-query-timeout-ms and --max-connections must not be negative")
+	}
+	if f.dnsTimeoutMS > 0 {
+		opts = append(opts, msb.WithDNSTimeout(time.Duration(f.dnsTimeoutMS)*time.Millisecond))
+	}
+	if f.noRebind {
+		opts = append(opts, msb.WithoutDNSRebindProtection())
+	}
+	if f.maxConns > 0 {
+		opts = append(opts, msb.WithMaxConnections(f.maxConns))
+	}
+	return opts, nil
 }
 
 func (f *sandboxFlags) register(cmd *cobra.Command) {
@@ -45,13 +119,14 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
 	fl.DurationVar(&f.maxDuration, "max-duration", 0, "stop this long after start, whatever happens (e.g. 1h)")
 	fl.StringVar(&f.vmm, "vmm", "auto", "VMM backend: auto (kvm where /dev/kvm is real hardware virtualization, else qemu; $MSB_VMM overrides), qemu or kvm")
-	fl.BoolVar(&f.noHarden, "no-harden", false, "debugging: run the native VMM without its seccomp and landlock confinement")
+	fl.BoolVar(&f.noHarden, "no-harden", false, "debugging: run the sandbox process and QEMU without seccomp and landlock confinement")
 	fl.BoolVar(&f.replace, "replace", false, "remove an existing sandbox of the same name first")
 	fl.StringArrayVar(&f.scripts, "script", nil, "install script NAME=BODY as /.msb/scripts/NAME, first on PATH (repeatable)")
 	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")
 	fl.StringArrayVar(&f.copies, "copy", nil, "copy a host file or directory into the sandbox before boot: HOST:GUEST (repeatable)")
 	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
+	f.net.register(cmd)
 }
 
 func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
@@ -140,5 +215,9 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	if f.noHarden {
 		opts = append(opts, msb.WithoutHardening())
 	}
-	return opts, nil
+	netOpts, err := f.net.options()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, netOpts...), nil
 }

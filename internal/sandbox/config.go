@@ -4,13 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/netpolicy"
 )
 
 // Config is what a sandbox is created with; it is stored as JSON in the
@@ -45,6 +48,8 @@ type Config struct {
 	// NoHarden runs the native VMM without seccomp and landlock
 	// (debugging only).
 	NoHarden bool `json:"no_harden,omitempty"`
+	// Network is the sandbox's network; nil is the default one.
+	Network *launch.Network `json:"network,omitempty"`
 }
 
 // Defaults of a sandbox's shape.
@@ -93,6 +98,9 @@ func (c *Config) normalize() error {
 	if c.Workdir != "" && !strings.HasPrefix(c.Workdir, "/") {
 		return fmt.Errorf("workdir: %q must be an absolute guest path", c.Workdir)
 	}
+	if err := validateNetwork(c.Network); err != nil {
+		return err
+	}
 	switch c.VMM {
 	case "", "auto", "qemu":
 	case "kvm":
@@ -113,4 +121,45 @@ func parseConfig(b []byte) (Config, error) {
 		return c, fmt.Errorf("sandbox config: %w", err)
 	}
 	return c, nil
+}
+
+// validateNetwork checks the network flags the way the sandbox process will
+// read them, so a typo in a rule fails `msb create` at once (with its
+// suggestion) instead of a boot.
+func validateNetwork(n *launch.Network) error {
+	if n == nil {
+		return nil
+	}
+	any := netip.MustParseAddr("198.18.0.1")
+	if _, err := netpolicy.Build(netpolicy.Options{
+		Preset: n.Preset, Rules: n.Rules, DefaultEgress: n.DefaultEgress, DefaultIngress: n.DefaultIngress,
+		DenyDomains: n.DenyDomains, DenyDomainSuffixes: n.DenyDomainSuffixes,
+		NoNet: n.Disabled,
+	}, []netip.Addr{any}); err != nil {
+		return err
+	}
+	if n.Disabled && (len(n.Ports) > 0 || len(n.Nameservers) > 0 || len(n.DenyDomains) > 0 || len(n.DenyDomainSuffixes) > 0) {
+		return errors.New("--no-net leaves the guest without a network: it cannot be combined with -p, DNS or domain flags")
+	}
+	seen := map[string]bool{}
+	for _, p := range n.Ports {
+		key := fmt.Sprintf("%s/%s:%d", p.Protocol, p.HostIP, p.HostPort)
+		if seen[key] {
+			return fmt.Errorf("port %s: host port %d/%s published twice", p, p.HostPort, p.Protocol)
+		}
+		seen[key] = true
+	}
+	for _, ns := range n.Nameservers {
+		if _, err := netip.ParseAddrPort(ns); err != nil {
+			if _, err := netip.ParseAddr(ns); err != nil {
+				return fmt.Errorf("dns nameserver %q: want ADDR or ADDR:PORT ([v6]:PORT)", ns)
+			}
+		}
+	}
+	if n.Pool != "" {
+		if _, err := netip.ParsePrefix(n.Pool); err != nil {
+			return fmt.Errorf("network pool %q: %w", n.Pool, err)
+		}
+	}
+	return nil
 }

@@ -44,6 +44,8 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		Attached: opts.Attached,
 		VMM:      cfg.VMM,
 		NoHarden: cfg.NoHarden,
+		Network:  cfg.Network,
+		Slot:     int(sb.ID),
 	}
 }
 
