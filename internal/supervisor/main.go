@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -20,6 +21,11 @@ import (
 // Everything it cannot recover from before the relay is ready is written to
 // logs/boot-error.json for the parent to show.
 func Main(ctx context.Context) int {
+	// The startup pipe's reader may be gone (an attached parent killed
+	// during boot): a write to it must fail with EPIPE, not kill this
+	// process with SIGPIPE (Go's default for fds 1 and 2), so that the
+	// parent's death is handled as a stop.
+	signal.Ignore(syscall.SIGPIPE)
 	l, err := launch.ReadLaunch(launch.OpenFD())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: %v\n", err)
