@@ -340,7 +340,7 @@ func (s *Stack) readLoop(r io.Reader) error {
 // deliver checks one guest frame and hands it to the stack, or to the ICMP
 // echo path.
 func (s *Stack) deliver(f []byte) {
-	if len(f) < header.EthernetMinimumSize {
+	if !wellFormed(f) {
 		s.c.malformed.Add(1)
 		return
 	}
@@ -348,6 +348,25 @@ func (s *Stack) deliver(f []byte) {
 		return
 	}
 	injectFrame(s.chEP, f)
+}
+
+// wellFormed reports whether f is an Ethernet frame carrying a valid IPv4 or
+// IPv6 header or an ARP packet; gVisor would drop anything else silently, and
+// counting it is what makes a misbehaving guest visible.
+func wellFormed(f []byte) bool {
+	if len(f) < header.EthernetMinimumSize {
+		return false
+	}
+	l3 := f[header.EthernetMinimumSize:]
+	switch header.Ethernet(f).Type() {
+	case header.IPv4ProtocolNumber:
+		return header.IPv4(l3).IsValid(len(l3))
+	case header.IPv6ProtocolNumber:
+		return header.IPv6(l3).IsValid(len(l3))
+	case header.ARPProtocolNumber:
+		return len(l3) >= header.ARPSize
+	}
+	return false
 }
 
 // Counters returns a snapshot of the stack's counters.
@@ -383,11 +402,16 @@ func (s *Stack) Close() error {
 	for _, c := range cl {
 		c.Close()
 	}
+	if s.gs != nil {
+		// Closing the stack first aborts TCP handshakes a forwarder handler
+		// may be blocked in (CreateEndpoint waits for the guest's ACK,
+		// retrying for up to about two minutes).
+		s.gs.Close()
+	}
 	s.wg.Wait()
 	s.serveMu.Lock() // Serve has returned
 	s.serveMu.Unlock()
 	if s.gs != nil {
-		s.gs.Close()
 		s.gs.Wait()
 		s.chEP.Close()
 	}
