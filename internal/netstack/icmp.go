@@ -9,7 +9,11 @@ import (
 	"golang.org/x/net/icmp"
 	xipv4 "golang.org/x/net/ipv4"
 	xipv6 "golang.org/x/net/ipv6"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 const (
@@ -74,8 +78,7 @@ func (s *Stack) interceptICMP(f []byte) bool {
 }
 
 // echo handles one guest echo request to dst: if policy allows, it pings dst
-// from the host and, on a reply, hands the original frame to gVisor, which
-// answers it (as dst) to the guest.
+// from the host and, on a reply, answers the guest as dst.
 func (s *Stack) echo(frame []byte, dst netip.Addr, v6 bool, id, seq uint16, data []byte) {
 	proto := "icmpv4"
 	if v6 {
@@ -103,7 +106,7 @@ func (s *Stack) echo(frame []byte, dst netip.Addr, v6 bool, id, seq uint16, data
 			s.log.Debug("ping", "dst", dst, "err", err)
 			return
 		}
-		injectFrame(s.chEP, f)
+		s.sendEchoReply(f)
 	}) {
 		<-s.icmpSlots
 	}
@@ -148,4 +151,47 @@ func hostPing(ctx context.Context, dst netip.Addr, id, seq uint16, data []byte) 
 			return nil
 		}
 	}
+}
+
+// sendEchoReply turns a guest echo request frame (already validated by
+// interceptICMP) into the matching reply and queues it towards the guest.
+// gVisor is bypassed because it only answers for addresses it owns.
+func (s *Stack) sendEchoReply(f []byte) {
+	eth := header.Ethernet(f)
+	src := eth.SourceAddress()
+	eth.Encode(&header.EthernetFields{SrcAddr: tcpip.LinkAddress(s.cfg.Addressing.GatewayMAC), DstAddr: src, Type: eth.Type()})
+	l3 := f[header.EthernetMinimumSize:]
+	switch eth.Type() {
+	case header.IPv4ProtocolNumber:
+		ip := header.IPv4(l3)
+		f = f[:header.EthernetMinimumSize+int(ip.TotalLength())]
+		a, b := ip.SourceAddress(), ip.DestinationAddress()
+		ip.SetSourceAddress(b)
+		ip.SetDestinationAddress(a)
+		ip.SetTTL(64)
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+		m := header.ICMPv4(ip.Payload())
+		m.SetType(header.ICMPv4EchoReply)
+		m.SetChecksum(0)
+		m.SetChecksum(^checksum.Checksum(m, 0))
+	case header.IPv6ProtocolNumber:
+		ip := header.IPv6(l3)
+		f = f[:header.EthernetMinimumSize+header.IPv6MinimumSize+int(ip.PayloadLength())]
+		a, b := ip.SourceAddress(), ip.DestinationAddress()
+		ip.SetSourceAddress(b)
+		ip.SetDestinationAddress(a)
+		ip.SetHopLimit(64)
+		m := header.ICMPv6(ip.Payload())
+		m.SetType(header.ICMPv6EchoReply)
+		m.SetChecksum(0)
+		m.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: m, Src: b, Dst: a}))
+	default:
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(f)})
+	var pl stack.PacketBufferList
+	pl.PushBack(pkt)
+	s.chEP.WritePackets(pl) // a full queue drops it, as a lossy link would
+	pkt.DecRef()
 }
