@@ -60,7 +60,7 @@ func (s *Stack) interceptICMP(f []byte) bool {
 		if dst == s.gwV6 || header.IsV6MulticastAddress(dst) {
 			return false
 		}
-		switch ip.TransportProtocol() {
+		switch tcpip.TransportProtocolNumber(ip.NextHeader()) { // deliberately unparsed: see below
 		case header.ICMPv6ProtocolNumber:
 			m := header.ICMPv6(ip.Payload())
 			if len(m) >= header.ICMPv6EchoMinimumSize && m.Type() == header.ICMPv6EchoRequest {

@@ -66,52 +66,45 @@ func (fr *frameReader) next() ([]byte, error) {
 	return f, nil
 }
 
-// frameWriter writes packets from a channel endpoint as length-prefixed
-// frames. It is used by one goroutine only.
-type frameWriter struct {
-	w   io.Writer
-	buf []byte
-}
+// writeBatch is how many bytes of queued frames writeLoop gathers into one
+// Write: one syscall per MTU-sized frame would cost more than the copy.
+const writeBatch = 64 << 10
 
-// write writes pkt as one frame (one Write call, so a datagram-ish conn sees
-// whole frames) and returns the frame length.
-func (fw *frameWriter) write(pkt *stack.PacketBuffer) (int, error) {
-	n := pkt.Size()
-	if n > maxFrameLen {
-		return 0, nil // cannot happen with our MTU; never send what the peer must reject
-	}
-	need := frameHeaderLen + n
-	if cap(fw.buf) < need {
-		fw.buf = make([]byte, need, max(need, 2048))
-	}
-	b := fw.buf[:frameHeaderLen]
-	binary.BigEndian.PutUint32(b, uint32(n))
+// appendFrame appends pkt to b as one length-prefixed frame.
+func appendFrame(b []byte, pkt *stack.PacketBuffer) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(pkt.Size()))
 	for _, s := range pkt.AsSlices() {
 		b = append(b, s...)
 	}
-	fw.buf = b
-	if _, err := fw.w.Write(b); err != nil {
-		return 0, fmt.Errorf("write frame: %w", err)
-	}
-	return n, nil
+	return b
 }
 
 // writeLoop moves packets the stack queued on ep to w until ctx ends or w
-// fails. sent is called with each frame's length.
+// fails, batching whatever is already queued into one Write. sent is called
+// with each frame's length.
 func writeLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer, sent func(int)) error {
-	fw := &frameWriter{w: w}
+	buf := make([]byte, 0, writeBatch+frameHeaderLen+maxFrameLen)
 	for {
 		pkt := ep.ReadContext(ctx)
 		if pkt == nil {
 			return nil // ctx done
 		}
-		n, err := fw.write(pkt)
-		pkt.DecRef()
-		if err != nil {
-			return err
+		buf = buf[:0]
+		for pkt != nil {
+			if n := pkt.Size(); n <= maxFrameLen { // always, with our MTU
+				buf = appendFrame(buf, pkt)
+				if sent != nil {
+					sent(n)
+				}
+			}
+			pkt.DecRef()
+			if len(buf) >= writeBatch {
+				break
+			}
+			pkt = ep.Read()
 		}
-		if sent != nil {
-			sent(n)
+		if _, err := w.Write(buf); err != nil {
+			return fmt.Errorf("write frames: %w", err)
 		}
 	}
 }

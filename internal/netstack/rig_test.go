@@ -212,6 +212,7 @@ func newGuestStack(t testing.TB, a Addressing) (*stack.Stack, *channel.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tuneTCP(gs) // a Linux guest autotunes too
 	if err := addAddr(gs, a.GuestV4, a.PrefixV4); err != nil {
 		t.Fatal(err)
 	}

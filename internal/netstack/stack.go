@@ -230,9 +230,22 @@ func newGatewayStack(a Addressing) (*stack.Stack, *channel.Endpoint, error) {
 		{Destination: header.IPv4EmptySubnet, NIC: nicID},
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
 	})
+	tuneTCP(gs)
+	return gs, ep, nil
+}
+
+// tuneTCP enables SACK and receive-buffer auto-tuning with room for a few
+// MiB in flight: the host leg is loopback-fast, so the guest leg's window is
+// what limits throughput.
+func tuneTCP(gs *stack.Stack) {
 	sack := tcpip.TCPSACKEnabled(true)
 	gs.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
-	return gs, ep, nil
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	gs.SetTransportProtocolOption(tcp.ProtocolNumber, &moderate)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 4 << 20}
+	gs.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 4 << 20}
+	gs.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
 }
 
 // attachNIC creates NIC nicID on gs over an Ethernet-framing channel
@@ -269,6 +282,14 @@ func addAddr(gs *stack.Stack, a netip.Addr, bits int) error {
 func (s *Stack) Serve(ctx context.Context, conn io.ReadWriter) error {
 	s.serveMu.Lock()
 	defer s.serveMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("netstack: serve: %w", net.ErrClosed)
+	}
+	s.wg.Add(1) // Close waits for Serve to return
+	s.mu.Unlock()
+	defer s.wg.Done()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -408,9 +429,7 @@ func (s *Stack) Close() error {
 		// retrying for up to about two minutes).
 		s.gs.Close()
 	}
-	s.wg.Wait()
-	s.serveMu.Lock() // Serve has returned
-	s.serveMu.Unlock()
+	s.wg.Wait() // including a running Serve
 	if s.gs != nil {
 		s.gs.Wait()
 		s.chEP.Close()
