@@ -21,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -349,7 +350,11 @@ func TestServeReturnsNilOnCancelAndEOF(t *testing.T) {
 func (r *rig) guestPing(t *testing.T, dst netip.Addr, wait time.Duration) bool {
 	t.Helper()
 	var wq waiter.Queue
-	ep, e := r.guest.NewEndpoint(icmp.ProtocolNumber4, ipv4.ProtocolNumber, &wq)
+	tproto, nproto := icmp.ProtocolNumber4, ipv4.ProtocolNumber
+	if dst.Is6() {
+		tproto, nproto = icmp.ProtocolNumber6, ipv6.ProtocolNumber
+	}
+	ep, e := r.guest.NewEndpoint(tproto, nproto, &wq)
 	if e != nil {
 		t.Fatalf("icmp endpoint: %s", e)
 	}
@@ -357,11 +362,15 @@ func (r *rig) guestPing(t *testing.T, dst netip.Addr, wait time.Duration) bool {
 	we, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
 	wq.EventRegister(&we)
 	defer wq.EventUnregister(&we)
-	if e := ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(dst.As4())}); e != nil {
+	if e := ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(dst.AsSlice())}); e != nil {
 		t.Fatalf("icmp connect: %s", e)
 	}
+	// ICMPv4 and ICMPv6 echo share the layout: type, code, checksum, id, seq.
 	msg := header.ICMPv4(make([]byte, header.ICMPv4MinimumSize+4))
 	msg.SetType(header.ICMPv4Echo)
+	if dst.Is6() {
+		header.ICMPv6(msg).SetType(header.ICMPv6EchoRequest)
+	}
 	msg.SetSequence(7)
 	copy(msg.Payload(), "msb!")
 	var rd bytes.Reader
@@ -373,7 +382,13 @@ func (r *rig) guestPing(t *testing.T, dst netip.Addr, wait time.Duration) bool {
 	case <-ch:
 		var buf bytes.Buffer
 		_, e := ep.Read(&buf, tcpip.ReadOptions{})
-		return e == nil && header.ICMPv4(buf.Bytes()).Type() == header.ICMPv4EchoReply
+		if e != nil || buf.Len() < header.ICMPv4MinimumSize {
+			return false
+		}
+		if dst.Is6() {
+			return header.ICMPv6(buf.Bytes()).Type() == header.ICMPv6EchoReply
+		}
+		return header.ICMPv4(buf.Bytes()).Type() == header.ICMPv4EchoReply
 	case <-time.After(wait):
 		return false
 	}
@@ -381,6 +396,7 @@ func (r *rig) guestPing(t *testing.T, dst netip.Addr, wait time.Duration) bool {
 
 func TestICMPEcho(t *testing.T) {
 	public := netip.MustParseAddr("203.0.113.7")
+	public6 := netip.MustParseAddr("2001:db8::7")
 	tests := []struct {
 		name     string
 		dst      func(Addressing) netip.Addr
@@ -390,6 +406,7 @@ func TestICMPEcho(t *testing.T) {
 		wantPing []netip.Addr
 	}{
 		{name: "public allowed", dst: func(Addressing) netip.Addr { return public }, want: true, wantPing: []netip.Addr{public}},
+		{name: "public v6 allowed", dst: func(Addressing) netip.Addr { return public6 }, want: true, wantPing: []netip.Addr{public6}},
 		{name: "public denied", dst: func(Addressing) netip.Addr { return public }, deny: true},
 		{name: "host unreachable", dst: func(Addressing) netip.Addr { return public }, pingErr: errors.New("no reply"), wantPing: []netip.Addr{public}},
 		{name: "gateway answers locally", dst: func(a Addressing) netip.Addr { return a.GatewayV4 }, deny: true, want: true},
