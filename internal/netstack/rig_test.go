@@ -1,0 +1,294 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testPolicy records every decision and denies what its fields say.
+type testPolicy struct {
+	mu        sync.Mutex
+	flows     []Flow
+	denyFlow  func(Flow) bool
+	denyNames map[string]bool
+}
+
+func (p *testPolicy) AllowFlow(f Flow) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flows = append(p.flows, f)
+	return p.denyFlow == nil || !p.denyFlow(f)
+}
+
+func (p *testPolicy) AllowName(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.denyNames[name]
+}
+
+func (p *testPolicy) seen() []Flow {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.flows)
+}
+
+// testDialer records what the stack asks to dial, redirects "public"
+// addresses to loopback servers, and refuses anything that would leave
+// loopback: tests never send traffic elsewhere.
+type testDialer struct {
+	mu       sync.Mutex
+	calls    []string
+	redirect map[string]string
+}
+
+func (d *testDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.calls = append(d.calls, network+" "+addr)
+	if to, ok := d.redirect[addr]; ok {
+		addr = to
+	}
+	d.mu.Unlock()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return nil, fmt.Errorf("test dialer: refusing non-loopback %s %s", network, addr)
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, addr)
+}
+
+func (d *testDialer) seen() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+func (d *testDialer) set(from, to string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.redirect == nil {
+		d.redirect = map[string]string{}
+	}
+	d.redirect[from] = to
+}
+
+// rig is a Stack serving one end of a socketpair and a second gVisor stack,
+// the fake guest, on the other end with the guest's addressing.
+type rig struct {
+	t        testing.TB
+	addr     Addressing
+	s        *Stack
+	pol      *testPolicy
+	dialer   *testDialer
+	guest    *stack.Stack
+	gEP      *channel.Endpoint
+	hostC    net.Conn // the Stack's side of the stream
+	guestC   net.Conn // the fake guest's side
+	serveErr chan error
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func socketPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socketpair: %v", err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "pair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatalf("file conn: %v", err)
+		}
+		return c
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// newRig starts a Stack with cfg (Addressing, Policy and Dial filled in when
+// zero) and a fake guest connected to it.
+func newRig(t testing.TB, cfg Config) *rig {
+	t.Helper()
+	r := &rig{t: t, serveErr: make(chan error, 1)}
+	if cfg.Addressing.GuestMAC == nil {
+		a, err := AddressingFor(1, netip.Prefix{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Addressing = a
+	}
+	r.addr = cfg.Addressing
+	if cfg.Policy == nil {
+		r.pol = &testPolicy{}
+		cfg.Policy = r.pol
+	} else if p, ok := cfg.Policy.(*testPolicy); ok {
+		r.pol = p
+	}
+	if cfg.Dial == nil {
+		r.dialer = &testDialer{}
+		cfg.Dial = r.dialer.Dial
+	}
+	if cfg.Nameservers == nil {
+		// Never the host's resolvers in tests.
+		cfg.Nameservers = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	r.s = s
+	s.ping = func(context.Context, netip.Addr, uint16, uint16, []byte) error {
+		return errors.New("no ping in tests unless a test sets one")
+	}
+	r.hostC, r.guestC = socketPair(t)
+	r.guest, r.gEP = newGuestStack(t, r.addr)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Go(func() { r.serveErr <- s.Serve(ctx, r.hostC) })
+	r.wg.Go(func() { writeLoop(ctx, r.gEP, r.guestC, nil) })
+	r.wg.Go(func() {
+		fr := newFrameReader(r.guestC)
+		for {
+			f, err := fr.next()
+			if err != nil {
+				return
+			}
+			injectFrame(r.gEP, f)
+		}
+	})
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rig) close() {
+	r.cancel()
+	r.s.Close()
+	r.guestC.Close()
+	r.hostC.Close()
+	r.wg.Wait()
+	r.guest.Close()
+	r.guest.Wait()
+	r.gEP.Close()
+}
+
+// newGuestStack builds the fake guest: guest addresses, default routes via
+// the gateway, as agentd configures eth0.
+func newGuestStack(t testing.TB, a Addressing) (*stack.Stack, *channel.Endpoint) {
+	t.Helper()
+	gs := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+	})
+	ep, err := attachNIC(gs, a.GuestMAC, a.MTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuneTCP(gs) // a Linux guest autotunes too
+	if err := addAddr(gs, a.GuestV4, a.PrefixV4); err != nil {
+		t.Fatal(err)
+	}
+	if err := addAddr(gs, a.GuestV6, a.PrefixV6); err != nil {
+		t.Fatal(err)
+	}
+	gs.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(a.GatewayV4.As4()), NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, Gateway: tcpip.AddrFrom16(a.GatewayV6.As16()), NIC: nicID},
+	})
+	return gs, ep
+}
+
+func fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
+	proto := ipv4.ProtocolNumber
+	if ap.Addr().Is6() {
+		proto = ipv6.ProtocolNumber
+	}
+	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(ap.Addr().AsSlice()), Port: ap.Port()}, proto
+}
+
+// dialTCP dials from the fake guest.
+func (r *rig) dialTCP(ctx context.Context, ap netip.AddrPort) (*gonet.TCPConn, error) {
+	fa, proto := fullAddr(ap)
+	return gonet.DialContextTCP(ctx, r.guest, fa, proto)
+}
+
+// dialUDP opens a connected UDP socket in the fake guest.
+func (r *rig) dialUDP(ap netip.AddrPort) (*gonet.UDPConn, error) {
+	fa, proto := fullAddr(ap)
+	return gonet.DialUDP(r.guest, nil, &fa, proto)
+}
+
+// loopbackServer runs handle for every connection to a 127.0.0.1 listener.
+func loopbackServer(t testing.TB, handle func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func echoHandler(c net.Conn) { io.Copy(c, c) }
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,104 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// spliceBufLen is the copy buffer per direction of a spliced flow: a bound on
+// what one flow holds in user space, on top of the sockets' own buffers.
+const spliceBufLen = 32 << 10
+
+// handleTCP decides one guest SYN. It runs in a goroutine gVisor starts for
+// the forwarder, at most tcpMaxInFlight at a time. Policy is asked before
+// anything is dialled; the SYN is answered (SYN-ACK or RST) only once the
+// host side is known.
+func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		r.Complete(true)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	id := r.ID()
+	f := Flow{Direction: Egress, Dst: addrFromTCPIP(id.LocalAddress), Protocol: "tcp", Port: id.LocalPort}
+	if !s.allow(f) {
+		r.Complete(true)
+		return
+	}
+	if !s.acquireFlow() {
+		r.Complete(true)
+		return
+	}
+	defer s.releaseFlow()
+
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
+	hc, err := s.dial(ctx, "tcp", s.hostAddr(f.Dst, f.Port))
+	cancel()
+	if err != nil {
+		s.log.Debug("tcp dial", "dst", f.Dst, "port", f.Port, "err", err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, e := r.CreateEndpoint(&wq)
+	if e != nil {
+		hc.Close()
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	gc := gonet.NewTCPConn(&wq, ep)
+	s.c.opened.Add(1)
+	if !s.track(gc, hc) {
+		gc.Close()
+		hc.Close()
+		return
+	}
+	defer s.untrack(gc, hc)
+	splice(gc, hc)
+}
+
+// splice copies both ways between a and b until both directions end,
+// propagating half-close; an error in either direction tears both down.
+// Both conns are closed on return.
+func splice(a, b net.Conn) {
+	var once sync.Once
+	teardown := func() {
+		once.Do(func() {
+			a.Close()
+			b.Close()
+		})
+	}
+	var wg sync.WaitGroup
+	oneWay := func(dst, src net.Conn) {
+		buf := make([]byte, spliceBufLen)
+		_, err := io.CopyBuffer(dst, src, buf)
+		if err != nil && !errors.Is(err, io.EOF) {
+			teardown()
+			return
+		}
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			if cw.CloseWrite() == nil {
+				return
+			}
+		}
+		teardown()
+	}
+	wg.Go(func() { oneWay(a, b) })
+	oneWay(b, a)
+	wg.Wait()
+	teardown()
+}
