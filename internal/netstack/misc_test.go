@@ -191,7 +191,7 @@ func TestPublishedPort(t *testing.T) {
 			if string(got) != want {
 				t.Errorf("host read %q (err %v); want %q", got, err, want)
 			}
-			wantFlow := Flow{Direction: Ingress, Dst: r.addr.GuestV4, Protocol: "tcp", Port: 8080}
+			wantFlow := Flow{Direction: Ingress, Dst: netip.MustParseAddr("127.0.0.1"), Protocol: "tcp", Port: 8080}
 			if flows := pol.seen(); len(flows) != 1 || !flowEqual(flows[0], wantFlow) {
 				t.Errorf("policy saw %+v; want %+v", flows, wantFlow)
 			}

@@ -23,11 +23,13 @@ func (d Direction) String() string {
 type Flow struct {
 	Direction Direction
 	// Dst is, for egress, the address the guest dialled (the gateway's own
-	// address for host access); for ingress, the guest address.
+	// address for host access); for ingress, the peer that connected to the
+	// published port, so rules can admit some clients and not others.
 	Dst netip.Addr
 	// Protocol is "tcp", "udp", "icmpv4" or "icmpv6".
 	Protocol string
-	// Port is the destination port; 0 for ICMP.
+	// Port is the destination port (the guest port for ingress); 0 for
+	// ICMP.
 	Port uint16
 	// Names are the DNS names this sandbox's resolver answered with Dst, for
 	// domain rules; lowercase, without the trailing dot.

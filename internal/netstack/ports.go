@@ -69,7 +69,7 @@ func (s *Stack) acceptLoop(ln net.Listener, guestPort uint16) {
 				return
 			}
 		}
-		f := Flow{Direction: Ingress, Dst: s.cfg.Addressing.GuestV4, Protocol: "tcp", Port: guestPort}
+		f := Flow{Direction: Ingress, Dst: peerAddr(c.RemoteAddr()), Protocol: "tcp", Port: guestPort}
 		if !s.allow(f) || !s.acquireFlow() {
 			c.Close()
 			continue
@@ -118,7 +118,7 @@ func (s *Stack) udpPortLoop(pc net.PacketConn, guestPort uint16) {
 		gc := sessions[key]
 		mu.Unlock()
 		if gc == nil {
-			f := Flow{Direction: Ingress, Dst: s.cfg.Addressing.GuestV4, Protocol: "udp", Port: guestPort}
+			f := Flow{Direction: Ingress, Dst: peerAddr(from), Protocol: "udp", Port: guestPort}
 			if !s.allow(f) || !s.acquireFlow() {
 				continue
 			}
@@ -160,4 +160,17 @@ func (s *Stack) udpPortLoop(pc net.PacketConn, guestPort uint16) {
 		}
 		gc.Write(buf[:n])
 	}
+}
+
+// peerAddr is the IP address of a published port's client (the zero Addr,
+// which every policy denies, if it has none).
+func peerAddr(a net.Addr) netip.Addr {
+	var ip netip.Addr
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	}
+	return ip.Unmap()
 }

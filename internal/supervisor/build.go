@@ -35,7 +35,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	}
 	s.execLog = execLog
 
-	spec, err := s.machineSpec()
+	spec, err := s.machineSpec(undo)
 	if err != nil {
 		return err
 	}
@@ -156,16 +156,20 @@ func (s *sandbox) bindAgentSock(undo *cleanups) error {
 	return nil
 }
 
-// machineSpec writes the initramfs and describes the VM.
-func (s *sandbox) machineSpec() (*machine.Spec, error) {
+// machineSpec sets up the network, writes the initramfs and describes the
+// VM.
+func (s *sandbox) machineSpec(undo *cleanups) (*machine.Spec, error) {
 	l := s.launch
-	initrd, err := s.writeInitramfs()
+	spec := &machine.Spec{
+		Kernel: l.Kernel, VCPUs: l.VCPUs, MemoryMiB: l.MemoryMiB,
+		TSCKHz: machine.HostTSCKHz(),
+	}
+	netEnv, err := s.network(spec, undo)
 	if err != nil {
 		return nil, err
 	}
-	spec := &machine.Spec{
-		Kernel: l.Kernel, Initrd: initrd, VCPUs: l.VCPUs, MemoryMiB: l.MemoryMiB,
-		TSCKHz: machine.HostTSCKHz(),
+	if spec.Initrd, err = s.writeInitramfs(netEnv); err != nil {
+		return nil, err
 	}
 	if l.Lower != "" {
 		for _, p := range []string{l.Lower, l.Upper} {
@@ -244,7 +248,7 @@ func (s *sandbox) confineSyscalls(childPID int) error {
 
 // writeInitramfs writes runtime/initramfs.cpio: agentd as /init plus the boot
 // environment archive.
-func (s *sandbox) writeInitramfs() (string, error) {
+func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 	l := s.launch
 	agentd, err := os.ReadFile(l.Agentd)
 	if err != nil {
@@ -254,7 +258,7 @@ func (s *sandbox) writeInitramfs() (string, error) {
 	if err := guestkernel.WriteInitramfs(&buf, agentd); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}
-	env := append([]string{}, l.Env...)
+	env := append(append([]string{}, l.Env...), netEnv...)
 	// The guest has no RTC: hand it the host's clock.
 	env = append(env, "MSB_CLOCK_NS="+strconv.FormatInt(time.Now().UnixNano(), 10))
 	if l.Lower != "" {

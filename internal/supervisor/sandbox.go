@@ -12,6 +12,7 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/netstack"
 	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
 )
@@ -44,6 +45,8 @@ type sandbox struct {
 	sock       string
 	listener   net.Listener
 	qemuBinary string // resolved QEMU executable, for the Landlock rules
+	net        *netstack.Stack
+	netConn    *os.File // host end of the guest NIC's frame stream
 	relayReady bool
 
 	mu     sync.Mutex

@@ -1,0 +1,135 @@
+package supervisor
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/netpolicy"
+	"github.com/msb-go/msb/internal/netstack"
+)
+
+// network builds the sandbox's user-mode network: addressing from its slot,
+// the policy from its flags, the stack (binding published ports now, so a
+// port in use is a boot error of stage network with its errno) and the
+// guest's eth0 configuration. It returns the guest environment agentd reads.
+// A disabled network returns nil and gives the guest no NIC.
+func (s *sandbox) network(spec *machine.Spec, undo *cleanups) ([]string, error) {
+	n := s.launch.Network
+	if n == nil {
+		n = &launch.Network{}
+	}
+	if n.Disabled {
+		return nil, nil
+	}
+	pool := netstack.DefaultPool
+	if n.Pool != "" {
+		p, err := netip.ParsePrefix(n.Pool)
+		if err != nil {
+			return nil, launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("network pool %q: %w", n.Pool, err))
+		}
+		pool = p
+	}
+	addr, err := netstack.AddressingFor(s.launch.Slot, pool)
+	if err != nil {
+		return nil, launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("network: %w", err))
+	}
+	pol, err := netpolicy.Build(netpolicy.Options{
+		Preset: n.Preset, Rules: n.Rules, DefaultEgress: n.DefaultEgress, DefaultIngress: n.DefaultIngress,
+		DenyDomains: n.DenyDomains, DenyDomainSuffixes: n.DenyDomainSuffixes,
+	}, []netip.Addr{addr.GatewayV4, addr.GatewayV6})
+	if err != nil {
+		return nil, launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("network policy: %w", err))
+	}
+	cfg := netstack.Config{
+		Addressing:       addr,
+		Policy:           policyAdapter{pol},
+		RebindProtection: !n.NoRebindProtection,
+		DNSTimeout:       n.DNSTimeout,
+		MaxConnections:   n.MaxConnections,
+		Logger:           s.log,
+	}
+	for _, ns := range n.Nameservers {
+		ap, err := parseNameserver(ns)
+		if err != nil {
+			return nil, launch.Fail(launch.PrefixInvalidConfig, err)
+		}
+		cfg.Nameservers = append(cfg.Nameservers, ap)
+	}
+	for _, p := range n.Ports {
+		port := netstack.Port{HostPort: p.HostPort, GuestPort: p.GuestPort, Protocol: p.Protocol}
+		if p.HostIP != "" {
+			a, err := netip.ParseAddr(p.HostIP)
+			if err != nil {
+				return nil, launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("port %s: %w", p, err))
+			}
+			port.HostIP = a
+		}
+		cfg.Ports = append(cfg.Ports, port)
+	}
+	st, err := netstack.New(cfg)
+	if err != nil {
+		return nil, launch.Fail(launch.PrefixNetwork, err)
+	}
+	undo.add(func() { st.Close() })
+	hostEnd, guestEnd, err := socketPair("net")
+	if err != nil {
+		return nil, launch.Fail(launch.PrefixNetwork, fmt.Errorf("socketpair: %w", err))
+	}
+	// The stack reads its end through the poller, so a cancelled Serve
+	// returns at once instead of after the guest's next frame.
+	if hostEnd, err = pollable(hostEnd); err != nil {
+		guestEnd.Close()
+		return nil, launch.Fail(launch.PrefixNetwork, err)
+	}
+	undo.add(func() { hostEnd.Close() })
+	spec.Net = &machine.Net{Conn: guestEnd, MAC: addr.GuestMAC.String()}
+	s.net, s.netConn = st, hostEnd
+	s.log.Info("network", "guest", addr.GuestV4, "gateway", addr.GatewayV4, "guest6", addr.GuestV6,
+		"policy", pol.String(), "ports", len(cfg.Ports))
+	return addr.GuestEnv(netstack.DefaultHostAlias), nil
+}
+
+// parseNameserver reads ADDR or ADDR:PORT (IPv6 in brackets with a port).
+func parseNameserver(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dns nameserver %q: want ADDR or ADDR:PORT", s)
+	}
+	return netip.AddrPortFrom(a, 53), nil
+}
+
+// policyAdapter lets a netpolicy.Policy decide the stack's flows.
+type policyAdapter struct{ p *netpolicy.Policy }
+
+var _ netstack.Policy = policyAdapter{}
+
+func (a policyAdapter) AllowFlow(f netstack.Flow) bool {
+	return a.p.AllowFlow(netpolicy.Flow{
+		Egress: f.Direction == netstack.Egress, Dst: f.Dst, Protocol: f.Protocol, Port: f.Port, Names: f.Names,
+	})
+}
+
+func (a policyAdapter) AllowName(name string) bool { return a.p.AllowName(name) }
+
+// pollable returns f as a non-blocking, poller-registered file.
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("nonblock: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
