@@ -212,7 +212,6 @@ func validatePatch(p Patch) (Patch, error) {
 	case PatchText:
 		p.Mode = defaultMode(p.Mode, 0o644)
 	case PatchCopyFile:
-		p.Mode = defaultMode(p.Mode, 0o644)
 		if p.Source == "" {
 			return p, fmt.Errorf("%w: copy_file without a source", ErrBadPatch)
 		}
@@ -223,6 +222,9 @@ func validatePatch(p Patch) (Patch, error) {
 		if !fi.Mode().IsRegular() {
 			return p, fmt.Errorf("%w: source %s is not a regular file", ErrBadPatch, p.Source)
 		}
+		// Like cp: without a mode, the copy keeps the source's
+		// permissions (an executable stays executable).
+		p.Mode = defaultMode(p.Mode, fi.Mode().Perm())
 	case PatchCopyDir:
 		p.Mode = defaultMode(p.Mode, 0o755)
 		if p.Source == "" {

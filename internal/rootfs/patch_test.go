@@ -200,7 +200,7 @@ func TestApplyPatches(t *testing.T) {
 				{Kind: PatchCopyFile, Path: "/usr/local/bin/run.sh", Source: filepath.Join(src, "run.sh"), Mode: 0o755, UID: 1, GID: 2},
 			},
 			want: map[string]imgEntry{
-				"upper/data/big.bin":         reg(string(big), "0644", 0, 0),
+				"upper/data/big.bin":         reg(string(big), "0600", 0, 0), // the source's mode, as cp keeps it,
 				"upper/usr/local/bin/run.sh": reg("#!/bin/sh\necho hi\n", "0755", 1, 2),
 			},
 		},
@@ -310,7 +310,7 @@ func TestApplyPatches(t *testing.T) {
 				"upper/etc/motd":     reg("hello\n", "0644", 0, 0),
 				"upper/etc/gone":     whiteout,
 				"upper/etc/l":        {Type: "symlink", Mode: "0777", UID: 3, GID: 3, Link: "motd"},
-				"upper/data/big.bin": reg(string(big), "0644", 0, 0),
+				"upper/data/big.bin": reg(string(big), "0600", 0, 0),
 			},
 		},
 	}
