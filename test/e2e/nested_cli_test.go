@@ -40,13 +40,17 @@ func TestNestedMsbKVM(t *testing.T) {
 export MSB_HOME=/tmp/msbhome HOME=/root PATH=/opt/msb:$PATH
 mkdir -p /root /rootfs/bin /rootfs/etc /rootfs/tmp /rootfs/root /rootfs/dev /rootfs/proc /rootfs/sys /rootfs/run
 cp /bin/busybox /rootfs/bin/busybox
-for a in sh uname cat sha256sum grep nproc sleep; do ln -s busybox /rootfs/bin/$a; done
+for a in sh uname cat sha256sum grep nproc sleep wget; do ln -s busybox /rootfs/bin/$a; done
 echo 'root:x:0:0:root:/root:/bin/sh' > /rootfs/etc/passwd
 echo 'root:x:0:' > /rootfs/etc/group
+mkdir -p /tmp/www && echo nested-net > /tmp/www/f
+ip link set lo up 2>/dev/null; busybox httpd -p 127.0.0.1:8000 -h /tmp/www
 nested-mark create
-msb create --rootfs /rootfs --name n1 -c 2 -m 256 >/dev/null
+msb create --rootfs /rootfs --name n1 -c 2 -m 256 --net-rule allow@host >/dev/null
 echo "check: create $?"
 nested-mark created
+echo "check: confined $(grep -E '^(NoNewPrivs|Seccomp):' /proc/$(pidof msb)/status | tr -d ' \t\n')"
+echo "check: net $(msb exec n1 -- sh -c 'wget -O /tmp/f http://host.msb.internal:8000/f >/dev/null 2>&1; cat /tmp/f')"
 echo "check: uname $(msb exec n1 -- uname -sr)"
 echo "check: cpus $(msb exec n1 -- grep -c ^processor /proc/cpuinfo)"
 nested-mark exec-done
@@ -57,7 +61,7 @@ msb stop n1 >/dev/null
 echo "check: stop $?"
 nested-mark stopped
 echo "check: ls $(msb ls --format json | tr -d '\n ')"
-grep -E 'vm started|hardened|seccomp applied|vm exits|sandbox stopped|error' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
+grep -E 'vm started|landlock|seccomp applied|network|vm exits|sandbox stopped|error' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
 `
 	res := nested.Run(t, env, nested.Options{Files: files, Script: script, Timeout: 240e9})
 	logTimings(t, res)
@@ -94,8 +98,16 @@ grep -E 'vm started|hardened|seccomp applied|vm exits|sandbox stopped|error' $MS
 	if got := fmt.Sprintf("%s/%s", list[0].Status, list[0].Reason); got != "Stopped/Completed" {
 		t.Errorf("after msb stop: %s; want Stopped/Completed (a clean guest shutdown)", got)
 	}
-	if !strings.Contains(res.Console, "hardened: no_new_privs, seccomp allow-list, landlock") {
-		t.Errorf("the sandbox process did not report full hardening (seccomp + landlock):\n%s", nested.Excerpt(res.Console))
+	for _, want := range []string{"landlock applied", "seccomp applied"} {
+		if !strings.Contains(res.Console, want) {
+			t.Errorf("the sandbox process did not report %q (full hardening is seccomp + landlock):\n%s", want, nested.Excerpt(res.Console))
+		}
+	}
+	if got := check("confined"); got != "NoNewPrivs:1Seccomp:2" {
+		t.Errorf("sandbox process status = %q; want NoNewPrivs:1Seccomp:2", got)
+	}
+	if got := check("net"); got != "nested-net" {
+		t.Errorf("guest fetch from the L1 host through host.msb.internal = %q; want nested-net (the network on the native VMM)", got)
 	}
 	if !strings.Contains(res.Console, "backend=kvm") {
 		t.Errorf("--vmm auto did not pick the native VMM on real (nested) KVM:\n%s", nested.Excerpt(res.Console))
