@@ -105,7 +105,7 @@ func TestNetwork(t *testing.T) {
 		defer c.must(0, "rm", "-f", "net2")
 		for _, url := range []string{
 			"http://host.msb.internal:" + port(hostHTTP) + "/", // host loopback through the alias
-			"http://$GW:22/",                                   // the gateway's other ports
+			"http://$GW:22/", // the gateway's other ports
 			"http://10.0.0.1/", "http://169.254.169.254/",
 		} {
 			refusedFast(t, c, "net2", url)
