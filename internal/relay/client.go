@@ -1,0 +1,385 @@
+package relay
+
+// The client side: one reader and one bounded writer per socket client, id
+// range checks, session bookkeeping and cleanup when a client leaves.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/msb-go/msb/internal/agentproto"
+)
+
+// addClient takes a newly accepted connection into the lowest free slot, or
+// closes it at once when all slots are taken (reference §3.4).
+func (r *Relay) addClient(conn net.Conn) {
+	r.mu.Lock()
+	// guestFailed closes guestDone before it snapshots the clients under
+	// r.mu, so a client added here is either refused or kicked by it.
+	guestGone := false
+	select {
+	case <-r.guestDone:
+		guestGone = true
+	default:
+	}
+	if r.closed || guestGone {
+		r.mu.Unlock()
+		conn.Close()
+		return
+	}
+	slot := -1
+	for i, c := range r.clients {
+		if c == nil {
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		r.mu.Unlock()
+		r.log.Warn("relay: all client slots taken; closing new connection", "max", agentproto.MaxClients)
+		conn.Close()
+		return
+	}
+	c := &relayClient{
+		r:      r,
+		slot:   slot,
+		offset: uint32(slot) * agentproto.IDStep,
+		conn:   conn,
+		active: make(map[uint32]struct{}),
+		wake:   make(chan struct{}, 1),
+		gone:   make(chan struct{}),
+	}
+	r.clients[slot] = c
+	// Add under r.mu while !r.closed, so it happens before Close's Wait.
+	r.wg.Add(2)
+	r.mu.Unlock()
+	r.log.Debug("relay: client connected", "slot", slot)
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+// relayClient is one connected socket client.
+type relayClient struct {
+	r      *Relay
+	slot   int
+	offset uint32
+	conn   net.Conn
+
+	// active is the set of session ids this client opened. Guarded by
+	// Relay.mu.
+	active map[uint32]struct{}
+
+	// mu protects the guest→client queue and its state.
+	mu        sync.Mutex
+	queue     []agentproto.RawFrame // the head is being written
+	queued    int                   // bytes in queue
+	fullGen   int                   // bumped each time the queue becomes full
+	fullTimer *time.Timer           // pending stall check while full
+	dead      bool
+	reason    string // why the client was disconnected
+
+	wake     chan struct{} // capacity 1: queue is non-empty
+	gone     chan struct{} // closed by kick
+	goneOnce sync.Once
+}
+
+// kick disconnects the client: it closes the connection, which ends both of
+// its goroutines; readLoop then frees the slot and kills the sessions. kick
+// never blocks, so the guest reader may call it.
+func (c *relayClient) kick(reason string) {
+	c.goneOnce.Do(func() {
+		c.mu.Lock()
+		c.dead = true
+		c.queue, c.queued = nil, 0
+		if c.fullTimer != nil {
+			c.fullTimer.Stop()
+			c.fullTimer = nil
+		}
+		c.reason = reason
+		c.mu.Unlock()
+		close(c.gone)
+		c.conn.Close()
+	})
+}
+
+// enqueue queues a guest frame for the client. It never blocks: a client
+// that cannot take it is disconnected instead.
+func (c *relayClient) enqueue(f agentproto.RawFrame) {
+	o := &c.r.opts
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		return
+	}
+	if c.queued+len(f) > o.ClientQueueBytes {
+		queued := c.queued
+		c.mu.Unlock()
+		c.r.log.Warn("relay: disconnecting client: output queue over its byte limit; killing its sessions",
+			"slot", c.slot, "queued_bytes", queued, "limit", o.ClientQueueBytes)
+		c.kick("output queue over byte limit")
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.queued += len(f)
+	if c.full() && c.fullTimer == nil {
+		c.fullGen++
+		gen := c.fullGen
+		c.fullTimer = time.AfterFunc(o.StallTimeout, func() { c.stalled(gen) })
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// full reports whether the queue counts as full for the stall timeout.
+//
+// Preconditions: c.mu is held.
+func (c *relayClient) full() bool {
+	o := &c.r.opts
+	return len(c.queue) >= o.ClientQueueFrames || c.queued >= o.ClientQueueBytes/8
+}
+
+// stalled disconnects the client if its queue has stayed full since
+// generation gen began.
+func (c *relayClient) stalled(gen int) {
+	c.mu.Lock()
+	still := !c.dead && c.fullGen == gen && c.fullTimer != nil && c.full()
+	n := len(c.queue)
+	c.mu.Unlock()
+	if !still {
+		return
+	}
+	c.r.log.Warn("relay: disconnecting client: output queue full too long; killing its sessions",
+		"slot", c.slot, "queued_frames", n, "stall_timeout", c.r.opts.StallTimeout)
+	c.kick("output queue full too long")
+}
+
+// writeLoop writes the handshake, then queued guest frames, to the client.
+func (c *relayClient) writeLoop() {
+	defer c.r.wg.Done()
+	hs := make([]byte, 4, 4+len(c.r.readyFrame))
+	binary.BigEndian.PutUint32(hs, c.offset)
+	hs = append(hs, c.r.readyFrame...)
+	if _, err := c.conn.Write(hs); err != nil {
+		c.kick("handshake write failed")
+		return
+	}
+	for {
+		c.mu.Lock()
+		var f agentproto.RawFrame
+		if len(c.queue) > 0 {
+			f = c.queue[0]
+		}
+		c.mu.Unlock()
+		if f == nil {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.gone:
+				return
+			}
+		}
+		if _, err := c.conn.Write(f); err != nil {
+			c.kick("write failed")
+			return
+		}
+		c.mu.Lock()
+		if !c.dead && len(c.queue) > 0 {
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			c.queued -= len(f)
+			if len(c.queue) == 0 {
+				c.queue = nil
+			}
+			if !c.full() && c.fullTimer != nil {
+				c.fullTimer.Stop()
+				c.fullTimer = nil
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// readLoop forwards the client's frames to the guest until the client leaves
+// or misbehaves, then cleans up after it.
+func (c *relayClient) readLoop() {
+	defer c.r.wg.Done()
+	defer c.cleanup()
+	for {
+		f, err := agentproto.ReadRawFrame(c.conn)
+		if err != nil {
+			select {
+			case <-c.gone:
+			default:
+				if !errors.Is(err, io.EOF) {
+					c.violation("unreadable frame", err)
+				}
+				c.kick("disconnected")
+			}
+			return
+		}
+		if err := c.forward(f); err != nil {
+			return
+		}
+	}
+}
+
+// errViolation marks a client protocol violation.
+var errViolation = errors.New("client protocol violation")
+
+func (c *relayClient) violation(what string, err error) {
+	c.r.log.Warn("relay: disconnecting client: protocol violation; killing its sessions",
+		"slot", c.slot, "violation", what, "err", err)
+	c.kick(what)
+}
+
+// hostTypes are the message types a client may send.
+var hostTypes = map[agentproto.Type]bool{
+	agentproto.TypeShutdown:    true,
+	agentproto.TypeExecRequest: true,
+	agentproto.TypeExecStdin:   true,
+	agentproto.TypeExecResize:  true,
+	agentproto.TypeExecSignal:  true,
+	agentproto.TypeFsRequest:   true,
+	agentproto.TypeFsData:      true,
+}
+
+// inRange reports whether id lies in the client's own range.
+func (c *relayClient) inRange(id uint32) bool {
+	return id > c.offset && id-c.offset < agentproto.IDStep
+}
+
+// forward validates one client frame, updates session tracking and queues it
+// for the guest. A non-nil error means the client was disconnected.
+func (c *relayClient) forward(f agentproto.RawFrame) error {
+	r := c.r
+	m, err := f.Message()
+	if err != nil {
+		c.violation("undecodable frame", err)
+		return errViolation
+	}
+	id := f.ID()
+	switch {
+	case !hostTypes[m.Type]:
+		c.violation("guest-only message type", fmt.Errorf("%s", m.Type))
+		return errViolation
+	case f.Flags() != m.Type.Flags():
+		c.violation("flags do not match type", fmt.Errorf("%s with flags %#x", m.Type, f.Flags()))
+		return errViolation
+	case (id == 0) != (m.Type == agentproto.TypeShutdown):
+		c.violation("id 0 is only for core.shutdown", fmt.Errorf("%s with id %d", m.Type, id))
+		return errViolation
+	case id != 0 && !c.inRange(id):
+		c.violation("id outside the client's range", fmt.Errorf("id %d, range %d-%d", id, c.offset+1, c.offset+agentproto.IDStep-1))
+		return errViolation
+	}
+	if f.Flags()&agentproto.FlagSessionStart != 0 {
+		if err := c.startSession(id, m); err != nil {
+			c.violation("bad session start", err)
+			return errViolation
+		}
+	}
+	if err := r.sendGuest(f); err != nil {
+		c.kick("guest unavailable")
+		return err
+	}
+	r.touch()
+	if m.Type == agentproto.TypeShutdown && r.opts.OnShutdown != nil {
+		r.opts.OnShutdown()
+	}
+	return nil
+}
+
+// startSession records a session the client opens.
+func (c *relayClient) startSession(id uint32, m agentproto.Message) error {
+	r := c.r
+	s := &relaySession{owner: c}
+	if m.Type == agentproto.TypeExecRequest {
+		var req agentproto.ExecRequest
+		if err := m.Decode(&req); err != nil {
+			return err
+		}
+		s.exec, s.tty = true, req.TTY
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.sessions[id]; old != nil {
+		// An id reused while its session is open, by this client or by
+		// the slot's previous occupant: the new session replaces it.
+		r.endSession(id, old)
+	}
+	if len(c.active) >= r.opts.MaxClientSessions {
+		return fmt.Errorf("more than %d open sessions", r.opts.MaxClientSessions)
+	}
+	if s.exec {
+		r.nextLogID++
+		s.logID = r.nextLogID
+		r.execSessions++
+	}
+	r.sessions[id] = s
+	c.active[id] = struct{}{}
+	return nil
+}
+
+// cleanup kills the client's sessions and then frees its slot. The kills are
+// queued before the slot can be reused, so they cannot hit a new occupant's
+// sessions with the same ids. The sessions stay tracked as orphans until the
+// guest ends them.
+func (c *relayClient) cleanup() {
+	r := c.r
+	r.mu.Lock()
+	ids := make([]uint32, 0, len(c.active))
+	for id := range c.active {
+		ids = append(ids, id)
+		if s := r.sessions[id]; s != nil && s.owner == c {
+			s.owner = nil
+			r.orphans++
+		}
+	}
+	c.active = map[uint32]struct{}{}
+	r.trimOrphans()
+	r.mu.Unlock()
+	if len(ids) > 0 {
+		r.log.Info("relay: client left; killing its sessions", "slot", c.slot, "sessions", len(ids), "reason", c.reason)
+	}
+	for _, id := range ids {
+		f, err := killFrame(id)
+		if err != nil {
+			r.log.Error("relay: encode kill", "id", id, "err", err)
+			continue
+		}
+		if r.sendGuest(f) != nil {
+			break
+		}
+	}
+	r.mu.Lock()
+	if r.clients[c.slot] == c {
+		r.clients[c.slot] = nil
+	}
+	r.mu.Unlock()
+}
+
+// trimOrphans forgets orphans beyond maxOrphans (sessions the guest never
+// ended, such as abandoned fs writes).
+//
+// Preconditions: r.mu is held.
+func (r *Relay) trimOrphans() {
+	if r.orphans <= maxOrphans {
+		return
+	}
+	for id, s := range r.sessions {
+		if s.owner == nil {
+			r.endSession(id, s)
+			if r.orphans <= maxOrphans {
+				return
+			}
+		}
+	}
+}
