@@ -39,64 +39,35 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err != nil {
 		return err
 	}
-	// The agent port: one end stays here for the relay, the backend owns
-	// the other.
-	hostEnd, guestEnd, err := socketPair("agent")
-	if err != nil {
-		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agent socketpair: %w", err))
-	}
-	undo.add(func() { hostEnd.Close() })
-	spec.Agent = guestEnd
-
-	console, err := launch.Open(s.home.KernelLogPath(l.Name), launch.DefaultMaxLogBytes)
-	if err != nil {
-		guestEnd.Close()
-		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("kernel log: %w", err))
-	}
-	undo.add(func() { console.Close() })
-	consoleR, consoleW, err := os.Pipe()
-	if err != nil {
-		guestEnd.Close()
-		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("console pipe: %w", err))
-	}
-	spec.Console = consoleW
-	s.panics = &machine.PanicWatcher{}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		_, _ = io.Copy(io.MultiWriter(console, s.panics), consoleR)
-		consoleR.Close()
-	}()
-	// The copy ends when every writer of the console pipe is gone: the
-	// VM's when it ends, ours in the undo below (which runs after the VM's
-	// undo).
-	undo.add(func() { <-copied })
-	undo.add(func() { consoleW.Close() })
-
-	s.relay = relay.NewRelay(hostEnd, relay.RelayOptions{
-		ExecLog:    execLog,
-		Logger:     s.log,
-		OnShutdown: func() { s.setReason(store.ReasonCompleted) },
+	// The guest ends of the agent and network streams are ours to close
+	// until the backend takes them in Start.
+	handedOver := false
+	undo.add(func() {
+		if !handedOver {
+			closeGuestEnds(spec)
+		}
 	})
-	undo.add(func() { s.relay.Close() })
-
+	if err := s.wireAgent(spec, undo); err != nil {
+		return err
+	}
+	if err := s.wireConsole(spec, undo); err != nil {
+		return err
+	}
 	backend, why, err := s.backend()
 	if err != nil {
-		guestEnd.Close()
 		return err
 	}
 	// agent.sock is bound before confinement (no new unix sockets after
 	// it) but served only once the agent is ready; the parent waits for
 	// the ready line on the startup pipe, not for the socket.
 	if err := s.bindAgentSock(undo); err != nil {
-		guestEnd.Close()
 		return err
 	}
 	// Files first: a QEMU started below inherits the Landlock domain.
 	if err := s.confineFiles(spec); err != nil {
-		guestEnd.Close()
 		return err
 	}
+	handedOver = true
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return launch.Fail(launch.PrefixBuildVM, err)
@@ -113,6 +84,62 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		}
 	}
 	return s.awaitAgent(ctx)
+}
+
+// wireAgent connects the guest's agent port to a new relay: one end of a
+// socketpair stays here for the relay, the backend gets the other.
+func (s *sandbox) wireAgent(spec *machine.Spec, undo *cleanups) error {
+	hostEnd, guestEnd, err := socketPair("agent")
+	if err != nil {
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agent socketpair: %w", err))
+	}
+	undo.add(func() { hostEnd.Close() })
+	spec.Agent = guestEnd
+	s.relay = relay.NewRelay(hostEnd, relay.RelayOptions{
+		ExecLog:    s.execLog,
+		Logger:     s.log,
+		OnShutdown: func() { s.setReason(store.ReasonCompleted) },
+	})
+	undo.add(func() { s.relay.Close() })
+	return nil
+}
+
+// wireConsole copies the guest's serial console into the rotating
+// kernel.log, watching it for a kernel panic on the way.
+func (s *sandbox) wireConsole(spec *machine.Spec, undo *cleanups) error {
+	console, err := launch.Open(s.home.KernelLogPath(s.launch.Name), launch.DefaultMaxLogBytes)
+	if err != nil {
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("kernel log: %w", err))
+	}
+	undo.add(func() { console.Close() })
+	consoleR, consoleW, err := os.Pipe()
+	if err != nil {
+		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("console pipe: %w", err))
+	}
+	spec.Console = consoleW
+	s.panics = &machine.PanicWatcher{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(io.MultiWriter(console, s.panics), consoleR)
+		consoleR.Close()
+	}()
+	// The copy ends when every writer of the console pipe is gone: the
+	// VM's when it ends, ours in the undo below (which runs after the VM's
+	// undo).
+	undo.add(func() { <-copied })
+	undo.add(func() { consoleW.Close() })
+	return nil
+}
+
+// closeGuestEnds closes what a backend would have owned.
+func closeGuestEnds(spec *machine.Spec) {
+	if spec.Agent != nil {
+		spec.Agent.Close()
+	}
+	if spec.Net != nil && spec.Net.Conn != nil {
+		spec.Net.Conn.Close()
+	}
 }
 
 // awaitAgent waits for core.ready, failing early when the VM exits.
