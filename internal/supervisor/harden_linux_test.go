@@ -133,10 +133,3 @@ func cgoEnabled() bool {
 	}
 	return true
 }
-
-func errString(err error) string {
-	if err == nil {
-		return "allowed"
-	}
-	return err.Error()
-}
