@@ -38,6 +38,9 @@ type Launch struct {
 	// 0755), which leads every command's PATH.
 	Scripts map[string]string `json:"scripts,omitempty"`
 
+	// Mounts are the guest's volumes, tmpfs and extra disks, in order.
+	Mounts []Mount `json:"mounts,omitempty"`
+
 	// Network configures eth0, the policy and published ports; nil is the
 	// default network.
 	Network *Network `json:"network,omitempty"`
@@ -97,6 +100,11 @@ func (l *Launch) validate() error {
 	}
 	if (l.Lower == "") != (l.Upper == "") {
 		errs = append(errs, errors.New("lower and upper images go together"))
+	}
+	for _, m := range l.Mounts {
+		if err := m.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
