@@ -35,26 +35,31 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	}
 	s.execLog = execLog
 
-	spec, err := s.machineSpec(undo)
+	backend, why, err := s.backend()
 	if err != nil {
 		return err
 	}
-	// The guest ends of the agent and network streams are ours to close
-	// until the backend takes them in Start.
+	spec := &machine.Spec{}
+	// The guest ends of the agent, network and share streams are ours to
+	// close until the backend takes them in Start.
 	handedOver := false
 	undo.add(func() {
 		if !handedOver {
 			closeGuestEnds(spec)
 		}
 	})
+	if err := s.machineSpec(spec, undo); err != nil {
+		return err
+	}
+	if backend.Name() == machine.BackendQEMU {
+		if err := s.serveShares(spec, undo); err != nil {
+			return err
+		}
+	}
 	if err := s.wireAgent(spec, undo); err != nil {
 		return err
 	}
 	if err := s.wireConsole(spec, undo); err != nil {
-		return err
-	}
-	backend, why, err := s.backend()
-	if err != nil {
 		return err
 	}
 	// agent.sock is bound before confinement (no new unix sockets after
@@ -140,6 +145,11 @@ func closeGuestEnds(spec *machine.Spec) {
 	if spec.Net != nil && spec.Net.Conn != nil {
 		spec.Net.Conn.Close()
 	}
+	for _, sh := range spec.Shares {
+		if sh.Conn != nil {
+			sh.Conn.Close()
+		}
+	}
 }
 
 // awaitAgent waits for core.ready, failing early when the VM exits.
@@ -183,33 +193,36 @@ func (s *sandbox) bindAgentSock(undo *cleanups) error {
 	return nil
 }
 
-// machineSpec sets up the network, writes the initramfs and describes the
-// VM.
-func (s *sandbox) machineSpec(undo *cleanups) (*machine.Spec, error) {
+// machineSpec describes the VM: root disks, the network, mounts, and the
+// initramfs carrying the guest environment they need.
+func (s *sandbox) machineSpec(spec *machine.Spec, undo *cleanups) error {
 	l := s.launch
-	spec := &machine.Spec{
+	*spec = machine.Spec{
 		Kernel: l.Kernel, VCPUs: l.VCPUs, MemoryMiB: l.MemoryMiB,
 		TSCKHz: machine.HostTSCKHz(),
-	}
-	netEnv, err := s.network(spec, undo)
-	if err != nil {
-		return nil, err
-	}
-	if spec.Initrd, err = s.writeInitramfs(netEnv); err != nil {
-		return nil, err
 	}
 	if l.Lower != "" {
 		for _, p := range []string{l.Lower, l.Upper} {
 			if _, err := os.Stat(p); err != nil {
-				return nil, launch.Fail(launch.PrefixRootfs, fmt.Errorf("root image: %w", err))
+				return launch.Fail(launch.PrefixRootfs, fmt.Errorf("root image: %w", err))
 			}
 		}
+		// The root disks come first: the guest finds them as vda and vdb.
 		spec.Disks = []machine.Disk{
 			{Path: l.Lower, ReadOnly: true, Serial: "msb-lower"},
 			{Path: l.Upper, Serial: "msb-upper"},
 		}
 	}
-	return spec, nil
+	netEnv, err := s.network(spec, undo)
+	if err != nil {
+		return err
+	}
+	mountEnv, err := s.mounts(spec)
+	if err != nil {
+		return err
+	}
+	spec.Initrd, err = s.writeInitramfs(append(netEnv, mountEnv...))
+	return err
 }
 
 // backend picks and configures the VMM backend.
@@ -243,12 +256,22 @@ func (s *sandbox) confineFiles(spec *machine.Spec) error {
 		return nil
 	}
 	ro := []string{spec.Kernel}
+	var rw []string
 	for _, d := range spec.Disks {
 		if d.ReadOnly {
 			ro = append(ro, d.Path)
+		} else {
+			rw = append(rw, d.Path)
 		}
 	}
-	rules := fileRules(s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath()), ro, s.qemuBinary)
+	for _, sh := range spec.Shares {
+		if sh.ReadOnly {
+			ro = append(ro, sh.Path)
+		} else {
+			rw = append(rw, sh.Path)
+		}
+	}
+	rules := fileRules(s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath()), ro, rw, s.qemuBinary)
 	if err := confine.Landlock(rules); err != nil {
 		if errors.Is(err, confine.ErrUnavailable) {
 			s.log.Warn("landlock not applied", "err", err)

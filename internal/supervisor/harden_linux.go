@@ -26,6 +26,11 @@ var sandboxSyscalls = []string{
 	"getuid", "geteuid", "getppid", "uname",
 	"timer_create", "timer_settime", "timer_delete", "setitimer", "mremap",
 	"wait4", "waitid", "pidfd_send_signal",
+	// The passthrough file system behind virtio-fs shares, and vhost-user
+	// (guest memory and eventfds arrive over the socket).
+	"openat2", "mknodat", "symlinkat", "linkat", "utimensat", "fchmodat2",
+	"fgetxattr", "fsetxattr", "flistxattr", "fremovexattr", "copy_file_range",
+	"ppoll", "pselect6",
 }
 
 // syscallPolicy is the seccomp allow-list of the sandbox process on either
@@ -43,10 +48,11 @@ func syscallPolicy(childPID int) confine.Policy {
 
 // fileRules are the only files the sandbox process (and a QEMU it starts
 // afterwards, which inherits them) may touch: its own sandbox directory and
-// the database read-write; the kernel, the root image, /proc and the host's
+// the database read-write; volumes and disks as mounted; the kernel, the
+// root image, /proc and the host's
 // resolver configuration read-only; /dev/kvm; and for QEMU its binary, the
 // system libraries and firmware, read and execute.
-func fileRules(sandboxDir, dbDir string, readOnly []string, qemuBinary string) []confine.Rule {
+func fileRules(sandboxDir, dbDir string, readOnly, readWrite []string, qemuBinary string) []confine.Rule {
 	rules := []confine.Rule{
 		{Path: sandboxDir, Write: true, Required: true},
 		{Path: dbDir, Write: true, Required: true},
@@ -59,6 +65,9 @@ func fileRules(sandboxDir, dbDir string, readOnly []string, qemuBinary string) [
 	}
 	for _, p := range readOnly {
 		rules = append(rules, confine.Rule{Path: p, Required: true})
+	}
+	for _, p := range readWrite {
+		rules = append(rules, confine.Rule{Path: p, Write: true, Required: true})
 	}
 	if qemuBinary != "" {
 		for _, p := range []string{filepath.Dir(qemuBinary), "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/qemu", "/usr/share/seabios", "/etc/ld.so.cache"} {

@@ -72,7 +72,7 @@ func TestHardenProcess(t *testing.T) {
 
 func hardenChild() {
 	dir := os.Getenv("MSB_TEST_HARDEN_DIR")
-	if err := confine.Landlock(fileRules(dir, dir, nil, "")); err != nil {
+	if err := confine.Landlock(fileRules(dir, dir, nil, nil, "")); err != nil {
 		println("landlock off:", err.Error())
 	} else {
 		println("landlock on")

@@ -8,4 +8,4 @@ import "github.com/msb-go/msb/internal/confine"
 func syscallPolicy(int) confine.Policy { return confine.Policy{} }
 
 // fileRules: Landlock needs Linux; confine.Landlock reports it.
-func fileRules(string, string, []string, string) []confine.Rule { return nil }
+func fileRules(string, string, []string, []string, string) []confine.Rule { return nil }

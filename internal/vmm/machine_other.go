@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/virtio/virtiofs"
 )
 
 // Machine is one microVM of the native VMM, which needs KVM: elsewhere
@@ -35,3 +37,8 @@ func (m *Machine) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (m *Machine) Close() error { return nil }
+
+// NewShare needs Linux (openat2 and the passthrough file system).
+func NewShare(machine.Share, *slog.Logger) (*virtiofs.Device, io.Closer, error) {
+	return nil, nil, fmt.Errorf("virtio-fs shares need a Linux host: %w", errors.ErrUnsupported)
+}

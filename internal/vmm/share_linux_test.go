@@ -36,10 +36,10 @@ func TestNewShare(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dev, fsys, err := newShare(tc.share, nil)
+			dev, fsys, err := NewShare(tc.share, nil)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("newShare() = %v; want %v", err, tc.wantErr)
+					t.Fatalf("NewShare() = %v; want %v", err, tc.wantErr)
 				}
 				return
 			}

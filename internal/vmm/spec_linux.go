@@ -125,7 +125,7 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 		devs = append(devs, dev)
 	}
 	for i, sh := range spec.Shares {
-		dev, fsys, err := newShare(sh, log)
+		dev, fsys, err := NewShare(sh, log)
 		if err != nil {
 			return nil, fmt.Errorf("share %d: %w", i, err)
 		}
@@ -154,12 +154,12 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 	return m, nil
 }
 
-// newShare returns the virtio-fs device for sh and the file system it
+// NewShare returns the virtio-fs device for sh and the file system it
 // serves: the host directory sh.Path under sh.Tag, served by the
 // passthrough file system, which keeps the guest beneath sh.Path and fails
 // mutating requests with EROFS when sh.ReadOnly. The file system must be
 // closed after the device.
-func newShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, error) {
+func NewShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, error) {
 	fi, err := os.Stat(sh.Path)
 	if err != nil {
 		return nil, nil, err

@@ -17,7 +17,8 @@ var _ machine.Backend = (*Backend)(nil)
 // Name returns machine.BackendQEMU.
 func (b *Backend) Name() string { return machine.BackendQEMU }
 
-// Start launches QEMU for spec. QEMU inherits spec.Agent and spec.Net.Conn;
+// Start launches QEMU for spec. QEMU inherits spec.Agent, spec.Net.Conn and
+// the shares' vhost-user connections;
 // Start closes this process's copies whatever its outcome (the backend owns
 // them, machine.Backend says).
 func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Running, error) {
@@ -39,6 +40,11 @@ func closeSpecFiles(spec *machine.Spec) {
 	}
 	if spec.Net != nil && spec.Net.Conn != nil {
 		spec.Net.Conn.Close()
+	}
+	for _, sh := range spec.Shares {
+		if sh.Conn != nil {
+			sh.Conn.Close()
+		}
 	}
 }
 

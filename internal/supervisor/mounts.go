@@ -1,0 +1,133 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/virtio/vhostuser"
+	"github.com/msb-go/msb/internal/vmm"
+)
+
+// mounts turns the launch's mounts into machine devices and the guest
+// environment agentd mounts them from: binds become virtio-fs shares (tag
+// msb_vol_N) served by the passthrough file system, disks extra virtio-blk
+// devices found by serial (msb_disk_N), tmpfs entries MSB_TMPFS. A bind or
+// disk whose host path is missing fails here, as boot stage mount with its
+// errno, before anything boots.
+func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
+	var dirs, disks, tmpfs []string
+	for i, m := range s.launch.Mounts {
+		switch m.Kind {
+		case launch.MountBind:
+			tag := "msb_vol_" + strconv.Itoa(i)
+			if err := checkSource(m.Source, true); err != nil {
+				return nil, launch.Fail("mount "+tag+":", err)
+			}
+			spec.Shares = append(spec.Shares, machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly})
+			dirs = append(dirs, tag+":"+m.Target+roSuffix(m.ReadOnly))
+		case launch.MountDisk:
+			id := "msb_disk_" + strconv.Itoa(i)
+			if err := checkSource(m.Source, false); err != nil {
+				return nil, launch.Fail("mount "+id+":", err)
+			}
+			spec.Disks = append(spec.Disks, machine.Disk{Path: m.Source, ReadOnly: m.ReadOnly, Serial: id})
+			e := id + ":" + m.Target
+			if m.FSType != "" {
+				e += ":" + m.FSType
+			}
+			disks = append(disks, e+roSuffix(m.ReadOnly))
+		case launch.MountTmpfs:
+			e := m.Target
+			if m.SizeMiB > 0 {
+				e += ",size=" + strconv.Itoa(m.SizeMiB)
+			}
+			if m.ReadOnly {
+				e += ",ro"
+			}
+			tmpfs = append(tmpfs, e)
+		}
+	}
+	var env []string
+	for _, v := range []struct {
+		name    string
+		entries []string
+	}{{"MSB_DIR_MOUNTS", dirs}, {"MSB_DISK_MOUNTS", disks}, {"MSB_TMPFS", tmpfs}} {
+		if len(v.entries) > 0 {
+			env = append(env, v.name+"="+strings.Join(v.entries, ";"))
+		}
+	}
+	return env, nil
+}
+
+func roSuffix(ro bool) string {
+	if ro {
+		return ":ro"
+	}
+	return ""
+}
+
+// checkSource reports a missing or mistyped host path with its errno, so
+// the boot error carries it (and the ENOENT hint).
+func checkSource(p string, dir bool) error {
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return err
+	case dir && !fi.IsDir():
+		return &os.PathError{Op: "mount", Path: p, Err: syscall.ENOTDIR}
+	case !dir && !fi.Mode().IsRegular():
+		return &os.PathError{Op: "mount", Path: p, Err: syscall.EINVAL}
+	}
+	return nil
+}
+
+// serveShares serves spec's shares to QEMU over vhost-user: for each, a
+// socketpair whose one end QEMU gets as the share's chardev, and a virtio-fs
+// device (the same Go code the native VMM runs in process) on the other.
+// Serving starts now, because QEMU performs the vhost-user handshake while
+// it starts; undo stops it and joins the goroutines.
+func (s *sandbox) serveShares(spec *machine.Spec, undo *cleanups) error {
+	if len(spec.Shares) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	undo.add(func() { cancel(); wg.Wait() })
+	for i := range spec.Shares {
+		sh := &spec.Shares[i]
+		dev, fsys, err := vmm.NewShare(*sh, s.log)
+		if err != nil {
+			return launch.Fail("mount "+sh.Tag+":", err)
+		}
+		undo.add(func() { dev.Close(); fsys.Close() })
+		ours, theirs, err := socketPair("vhost-user-" + sh.Tag)
+		if err != nil {
+			return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user socketpair: %w", err))
+		}
+		c, err := net.FileConn(ours)
+		ours.Close()
+		if err != nil {
+			theirs.Close()
+			return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user conn: %w", err))
+		}
+		sh.Conn = theirs
+		uc := c.(*net.UnixConn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := vhostuser.Serve(ctx, uc, dev, s.log); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("vhost-user share ended", "tag", sh.Tag, "err", err)
+			}
+		}()
+	}
+	return nil
+}
