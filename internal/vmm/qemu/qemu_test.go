@@ -89,6 +89,7 @@ func TestArgsShares(t *testing.T) {
 	want := []string{
 		"-M", "microvm,acpi=off,rtc=off,memory-backend=mem", "-accel", "tcg",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-smp", "1", "-m", "256", "-kernel", "/k/vmlinux",
 		"-object", "memory-backend-memfd,id=mem,size=256M,share=on",
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
