@@ -134,8 +134,13 @@ type Metrics struct {
 	MemoryLimit    int64 // the guest's RAM
 	DiskReadBytes  int64
 	DiskWriteBytes int64
-	SampledAt      time.Time
-	Uptime         time.Duration // since the current run started
+	// Network counters of the current run: rx is what the guest sent,
+	// tx what it received; FlowsDenied counts flows the policy refused.
+	NetRxBytes, NetTxBytes     int64
+	NetRxPackets, NetTxPackets int64
+	NetFlowsDenied             int64
+	SampledAt                  time.Time
+	Uptime                     time.Duration // since the current run started
 }
 
 // Metrics returns the newest sample.
@@ -145,7 +150,9 @@ func (s *Sandbox) Metrics(ctx context.Context) (Metrics, error) {
 		return Metrics{}, err
 	}
 	out := Metrics{CPUPercent: mt.CPUPercent, MemoryBytes: mt.MemoryBytes, MemoryLimit: int64(s.cfg.MemoryMiB) << 20,
-		DiskReadBytes: mt.DiskReadBytes, DiskWriteBytes: mt.DiskWriteBytes, SampledAt: mt.SampledAt}
+		DiskReadBytes: mt.DiskReadBytes, DiskWriteBytes: mt.DiskWriteBytes, SampledAt: mt.SampledAt,
+		NetRxBytes: mt.NetRxBytes, NetTxBytes: mt.NetTxBytes, NetRxPackets: mt.NetRxPackets,
+		NetTxPackets: mt.NetTxPackets, NetFlowsDenied: mt.NetFlowsDenied}
 	if run != nil {
 		out.Uptime = mt.SampledAt.Sub(run.StartedAt)
 	}

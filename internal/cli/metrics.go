@@ -14,7 +14,7 @@ func newMetricsCmd(stdio Stdio) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "metrics NAME",
-		Short: "Show a sandbox's latest resource sample (CPU, memory, disk I/O)",
+		Short: "Show a sandbox's latest resource sample (CPU, memory, disk and network I/O)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sb, err := msb.Get(cmd.Context(), args[0])
@@ -29,8 +29,10 @@ func newMetricsCmd(stdio Stdio) *cobra.Command {
 			if format == "json" {
 				return writeJSON(stdio.Out, m)
 			}
-			fmt.Fprintf(stdio.Out, "cpu     %.1f%%\nmemory  %s of %s\ndisk    %s read, %s written\nuptime  %s (sampled %s ago)\n",
+			fmt.Fprintf(stdio.Out, "cpu     %.1f%%\nmemory  %s of %s\ndisk    %s read, %s written\n"+
+				"net     %s in (%d packets), %s out (%d packets), %d flows denied\nuptime  %s (sampled %s ago)\n",
 				m.CPUPercent, mib(m.MemoryBytes), mib(m.MemoryLimit), mib(m.DiskReadBytes), mib(m.DiskWriteBytes),
+				mib(m.NetTxBytes), m.NetTxPackets, mib(m.NetRxBytes), m.NetRxPackets, m.NetFlowsDenied,
 				m.Uptime.Round(time.Second), time.Since(m.SampledAt).Round(time.Second))
 			return nil
 		},

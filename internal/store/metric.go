@@ -15,18 +15,24 @@ type Metric struct {
 	MemoryBytes    int64
 	DiskReadBytes  int64
 	DiskWriteBytes int64
+	// Network counters since the sandbox process started: rx is guest to
+	// host (what the guest sent), tx host to guest.
 	NetRxBytes     int64
 	NetTxBytes     int64
+	NetRxPackets   int64
+	NetTxPackets   int64
+	NetFlowsDenied int64     // flows the policy refused
 	SampledAt      time.Time // UTC, millisecond precision
 }
 
-const metricCols = "sandbox_id, cpu_percent, memory_bytes, disk_read_bytes, disk_write_bytes, net_rx_bytes, net_tx_bytes, sampled_at"
+const metricCols = "sandbox_id, cpu_percent, memory_bytes, disk_read_bytes, disk_write_bytes, net_rx_bytes, net_tx_bytes, " +
+	"net_rx_packets, net_tx_packets, net_flows_denied, sampled_at"
 
 func scanMetric(row rowScanner) (Metric, error) {
 	var m Metric
 	var sampled int64
 	if err := row.Scan(&m.SandboxID, &m.CPUPercent, &m.MemoryBytes, &m.DiskReadBytes, &m.DiskWriteBytes,
-		&m.NetRxBytes, &m.NetTxBytes, &sampled); err != nil {
+		&m.NetRxBytes, &m.NetTxBytes, &m.NetRxPackets, &m.NetTxPackets, &m.NetFlowsDenied, &sampled); err != nil {
 		return Metric{}, err
 	}
 	m.SampledAt = fromMS(sampled)
@@ -45,9 +51,9 @@ func (s *Store) InsertMetric(ctx context.Context, m Metric) error {
 	}
 	keep := s.retention.Load()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO sandbox_metric ("+metricCols+", created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		_, err := tx.ExecContext(ctx, "INSERT INTO sandbox_metric ("+metricCols+", created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			m.SandboxID, m.CPUPercent, m.MemoryBytes, m.DiskReadBytes, m.DiskWriteBytes, m.NetRxBytes, m.NetTxBytes,
-			ms(sampled), ms(now()))
+			m.NetRxPackets, m.NetTxPackets, m.NetFlowsDenied, ms(sampled), ms(now()))
 		if isForeignKey(err) {
 			return ErrNotFound
 		}

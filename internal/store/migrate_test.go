@@ -45,6 +45,11 @@ func seedGolden(ctx context.Context, db *sql.DB, v int) error {
 		stmts = append(stmts, `INSERT INTO snapshot (digest, name, artifact_path, size_bytes, created_at, indexed_at)
 			VALUES ('sha256:s1', 'snap', '/h/snapshots/snap', 4096, 1700000000000, 1700000000000)`)
 	}
+	if v >= 3 {
+		stmts = append(stmts, `INSERT INTO sandbox_metric (sandbox_id, cpu_percent, memory_bytes, disk_read_bytes, disk_write_bytes,
+			net_rx_bytes, net_tx_bytes, net_rx_packets, net_tx_packets, net_flows_denied, sampled_at, created_at)
+			VALUES (1, 1.5, 2048, 0, 0, 10, 20, 1, 2, 3, 1700000000950, 1700000000950)`)
+	}
 	for _, q := range stmts {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("seed v%d: %w", v, err)
@@ -215,7 +220,12 @@ func TestMigrateFromGolden(t *testing.T) {
 				t.Errorf("golden run = %+v, %v; want pid 4242 Completed", run, err)
 			}
 			m, err := s.LatestMetric(ctx, sb.ID)
-			if err != nil || m.CPUPercent != 12.5 || m.MemoryBytes != 1<<20 {
+			switch {
+			case v >= 3: // the v3 row, newer, with network counters
+				if err != nil || m.CPUPercent != 1.5 || m.NetRxPackets != 1 || m.NetTxPackets != 2 || m.NetFlowsDenied != 3 {
+					t.Errorf("golden metric = %+v, %v; want the v3 row with its network counters", m, err)
+				}
+			case err != nil || m.CPUPercent != 12.5 || m.MemoryBytes != 1<<20 || m.NetFlowsDenied != 0:
 				t.Errorf("golden metric = %+v, %v", m, err)
 			}
 			img, err := s.ImageByRef(ctx, "docker.io/library/alpine:latest")

@@ -139,10 +139,17 @@ func (s *sandbox) sampleMetrics(ctx context.Context) {
 		PIDs:     func() []int { return []int{os.Getpid(), vmPID} },
 	}
 	_ = sm.Run(ctx, func(m Sample) {
-		err := s.store.InsertMetric(ctx, store.Metric{
+		row := store.Metric{
 			SandboxID: s.launch.SandboxID, CPUPercent: m.CPUPercent, MemoryBytes: int64(m.RSSBytes),
 			DiskReadBytes: int64(m.ReadBytes), DiskWriteBytes: int64(m.WriteBytes), SampledAt: m.Time,
-		})
+		}
+		if s.net != nil {
+			c := s.net.Counters()
+			row.NetRxBytes, row.NetRxPackets = int64(c.GuestToHostBytes), int64(c.GuestToHostPackets)
+			row.NetTxBytes, row.NetTxPackets = int64(c.HostToGuestBytes), int64(c.HostToGuestPackets)
+			row.NetFlowsDenied = int64(c.FlowsDenied)
+		}
+		err := s.store.InsertMetric(ctx, row)
 		if err != nil && ctx.Err() == nil {
 			s.log.Debug("metric", "err", err)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -97,6 +98,20 @@ func TestNetwork(t *testing.T) {
 		sh("setsid udpc -l 9090 >/dev/null 2>&1 </dev/null &")
 		if got := udpRoundTrip(t, "127.0.0.1:"+strconv.Itoa(udpHostPort), "ping-published"); got != "ping-published" {
 			t.Errorf("published udp port: %q; want ping-published", got)
+		}
+		// The stack's counters reach msb metrics (sampled once a second).
+		var m struct{ NetRxBytes, NetTxPackets, NetFlowsDenied int64 }
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			r := c.must(0, "metrics", "--format", "json", "net1")
+			if err := json.Unmarshal(r.stdout, &m); err != nil {
+				t.Fatalf("metrics json: %v: %s", err, r.stdout)
+			}
+			if m.NetRxBytes > 0 && m.NetTxPackets > 0 && m.NetFlowsDenied > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if m.NetRxBytes == 0 || m.NetTxPackets == 0 || m.NetFlowsDenied == 0 {
+			t.Errorf("network metrics = %+v; want bytes, packets and the refused neighbour counted", m)
 		}
 	})
 
