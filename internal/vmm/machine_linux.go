@@ -49,6 +49,14 @@ const (
 // not know to init as an environment variable every command would inherit.
 const DefaultCmdline = "console=ttyS0 reboot=k panic=-1"
 
+// kernelCmdline is the native VMM's whole kernel command line: its console,
+// reboot and panic words, one virtio_mmio.device= declaration per device,
+// then extra (for a machine.Spec, Spec.KernelCmdline's words).
+func kernelCmdline(nDevices int, extra []string) string {
+	words := append([]string{DefaultCmdline}, virtioCmdline(nDevices)...)
+	return strings.Join(append(words, extra...), " ")
+}
+
 // Config describes a Machine. The Machine copies what it needs in New.
 type Config struct {
 	// Kernel is an ELF vmlinux with a PVH entry note, or a bzImage.
@@ -236,8 +244,7 @@ func (m *Machine) loadKernel(cfg Config) (*boot.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
 	}
-	words := append([]string{DefaultCmdline}, virtioCmdline(len(cfg.Devices))...)
-	bc := boot.Config{Cmdline: strings.Join(append(words, cfg.Cmdline...), " ")}
+	bc := boot.Config{Cmdline: kernelCmdline(len(cfg.Devices), cfg.Cmdline)}
 	if cfg.Initrd != "" {
 		f, err := os.Open(cfg.Initrd)
 		if err != nil {

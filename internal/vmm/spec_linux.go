@@ -35,76 +35,96 @@ var ErrUnsupported = errors.New("not supported by the native vmm")
 // whatever its outcome: the Machine closes them in Close, or NewFromSpec
 // does when it fails; the caller must not close them. The console goes to
 // spec.Console, which is not closed.
-func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
-	var owned []*os.File // error-path cleanup; double closes are harmless here
+func NewFromSpec(spec *machine.Spec, log *slog.Logger) (*Machine, error) {
+	set, err := buildDevices(spec, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{
+		Kernel:    spec.Kernel,
+		Initrd:    spec.Initrd,
+		Cmdline:   strings.Fields(spec.KernelCmdline()),
+		VCPUs:     spec.VCPUs,
+		MemoryMiB: spec.MemoryMiB,
+		Devices:   set.devs,
+		Logger:    log,
+	}
+	if spec.Console != nil {
+		cfg.Console = spec.Console
+	}
+	m, err := New(cfg)
+	set.devs = nil // New owns them now, and closed them if it failed
+	if err != nil {
+		set.close()
+		return nil, err
+	}
+	m.closers = set.closers
+	return m, nil
+}
+
+// deviceSet is what buildDevices made: the devices in bus order, the files
+// and file systems behind them, and the spec's streams it took over.
+type deviceSet struct {
+	devs    []virtio.Device
+	closers []io.Closer
+	owned   []*os.File
+}
+
+// close releases everything in s, for an error path.
+func (s *deviceSet) close() {
+	for _, d := range s.devs {
+		if c, ok := d.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	for _, c := range s.closers {
+		c.Close()
+	}
+	for _, f := range s.owned {
+		f.Close() // double closes are harmless here
+	}
+}
+
+// buildDevices makes spec's devices in the order the guest finds them:
+// disks (vda, vdb, …), the agent console, the network, shares, rng. It
+// takes over spec.Agent and spec.Net.Conn whatever its outcome.
+func buildDevices(spec *machine.Spec, log *slog.Logger) (_ *deviceSet, err error) {
+	set := &deviceSet{}
 	if spec.Agent != nil {
-		owned = append(owned, spec.Agent)
+		set.owned = append(set.owned, spec.Agent)
 	}
 	if spec.Net != nil && spec.Net.Conn != nil {
-		owned = append(owned, spec.Net.Conn)
+		set.owned = append(set.owned, spec.Net.Conn)
 	}
 	defer func() {
 		if err != nil {
-			for _, f := range owned {
-				f.Close()
-			}
+			set.close()
 		}
 	}()
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("machine spec: %w", err)
 	}
-	var (
-		devs    []virtio.Device
-		closers []io.Closer
-	)
-	defer func() {
-		if err != nil {
-			for _, d := range devs {
-				if c, ok := d.(io.Closer); ok {
-					c.Close()
-				}
-			}
-			for _, c := range closers {
-				c.Close()
-			}
-		}
-	}()
 	for i, d := range spec.Disks {
-		flag := os.O_RDWR
-		if d.ReadOnly {
-			flag = os.O_RDONLY
+		dev, f, err := newDisk(d)
+		if f != nil {
+			set.closers = append(set.closers, f)
 		}
-		f, err := os.OpenFile(d.Path, flag, 0)
 		if err != nil {
 			return nil, fmt.Errorf("disk %d: %w", i, err)
 		}
-		closers = append(closers, f)
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("disk %d: %w", i, err)
-		}
-		dev, err := virtioblk.New(virtioblk.Config{
-			Backend:   virtioblk.File{File: f},
-			SizeBytes: uint64(fi.Size()),
-			ReadOnly:  d.ReadOnly,
-			Serial:    d.Serial,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("disk %d: %w", i, err)
-		}
-		devs = append(devs, dev)
+		set.devs = append(set.devs, dev)
 	}
 	if spec.Agent != nil {
 		agent, err := pollable(spec.Agent)
 		if err != nil {
 			return nil, fmt.Errorf("agent port: %w", err)
 		}
-		owned = append(owned, agent)
+		set.owned = append(set.owned, agent)
 		dev, err := virtioconsole.New(virtioconsole.Config{Ports: []virtioconsole.Port{{Name: AgentPortName, Conn: agent}}})
 		if err != nil {
 			return nil, fmt.Errorf("agent port: %w", err)
 		}
-		devs = append(devs, dev)
+		set.devs = append(set.devs, dev)
 	}
 	if spec.Net != nil {
 		mac, err := net.ParseMAC(spec.Net.MAC)
@@ -115,43 +135,49 @@ func NewFromSpec(spec *machine.Spec, log *slog.Logger) (_ *Machine, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("net: %w", err)
 		}
-		owned = append(owned, conn)
+		set.owned = append(set.owned, conn)
 		backend := newStreamBackend(conn)
-		closers = append(closers, backend)
+		set.closers = append(set.closers, backend)
 		dev, err := virtionet.New(virtionet.Config{Backend: backend, MAC: mac})
 		if err != nil {
 			return nil, fmt.Errorf("net: %w", err)
 		}
-		devs = append(devs, dev)
+		set.devs = append(set.devs, dev)
 	}
 	for i, sh := range spec.Shares {
 		dev, fsys, err := NewShare(sh, log)
 		if err != nil {
 			return nil, fmt.Errorf("share %d: %w", i, err)
 		}
-		closers = append(closers, fsys)
-		devs = append(devs, dev)
+		set.closers = append(set.closers, fsys)
+		set.devs = append(set.devs, dev)
 	}
-	devs = append(devs, virtiorng.New())
-	cfg := Config{
-		Kernel:    spec.Kernel,
-		Initrd:    spec.Initrd,
-		Cmdline:   strings.Fields(spec.KernelCmdline()),
-		VCPUs:     spec.VCPUs,
-		MemoryMiB: spec.MemoryMiB,
-		Devices:   devs,
-		Logger:    log,
+	set.devs = append(set.devs, virtiorng.New())
+	return set, nil
+}
+
+// newDisk opens a disk image as a virtio-blk device. The file, when
+// opened, is returned for the caller to close.
+func newDisk(d machine.Disk) (*virtioblk.Device, *os.File, error) {
+	flag := os.O_RDWR
+	if d.ReadOnly {
+		flag = os.O_RDONLY
 	}
-	if spec.Console != nil {
-		cfg.Console = spec.Console
-	}
-	m, err := New(cfg)
-	devs = nil // New owns them now, and closed them if it failed
+	f, err := os.OpenFile(d.Path, flag, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m.closers = closers
-	return m, nil
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, f, err
+	}
+	dev, err := virtioblk.New(virtioblk.Config{
+		Backend:   virtioblk.File{File: f},
+		SizeBytes: uint64(fi.Size()),
+		ReadOnly:  d.ReadOnly,
+		Serial:    d.Serial,
+	})
+	return dev, f, err
 }
 
 // NewShare returns the virtio-fs device for sh and the file system it
