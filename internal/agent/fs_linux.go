@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/msb-go/msb/internal/agentproto"
 )
 
@@ -80,6 +82,10 @@ func (s *server) fsOp(id uint32, op agentproto.FsOp) {
 		s.fsResult(id, "copy", copyFile(op.Src, op.Dst))
 	case agentproto.FsRename:
 		s.fsResult(id, "rename", os.Rename(op.Src, op.Dst))
+	case agentproto.FsSymlink:
+		s.fsResult(id, "symlink", os.Symlink(op.Src, op.Dst))
+	case agentproto.FsSetAttr:
+		s.fsResult(id, "set_attr", setAttr(op.Path, op.Mode, op.Modified))
 	default:
 		s.fsError(id, "request", fmt.Errorf("unknown op %q", string(op.Kind)))
 	}
@@ -258,6 +264,10 @@ func entryOf(name string, fi fs.FileInfo) agentproto.FsEntry {
 	default:
 		e.Kind = "other"
 	}
+	if e.Kind == "symlink" {
+		// Best effort: a link replaced since lstat keeps an empty target.
+		e.Target, _ = os.Readlink(name)
+	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		e.Mode = st.Mode
 		mt := st.Mtim.Sec
@@ -339,4 +349,26 @@ func copyFile(src, dst string) (err error) {
 		return err
 	}
 	return out.Chmod(fi.Mode().Perm())
+}
+
+// setAttr sets name's permission bits (ignored for a symlink, whose mode
+// Linux does not keep) and its modification time (atime too), without
+// following a symlink.
+func setAttr(name string, mode *uint32, modified *int64) error {
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if mode != nil && fi.Mode()&fs.ModeSymlink == 0 {
+		if err := os.Chmod(name, unixMode(*mode)); err != nil {
+			return err
+		}
+	}
+	if modified != nil {
+		t := unix.NsecToTimespec(*modified * 1e9)
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, name, []unix.Timespec{t, t}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &fs.PathError{Op: "utimes", Path: name, Err: err}
+		}
+	}
+	return nil
 }

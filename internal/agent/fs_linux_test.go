@@ -17,6 +17,7 @@ import (
 )
 
 func u32p(v uint32) *uint32 { return &v }
+func i64p(v int64) *int64   { return &v }
 
 func TestFsOps(t *testing.T) {
 	dir := t.TempDir()
@@ -71,8 +72,8 @@ func TestFsOps(t *testing.T) {
 		}},
 		{"stat symlink is lstat", agentproto.FsOp{Kind: agentproto.FsStat, Path: p("link")}, func(t *testing.T, r agentproto.FsResponse) {
 			ok(t, r)
-			if r.Data == nil || r.Data.Stat == nil || r.Data.Stat.Kind != "symlink" {
-				t.Errorf("got %+v; want kind symlink", r.Data)
+			if r.Data == nil || r.Data.Stat == nil || r.Data.Stat.Kind != "symlink" || r.Data.Stat.Target != "file" {
+				t.Errorf("got %+v; want kind symlink, target file", r.Data)
 			}
 		}},
 		{"stat missing", agentproto.FsOp{Kind: agentproto.FsStat, Path: p("missing")}, fails("stat: ", "no such file or directory")},
@@ -114,6 +115,29 @@ func TestFsOps(t *testing.T) {
 		{"remove_dir recursive", agentproto.FsOp{Kind: agentproto.FsRemoveDir, Path: p("x")}, exists("x", false)},
 		{"remove_dir missing", agentproto.FsOp{Kind: agentproto.FsRemoveDir, Path: p("x")}, fails("remove_dir: ", "no such file")},
 		{"remove_dir a file", agentproto.FsOp{Kind: agentproto.FsRemoveDir, Path: p("file")}, fails("remove_dir: ", "not a directory")},
+		{"symlink", agentproto.FsOp{Kind: agentproto.FsSymlink, Src: "../file", Dst: p("sub/ln")}, func(t *testing.T, r agentproto.FsResponse) {
+			ok(t, r)
+			if got, err := os.Readlink(p("sub/ln")); got != "../file" {
+				t.Errorf("readlink = %q, %v; want ../file", got, err)
+			}
+		}},
+		{"symlink exists", agentproto.FsOp{Kind: agentproto.FsSymlink, Src: "x", Dst: p("sub/ln")}, fails("symlink: ", "file exists")},
+		{"set_attr", agentproto.FsOp{Kind: agentproto.FsSetAttr, Path: p("sub"), Mode: u32p(0o750), Modified: i64p(1e9)}, func(t *testing.T, r agentproto.FsResponse) {
+			ok(t, r)
+			fi, err := os.Stat(p("sub"))
+			if err != nil || fi.Mode().Perm() != 0o750 || fi.ModTime().Unix() != 1e9 {
+				t.Errorf("sub = %v %v, %v; want 0750 at 1e9", fi.Mode(), fi.ModTime(), err)
+			}
+		}},
+		{"set_attr symlink keeps target", agentproto.FsOp{Kind: agentproto.FsSetAttr, Path: p("link"), Mode: u32p(0o600), Modified: i64p(2e9)}, func(t *testing.T, r agentproto.FsResponse) {
+			ok(t, r)
+			li, _ := os.Lstat(p("link"))
+			fi, _ := os.Stat(p("file"))
+			if li.ModTime().Unix() != 2e9 || fi.Mode().Perm() != 0o640 || fi.ModTime().Unix() == 2e9 {
+				t.Errorf("link mtime %v, target %v %v; want link at 2e9, target untouched", li.ModTime(), fi.Mode(), fi.ModTime())
+			}
+		}},
+		{"set_attr missing", agentproto.FsOp{Kind: agentproto.FsSetAttr, Path: p("missing")}, fails("set_attr: ", "no such file")},
 		{"read a dir", agentproto.FsOp{Kind: agentproto.FsRead, Path: dir}, fails("read: ", "is a directory")},
 		{"read missing", agentproto.FsOp{Kind: agentproto.FsRead, Path: p("missing")}, fails("read: ", "no such file")},
 		{"write under a file", agentproto.FsOp{Kind: agentproto.FsWrite, Path: p("file/x")}, fails("write: ", "not a directory")},

@@ -44,7 +44,7 @@ const (
 )
 
 // capabilities are announced in core.ready.
-var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs}
+var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs, agentproto.CapFsMeta}
 
 // ServeOptions configures Serve. The zero value serves with an empty default
 // environment, root as the default user, no heartbeat and no shutdown action.

@@ -294,3 +294,29 @@ func (c *Client) writeFile(ctx context.Context, path string, mode *uint32, src i
 	_, err = fsResponse(m, "write", path)
 	return err
 }
+
+// Symlink creates the guest symlink link pointing at target. It needs an
+// agent with agentproto.CapFsMeta; without it, it returns an error wrapping
+// errors.ErrUnsupported.
+func (c *Client) Symlink(ctx context.Context, target, link string) error {
+	if !c.ready.Has(agentproto.CapFsMeta) {
+		return fmt.Errorf("symlink %s: agent without %s: %w", link, agentproto.CapFsMeta, errors.ErrUnsupported)
+	}
+	return c.pair(ctx, agentproto.FsSymlink, "symlink", target, link)
+}
+
+// SetAttr sets the guest path's permission bits (st_mode bits; ignored for
+// a symlink) and modification time (unix seconds), each when non-nil,
+// without following a symlink. It needs an agent with
+// agentproto.CapFsMeta; without it, it returns an error wrapping
+// errors.ErrUnsupported.
+func (c *Client) SetAttr(ctx context.Context, path string, mode *uint32, modified *int64) error {
+	if !c.ready.Has(agentproto.CapFsMeta) {
+		return fmt.Errorf("set attributes of %s: agent without %s: %w", path, agentproto.CapFsMeta, errors.ErrUnsupported)
+	}
+	op := agentproto.FsOp{Kind: agentproto.FsSetAttr, Path: path, Mode: mode, Modified: modified}
+	if _, err := c.fsCall(ctx, op, "set attributes", path); err != nil {
+		return fmt.Errorf("set attributes of %s: %w", path, err)
+	}
+	return nil
+}

@@ -21,6 +21,10 @@ const (
 	FsRemoveDir FsOpKind = "RemoveDir" // recursive
 	FsCopy      FsOpKind = "Copy"      // one file
 	FsRename    FsOpKind = "Rename"
+
+	// msb extensions, offered by agents that advertise CapFsMeta.
+	FsSymlink FsOpKind = "Symlink" // create symlink Dst pointing at Src
+	FsSetAttr FsOpKind = "SetAttr" // chmod and set mtime, symlinks not followed
 )
 
 // FsOp is an fs operation. On the wire it is a serde externally tagged enum:
@@ -29,8 +33,9 @@ const (
 type FsOp struct {
 	Kind     FsOpKind
 	Path     string  // Stat List Read Write Mkdir Remove RemoveDir
-	Src, Dst string  // Copy Rename
-	Mode     *uint32 // Write only (optional)
+	Src, Dst string  // Copy Rename Symlink (Src is the link's target)
+	Mode     *uint32 // Write SetAttr (optional)
+	Modified *int64  // SetAttr (optional): mtime in unix seconds
 }
 
 type fsPathArgs struct {
@@ -40,6 +45,12 @@ type fsPathArgs struct {
 type fsWriteArgs struct {
 	Path string  `cbor:"path"`
 	Mode *uint32 `cbor:"mode"`
+}
+
+type fsSetAttrArgs struct {
+	Path     string  `cbor:"path"`
+	Mode     *uint32 `cbor:"mode"`
+	Modified *int64  `cbor:"modified"`
 }
 
 type fsPairArgs struct {
@@ -55,7 +66,9 @@ func (op FsOp) MarshalCBOR() ([]byte, error) {
 		args = fsPathArgs{Path: op.Path}
 	case FsWrite:
 		args = fsWriteArgs{Path: op.Path, Mode: op.Mode}
-	case FsCopy, FsRename:
+	case FsSetAttr:
+		args = fsSetAttrArgs{Path: op.Path, Mode: op.Mode, Modified: op.Modified}
+	case FsCopy, FsRename, FsSymlink:
 		args = fsPairArgs{Src: op.Src, Dst: op.Dst}
 	default:
 		return nil, fmt.Errorf("agentproto: unknown fs op %q", string(op.Kind))
@@ -80,7 +93,11 @@ func (op *FsOp) UnmarshalCBOR(data []byte) error {
 		var a fsWriteArgs
 		err = decMode.Unmarshal(raw, &a)
 		v = FsOp{Kind: kind, Path: a.Path, Mode: a.Mode}
-	case FsCopy, FsRename:
+	case FsSetAttr:
+		var a fsSetAttrArgs
+		err = decMode.Unmarshal(raw, &a)
+		v = FsOp{Kind: kind, Path: a.Path, Mode: a.Mode, Modified: a.Modified}
+	case FsCopy, FsRename, FsSymlink:
 		var a fsPairArgs
 		err = decMode.Unmarshal(raw, &a)
 		v = FsOp{Kind: kind, Src: a.Src, Dst: a.Dst}

@@ -4,6 +4,9 @@ package agentproto
 const (
 	CapExecPTY = "exec.pty"
 	CapFs      = "fs"
+	// CapFsMeta: the agent fills FsEntry.Target and takes the Symlink and
+	// SetAttr fs operations.
+	CapFsMeta = "fs.meta"
 )
 
 // Ready is the core.ready payload, sent by agentd with id 0 once it can take
@@ -133,4 +136,7 @@ type FsEntry struct {
 	Size     uint64 `cbor:"size"`
 	Mode     uint32 `cbor:"mode"`     // st_mode
 	Modified *int64 `cbor:"modified"` // unix seconds
+	// Target is a symlink's target; an msb extension (CapFsMeta), empty
+	// from a 0.4.4 agent.
+	Target string `cbor:"target,omitempty"`
 }
