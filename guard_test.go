@@ -109,6 +109,10 @@ func TestDependencyRules(t *testing.T) {
 			allowed: isStd,
 		},
 		{
+			pkg:     "./internal/volume",
+			allowed: func(d string) bool { return isStd(d) || d == mod+"internal/home" },
+		},
+		{
 			pkg: "./internal/agentproto",
 			allowed: func(d string) bool {
 				return isStd(d) || strings.HasPrefix(d, "github.com/fxamacker/cbor/") || strings.HasPrefix(d, "github.com/x448/float16")

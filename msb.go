@@ -18,6 +18,8 @@ type Info struct {
 	// Reason is why the last run ended ("" while running or never run):
 	// Completed, Failed, IdleTimeout, MaxDurationExceeded, Signal, InternalError.
 	Reason string
+	// Mounts are the sandbox's volumes, tmpfs and extra disks.
+	Mounts []Mount `json:",omitempty"`
 }
 
 func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) {
@@ -124,7 +126,8 @@ func List(ctx context.Context, opts ...Option) ([]Info, error) {
 }
 
 func toInfo(in sandbox.Info) Info {
-	i := Info{Name: in.Name, Status: string(in.Status), PID: in.PID, CreatedAt: in.CreatedAt}
+	i := Info{Name: in.Name, Status: string(in.Status), PID: in.PID, CreatedAt: in.CreatedAt,
+		Mounts: toMounts(in.Config.Mounts)}
 	if in.LastRun != nil {
 		i.Reason = string(in.LastRun.Reason)
 	}

@@ -32,6 +32,7 @@ type config struct {
 	vmm            string
 	noHarden       bool
 	network        launch.Network
+	mounts         []launch.Mount
 	// errs are option errors (a bad port spec) that Create reports.
 	errs []error
 
@@ -59,6 +60,7 @@ func (c *config) sandboxConfig() sandbox.Config {
 		VMM:            c.vmm,
 		NoHarden:       c.noHarden,
 		Network:        c.networkConfig(),
+		Mounts:         c.mounts,
 	}
 }
 

@@ -110,7 +110,7 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 	if code := Run(context.Background(), []string{"--help"}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb}); code != 0 {
 		t.Fatalf("msb --help exit %d", code)
 	}
-	for _, cmd := range []string{"run", "create", "start", "stop", "rm", "ls", "exec", "logs"} {
+	for _, cmd := range []string{"run", "create", "start", "stop", "rm", "ls", "exec", "logs", "volume"} {
 		if !strings.Contains(out.String(), cmd) {
 			t.Errorf("help lacks %q:\n%s", cmd, out.String())
 		}

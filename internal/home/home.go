@@ -8,7 +8,7 @@
 //	sandboxes/<name>/lock
 //	sandboxes/<name>/logs/{runtime,kernel,exec}.log, boot-error.json
 //	sandboxes/<name>/runtime/{agent.sock,heartbeat.json,launch.json}
-//	volumes/<name>/
+//	volumes/<name>/{volume.json,data/}   (owned by internal/volume)
 //	snapshots/<name>/
 //	tls/ca.{crt,key}
 //	kernel/

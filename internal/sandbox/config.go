@@ -7,13 +7,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/netpolicy"
+	"github.com/msb-go/msb/internal/volume"
 )
 
 // Config is what a sandbox is created with; it is stored as JSON in the
@@ -50,6 +53,10 @@ type Config struct {
 	NoHarden bool `json:"no_harden,omitempty"`
 	// Network is the sandbox's network; nil is the default one.
 	Network *launch.Network `json:"network,omitempty"`
+	// Mounts are the guest's volumes, tmpfs and extra disks, in order. A
+	// named volume is a bind with Volume set; Create fills its Source with
+	// the volume's data directory (creating the volume if missing).
+	Mounts []launch.Mount `json:"mounts,omitempty"`
 }
 
 // Defaults of a sandbox's shape.
@@ -99,6 +106,10 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("workdir: %q must be an absolute guest path", c.Workdir)
 	}
 	if err := validateNetwork(c.Network); err != nil {
+		return err
+	}
+	c.Mounts = slices.Clone(c.Mounts)
+	if err := normalizeMounts(c.Mounts); err != nil {
 		return err
 	}
 	switch c.VMM {
@@ -160,6 +171,85 @@ func validateNetwork(n *launch.Network) error {
 		if _, err := netip.ParsePrefix(n.Pool); err != nil {
 			return fmt.Errorf("network pool %q: %w", n.Pool, err)
 		}
+	}
+	return nil
+}
+
+// ErrFileBind rejects a bind mount whose host path is a file.
+var ErrFileBind = errors.New("bind mounts of single files are not supported yet; mount its directory")
+
+// normalizeMounts makes the host paths of binds and disks absolute and
+// checks every mount: the guest-path rules of launch.Mount.Validate, one
+// mount per guest path, one disk per host file, a directory behind a bind
+// and a file behind a disk. A host path that does not exist is not an error
+// here: the sandbox process reports it at boot (stage mount, ENOENT), so a
+// restart after the directory reappears works.
+func normalizeMounts(ms []launch.Mount) error {
+	targets := map[string]bool{}
+	disks := map[string]bool{}
+	for i := range ms {
+		m := &ms[i]
+		check := *m
+		switch {
+		case m.Volume != "":
+			if m.Kind != launch.MountBind {
+				return fmt.Errorf("mount %s: only a bind mount can name a volume", m.Target)
+			}
+			if err := volume.ValidName(m.Volume); err != nil {
+				return fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			// Create sets the source to the volume's data directory.
+			check.Source = "/"
+		case m.Kind == launch.MountBind || m.Kind == launch.MountDisk:
+			if m.Source == "" {
+				return fmt.Errorf("mount %s: no host path", m.Target)
+			}
+			abs, err := filepath.Abs(m.Source)
+			if err != nil {
+				return fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			m.Source, check.Source = abs, abs
+			if st, err := os.Stat(abs); err == nil {
+				switch {
+				case m.Kind == launch.MountBind && !st.IsDir():
+					return fmt.Errorf("volume %s: %w", abs, ErrFileBind)
+				case m.Kind == launch.MountDisk && st.IsDir():
+					return fmt.Errorf("disk %s: is a directory; want a raw or ext4 image file", abs)
+				}
+			}
+		}
+		if err := check.Validate(); err != nil {
+			return err
+		}
+		if targets[m.Target] {
+			return fmt.Errorf("mount %s: two mounts on one guest path", m.Target)
+		}
+		targets[m.Target] = true
+		if m.Kind == launch.MountDisk {
+			key := m.Source
+			if real, err := filepath.EvalSymlinks(key); err == nil {
+				key = real
+			}
+			if disks[key] {
+				return fmt.Errorf("disk %s: attached twice (one host file backs one disk)", m.Source)
+			}
+			disks[key] = true
+		}
+	}
+	return nil
+}
+
+// mountVolumes creates the named volumes of cfg that do not exist yet and
+// points their binds at the volumes' data directories.
+func mountVolumes(h home.Home, ms []launch.Mount) error {
+	for i, m := range ms {
+		if m.Volume == "" {
+			continue
+		}
+		if _, err := volume.Ensure(h, m.Volume); err != nil {
+			return err
+		}
+		ms[i].Source = volume.DataDir(h, m.Volume)
 	}
 	return nil
 }

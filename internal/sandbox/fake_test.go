@@ -57,6 +57,9 @@ func fakeSandbox(mode string) int {
 	out := json.NewEncoder(os.Stdout)
 	_ = out.Encode(launch.Startup{PID: os.Getpid()})
 	mark("pid", strconv.Itoa(os.Getpid()))
+	if b, err := json.Marshal(l.Mounts); err == nil {
+		mark("mounts", string(b))
+	}
 	switch mode {
 	case fakeBootError:
 		be := fakeBootErr

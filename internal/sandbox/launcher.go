@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/volume"
 )
 
 // launcher starts sandbox processes: it runs `<exe> sandbox` in its own
@@ -45,8 +47,21 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		VMM:      cfg.VMM,
 		NoHarden: cfg.NoHarden,
 		Network:  cfg.Network,
+		Mounts:   launchMounts(h, cfg.Mounts),
 		Slot:     int(sb.ID),
 	}
+}
+
+// launchMounts is cfg's mounts with each named volume's source derived from
+// h again, so a sandbox keeps its volumes when MSB_HOME moves.
+func launchMounts(h home.Home, ms []launch.Mount) []launch.Mount {
+	out := slices.Clone(ms)
+	for i, m := range out {
+		if m.Volume != "" {
+			out[i].Source = volume.DataDir(h, m.Volume)
+		}
+	}
+	return out
 }
 
 // guestEnv is the boot environment agentd receives.

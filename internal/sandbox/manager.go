@@ -119,6 +119,9 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 			return nil, err
 		}
 	}
+	if err := mountVolumes(m.Home, cfg.Mounts); err != nil {
+		return nil, err
+	}
 	if err := m.Home.EnsureSandboxDirs(name); err != nil {
 		return nil, err
 	}
