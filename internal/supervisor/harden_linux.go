@@ -29,6 +29,7 @@ var sandboxSyscalls = []string{
 	// The passthrough file system behind virtio-fs shares, and vhost-user
 	// (guest memory and eventfds arrive over the socket).
 	"openat2", "mknodat", "symlinkat", "linkat", "utimensat", "fchmodat2",
+	"preadv", "pwritev", "preadv2", "pwritev2",
 	"fgetxattr", "fsetxattr", "flistxattr", "fremovexattr", "copy_file_range",
 	"ppoll", "pselect6",
 }
