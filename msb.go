@@ -3,6 +3,9 @@ package msb
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/msb-go/msb/internal/home"
@@ -20,6 +23,10 @@ type Info struct {
 	Reason string
 	// Mounts are the sandbox's volumes, tmpfs and extra disks.
 	Mounts []Mount `json:",omitempty"`
+	// Ports are its published ports, as HOST_IP:HOST_PORT->GUEST_PORT/PROTO.
+	Ports []string `json:",omitempty"`
+	// Network is "none" for a sandbox created without one, else "".
+	Network string `json:",omitempty"`
 }
 
 func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) {
@@ -128,6 +135,18 @@ func List(ctx context.Context, opts ...Option) ([]Info, error) {
 func toInfo(in sandbox.Info) Info {
 	i := Info{Name: in.Name, Status: string(in.Status), PID: in.PID, CreatedAt: in.CreatedAt,
 		Mounts: toMounts(in.Config.Mounts)}
+	if n := in.Config.Network; n != nil {
+		if n.Disabled {
+			i.Network = "none"
+		}
+		for _, p := range n.Ports {
+			host := p.HostIP
+			if host == "" {
+				host = "127.0.0.1"
+			}
+			i.Ports = append(i.Ports, fmt.Sprintf("%s->%d/%s", net.JoinHostPort(host, strconv.Itoa(int(p.HostPort))), p.GuestPort, p.Protocol))
+		}
+	}
 	if in.LastRun != nil {
 		i.Reason = string(in.LastRun.Reason)
 	}

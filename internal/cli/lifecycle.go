@@ -2,11 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/msb-go/msb"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb"
 )
 
 func init() { commands = append(commands, newStopCmd, newRmCmd, newLsCmd) }
@@ -97,7 +99,7 @@ func newLsCmd(stdio Stdio) *cobra.Command {
 				return writeJSON(stdio.Out, list)
 			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT")
+			fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT\tPORTS")
 			for _, in := range list {
 				pid := "-"
 				if in.PID != 0 {
@@ -107,7 +109,11 @@ func newLsCmd(stdio Stdio) *cobra.Command {
 				if reason == "" {
 					reason = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason)
+				ports := strings.Join(in.Ports, ", ")
+				if in.Network == "none" {
+					ports = "(no network)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason, ports)
 			}
 			return tw.Flush()
 		},

@@ -67,6 +67,14 @@ func TestNetwork(t *testing.T) {
 			"-p", strconv.Itoa(hostPort)+":8080", "-p", strconv.Itoa(udpHostPort)+":9090/udp",
 			"--copy", udpc+":/bin/udpc")
 		defer c.must(0, "rm", "-f", "net1")
+		var listed []struct {
+			Name  string
+			Ports []string
+		}
+		if err := json.Unmarshal(c.must(0, "ls", "--format", "json").stdout, &listed); err != nil || len(listed) != 1 ||
+			strings.Join(listed[0].Ports, " ") != fmt.Sprintf("127.0.0.1:%d->8080/tcp 127.0.0.1:%d->9090/udp", hostPort, udpHostPort) {
+			t.Errorf("msb ls ports = %+v (%v); want both published ports", listed, err)
+		}
 		sh := func(script string) string {
 			t.Helper()
 			return string(c.must(0, "exec", "net1", "--", "sh", "-c", script).stdout)
