@@ -43,6 +43,9 @@ test-unit: ## Unit tests only (no QEMU)
 test-e2e: kernel ## The e2e tier only
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
+test-e2e-full: kernel ## The e2e tier with the full-size suites (msb cp of ~100 MiB in ~3000 files)
+	MSB_E2E_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+
 test-kvm: ## KVM-level tests on /dev/kvm, failing (not skipping) without it
 	MSB_REQUIRE_KVM=1 $(GO) test -count=1 ./internal/vmm/...
 
@@ -63,4 +66,4 @@ check: lint test ## Everything CI runs
 clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
 	rm -rf $(BIN)
 
-.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-kvm fuzz bench lint check clean
+.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-kvm fuzz bench lint check clean
