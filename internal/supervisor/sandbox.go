@@ -72,7 +72,7 @@ func (s *sandbox) getReason() store.TerminationReason {
 // the end. The store closes only after every goroutine supervise started has
 // returned.
 func (s *sandbox) run(ctx context.Context) error {
-	st, err := store.Open(ctx, s.home.DBPath())
+	st, err := store.OpenRunWriter(ctx, s.home.DBPath())
 	if err != nil {
 		return launch.Fail(launch.PrefixDatabaseConnect, err)
 	}
