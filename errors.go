@@ -66,7 +66,7 @@ func convertErr(err error) error {
 	var be *sandbox.BootError
 	if errors.As(err, &be) {
 		return &BootError{Name: be.Name, Stage: string(be.Stage), Errno: be.Errno, Message: be.Message,
-			Hint: be.BootError.Hint()}
+			Hint: be.Hint()}
 	}
 	return err
 }

@@ -50,11 +50,23 @@ const (
 
 // BootError is the content of logs/boot-error.json: why the sandbox process
 // could not start (reference §6).
+//
+// It is also the error the parent side returns for a sandbox that did not
+// start (Name set); the SDK's public BootError is made from it.
 type BootError struct {
 	Time    time.Time `json:"t"`
 	Stage   Stage     `json:"stage"`
 	Errno   *int      `json:"errno"`
 	Message string    `json:"message"`
+	// Name is the sandbox, when the parent reports it; not in the file.
+	Name string `json:"-"`
+}
+
+func (b *BootError) Error() string {
+	if b.Name == "" {
+		return fmt.Sprintf("boot failed: %s: %s", b.Stage, b.Message)
+	}
+	return fmt.Sprintf("failed to start %q: %s: %s", b.Name, b.Stage, b.Message)
 }
 
 // rfc3339Milli is RFC 3339 with millisecond precision; with a UTC time it ends

@@ -197,15 +197,16 @@ func readStartup(r io.Reader, lines chan<- launch.Startup) {
 // logs/boot-error.json, else its exit status.
 func (ln launcher) bootError(name string, waitErr error) *BootError {
 	if be, err := launch.ReadBootError(ln.home.BootErrorPath(name)); err == nil && be != nil {
-		return &BootError{Name: name, BootError: *be}
+		be.Name = name
+		return be
 	}
 	status := "exit status 0"
 	if waitErr != nil {
 		status = waitErr.Error()
 	}
-	return &BootError{Name: name, BootError: launch.BootError{
+	return &BootError{Name: name,
 		Time: time.Now(), Stage: launch.StageOther,
 		Message: fmt.Sprintf("sandbox process exited (%s) before its agent was ready, without writing %s",
 			status, ln.home.BootErrorPath(name)),
-	}}
+	}
 }

@@ -25,15 +25,9 @@ var (
 )
 
 // BootError is a sandbox that did not start: the sandbox process exited
-// before its agent relay was ready.
-type BootError struct {
-	Name string
-	launch.BootError
-}
-
-func (e *BootError) Error() string {
-	return fmt.Sprintf("failed to start %q: %s: %s", e.Name, e.Stage, e.Message)
-}
+// before its agent relay was ready. It is launch.BootError with Name set:
+// one type from boot-error.json to the SDK's public error.
+type BootError = launch.BootError
 
 // Timings of the parent side (reference §1.4).
 const (
