@@ -24,6 +24,7 @@ func newLogsCmd(stdio Stdio) *cobra.Command {
 		sources    string
 		tail       int
 		timestamps bool
+		raw        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "logs [flags] NAME",
@@ -65,7 +66,7 @@ Examples:
 					start = 0
 				}
 				for _, r := range recs[start:] {
-					printRecord(stdio.Out, r, timestamps)
+					printRecord(stdio.Out, r, timestamps, raw)
 				}
 				printed = len(recs)
 				if !follow {
@@ -84,6 +85,7 @@ Examples:
 	fl.StringVar(&sources, "source", "stdout,stderr,output", "which logs: stdout,stderr,output,system,all")
 	fl.IntVar(&tail, "tail", 0, "show only the last N lines")
 	fl.BoolVar(&timestamps, "timestamps", false, "prefix each line with its time")
+	fl.BoolVar(&raw, "raw", false, "print guest output as written, escape sequences and control characters included (by default they are removed or shown as  \uFFFD, so a guest cannot drive your terminal)")
 	return cmd
 }
 
@@ -129,7 +131,6 @@ func readLogs(h home.Home, name string, mask launch.SourceMask) ([]launch.ExecRe
 }
 
 var (
-	ansiRE   = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 	stampRE  = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))`)
 	slogTime = regexp.MustCompile(`^time=(\S+)`)
 )
@@ -150,7 +151,7 @@ func textLogRecords(path string) []launch.ExecRecord {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		line := strings.TrimRight(ansiRE.ReplaceAllString(sc.Text(), ""), "\r")
+		line := strings.TrimRight(sc.Text(), "\r")
 		if line == "" {
 			continue
 		}
@@ -169,9 +170,14 @@ func textLogRecords(path string) []launch.ExecRecord {
 	return out
 }
 
-func printRecord(w io.Writer, r launch.ExecRecord, timestamps bool) {
+// printRecord writes one record; guest-written text is neutralized unless
+// raw (--raw).
+func printRecord(w io.Writer, r launch.ExecRecord, timestamps, raw bool) {
 	if timestamps {
 		fmt.Fprintf(w, "%s ", r.Time.UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	if !raw {
+		r.Data = neutralize(r.Data)
 	}
 	io.WriteString(w, r.Data)
 }
