@@ -85,7 +85,7 @@ Examples:
 	fl.StringVar(&sources, "source", "stdout,stderr,output", "which logs: stdout,stderr,output,system,all")
 	fl.IntVar(&tail, "tail", 0, "show only the last N lines")
 	fl.BoolVar(&timestamps, "timestamps", false, "prefix each line with its time")
-	fl.BoolVar(&raw, "raw", false, "print guest output as written, escape sequences and control characters included (by default they are removed or shown as  \uFFFD, so a guest cannot drive your terminal)")
+	fl.BoolVar(&raw, "raw", false, "print guest output as written, escape sequences and control characters included (by default they are removed or shown as U+FFFD, so a guest cannot drive your terminal)")
 	return cmd
 }
 
