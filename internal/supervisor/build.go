@@ -176,6 +176,9 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		return s.errVM(err)
 	}
 	s.relayReady = true
+	// The kernel unpacked the initramfs long ago; its boot environment
+	// need not stay on disk while the sandbox runs.
+	_ = os.Remove(filepath.Join(s.home.RuntimeDir(s.launch.Name), "initramfs.cpio"))
 	s.log.Info("agent ready", "boot_ms", ready.ReadyTimeNs/1e6)
 	return nil
 }
@@ -221,8 +224,13 @@ func (s *sandbox) machineSpec(spec *machine.Spec, undo *cleanups) error {
 	if err != nil {
 		return err
 	}
-	spec.Initrd, err = s.writeInitramfs(append(netEnv, mountEnv...))
-	return err
+	if spec.Initrd, err = s.writeInitramfs(append(netEnv, mountEnv...)); err != nil {
+		return err
+	}
+	// The boot environment is only needed until the guest has read it.
+	initrd := spec.Initrd
+	undo.add(func() { os.Remove(initrd) })
+	return nil
 }
 
 // backend picks and configures the VMM backend.
