@@ -133,6 +133,8 @@ func WithRootfs(dir string) Option {
 // straight into dir, with the ownership the guest sets kept in the
 // user.containers.override_stat xattr (host files keep the host's owner), so
 // dir must be on a file system with user xattrs (ext4, xfs, btrfs, tmpfs).
+// The guest's init writes there too: an empty /.msb mount point,
+// /etc/hosts, /etc/hostname, /etc/resolv.conf and a block in /etc/profile.
 // Several sandboxes may share dir; they see each other's writes. File
 // patches (WithFile, WithCopy, …) are refused: write into dir instead.
 func WithRootfsLive(dir string) Option {
