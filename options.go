@@ -20,6 +20,7 @@ type Option func(*config)
 type config struct {
 	image          string
 	rootfs         string
+	rootfsLive     bool
 	vcpus          int
 	memoryMiB      int
 	env            []string
@@ -48,6 +49,7 @@ func (c *config) sandboxConfig() sandbox.Config {
 	return sandbox.Config{
 		Image:          c.image,
 		Rootfs:         c.rootfs,
+		RootfsLive:     c.rootfsLive,
 		VCPUs:          c.vcpus,
 		MemoryMiB:      c.memoryMiB,
 		Env:            c.env,
@@ -122,7 +124,22 @@ func WithPullProgress(f func(PullEvent)) Option { return func(c *config) { c.pro
 // WithRootfs boots the sandbox from a host directory, packed into a
 // read-only image (the directory is not modified; writes go to the sandbox's
 // private upper layer).
-func WithRootfs(dir string) Option { return func(c *config) { c.rootfs = dir } }
+func WithRootfs(dir string) Option {
+	return func(c *config) { c.rootfs, c.rootfsLive = dir, false }
+}
+
+// WithRootfsLive boots the sandbox from a host directory served live over
+// virtio-fs as its root: nothing is packed, and the guest's writes go
+// straight into dir, with the ownership the guest sets kept in the
+// user.containers.override_stat xattr (host files keep the host's owner), so
+// dir must be on a file system with user xattrs (ext4, xfs, btrfs, tmpfs).
+// The guest's init writes there too: an empty /.msb mount point,
+// /etc/hosts, /etc/hostname, /etc/resolv.conf and a block in /etc/profile.
+// Several sandboxes may share dir; they see each other's writes. File
+// patches (WithFile, WithCopy, …) are refused: write into dir instead.
+func WithRootfsLive(dir string) Option {
+	return func(c *config) { c.rootfs, c.rootfsLive = dir, true }
+}
 
 // WithCPUs sets the number of virtual CPUs (default 1).
 func WithCPUs(n int) Option { return func(c *config) { c.vcpus = n } }

@@ -26,6 +26,7 @@ const maxBootEnvSize = 4 << 20
 // mounts, no network besides loopback, root as the default exec user.
 type Config struct {
 	BlockRoot  *BlockRoot   // MSB_BLOCK_ROOT
+	FSRoot     *FSRoot      // MSB_FS_ROOT
 	DirMounts  []DirMount   // MSB_DIR_MOUNTS
 	FileMounts []FileMount  // MSB_FILE_MOUNTS
 	DiskMounts []DiskMount  // MSB_DISK_MOUNTS
@@ -62,6 +63,15 @@ type BlockRoot struct {
 	Lower       string // oci-erofs: the read-only EROFS device
 	Upper       string // oci-erofs: the writable upper device
 	UpperFSType string // oci-erofs: filesystem of the upper device
+}
+
+// FSRoot is a virtio-fs share that becomes the root: the host directory
+// itself, live (`msb run --rootfs-live`). Writes land in the host directory
+// unless ReadOnly, where a tmpfs overlay above the share keeps them in guest
+// memory (init itself writes /etc/hosts).
+type FSRoot struct {
+	Tag      string
+	ReadOnly bool
 }
 
 // DirMount is a virtio-fs share mounted at Path.
@@ -234,6 +244,7 @@ func ParseConfig(env []string) (Config, error) {
 		}
 	}
 	parse("MSB_BLOCK_ROOT", func(v string) (err error) { c.BlockRoot, err = parseBlockRoot(v); return })
+	parse("MSB_FS_ROOT", func(v string) (err error) { c.FSRoot, err = parseFSRoot(v); return })
 	parse("MSB_DIR_MOUNTS", func(v string) (err error) { c.DirMounts, err = parseEntries(v, parseDirMount); return })
 	parse("MSB_FILE_MOUNTS", func(v string) (err error) { c.FileMounts, err = parseEntries(v, parseFileMount); return })
 	parse("MSB_DISK_MOUNTS", func(v string) (err error) { c.DiskMounts, err = parseEntries(v, parseDiskMount); return })
@@ -263,6 +274,9 @@ func ParseConfig(env []string) (Config, error) {
 		}
 		return nil
 	})
+	if c.BlockRoot != nil && c.FSRoot != nil {
+		errs = append(errs, errors.New("MSB_BLOCK_ROOT and MSB_FS_ROOT both set: one root"))
+	}
 	if (c.IPv4 != nil || c.IPv6 != nil) && c.Net == nil {
 		errs = append(errs, errors.New("MSB_NET_IPV4/MSB_NET_IPV6 set without MSB_NET"))
 	}
@@ -362,6 +376,34 @@ func parseBlockRoot(v string) (*BlockRoot, error) {
 		}
 	}
 	return &br, nil
+}
+
+// parseFSRoot parses "tag=T[,ro]" (",rw" is the default, spelled out).
+func parseFSRoot(v string) (*FSRoot, error) {
+	var r FSRoot
+	seen := map[string]bool{}
+	for opt := range strings.SplitSeq(v, ",") {
+		k, val, hasValue := strings.Cut(opt, "=")
+		if seen[k] || (seen["ro"] || seen["rw"]) && (k == "ro" || k == "rw") {
+			return nil, fmt.Errorf("duplicate option %q", truncate(k, 64))
+		}
+		seen[k] = true
+		switch {
+		case k == "tag" && hasValue:
+			if err := checkName("tag", val); err != nil {
+				return nil, err
+			}
+			r.Tag = val
+		case (k == "ro" || k == "rw") && !hasValue:
+			r.ReadOnly = k == "ro"
+		default:
+			return nil, fmt.Errorf("unknown option %q (want tag=T[,ro])", truncate(opt, 64))
+		}
+	}
+	if r.Tag == "" {
+		return nil, errors.New("missing tag")
+	}
+	return &r, nil
 }
 
 func checkFSType(t string) error {

@@ -52,6 +52,24 @@ var configTests = []struct {
 	{name: "block root foreign key", env: []string{"MSB_BLOCK_ROOT=kind=disk-image,device=/dev/vda,upper=/dev/vdb"}, wantErr: `option "upper" not allowed`},
 	{name: "block root relative device", env: []string{"MSB_BLOCK_ROOT=kind=disk-image,device=vda"}, wantErr: "not an absolute path"},
 
+	// MSB_FS_ROOT
+	{name: "fs root", env: []string{"MSB_FS_ROOT=tag=msb_root"},
+		want: Config{FSRoot: &FSRoot{Tag: "msb_root"}}},
+	{name: "fs root ro", env: []string{"MSB_FS_ROOT=tag=msb_root,ro"},
+		want: Config{FSRoot: &FSRoot{Tag: "msb_root", ReadOnly: true}}},
+	{name: "fs root rw first", env: []string{"MSB_FS_ROOT=rw,tag=r"},
+		want: Config{FSRoot: &FSRoot{Tag: "r"}}},
+	{name: "fs root missing tag", env: []string{"MSB_FS_ROOT=ro"}, wantErr: "MSB_FS_ROOT: missing tag"},
+	{name: "fs root empty tag", env: []string{"MSB_FS_ROOT=tag="}, wantErr: "MSB_FS_ROOT: empty tag"},
+	{name: "fs root tag with slash", env: []string{"MSB_FS_ROOT=tag=a/b"}, wantErr: `tag "a/b": invalid`},
+	{name: "fs root bare tag", env: []string{"MSB_FS_ROOT=msb_root"}, wantErr: `unknown option "msb_root"`},
+	{name: "fs root ro with value", env: []string{"MSB_FS_ROOT=tag=r,ro=1"}, wantErr: `unknown option "ro=1"`},
+	{name: "fs root unknown option", env: []string{"MSB_FS_ROOT=tag=r,dax"}, wantErr: `unknown option "dax"`},
+	{name: "fs root duplicate tag", env: []string{"MSB_FS_ROOT=tag=a,tag=b"}, wantErr: `duplicate option "tag"`},
+	{name: "fs root ro and rw", env: []string{"MSB_FS_ROOT=tag=a,ro,rw"}, wantErr: `duplicate option "rw"`},
+	{name: "fs root and block root", env: []string{"MSB_FS_ROOT=tag=r", "MSB_BLOCK_ROOT=kind=disk-image,device=/dev/vda"},
+		wantErr: "MSB_BLOCK_ROOT and MSB_FS_ROOT both set"},
+
 	// MSB_DIR_MOUNTS
 	{name: "dir mounts", env: []string{"MSB_DIR_MOUNTS=data_1234abcd:/data;cfg_1:/etc/cfg:ro"},
 		want: Config{DirMounts: []DirMount{{Tag: "data_1234abcd", Path: "/data"}, {Tag: "cfg_1", Path: "/etc/cfg", ReadOnly: true}}}},
@@ -246,7 +264,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseConfig(strings.Split(s, "\x00"))
 		if err != nil {
-			if c.BlockRoot != nil || c.Env != nil {
+			if c.BlockRoot != nil || c.FSRoot != nil || c.Env != nil {
 				t.Errorf("config returned with error %v", err)
 			}
 			return
@@ -260,6 +278,9 @@ func FuzzParseConfig(f *testing.F) {
 			if checkGuestPath(m.Path) != nil || m.Mode > 0o7777 {
 				t.Errorf("accepted tmpfs %+v", m)
 			}
+		}
+		if c.FSRoot != nil && checkName("tag", c.FSRoot.Tag) != nil {
+			t.Errorf("accepted fs root tag %q", c.FSRoot.Tag)
 		}
 		if c.Net != nil && len(c.Net.MAC) != 6 {
 			t.Errorf("accepted MAC %v", c.Net.MAC)

@@ -183,17 +183,51 @@ func assembleRoot(br *BlockRoot) error {
 		if err := mount(br.Upper, upperMount, br.UpperFSType, 0, ""); err != nil {
 			return fmt.Errorf("root upper: %w", err)
 		}
-		for _, d := range []string{"upper", "work"} {
-			if err := os.MkdirAll(filepath.Join(upperMount, d), defaultDirMode); err != nil {
-				return fmt.Errorf("root upper: %w", err)
-			}
-		}
-		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lowerMount, upperMount, upperMount)
-		if err := mount("overlay", newRoot, "overlay", 0, opts); err != nil {
-			return fmt.Errorf("root overlay: %w", err)
+		if err := overlayRoot(); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("root: unknown kind %q", br.Kind)
+	}
+	return switchRoot()
+}
+
+// overlayRoot mounts at /newroot the overlay of the upper file system at
+// upperMount over the read-only tree at lowerMount.
+func overlayRoot() error {
+	for _, d := range []string{"upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(upperMount, d), defaultDirMode); err != nil {
+			return fmt.Errorf("root upper: %w", err)
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lowerMount, upperMount, upperMount)
+	if err := mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("root overlay: %w", err)
+	}
+	return nil
+}
+
+// assembleFSRoot makes a virtio-fs share the root and switches to it, the
+// same way as a block root. A writable share is the root itself: writes go
+// to the host directory through the host's passthrough file system, which
+// keeps the guest's ownership in an xattr. A read-only one becomes the lower
+// of an overlay with a tmpfs upper, so init can still write /etc/hosts and
+// mount points while the host directory stays untouched.
+func assembleFSRoot(r *FSRoot) error {
+	if !r.ReadOnly {
+		if err := mount(r.Tag, newRoot, "virtiofs", unix.MS_RELATIME, ""); err != nil {
+			return fmt.Errorf("root: %w", err)
+		}
+		return switchRoot()
+	}
+	if err := mount(r.Tag, lowerMount, "virtiofs", unix.MS_RDONLY|unix.MS_RELATIME, ""); err != nil {
+		return fmt.Errorf("root lower: %w", err)
+	}
+	if err := mount("tmpfs", upperMount, "tmpfs", unix.MS_RELATIME, "mode=0755"); err != nil {
+		return fmt.Errorf("root upper: %w", err)
+	}
+	if err := overlayRoot(); err != nil {
+		return err
 	}
 	return switchRoot()
 }
@@ -421,8 +455,13 @@ func runInit(c Config) error {
 	if err := installScripts(initramfsScripts, scriptsDir); err != nil {
 		return fmt.Errorf("scripts: %w", err)
 	}
-	if c.BlockRoot != nil {
+	switch {
+	case c.BlockRoot != nil:
 		if err := assembleRoot(c.BlockRoot); err != nil {
+			return err
+		}
+	case c.FSRoot != nil:
+		if err := assembleFSRoot(c.FSRoot); err != nil {
 			return err
 		}
 	}

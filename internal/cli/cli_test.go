@@ -127,4 +127,9 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(errb.String(), "--rootfs") {
 		t.Errorf("run without a rootfs: exit %d, stderr %q; want an error naming --rootfs", code, errb.String())
 	}
+	errb.Reset()
+	code = Run(context.Background(), []string{"run", "--rootfs-live", "alpine", "--", "true"}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	if code == 0 || !strings.Contains(errb.String(), "--rootfs-live needs --rootfs DIR") {
+		t.Errorf("run --rootfs-live IMAGE: exit %d, stderr %q; want the live root error", code, errb.String())
+	}
 }

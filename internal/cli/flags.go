@@ -14,6 +14,7 @@ import (
 type sandboxFlags struct {
 	name        string
 	rootfs      string
+	rootfsLive  bool
 	cpus        int
 	memory      string
 	upperSize   string
@@ -111,6 +112,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.name, "name", "n", "", "sandbox name (default: generated msb-xxxxxxxx)")
 	fl.StringVar(&f.rootfs, "rootfs", "", "boot from this host directory (packed read-only; writes stay in the sandbox)")
+	fl.BoolVar(&f.rootfsLive, "rootfs-live", false, "with --rootfs DIR: serve DIR itself as the root, live: writes go straight to DIR; the guest's ownership is kept in an xattr, so DIR must be on a file system with user xattrs")
 	fl.IntVarP(&f.cpus, "cpus", "c", 1, "virtual CPUs")
 	fl.StringVarP(&f.memory, "memory", "m", "512M", "guest memory (512M, 1G, or MiB)")
 	fl.StringVar(&f.upperSize, "upper-size", "4G", "size of the sandbox's writable layer (sparse: it takes only what is written)")
@@ -138,8 +140,12 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	switch {
 	case image != "" && f.rootfs != "":
 		return nil, fmt.Errorf("give either IMAGE or --rootfs DIR, not both")
+	case f.rootfsLive && f.rootfs == "":
+		return nil, fmt.Errorf("--rootfs-live needs --rootfs DIR (an image cannot be a live root)")
 	case image != "":
 		opts = append(opts, msb.WithImage(image))
+	case f.rootfsLive:
+		opts = append(opts, msb.WithRootfsLive(f.rootfs))
 	case f.rootfs != "":
 		opts = append(opts, msb.WithRootfs(f.rootfs))
 	default:

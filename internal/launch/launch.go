@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -29,6 +30,12 @@ type Launch struct {
 	// the root.
 	Lower string `json:"lower,omitempty"`
 	Upper string `json:"upper,omitempty"`
+	// RootShare is a host directory served over virtio-fs as the guest's
+	// root itself (live: writes land in it, guest ownership in the
+	// passthrough xattr); exclusive with Lower and Upper. RootReadOnly
+	// refuses writes on the host and gives the guest a tmpfs overlay.
+	RootShare    string `json:"root_share,omitempty"`
+	RootReadOnly bool   `json:"root_read_only,omitempty"`
 
 	// Env is the guest boot environment: MSB_* configuration for agentd and
 	// the default environment of every command.
@@ -100,6 +107,14 @@ func (l *Launch) validate() error {
 	}
 	if (l.Lower == "") != (l.Upper == "") {
 		errs = append(errs, errors.New("lower and upper images go together"))
+	}
+	switch {
+	case l.RootShare != "" && l.Lower != "":
+		errs = append(errs, errors.New("a root share excludes root images"))
+	case l.RootShare != "" && !filepath.IsAbs(l.RootShare):
+		errs = append(errs, fmt.Errorf("root share %q: not an absolute path", l.RootShare))
+	case l.RootShare == "" && l.RootReadOnly:
+		errs = append(errs, errors.New("root_read_only without a root share"))
 	}
 	for _, m := range l.Mounts {
 		if err := m.Validate(); err != nil {

@@ -23,8 +23,12 @@ import (
 // sandbox row so `msb start` can boot the sandbox again. It never holds
 // secrets.
 type Config struct {
-	// Rootfs is a host directory packed into the sandbox's read-only root.
-	Rootfs string `json:"rootfs,omitempty"`
+	// Rootfs is a host directory packed into the sandbox's read-only root,
+	// or with RootfsLive the root itself, served live over virtio-fs: no
+	// packing and no upper layer, the guest's writes land in the directory
+	// (its ownership in the user.containers.override_stat xattr).
+	Rootfs     string `json:"rootfs,omitempty"`
+	RootfsLive bool   `json:"rootfs_live,omitempty"`
 	// Image is an OCI image reference (exclusive with Rootfs); ImageDigest
 	// pins the manifest resolved at create time, so a restart boots the
 	// same root even if the tag moved.
@@ -77,6 +81,8 @@ func (c *Config) normalize() error {
 		return errors.New("give either a root directory or an image, not both")
 	case c.Rootfs == "" && c.Image == "":
 		return errors.New("no root filesystem: give an image or a root directory")
+	case c.RootfsLive && c.Rootfs == "":
+		return errors.New("a live root needs a root directory (--rootfs DIR), not an image")
 	}
 	if c.Rootfs != "" {
 		abs, err := filepath.Abs(c.Rootfs)
@@ -174,6 +180,10 @@ func validateNetwork(n *launch.Network) error {
 	}
 	return nil
 }
+
+// ErrLivePatches rejects file patches (--copy) on a live root: they are
+// written into the sandbox's upper layer, which a live root does not have.
+var ErrLivePatches = errors.New("a live root has no layer to copy files into; write them into the root directory instead")
 
 // ErrFileBind rejects a bind mount whose host path is a file.
 var ErrFileBind = errors.New("bind mounts of single files are not supported yet; mount its directory")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/volume"
 )
 
@@ -166,5 +167,46 @@ func TestCreateMounts(t *testing.T) {
 	}
 	if _, err := volume.Get(m.Home, "cache"); err != nil {
 		t.Errorf("volume removed with its sandbox: %v", err)
+	}
+}
+
+// TestCreateLiveRoot checks that a live root is handed to the sandbox
+// process as the root share, without packing it or creating an upper.
+func TestCreateLiveRoot(t *testing.T) {
+	m, cfg := fakeManager(t, fakeReady)
+	cfg.RootfsLive = true
+	mustCreate(t, m, "live", cfg, false)
+	b, err := os.ReadFile(fakeMarker(m.Home, "live", "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "share="+cfg.Rootfs+" ro=false lower= upper="; got != want {
+		t.Errorf("launch root = %q; want %q", got, want)
+	}
+	if _, err := os.Stat(m.Home.UpperPath("live")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("upper of a live root: stat = %v; want ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(m.Home.CacheDir(), "rootfs")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("live root was packed: stat cache = %v; want ErrNotExist", err)
+	}
+	in, err := m.Get(t.Context(), "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Config.RootfsLive || in.Config.Rootfs != cfg.Rootfs {
+		t.Errorf("stored config rootfs = %q live=%v; want %q live", in.Config.Rootfs, in.Config.RootfsLive, cfg.Rootfs)
+	}
+}
+
+func TestCreateLiveRootRejects(t *testing.T) {
+	m, cfg := fakeManager(t, fakeReady)
+	cfg.RootfsLive = true
+	_, err := m.Create(t.Context(), "patched", cfg, CreateOptions{Patches: []rootfs.Patch{{Kind: rootfs.PatchMkdir, Path: "/x", Mode: 0o755}}})
+	if !errors.Is(err, ErrLivePatches) {
+		t.Errorf("Create(live, patches) = %v; want ErrLivePatches", err)
+	}
+	img := Config{Image: "alpine", RootfsLive: true}
+	if err := img.normalize(); err == nil || !strings.Contains(err.Error(), "live root needs a root directory") {
+		t.Errorf("normalize(image, live) = %v; want the live root error", err)
 	}
 }

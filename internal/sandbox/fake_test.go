@@ -60,6 +60,7 @@ func fakeSandbox(mode string) int {
 	if b, err := json.Marshal(l.Mounts); err == nil {
 		mark("mounts", string(b))
 	}
+	mark("root", fmt.Sprintf("share=%s ro=%v lower=%s upper=%s", l.RootShare, l.RootReadOnly, l.Lower, l.Upper))
 	switch mode {
 	case fakeBootError:
 		be := fakeBootErr

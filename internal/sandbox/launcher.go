@@ -35,7 +35,7 @@ type launcher struct {
 
 // newLaunch is the launch document of one boot of sb.
 func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bins binaries, lower, upper string) *launch.Launch {
-	return &launch.Launch{
+	l := &launch.Launch{
 		Name: sb.Name, SandboxID: sb.ID, Home: h.Root,
 		Kernel: bins.kernel, Agentd: bins.agentd,
 		VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB,
@@ -50,6 +50,10 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		Mounts:   launchMounts(h, cfg.Mounts),
 		Slot:     int(sb.ID),
 	}
+	if cfg.RootfsLive {
+		l.RootShare = cfg.Rootfs
+	}
+	return l
 }
 
 // launchMounts is cfg's mounts with each named volume's source derived from

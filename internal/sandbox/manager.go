@@ -102,6 +102,9 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
+	if cfg.RootfsLive && len(opts.Patches) > 0 {
+		return nil, ErrLivePatches
+	}
 	if opts.Replace {
 		if err := m.Remove(ctx, name, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("replace: %w", err)

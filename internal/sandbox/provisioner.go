@@ -64,7 +64,12 @@ func (p provisioner) resolveImage(ctx context.Context, cfg *Config, opts CreateO
 // createUpper makes a new sandbox's writable layer, writes patches into it
 // and pins the image manifest the sandbox boots from, so `msb image rm` and
 // prune leave it alone.
+//
+// A live root has no upper: the guest writes into its directory.
 func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Config, patches []rootfs.Patch) error {
+	if cfg.RootfsLive {
+		return nil
+	}
 	if err := rootfs.CreateUpper(ctx, p.home.UpperPath(sb.Name), cfg.UpperSizeBytes); err != nil {
 		return fmt.Errorf("rootfs: upper: %w", err)
 	}
@@ -84,9 +89,11 @@ func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Conf
 }
 
 // roots returns the lower and upper images a sandbox boots from; both are
-// empty when the initramfs is the root.
+// empty when the initramfs or a live directory is the root.
 func (p provisioner) roots(ctx context.Context, name string, cfg Config) (lower, upper string, err error) {
 	switch {
+	case cfg.RootfsLive:
+		return "", "", nil
 	case cfg.Rootfs != "":
 		lower, err = p.packRootfs(ctx, cfg.Rootfs)
 	case cfg.ImageDigest != "":

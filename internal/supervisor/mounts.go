@@ -22,8 +22,12 @@ import (
 // msb_vol_N) served by the passthrough file system, disks extra virtio-blk
 // devices found by serial (msb_disk_N), tmpfs entries MSB_TMPFS. A bind or
 // disk whose host path is missing fails here, as boot stage mount with its
-// errno, before anything boots.
+// errno, before anything boots. A live root share comes first (rootShare).
 func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
+	env, err := s.rootShare(spec)
+	if err != nil {
+		return nil, err
+	}
 	var dirs, disks, tmpfs []string
 	for i, m := range s.launch.Mounts {
 		switch m.Kind {
@@ -56,7 +60,6 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 			tmpfs = append(tmpfs, e)
 		}
 	}
-	var env []string
 	for _, v := range []struct {
 		name    string
 		entries []string
@@ -66,6 +69,29 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 		}
 	}
 	return env, nil
+}
+
+// rootShareTag is the virtio-fs tag of a live root.
+const rootShareTag = "msb_root"
+
+// rootShare serves the launch's live root directory, if any, as the first
+// share (before the volumes, so their mount points resolve in it) and
+// returns the MSB_FS_ROOT entry that makes agentd switch to it. Landlock
+// admits it with the other shares in confineFiles.
+func (s *sandbox) rootShare(spec *machine.Spec) ([]string, error) {
+	l := s.launch
+	if l.RootShare == "" {
+		return nil, nil
+	}
+	if err := checkSource(l.RootShare, true); err != nil {
+		return nil, launch.Fail(launch.PrefixRootfs, fmt.Errorf("live root: %w", err))
+	}
+	spec.Shares = append(spec.Shares, machine.Share{Tag: rootShareTag, Path: l.RootShare, ReadOnly: l.RootReadOnly})
+	e := "MSB_FS_ROOT=tag=" + rootShareTag
+	if l.RootReadOnly {
+		e += ",ro"
+	}
+	return []string{e}, nil
 }
 
 func roSuffix(ro bool) string {
