@@ -19,7 +19,7 @@ import (
 // cpTree writes about 20 MiB in a few hundred files under dir: one 10 MiB
 // file, 300 files of 1–64 KiB in nested directories, assorted modes, and
 // relative, absolute and dangling symlinks. It returns the bytes written.
-func cpTree(t *testing.T, dir string) int64 {
+func cpTree(t testing.TB, dir string) int64 {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 7))
 	src := rand.NewChaCha8([32]byte{7})
