@@ -29,7 +29,7 @@ func cpFiles() int {
 // cpTree writes one 10 MiB file and cpFiles() files of 1–64 KiB in nested
 // directories under dir, with assorted modes, and relative, absolute and
 // dangling symlinks. It returns the bytes written.
-func cpTree(t *testing.T, dir string) int64 {
+func cpTree(t testing.TB, dir string) int64 {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 7))
 	src := rand.NewChaCha8([32]byte{7})

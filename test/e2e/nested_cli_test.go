@@ -16,8 +16,9 @@ import (
 
 // TestNestedMsbKVM runs the real msb CLI inside the nested-KVM harness, where
 // --vmm auto must pick the native VMM: the sandbox process is the VMM. One L1 boot checks a create,
-// uname and the vCPU count through the relay, a 1 MiB file round trip in
-// both directions, and `msb stop` (SIGTERM) ending the guest cleanly.
+// uname and the vCPU count through the relay, a bind volume (virtio-fs in
+// the native VMM) read and written from both sides, a 1 MiB file round trip
+// in both directions, and `msb stop` (SIGTERM) ending the guest cleanly.
 func TestNestedMsbKVM(t *testing.T) {
 	env := nested.Require(t)
 	kernel, err := guestkernel.Locate()
@@ -45,14 +46,18 @@ echo 'root:x:0:0:root:/root:/bin/sh' > /rootfs/etc/passwd
 echo 'root:x:0:' > /rootfs/etc/group
 mkdir -p /tmp/www && echo nested-net > /tmp/www/f
 ip link set lo up 2>/dev/null; busybox httpd -p 127.0.0.1:8000 -h /tmp/www
+mkdir -p /tmp/share && echo from-l1 > /tmp/share/in
 nested-mark create
-msb create --rootfs /rootfs --name n1 -c 2 -m 256 --net-rule allow@host >/dev/null
+msb create --rootfs /rootfs --name n1 -c 2 -m 256 --net-rule allow@host -v /tmp/share:/data >/dev/null
 echo "check: create $?"
 nested-mark created
 echo "check: confined $(grep -E '^(NoNewPrivs|Seccomp):' /proc/$(pidof msb)/status | tr -d ' \t\n')"
 echo "check: net $(msb exec n1 -- sh -c 'wget -O /tmp/f http://host.msb.internal:8000/f >/dev/null 2>&1; cat /tmp/f')"
 echo "check: uname $(msb exec n1 -- uname -sr)"
 echo "check: cpus $(msb exec n1 -- grep -c ^processor /proc/cpuinfo)"
+echo "check: vol-read $(msb exec n1 -- cat /data/in 2>&1)"
+msb exec n1 -- sh -c 'echo from-l2 > /data/out'
+echo "check: vol-write $(cat /tmp/share/out 2>&1)"
 nested-mark exec-done
 echo "check: in $(msb exec n1 -- sh -c 'cat > /tmp/b; sha256sum /tmp/b'  < /opt/msb/blob | cut -d' ' -f1)"
 echo "check: out $(msb exec n1 -- cat /tmp/b | sha256sum | cut -d' ' -f1)"
@@ -81,6 +86,12 @@ grep -E 'vm started|landlock|seccomp applied|network|vm exits|sandbox stopped|er
 	}
 	if got := check("cpus"); got != "2" {
 		t.Errorf("guest sees %s CPUs; want 2", got)
+	}
+	if got := check("vol-read"); got != "from-l1" {
+		t.Errorf("guest read of the L1 host's file on the -v volume = %q; want from-l1\nL1 console:\n%s", got, nested.Excerpt(res.Console))
+	}
+	if got := check("vol-write"); got != "from-l2" {
+		t.Errorf("L1 host read of the file the guest wrote on the -v volume = %q; want from-l2", got)
 	}
 	if got := check("in"); got != want {
 		t.Errorf("sha256 of the 1 MiB file in the guest = %q; want %s\nL1 console:\n%s", got, want, nested.Excerpt(res.Console))
