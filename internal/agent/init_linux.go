@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -433,8 +434,10 @@ func writeFileReplacing(name, content string) error {
 	return nil
 }
 
-// runInit performs PID 1's setup in the order of reference §8.2.
-func runInit(c Config) error {
+// runInit performs PID 1's setup in the order of reference §8.2. It adds
+// the trust store's variables to c.Env; failing to install the certificates
+// is logged, not fatal (see installTrust).
+func runInit(c *Config, log *slog.Logger) error {
 	if err := applyRlimits(0, configRlimits(c.Rlimits)); err != nil {
 		return fmt.Errorf("rlimits: %w", err)
 	}
@@ -455,6 +458,10 @@ func runInit(c Config) error {
 	if err := installScripts(initramfsScripts, scriptsDir); err != nil {
 		return fmt.Errorf("scripts: %w", err)
 	}
+	// Staged before the root switch, which leaves the initramfs unreachable.
+	if err := stageTLS(initramfsTLS, stagedTLS); err != nil {
+		log.Warn("tls: staging the certificates failed; the guest will not trust them", "err", err)
+	}
 	switch {
 	case c.BlockRoot != nil:
 		if err := assembleRoot(c.BlockRoot); err != nil {
@@ -465,18 +472,23 @@ func runInit(c Config) error {
 			return err
 		}
 	}
-	if err := mountVolumes(c); err != nil {
+	if err := mountVolumes(*c); err != nil {
 		return err
 	}
-	if err := setupIdentity(c); err != nil {
+	if err := setupIdentity(*c); err != nil {
 		return err
 	}
-	if err := setupTmpfs(c); err != nil {
+	if err := setupTmpfs(*c); err != nil {
 		return err
 	}
-	if err := setupNetwork(c); err != nil {
+	if err := setupNetwork(*c); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	env, err := installTrust("/", stagedTLS)
+	if err != nil {
+		log.Warn("tls: installing the certificates into the trust store", "err", err)
+	}
+	c.Env = addEnvDefaults(c.Env, env)
 	for _, d := range []string{runtimeDir + "/scripts", "/run"} {
 		os.MkdirAll(d, defaultDirMode)
 	}

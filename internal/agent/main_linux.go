@@ -63,7 +63,7 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if err := runInit(cfg); err != nil {
+	if err := runInit(&cfg, log); err != nil {
 		return err
 	}
 	if cfg.Probe {
