@@ -37,6 +37,11 @@ func renderError(w io.Writer, err error) int {
 		}
 		return ef.ExitCode()
 	}
+	var te *msb.TimeoutError
+	if errors.As(err, &te) {
+		fmt.Fprintf(w, "error: %v\n", te)
+		return te.ExitCode()
+	}
 	fmt.Fprintf(w, "error: %v\n", err)
 	switch {
 	case errors.Is(err, msb.ErrNotFound):
