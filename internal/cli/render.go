@@ -114,5 +114,6 @@ func parseMemory(s string) (int, error) {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // ports read 127.0.0.1:8080->80/tcp
 	return enc.Encode(v)
 }
