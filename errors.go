@@ -3,6 +3,7 @@ package msb
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/sandbox"
@@ -18,7 +19,26 @@ var (
 	ErrRunning = sandbox.ErrRunning
 	// ErrNotRunning: the operation needs a running sandbox.
 	ErrNotRunning = sandbox.ErrNotRunning
+	// ErrTimeout: a command ran past its WithTimeout (the error is a
+	// *TimeoutError).
+	ErrTimeout = errors.New("command timed out")
 )
+
+// TimeoutError reports a command killed because it ran past its
+// WithTimeout. It matches ErrTimeout.
+type TimeoutError struct {
+	Cmd     string
+	Timeout time.Duration
+}
+
+func (e *TimeoutError) Error() string { return fmt.Sprintf("command timed out after %s", e.Timeout) }
+
+// Is reports whether target is ErrTimeout.
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
+
+// ExitCode is 124, the exit code of a timed-out command in timeout(1) and
+// the msb CLI.
+func (e *TimeoutError) ExitCode() int { return 124 }
 
 // BootError reports a sandbox that failed to start, with the stage that
 // failed (mount, build_vm, config, network, image, other), the errno when

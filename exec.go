@@ -1,8 +1,12 @@
 package msb
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/agentproto"
@@ -20,6 +24,7 @@ type execConfig struct {
 	tty        bool
 	rows, cols uint16
 	stdin      io.Reader
+	timeout    time.Duration
 }
 
 // WithExecEnv adds KEY=VALUE to this command's environment (over the
@@ -49,6 +54,18 @@ func WithStdin(r io.Reader) ExecOption {
 	return func(c *execConfig) { c.stdin = r }
 }
 
+// WithTimeout kills the command once d has passed since it started: signal 9
+// goes to its process group, its output is drained for at most 5 s, and the
+// call returns a *TimeoutError (errors.Is(err, ErrTimeout)). The sandbox keeps
+// running. d <= 0 means no timeout.
+func WithTimeout(d time.Duration) ExecOption {
+	return func(c *execConfig) { c.timeout = d }
+}
+
+// drainTimeout bounds how long a timed-out command's output is still read:
+// a process that left the command's group can hold it open forever.
+var drainTimeout = 5 * time.Second
+
 // ExecResult is a finished command.
 type ExecResult struct {
 	Stdout   []byte
@@ -57,8 +74,8 @@ type ExecResult struct {
 }
 
 // request applies opts over the sandbox's defaults and translates the result
-// into the agent's exec request, returning the stdin to stream.
-func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentproto.ExecRequest, io.Reader) {
+// into the agent's exec request, returning the applied options too.
+func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentproto.ExecRequest, execConfig) {
 	c := execConfig{rows: 24, cols: 80}
 	if s.cfg.Workdir != "" {
 		wd := s.cfg.Workdir
@@ -69,30 +86,109 @@ func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentpr
 	}
 	req := agentproto.ExecRequest{Cmd: cmd, Args: args, Env: c.env, Cwd: c.cwd, User: c.user,
 		TTY: c.tty, Rows: c.rows, Cols: c.cols}
-	return req, c.stdin
+	return req, c
 }
 
 // Exec runs cmd with args in the sandbox and collects its output. A command
 // that cannot start returns *ExecFailed; a command that runs and fails
 // returns a result with its non-zero ExitCode and a nil error. Cancelling ctx
-// kills the command.
+// kills the command. A command that outlives WithTimeout returns the output
+// collected so far and a *TimeoutError, without waiting for WithStdin's
+// reader (which may block forever).
 func (s *Sandbox) Exec(ctx context.Context, cmd string, args []string, opts ...ExecOption) (*ExecResult, error) {
 	c, err := s.agent(ctx)
 	if err != nil {
 		return nil, err
 	}
-	req, stdin := s.request(cmd, args, opts)
-	res, err := c.Exec(ctx, req, stdin)
+	req, ec := s.request(cmd, args, opts)
+	if ec.timeout > 0 {
+		return s.execTimed(ctx, c, cmd, req, ec)
+	}
+	res, err := c.Exec(ctx, req, ec.stdin)
 	if err != nil {
 		return nil, convertExecErr(cmd, err)
 	}
 	return &ExecResult{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
 }
 
+// execTimed is Exec with a timeout: like agentclient.Exec, but it stops
+// waiting for stdin once the command has timed out.
+func (s *Sandbox) execTimed(ctx context.Context, c *agentclient.Client, cmd string, req agentproto.ExecRequest, ec execConfig) (*ExecResult, error) {
+	sess, err := c.ExecStream(ctx, req)
+	if err != nil {
+		return nil, convertExecErr(cmd, err)
+	}
+	e := newExecution(cmd, sess, ec.timeout)
+	var (
+		wg             sync.WaitGroup
+		stdout, stderr bytes.Buffer
+	)
+	wg.Go(func() { _, _ = io.Copy(&stdout, sess.Stdout()) })
+	wg.Go(func() { _, _ = io.Copy(&stderr, sess.Stderr()) })
+	stdinDone := make(chan struct{})
+	go func() {
+		defer close(stdinDone)
+		w := sess.Stdin()
+		if ec.stdin != nil {
+			_, _ = io.Copy(w, ec.stdin)
+		}
+		_ = w.Close()
+	}()
+	code, err := e.Wait()
+	wg.Wait()
+	var te *TimeoutError
+	switch {
+	case errors.As(err, &te):
+		return &ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, err
+	case err != nil:
+		<-stdinDone
+		return nil, err
+	}
+	<-stdinDone
+	return &ExecResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
+}
+
 // Execution is a running command with streamed I/O.
 type Execution struct {
 	cmd string
 	s   *agentclient.Session
+
+	// timer fires the timeout; nil without one.
+	timer   *time.Timer
+	timeout time.Duration
+	// mu protects timedOut.
+	mu       sync.Mutex
+	timedOut bool
+}
+
+func newExecution(cmd string, s *agentclient.Session, timeout time.Duration) *Execution {
+	e := &Execution{cmd: cmd, s: s, timeout: timeout}
+	if timeout > 0 {
+		e.timer = time.AfterFunc(timeout, e.expire)
+	}
+	return e
+}
+
+// expire kills a command that ran past its timeout, and gives up on its
+// output after drainTimeout.
+func (e *Execution) expire() {
+	select {
+	case <-e.s.Done():
+		return
+	default:
+	}
+	e.mu.Lock()
+	e.timedOut = true
+	e.mu.Unlock()
+	// The agent signals the command's process group.
+	_ = e.s.Signal(9)
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-e.s.Done():
+	case <-t.C:
+		e.s.Abort(&TimeoutError{Cmd: e.cmd, Timeout: e.timeout})
+	}
 }
 
 // ExecStream starts cmd and returns at once; read Stdout and Stderr (or
@@ -102,12 +198,12 @@ func (s *Sandbox) ExecStream(ctx context.Context, cmd string, args []string, opt
 	if err != nil {
 		return nil, err
 	}
-	req, _ := s.request(cmd, args, opts)
+	req, ec := s.request(cmd, args, opts)
 	sess, err := c.ExecStream(ctx, req)
 	if err != nil {
 		return nil, convertExecErr(cmd, err)
 	}
-	return &Execution{cmd: cmd, s: sess}, nil
+	return newExecution(cmd, sess, ec.timeout), nil
 }
 
 // PID is the command's process id in the guest.
@@ -128,8 +224,23 @@ func (e *Execution) Signal(sig int) error { return e.s.Signal(sig) }
 // Resize changes the command's terminal size.
 func (e *Execution) Resize(rows, cols uint16) error { return e.s.Resize(rows, cols) }
 
-// Wait waits for the command to exit and returns its exit code.
+// Wait waits for the command to exit and returns its exit code. A command
+// killed by WithTimeout returns *TimeoutError (with the exit code of the
+// kill, 137, if the agent reported it within the drain time).
 func (e *Execution) Wait() (int, error) {
 	code, err := e.s.Wait()
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.mu.Lock()
+	timedOut := e.timedOut
+	e.mu.Unlock()
+	if timedOut {
+		var te *TimeoutError
+		if !errors.As(err, &te) {
+			te = &TimeoutError{Cmd: e.cmd, Timeout: e.timeout}
+		}
+		return code, te
+	}
 	return code, convertExecErr(e.cmd, err)
 }

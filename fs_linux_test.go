@@ -26,6 +26,12 @@ import (
 // paths are host paths.
 func agentFS(t *testing.T) *FS {
 	t.Helper()
+	return agentSandbox(t).FS()
+}
+
+// agentSandbox is agentFS's sandbox: commands run as host processes.
+func agentSandbox(t *testing.T) *Sandbox {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +59,7 @@ func agentFS(t *testing.T) *FS {
 		guest.Close()
 		<-served
 	})
-	return (&Sandbox{name: "test", client: c}).FS()
+	return &Sandbox{name: "test", client: c}
 }
 
 // makeTree writes the test tree under dir: nested directories, a 0750

@@ -889,3 +889,34 @@ func TestFsCancel(t *testing.T) {
 		}
 	})
 }
+
+func TestAbort(t *testing.T) {
+	c, a := startDirect(t)
+	s, err := c.ExecStream(t.Context(), agentproto.ExecRequest{Cmd: "hang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Signal(9); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, a)
+	select {
+	case <-s.Done():
+		t.Fatal("hang ended after a signal; the test needs a session that does not")
+	case <-time.After(20 * time.Millisecond):
+	}
+	errGiveUp := errors.New("give up")
+	s.Abort(errGiveUp)
+	<-s.Done()
+	if _, err := s.Wait(); !errors.Is(err, errGiveUp) {
+		t.Errorf("Wait error = %v; want the Abort error", err)
+	}
+	out, err := io.ReadAll(s.Stdout())
+	if string(out) != "partial" || !errors.Is(err, errGiveUp) {
+		t.Errorf("Stdout = %q, %v; want the buffered output, then the Abort error", out, err)
+	}
+	s.Abort(errors.New("second")) // a no-op
+	if _, err := s.Wait(); !errors.Is(err, errGiveUp) {
+		t.Errorf("Wait after a second Abort = %v; want the first error", err)
+	}
+}

@@ -188,6 +188,17 @@ func (s *Session) Wait() (int, error) {
 	return s.code, s.err
 }
 
+// Done is closed when the session has ended: the process exited or could
+// not start, ctx was cancelled, the connection ended, or Abort was called.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Abort ends the session on this side with err, telling the agent nothing:
+// Wait returns err, and Stdout and Stderr return err once their buffered
+// data is read. It is for a caller that has signalled the process and will
+// not wait for its output any longer (a process outside its group can hold
+// the output open). Abort after the session has ended does nothing.
+func (s *Session) Abort(err error) { s.fail(err) }
+
 // live returns ErrSessionFinished once the session has ended.
 func (s *Session) live() error {
 	select {

@@ -19,6 +19,7 @@ type sandboxFlags struct {
 	memory      string
 	upperSize   string
 	env         []string
+	envFiles    []string
 	workdir     string
 	user        string
 	idleTimeout time.Duration
@@ -116,7 +117,8 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.IntVarP(&f.cpus, "cpus", "c", 1, "virtual CPUs")
 	fl.StringVarP(&f.memory, "memory", "m", "512M", "guest memory (512M, 1G, or MiB)")
 	fl.StringVar(&f.upperSize, "upper-size", "4G", "size of the sandbox's writable layer (sparse: it takes only what is written)")
-	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE for every command (repeatable)")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, envHelp+" for every command (repeatable)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, envFileHelp)
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "default working directory in the guest")
 	fl.StringVarP(&f.user, "user", "u", "", "default user (name, uid or uid:gid)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
@@ -171,11 +173,12 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
 		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
 	)
-	for _, kv := range f.env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("env %q: want KEY=VALUE", kv)
-		}
+	env, err := resolveEnv(f.env, f.envFiles, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
 		opts = append(opts, msb.WithEnv(k, v))
 	}
 	seen := map[string]bool{}

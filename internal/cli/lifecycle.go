@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -82,44 +83,76 @@ func newRmCmd(stdio Stdio) *cobra.Command {
 
 func newLsCmd(stdio Stdio) *cobra.Command {
 	var format string
+	var running, stopped bool
 	cmd := &cobra.Command{
-		Use:     "ls",
+		Use:     "ls [--running | --stopped]",
 		Aliases: []string{"list"},
 		Short:   "List sandboxes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if running && stopped {
+				return fmt.Errorf("--running and --stopped exclude each other (give neither for all)")
+			}
 			list, err := msb.List(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				if list == nil {
-					list = []msb.Info{}
-				}
-				return writeJSON(stdio.Out, list)
+			switch {
+			case running:
+				list = filterSandboxes(list, true)
+			case stopped:
+				list = filterSandboxes(list, false)
 			}
-			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT\tPORTS")
-			for _, in := range list {
-				pid := "-"
-				if in.PID != 0 {
-					pid = fmt.Sprint(in.PID)
-				}
-				reason := in.Reason
-				if reason == "" {
-					reason = "-"
-				}
-				ports := strings.Join(in.Ports, ", ")
-				if in.Network == "none" {
-					ports = "(no network)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason, ports)
-			}
-			return tw.Flush()
+			return writeSandboxes(stdio.Out, list, format)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&running, "running", false, "only running sandboxes")
+	cmd.Flags().BoolVar(&stopped, "stopped", false, "only sandboxes not running (stopped or crashed)")
 	return cmd
+}
+
+// filterSandboxes keeps the running sandboxes, or the others.
+func filterSandboxes(list []msb.Info, running bool) []msb.Info {
+	var out []msb.Info
+	for _, in := range list {
+		if (in.PID != 0) == running {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// writeSandboxes prints list as the table of `msb ls`, or as JSON.
+func writeSandboxes(w io.Writer, list []msb.Info, format string) error {
+	switch format {
+	case "json":
+		if list == nil {
+			list = []msb.Info{}
+		}
+		return writeJSON(w, list)
+	case "table":
+	default:
+		return fmt.Errorf("--format %q: want table or json", format)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT\tPORTS")
+	for _, in := range list {
+		pid := "-"
+		if in.PID != 0 {
+			pid = fmt.Sprint(in.PID)
+		}
+		reason := in.Reason
+		if reason == "" {
+			reason = "-"
+		}
+		ports := strings.Join(in.Ports, ", ")
+		if in.Network == "none" {
+			ports = "(no network)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason, ports)
+	}
+	return tw.Flush()
 }
 
 func ago(t time.Time) string {

@@ -37,6 +37,11 @@ func renderError(w io.Writer, err error) int {
 		}
 		return ef.ExitCode()
 	}
+	var te *msb.TimeoutError
+	if errors.As(err, &te) {
+		fmt.Fprintf(w, "error: %v\n", te)
+		return te.ExitCode()
+	}
 	fmt.Fprintf(w, "error: %v\n", err)
 	switch {
 	case errors.Is(err, msb.ErrNotFound):
@@ -109,5 +114,6 @@ func parseMemory(s string) (int, error) {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // ports read 127.0.0.1:8080->80/tcp
 	return enc.Encode(v)
 }

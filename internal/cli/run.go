@@ -15,6 +15,7 @@ func init() { commands = append(commands, newRunCmd, newCreateCmd, newStartCmd) 
 func newRunCmd(stdio Stdio) *cobra.Command {
 	var f sandboxFlags
 	var detach, tty bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run [flags] [IMAGE] -- CMD [ARG...]",
 		Short: "Create a sandbox, run one command in it, and remove it",
@@ -22,15 +23,27 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
 kept (stopped) so later runs reuse its files.
 
+With -d the sandbox starts in the background and msb prints its name and
+returns at once; CMD (or the image's command), if any, runs in the background
+with its output in ` + "`msb logs NAME`" + `, and the sandbox keeps running after it.
+
+Exit codes: CMD's own; 124 when --timeout killed it; 126 not executable or not
+permitted; 127 command not found; 1 for msb's own errors.
+
 Examples:
   msb run --rootfs ./rootfs -- sh -c 'echo hello; exit 3'
   echo data | msb run --rootfs ./rootfs -- wc -c
   msb run --rootfs ./rootfs -t -- sh              # interactive shell
-  msb run --rootfs ./rootfs --name dev -d -- true # leave "dev" running`,
+  msb run --rootfs ./rootfs --timeout 10s -- ./slow-job
+  msb run --rootfs ./rootfs --name dev -d          # leave "dev" running
+  msb run --rootfs ./rootfs -d -- sleep 600        # background command`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
-			if len(argv) == 0 && image == "" {
+			if len(argv) == 0 && image == "" && !detach {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
+			}
+			if detach && tty {
+				return errors.New("run: -d and -t do not go together (a background command has no terminal)")
 			}
 			opts, err := f.options(image)
 			if err != nil {
@@ -44,25 +57,37 @@ Examples:
 			if detach {
 				opts = append(opts, msb.Detached())
 			}
-			sb, err := createOrReuse(ctx, f.name, opts)
+			sb, err := createOrReuse(ctx, f.name, opts, detach)
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
 			}
 			if len(argv) == 0 {
-				if argv = sb.ImageCommand(); len(argv) == 0 {
+				argv = sb.ImageCommand()
+				if len(argv) == 0 && !detach {
 					_ = sb.Kill(context.WithoutCancel(ctx))
 					_ = sb.Close()
 					return fmt.Errorf("image %s has no entrypoint or cmd: give a command after --", image)
 				}
 			}
-			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty})
-			switch {
-			case detach:
+			if detach {
 				_ = sb.Close()
-			case named:
+				if len(argv) > 0 {
+					var bg []string
+					if timeout > 0 {
+						bg = append(bg, "--timeout", timeout.String())
+					}
+					if err := startBackground(ctx, stdio, append(append(bg, sb.Name(), "--"), argv...)); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintln(stdio.Out, sb.Name())
+				return nil
+			}
+			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout})
+			if named {
 				_ = sb.Stop(context.WithoutCancel(ctx), 10*time.Second)
 				_ = sb.Close()
-			default:
+			} else {
 				_ = sb.Kill(context.WithoutCancel(ctx))
 				_ = sb.Close()
 				_ = msb.Remove(context.WithoutCancel(ctx), sb.Name(), true)
@@ -77,14 +102,15 @@ Examples:
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "leave the sandbox running after CMD exits")
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background, print the name and return at once (CMD, if any, runs in the background)")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, timeoutHelp)
 	return cmd
 }
 
 // createOrReuse creates the sandbox, or with an existing name starts it
-// again (or connects to it when it runs).
-func createOrReuse(ctx context.Context, name string, opts []msb.Option) (*msb.Sandbox, error) {
+// again (or connects to it when it runs); detached starts it detached.
+func createOrReuse(ctx context.Context, name string, opts []msb.Option, detached bool) (*msb.Sandbox, error) {
 	sb, err := msb.Create(ctx, name, opts...)
 	if err == nil || !errors.Is(err, msb.ErrExists) || name == "" {
 		return sb, err
@@ -101,6 +127,9 @@ func createOrReuse(ctx context.Context, name string, opts []msb.Option) (*msb.Sa
 		return existing, nil
 	}
 	existing.Close()
+	if detached {
+		return msb.Start(ctx, name, msb.Detached())
+	}
 	return msb.Start(ctx, name)
 }
 
