@@ -33,6 +33,9 @@ type config struct {
 	vmm            string
 	noHarden       bool
 	network        launch.Network
+	secrets        []launch.SecretRef
+	secretValues   map[string]string // never stored
+	tls            launch.TLS
 	mounts         []launch.Mount
 	// errs are option errors (a bad port spec) that Create reports.
 	errs []error
@@ -62,6 +65,8 @@ func (c *config) sandboxConfig() sandbox.Config {
 		VMM:            c.vmm,
 		NoHarden:       c.noHarden,
 		Network:        c.networkConfig(),
+		Secrets:        c.secrets,
+		TLS:            c.tlsConfig(),
 		Mounts:         c.mounts,
 	}
 }
@@ -78,7 +83,7 @@ func (c *config) networkConfig() *launch.Network {
 
 func (c *config) createOptions() sandbox.CreateOptions {
 	so := sandbox.CreateOptions{Attached: !c.detached, Replace: c.replace, PullPolicy: image.PullPolicy(c.policy),
-		Patches: c.patches}
+		Patches: c.patches, SecretValues: c.secretValues}
 	if c.progress != nil {
 		so.Progress = func(e image.Event) {
 			c.progress(PullEvent{Kind: e.Kind, Layer: e.Layer, Current: e.Current, Total: e.Total, Message: e.Message})

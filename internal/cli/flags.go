@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/msb-go/msb"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 // sandboxFlags are the options shared by run and create.
@@ -34,6 +38,75 @@ type sandboxFlags struct {
 	copies      []string
 	mounts      mountFlags
 	net         netFlags
+	secrets     secretFlags
+}
+
+// secretFlags are the secret and TLS-interception options (reference §11).
+type secretFlags struct {
+	secrets     []string
+	ports       []uint
+	bypass      []string
+	upstreamCAs []string
+	caCert      string
+	caKey       string
+	onViolation string
+}
+
+func (f *secretFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret the guest never sees: ENV=VALUE@HOST[,HOST…], or ENV@HOST[,HOST…] to take VALUE from your environment (keeps it out of argv); the guest's ENV holds a placeholder that TLS requests to HOST get the value in place of (repeatable)")
+	fl.UintSliceVar(&f.ports, "tls-intercept-port", nil, "intercept TLS on this destination port (default 443; repeatable)")
+	fl.StringArrayVar(&f.bypass, "tls-bypass", nil, "never intercept TLS to this host (exact or *.suffix; repeatable)")
+	fl.StringArrayVar(&f.upstreamCAs, "tls-upstream-ca-cert", nil, "also trust this PEM CA file when verifying origins (repeatable)")
+	fl.StringVar(&f.caCert, "tls-intercept-ca-cert", "", "interception CA certificate (PEM; default: MSB_HOME/tls/ca.crt, created once)")
+	fl.StringVar(&f.caKey, "tls-intercept-ca-key", "", "interception CA key (PEM, mode 0600)")
+	fl.StringVar(&f.onViolation, "on-secret-violation", "", "when a placeholder is sent to another host: block, block-and-log (default) or block-and-terminate")
+}
+
+func (f *secretFlags) options() ([]msb.Option, error) {
+	var opts []msb.Option
+	for _, s := range f.secrets {
+		ref, value, err := launch.ParseSecret(s, os.LookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("--secret: %w", err)
+		}
+		if ref.FromEnv {
+			opts = append(opts, msb.WithSecretFromEnv(ref.Env, ref.Hosts...))
+		} else {
+			opts = append(opts, msb.WithSecret(ref.Env, value, ref.Hosts...))
+		}
+	}
+	for _, p := range f.ports {
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("--tls-intercept-port %d: want 1 to 65535", p)
+		}
+		opts = append(opts, msb.WithTLSInterceptPorts(uint16(p)))
+	}
+	if len(f.bypass) > 0 {
+		opts = append(opts, msb.WithTLSBypass(f.bypass...))
+	}
+	for _, file := range f.upstreamCAs {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("--tls-upstream-ca-cert: %w", err)
+		}
+		opts = append(opts, msb.WithTLSUpstreamCA(abs))
+	}
+	if f.caCert != "" || f.caKey != "" {
+		cert, err1 := filepath.Abs(f.caCert)
+		key, err2 := filepath.Abs(f.caKey)
+		if f.caCert == "" || f.caKey == "" || err1 != nil || err2 != nil {
+			return nil, errors.New("--tls-intercept-ca-cert and --tls-intercept-ca-key go together")
+		}
+		opts = append(opts, msb.WithTLSInterceptCA(cert, key))
+	}
+	if f.onViolation != "" {
+		opts = append(opts, msb.WithSecretViolation(f.onViolation))
+	}
+	return opts, nil
 }
 
 // netFlags are the network options (reference §11).
@@ -135,6 +208,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
 	f.net.register(cmd)
+	f.secrets.register(cmd)
 }
 
 func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
@@ -239,5 +313,9 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(opts, netOpts...), nil
+	secretOpts, err := f.secrets.options()
+	if err != nil {
+		return nil, err
+	}
+	return append(append(opts, netOpts...), secretOpts...), nil
 }

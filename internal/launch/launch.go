@@ -45,6 +45,12 @@ type Launch struct {
 	// 0755), which leads every command's PATH.
 	Scripts map[string]string `json:"scripts,omitempty"`
 
+	// Secrets are injected into intercepted TLS requests; their values
+	// exist only here, on the pipe, and in the sandbox process's memory.
+	Secrets []Secret `json:"secrets,omitempty"`
+	// TLS configures the interception; nil with secrets means defaults.
+	TLS *TLS `json:"tls,omitempty"`
+
 	// Mounts are the guest's volumes, tmpfs and extra disks, in order.
 	Mounts []Mount `json:"mounts,omitempty"`
 

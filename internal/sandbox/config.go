@@ -57,6 +57,11 @@ type Config struct {
 	NoHarden bool `json:"no_harden,omitempty"`
 	// Network is the sandbox's network; nil is the default one.
 	Network *launch.Network `json:"network,omitempty"`
+	// Secrets are stored by name and hosts only: values never reach the
+	// database (CreateOptions.SecretValues carries them).
+	Secrets []launch.SecretRef `json:"secrets,omitempty"`
+	// TLS configures the interception secrets need.
+	TLS *launch.TLS `json:"tls,omitempty"`
 	// Mounts are the guest's volumes, tmpfs and extra disks, in order. A
 	// named volume is a bind with Volume set; Create fills its Source with
 	// the volume's data directory (creating the volume if missing).
@@ -112,6 +117,9 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("workdir: %q must be an absolute guest path", c.Workdir)
 	}
 	if err := validateNetwork(c.Network); err != nil {
+		return err
+	}
+	if err := validateSecrets(c); err != nil {
 		return err
 	}
 	c.Mounts = slices.Clone(c.Mounts)
@@ -260,6 +268,30 @@ func mountVolumes(h home.Home, ms []launch.Mount) error {
 			return err
 		}
 		ms[i].Source = volume.DataDir(h, m.Volume)
+	}
+	return nil
+}
+
+// validateSecrets checks the secrets and the interception settings. Secrets
+// need the network: they are substituted by the sandbox's network stack.
+func validateSecrets(c *Config) error {
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Secrets {
+		if seen[s.Env] {
+			return fmt.Errorf("secret %s given twice", s.Env)
+		}
+		seen[s.Env] = true
+		for _, kv := range c.Env {
+			if k, _, _ := strings.Cut(kv, "="); k == s.Env {
+				return fmt.Errorf("%s is both a secret and an environment variable: the guest must see only the secret's placeholder", s.Env)
+			}
+		}
+	}
+	if len(c.Secrets) > 0 && c.Network != nil && c.Network.Disabled {
+		return errors.New("secrets need the network (they are substituted in its TLS traffic): drop --no-net")
 	}
 	return nil
 }

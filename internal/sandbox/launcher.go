@@ -48,6 +48,7 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		NoHarden: cfg.NoHarden,
 		Network:  cfg.Network,
 		Mounts:   launchMounts(h, cfg.Mounts),
+		TLS:      cfg.TLS,
 		Slot:     int(sb.ID),
 	}
 	if cfg.RootfsLive {
@@ -82,6 +83,10 @@ func guestEnv(name string, cfg Config) []string {
 	}
 	if !hasPath {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	// The guest sees only each secret's placeholder.
+	for _, s := range cfg.Secrets {
+		env = append(env, s.Env+"="+launch.Secret{Env: s.Env}.Placeholder())
 	}
 	return append(env, cfg.Env...)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/msb-go/msb/internal/home"
@@ -90,6 +92,11 @@ type CreateOptions struct {
 	// Patches are written into a new sandbox's writable layer before its
 	// first boot (Create only).
 	Patches []rootfs.Patch
+	// SecretValues are the values of Config.Secrets given with this call,
+	// by name. They are never stored: a secret without one here takes its
+	// value from the host environment if it was given as ENV@HOST, and is
+	// an error otherwise.
+	SecretValues map[string]string
 }
 
 func (m *Manager) provisioner() provisioner { return provisioner{home: m.Home, store: m.Store} }
@@ -187,6 +194,9 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		return fail(err)
 	}
 	l := newLaunch(m.Home, sb, cfg, opts, bins, lower, upper)
+	if l.Secrets, err = secretValues(cfg.Secrets, opts.SecretValues, os.LookupEnv); err != nil {
+		return fail(err)
+	}
 	if err := m.Store.SetSandboxStatus(ctx, sb.ID, store.StatusRunning); err != nil {
 		return fail(err)
 	}
@@ -196,4 +206,28 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 		return fail(err)
 	}
 	return p, nil
+}
+
+// ErrSecretValue reports a secret whose value is not available.
+var ErrSecretValue = errors.New("secret has no value")
+
+// secretValues pairs each stored secret with its value: given with this
+// call, else (for ENV@HOST secrets) read from the host environment now.
+func secretValues(refs []launch.SecretRef, given map[string]string, getenv func(string) (string, bool)) ([]launch.Secret, error) {
+	var out []launch.Secret
+	for _, r := range refs {
+		v, ok := given[r.Env]
+		if !ok && r.FromEnv {
+			v, ok = getenv(r.Env)
+		}
+		if !ok || v == "" {
+			hint := "give it again with --secret " + r.Env + "=VALUE@" + strings.Join(r.Hosts, ",")
+			if r.FromEnv {
+				hint = "export " + r.Env + " before starting the sandbox"
+			}
+			return nil, fmt.Errorf("%w: %s (%s)", ErrSecretValue, r.Env, hint)
+		}
+		out = append(out, launch.Secret{Env: r.Env, Value: v, Hosts: r.Hosts})
+	}
+	return out, nil
 }
