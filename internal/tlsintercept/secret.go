@@ -294,7 +294,7 @@ func (ss *secretSet) rewriteHeader(h map[string][]string, hosts []string) (chang
 	}
 	var edits []edit
 	for name, vs := range h {
-		if viol := ss.scan(name, hosts); viol >= 0 {
+		if viol := ss.scanName(name, hosts); viol >= 0 {
 			return false, viol
 		}
 		for i, v := range vs {
@@ -311,6 +311,18 @@ func (ss *secretSet) rewriteHeader(h map[string][]string, hosts []string) (chang
 		h[e.name][e.i] = e.v
 	}
 	return len(edits) > 0, -1
+}
+
+// scanName is scan for a header name, which net/http has re-cased, so
+// placeholders match regardless of case.
+func (ss *secretSet) scanName(name string, hosts []string) int {
+	lower := strings.ToLower(name)
+	for k := range ss.secrets {
+		if strings.Contains(lower, strings.ToLower(ss.secrets[k].placeholder)) && !ss.secrets[k].allowed(hosts) {
+			return k
+		}
+	}
+	return -1
 }
 
 // scan reports the first secret whose placeholder occurs in s but which is not
