@@ -66,7 +66,15 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("load ca: %w", err)
 	}
-	return loadCAFiles(certPath, keyPath)
+	// A concurrent creator links the key before the certificate: give it
+	// a moment to finish.
+	for try := 0; ; try++ {
+		ca, err := loadCAFiles(certPath, keyPath)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || try == 50 {
+			return ca, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func loadCAFiles(certPath, keyPath string) (*CA, error) {

@@ -39,9 +39,10 @@ type hostPattern struct {
 }
 
 func parsePattern(p string) (hostPattern, error) {
+	wildcard := strings.HasPrefix(p, "*.")
 	p = normalizeHost(p)
 	switch {
-	case p == "*":
+	case p == "*" && !wildcard:
 		return hostPattern{any: true}, nil
 	case strings.HasPrefix(p, "*."):
 		s := p[1:]
