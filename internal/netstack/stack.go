@@ -68,6 +68,22 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives debug records; nil discards.
 	Logger *slog.Logger
+	// Intercept, when set, takes the TCP flows it claims (TLS interception
+	// for secrets) once Policy has allowed them: the guest side is handed
+	// over, with a dialer for the real destination, instead of being
+	// spliced.
+	Intercept Interceptor
+}
+
+// Interceptor handles intercepted flows; internal/tlsintercept implements
+// it (through an adapter the sandbox process wires).
+type Interceptor interface {
+	// Intercepts reports whether a flow to host (a name the guest
+	// resolved, or the destination IP) and port is handed to Handle.
+	Intercepts(host string, port uint16) bool
+	// Handle runs the flow until it ends and closes guest; dst is the
+	// host:port the guest dialled.
+	Handle(ctx context.Context, guest net.Conn, dst string, dial func(ctx context.Context) (net.Conn, error)) error
 }
 
 // Port is one published port.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -43,6 +44,10 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	defer s.releaseFlow()
 
+	if ic := s.cfg.Intercept; ic != nil && ic.Intercepts(interceptHost(f), f.Port) {
+		s.intercept(r, f, ic)
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	hc, err := s.dial(ctx, "tcp", s.hostAddr(f.Dst, f.Port))
 	cancel()
@@ -69,6 +74,44 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	defer s.untrack(gc, hc)
 	splice(gc, hc)
+}
+
+// interceptHost is what a flow is matched against before its TLS names it:
+// the first DNS name this sandbox resolved to the destination, else the IP.
+func interceptHost(f Flow) string {
+	if len(f.Names) > 0 {
+		return f.Names[0]
+	}
+	return f.Dst.String()
+}
+
+// intercept completes the guest's handshake at once and hands the flow to
+// ic, which dials the real destination only if and when it needs to.
+func (s *Stack) intercept(r *tcp.ForwarderRequest, f Flow, ic Interceptor) {
+	var wq waiter.Queue
+	ep, e := r.CreateEndpoint(&wq)
+	if e != nil {
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	gc := gonet.NewTCPConn(&wq, ep)
+	s.c.opened.Add(1)
+	if !s.track(gc) {
+		gc.Close()
+		return
+	}
+	defer s.untrack(gc)
+	addr := s.hostAddr(f.Dst, f.Port)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return s.dial(ctx, "tcp", addr)
+	}
+	if err := ic.Handle(s.ctx, gc, net.JoinHostPort(f.Dst.String(), strconv.Itoa(int(f.Port))), dial); err != nil {
+		s.log.Debug("intercepted flow", "dst", f.Dst, "port", f.Port, "err", err)
+	}
 }
 
 // splice copies both ways between a and b until both directions end,

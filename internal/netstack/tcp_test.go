@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -212,5 +214,96 @@ func TestSynToClosedStack(t *testing.T) {
 	} else if !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") &&
 		!strings.Contains(err.Error(), "refused") {
 		t.Logf("dial error: %v", err)
+	}
+}
+
+// fakeInterceptor claims port 4443: it answers the guest itself after
+// dialling the real destination through the stack's dialer.
+type fakeInterceptor struct {
+	mu     sync.Mutex
+	asked  []string
+	handed []string
+}
+
+func (f *fakeInterceptor) Intercepts(host string, port uint16) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	return port == 4443
+}
+
+func (f *fakeInterceptor) Handle(ctx context.Context, guest net.Conn, dst string, dial func(context.Context) (net.Conn, error)) error {
+	defer guest.Close()
+	f.mu.Lock()
+	f.handed = append(f.handed, dst)
+	f.mu.Unlock()
+	up, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(guest, b); err != nil {
+		return err
+	}
+	_, err = io.WriteString(guest, "intercepted:"+string(b))
+	return err
+}
+
+// TestTCPIntercept: flows the Interceptor claims are handed to it (after the
+// policy, with a dialer for the real destination); others are spliced.
+func TestTCPIntercept(t *testing.T) {
+	echo := loopbackServer(t, echoHandler)
+	fi := &fakeInterceptor{}
+	r := newRig(t, Config{Intercept: fi})
+	claimed := netip.MustParseAddrPort("203.0.113.10:4443")
+	plain := netip.MustParseAddrPort("203.0.113.10:80")
+	r.dialer.set(claimed.String(), echo.String())
+	r.dialer.set(plain.String(), echo.String())
+
+	c, err := r.dialTCP(ctxT(t, 5*time.Second), claimed)
+	if err != nil {
+		t.Fatalf("guest dial: %v", err)
+	}
+	io.WriteString(c, "hello")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "intercepted:hello" {
+		t.Errorf("intercepted flow answered %q; want intercepted:hello", got)
+	}
+
+	c, err = r.dialTCP(ctxT(t, 5*time.Second), plain)
+	if err != nil {
+		t.Fatalf("guest dial: %v", err)
+	}
+	io.WriteString(c, "plain")
+	buf := make([]byte, 5)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "plain" {
+		t.Errorf("spliced flow echoed %q, %v; want plain", buf, err)
+	}
+	c.Close()
+
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	if want := []string{"203.0.113.10:4443"}; !slices.Equal(fi.handed, want) {
+		t.Errorf("handed %q; want %q", fi.handed, want)
+	}
+	if len(fi.asked) != 2 {
+		t.Errorf("asked %q; want both flows", fi.asked)
+	}
+	if !slices.Contains(r.dialer.seen(), "tcp 203.0.113.10:4443") {
+		t.Errorf("the interceptor's dial did not reach the destination: %q", r.dialer.seen())
+	}
+
+	// A denied flow never reaches the interceptor.
+	r.pol.denyFlow = func(f Flow) bool { return f.Port == 4443 }
+	if c, err := r.dialTCP(ctxT(t, 5*time.Second), claimed); err == nil {
+		c.Close()
+		t.Error("a denied flow to an intercepted port connected")
+	}
+	if len(fi.handed) != 1 {
+		t.Errorf("a denied flow was handed to the interceptor: %q", fi.handed)
 	}
 }

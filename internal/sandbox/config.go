@@ -59,7 +59,7 @@ type Config struct {
 	Network *launch.Network `json:"network,omitempty"`
 	// Secrets are stored by name and hosts only: values never reach the
 	// database (CreateOptions.SecretValues carries them).
-	Secrets []launch.SecretRef `json:"secrets,omitempty"`
+	Secrets []launch.SecretRef `json:"secret_refs,omitempty"`
 	// TLS configures the interception secrets need.
 	TLS *launch.TLS `json:"tls,omitempty"`
 	// Mounts are the guest's volumes, tmpfs and extra disks, in order. A

@@ -330,6 +330,12 @@ func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("scripts: %w", err))
 		}
 	}
+	if len(s.guestCA) > 0 {
+		// agentd installs it into the guest's trust stores.
+		if err := guestkernel.WriteTLSCerts(&buf, s.guestCA, nil); err != nil {
+			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("tls certs: %w", err))
+		}
+	}
 	path := filepath.Join(s.home.RuntimeDir(l.Name), "initramfs.cpio")
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/store"
 )
 
 // Main is the sandbox process: `msb sandbox` runs it with the launch
@@ -49,7 +50,7 @@ func Main(ctx context.Context) int {
 	defer logs.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	s := &sandbox{launch: l, home: h, log: logger, ready: func() {
+	s := &sandbox{launch: l, home: h, log: logger, stopReq: make(chan store.TerminationReason, 1), ready: func() {
 		writeStartup(startup, launch.Startup{Ready: true})
 		closeStartup()
 	}}

@@ -53,6 +53,9 @@ func (s *sandbox) network(spec *machine.Spec, undo *cleanups) ([]string, error) 
 		MaxConnections:   n.MaxConnections,
 		Logger:           s.log,
 	}
+	if cfg.Intercept, s.guestCA, err = s.interceptor(); err != nil {
+		return nil, err
+	}
 	for _, ns := range n.Nameservers {
 		ap, err := parseNameserver(ns)
 		if err != nil {

@@ -47,10 +47,24 @@ type sandbox struct {
 	qemuBinary string // resolved QEMU executable, for the Landlock rules
 	net        *netstack.Stack
 	netConn    *os.File // host end of the guest NIC's frame stream
+	guestCA    []byte   // the interception CA the guest trusts (PEM), if any
 	relayReady bool
+
+	// stopReq carries the first stop request (requestStop) to supervise.
+	stopReq chan store.TerminationReason
 
 	mu     sync.Mutex
 	reason store.TerminationReason // first reason to stop wins
+}
+
+// requestStop asks supervise to stop the sandbox; the first request wins.
+// It never blocks and may be called from any goroutine, before supervise
+// runs too.
+func (s *sandbox) requestStop(r store.TerminationReason) {
+	select {
+	case s.stopReq <- r:
+	default: // a stop is already requested
+	}
 }
 
 // setReason records why the sandbox is stopping unless a reason is set.

@@ -23,13 +23,7 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	stopReq := make(chan store.TerminationReason, 1)
-	request := func(r store.TerminationReason) {
-		select {
-		case stopReq <- r:
-		default: // a stop is already requested; the first reason wins
-		}
-	}
+	stopReq, request := s.stopReq, s.requestStop
 
 	g.Go(func() error { return ignoreCanceled(s.relay.Serve(gctx, s.listener)) })
 	if s.net != nil {
