@@ -99,6 +99,7 @@ type FS struct {
 	log                *slog.Logger
 	root               *inode
 	overrideWarnedOnce sync.Once
+	quota              quota
 
 	// mu protects inodes, byKey, nextID, handles, nextFh and the guarded
 	// fields of every inode and handle.
@@ -115,6 +116,9 @@ var _ fuse.RawFileSystem = (*FS)(nil)
 // New opens root (which must be a directory) and returns a file system
 // serving it. Options are read once.
 func New(root string, o Options) (*FS, error) {
+	if o.QuotaBytes < 0 {
+		return nil, fmt.Errorf("passthrough %s: negative quota %d", root, o.QuotaBytes)
+	}
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("passthrough: open %s: %w", root, err)
@@ -139,6 +143,7 @@ func New(root string, o Options) (*FS, error) {
 		nextID:        fuse.FUSE_ROOT_ID + 1,
 		handles:       map[uint64]*handle{},
 		nextFh:        1,
+		quota:         quota{limit: o.QuotaBytes, mu: make(chan struct{}, 1)},
 	}
 	if f.maxInodes <= 0 {
 		f.maxInodes = DefaultMaxInodes
@@ -151,6 +156,16 @@ func New(root string, o Options) (*FS, error) {
 	}
 	f.root = &inode{id: fuse.FUSE_ROOT_ID, key: keyOf(&st), fd: fd, typ: syscall.S_IFDIR, lookups: 1}
 	f.root.ovr = f.readOverride(nil, "", f.root)
+	if f.quota.limit > 0 {
+		start := time.Now()
+		whole := f.quota.measure(fd)
+		f.log.Debug("passthrough: measured usage", "root", root, "used", f.quota.used,
+			"quota", f.quota.limit, "took", time.Since(start))
+		if !whole {
+			f.log.Warn("passthrough: tree too large to measure; the quota counts only the part seen",
+				"root", root, "entries", maxQuotaWalkEntries, "depth", maxQuotaWalkDepth)
+		}
+	}
 	f.inodes[f.root.id] = f.root
 	f.byKey[f.root.key] = f.root
 	return f, nil

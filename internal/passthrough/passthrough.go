@@ -25,6 +25,15 @@ type Options struct {
 	// host owners report their host IDs.
 	DefaultUID, DefaultGID uint32
 
+	// QuotaBytes, if positive, bounds the apparent size of the regular
+	// files in the share (hard links counted once): a request that
+	// would grow them beyond it fails with ENOSPC, and STATFS reports
+	// the quota as the file system's size. New measures the tree once
+	// (stopping, and logging, after a million entries); host-side
+	// changes made while the share is served are not counted. Zero
+	// means no quota.
+	QuotaBytes int64
+
 	// Logger receives rare diagnostics (a failed ownership record). Nil
 	// discards them.
 	Logger *slog.Logger
