@@ -250,16 +250,18 @@ func normalizeMounts(ms []launch.Mount) error {
 }
 
 // mountVolumes creates the named volumes of cfg that do not exist yet and
-// points their binds at the volumes' data directories.
+// points their binds at the volumes' data directories, with their quotas.
 func mountVolumes(h home.Home, ms []launch.Mount) error {
 	for i, m := range ms {
 		if m.Volume == "" {
 			continue
 		}
-		if _, err := volume.Ensure(h, m.Volume); err != nil {
+		v, err := volume.Ensure(h, m.Volume)
+		if err != nil {
 			return err
 		}
 		ms[i].Source = volume.DataDir(h, m.Volume)
+		ms[i].QuotaBytes = v.QuotaBytes
 	}
 	return nil
 }

@@ -123,18 +123,25 @@ func TestLaunchMountsRederiveVolumes(t *testing.T) {
 
 // TestCreateMounts checks that Create creates a missing named volume,
 // stores absolute sources and hands the mounts to the sandbox process, and
-// that the volume outlives the sandbox.
+// that the volume outlives the sandbox. A volume's quota goes with its
+// bind.
 func TestCreateMounts(t *testing.T) {
 	m, cfg := fakeManager(t, fakeReady)
 	share := t.TempDir()
+	if _, err := volume.Create(m.Home, "q", 8<<20, nil); err != nil {
+		t.Fatal(err)
+	}
 	cfg.Mounts = []launch.Mount{
 		{Kind: launch.MountBind, Source: share, Target: "/share", ReadOnly: true},
 		{Kind: launch.MountBind, Volume: "cache", Target: "/cache"},
 		{Kind: launch.MountTmpfs, Target: "/scratch", SizeMiB: 16},
+		{Kind: launch.MountBind, Volume: "q", Target: "/q"},
 	}
 	p := mustCreate(t, m, "vols", cfg, false)
 	want := append([]launch.Mount(nil), cfg.Mounts...)
 	want[1].Source = volume.DataDir(m.Home, "cache")
+	want[3].Source = volume.DataDir(m.Home, "q")
+	want[3].QuotaBytes = 8 << 20
 
 	if _, err := volume.Get(m.Home, "cache"); err != nil {
 		t.Fatalf("named volume not created: %v", err)

@@ -36,7 +36,7 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 			if err := checkSource(m.Source, true); err != nil {
 				return nil, launch.Fail("mount "+tag+":", err)
 			}
-			spec.Shares = append(spec.Shares, machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly})
+			spec.Shares = append(spec.Shares, machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly, QuotaBytes: m.QuotaBytes})
 			dirs = append(dirs, tag+":"+m.Target+roSuffix(m.ReadOnly))
 		case launch.MountDisk:
 			id := "msb_disk_" + strconv.Itoa(i)
