@@ -90,6 +90,14 @@
 // what is left of it (or the host's free space, if less) as free. These
 // operations are serialized share-wide while a quota is set.
 //
+// # One-file shares
+//
+// With Options.OnlyName the root directory stands for one regular file in
+// it (a bind of a single file): LOOKUP of any other name in the root is
+// ENOENT whenever it appeared, READDIR lists that name only, and
+// requests that would add, remove or rename entries of the root, or
+// change the root's attributes or xattrs, fail with EPERM.
+//
 // # Read-only shares
 //
 // With Options.ReadOnly every request that could change the host fails

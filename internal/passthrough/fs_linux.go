@@ -70,6 +70,7 @@ type handle struct {
 	fd       int
 	dir      bool
 	writable bool
+	only     string // for a root directory handle: Options.OnlyName
 
 	// busy and released are guarded by FS.mu; fd is closed once the
 	// handle is released and no request uses it.
@@ -92,6 +93,7 @@ type FS struct {
 	fuse.RawFileSystem // ENOSYS for what FS does not implement
 
 	readOnly           bool
+	onlyName           string
 	maxInodes          int
 	maxHandles         int
 	defUID, defGID     uint32
@@ -131,6 +133,7 @@ func New(root string, o Options) (*FS, error) {
 	f := &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		readOnly:      o.ReadOnly,
+		onlyName:      o.OnlyName,
 		maxInodes:     o.MaxInodes,
 		maxHandles:    o.MaxHandles,
 		defUID:        o.DefaultUID,
@@ -154,11 +157,26 @@ func New(root string, o Options) (*FS, error) {
 	if f.log == nil {
 		f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if o.OnlyName != "" {
+		var fst unix.Stat_t
+		if !checkName(o.OnlyName).Ok() {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: bad file name %q", o.OnlyName)
+		}
+		if err := unix.Fstatat(fd, o.OnlyName, &fst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: stat %s/%s: %w", root, o.OnlyName, err)
+		}
+		if fst.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: %s/%s is not a regular file", root, o.OnlyName)
+		}
+	}
 	f.root = &inode{id: fuse.FUSE_ROOT_ID, key: keyOf(&st), fd: fd, typ: syscall.S_IFDIR, lookups: 1}
 	f.root.ovr = f.readOverride(nil, "", f.root)
 	if f.quota.limit > 0 {
 		start := time.Now()
-		whole := f.quota.measure(fd)
+		whole := f.quota.measure(fd, f.onlyName)
 		f.log.Debug("passthrough: measured usage", "root", root, "used", f.quota.used,
 			"quota", f.quota.limit, "took", time.Since(start))
 		if !whole {
@@ -534,6 +552,15 @@ func (f *FS) newHandle(fd int, dir, writable bool) (uint64, fuse.Status) {
 	f.handles[id] = &handle{fd: fd, dir: dir, writable: writable}
 	return id, fuse.OK
 }
+
+// hidden reports whether name in parent is outside a one-file share.
+func (f *FS) hidden(parent *inode, name string) bool {
+	return f.onlyName != "" && parent == f.root && name != f.onlyName
+}
+
+// pinned reports whether ino is the root of a one-file share, whose
+// entries and attributes the guest may not change.
+func (f *FS) pinned(ino *inode) bool { return f.onlyName != "" && ino == f.root }
 
 // handlesFull reports whether a new handle would exceed MaxHandles, so a
 // request can fail before it changes the host.

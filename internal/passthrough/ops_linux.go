@@ -27,6 +27,9 @@ func (f *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.
 		return st
 	}
 	defer f.put(parent)
+	if f.hidden(parent, name) {
+		return fuse.ENOENT
+	}
 	ino, st := f.lookupAt(parent, name)
 	if !st.Ok() {
 		return st
@@ -81,6 +84,9 @@ func (f *FS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) f
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		if st := f.truncate(ino, in); !st.Ok() {
@@ -266,6 +272,9 @@ func (f *FS) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.E
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	fd, err := openat2(parent.fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY, hostMode(mode))
 	if err != nil {
 		return errno(err)
@@ -291,6 +300,9 @@ func (f *FS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.E
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	mode := syscall.S_IFDIR | in.Mode&07777
 	if err := unix.Mkdirat(parent.fd, name, hostMode(mode)); err != nil {
 		return errno(err)
@@ -319,6 +331,9 @@ func (f *FS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name string, o
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	if err := unix.Symlinkat(target, parent.fd, name); err != nil {
 		return errno(err)
 	}
@@ -346,6 +361,9 @@ func (f *FS) remove(h *fuse.InHeader, name string, flags int) fuse.Status {
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	var err error
 	op := func() bool {
 		err = unix.Unlinkat(parent.fd, name, flags)
@@ -384,6 +402,9 @@ func (f *FS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName strin
 		return st
 	}
 	defer f.put(nd)
+	if f.pinned(od) || f.pinned(nd) {
+		return fuse.EPERM
+	}
 	var err error
 	op := func() bool {
 		err = unix.Renameat2(od.fd, oldName, nd.fd, newName, uint(in.Flags))
@@ -441,6 +462,9 @@ func (f *FS) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.Ent
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 
 	f.mu.Lock()
 	sp, sname := src.parent, src.name
@@ -545,6 +569,9 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 		return st
 	}
 	defer f.put(parent)
+	if f.hidden(parent, name) {
+		return fuse.EPERM
+	}
 	if f.handlesFull() {
 		return statusEMFILE
 	}
@@ -838,6 +865,11 @@ func (f *FS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse
 		return errno(err)
 	}
 	out.Fh, st = f.newHandle(fd, true, false)
+	if st.Ok() && f.pinned(ino) {
+		f.mu.Lock()
+		f.handles[out.Fh].only = f.onlyName
+		f.mu.Unlock()
+	}
 	return st
 }
 
@@ -897,8 +929,11 @@ func (f *FS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList)
 			Mode: uint32(b[18]) << 12,
 			Name: string(nameb),
 		}
-		if !out.AddDirEntry(e) {
-			return fuse.OK
+		// A one-file share lists its file only.
+		if h.only == "" || e.Name == h.only {
+			if !out.AddDirEntry(e) {
+				return fuse.OK
+			}
 		}
 		h.dirPos += reclen
 		h.dirOff = e.Off
@@ -1001,6 +1036,9 @@ func (f *FS) SetXAttr(_ <-chan struct{}, in *fuse.SetXAttrIn, attr string, data 
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 	fd, err := f.xattrFD(ino)
 	if err != nil {
 		return errno(err)
@@ -1021,7 +1059,7 @@ func (f *FS) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string, dest []b
 		return 0, st
 	}
 	defer f.put(ino)
-	if ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR {
+	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
 		return 0, fuse.ENOATTR
 	}
 	fd, err := f.xattrFD(ino)
@@ -1042,7 +1080,7 @@ func (f *FS) ListXAttr(_ <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32
 		return 0, st
 	}
 	defer f.put(ino)
-	if ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR {
+	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
 		return 0, fuse.OK
 	}
 	fd, err := f.xattrFD(ino)
@@ -1088,6 +1126,9 @@ func (f *FS) RemoveXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string) fuse.
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 	fd, err := f.xattrFD(ino)
 	if err != nil {
 		return errno(err)

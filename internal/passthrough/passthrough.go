@@ -34,6 +34,14 @@ type Options struct {
 	// means no quota.
 	QuotaBytes int64
 
+	// OnlyName, if set, narrows the share to one regular file of the
+	// root directory, for a bind of a single file: LOOKUP of any other
+	// name in the root fails with ENOENT, READDIR of the root lists only
+	// it, and every request that would add, remove or rename an entry of
+	// the root or change the root itself fails with EPERM. New fails if
+	// it is not a regular file.
+	OnlyName string
+
 	// Logger receives rare diagnostics (a failed ownership record). Nil
 	// discards them.
 	Logger *slog.Logger

@@ -32,9 +32,16 @@ type quota struct {
 }
 
 // measure sets q.used to the apparent size of the regular files beneath
-// rootFD, each hard-linked file once, and reports whether the walk saw
-// the whole tree.
-func (q *quota) measure(rootFD int) bool {
+// rootFD (or of only the file only in it), each hard-linked file once,
+// and reports whether the walk saw the whole tree.
+func (q *quota) measure(rootFD int, only string) bool {
+	if only != "" {
+		var st unix.Stat_t
+		if unix.Fstatat(rootFD, only, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			q.used = st.Size
+		}
+		return true
+	}
 	seen := map[devIno]bool{}
 	entries := 0
 	var walk func(dirfd, depth int) bool
