@@ -53,3 +53,35 @@ func TestQuotaVolume(t *testing.T) {
 		t.Errorf("writing 4 MiB after rm: %s", r.stdout)
 	}
 }
+
+// TestFileBind checks a bind of a single host file: the guest reads and
+// writes it, and sees nothing else of its host directory.
+func TestFileBind(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("SECRET\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must(0, "run", "--rootfs", rootfs, "-v", file+":/etc/notes.txt", "-v", file+":/ro.txt:ro", "--",
+		"sh", "-c", "cat /etc/notes.txt; echo more >> /etc/notes.txt; echo x >> /ro.txt || echo ro-refused; "+
+			"ls -a /.msb/file-mounts/*/; cat /.msb/file-mounts/*/secret /.msb/file-mounts/*/../secret 2>&1; true")
+	out := string(r.stdout) + string(r.stderr)
+	t.Logf("guest output:\n%s", out)
+	if !strings.HasPrefix(string(r.stdout), "hi\n") {
+		t.Errorf("guest did not read the file")
+	}
+	if !strings.Contains(out, "ro-refused") {
+		t.Errorf("write to the read-only file bind did not fail")
+	}
+	if strings.Contains(out, "SECRET") || strings.Contains(out, "secret\n") {
+		t.Errorf("guest reached a sibling of the bound file")
+	}
+	if b, _ := os.ReadFile(file); string(b) != "hi\nmore\n" {
+		t.Errorf("host file = %q; want the guest's append", b)
+	}
+}
