@@ -40,8 +40,9 @@ func newVolumeCreateCmd(stdio Stdio) *cobra.Command {
 		Long: `Create the named volume NAME. Creating one that exists succeeds when it asks
 for the same (or no) size and labels.
 
---size records a quota. It is not enforced yet: a sandbox can write past it
-(enforcement by the sandbox process is planned).`,
+--size sets a quota: a guest's writes through the volume that would make its
+files larger fail with "No space left on device", and df in the guest shows
+the quota as the size. Changes made on the host are not counted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var quota int64
@@ -71,7 +72,7 @@ for the same (or no) size and labels.
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "quota to record, like 512M or 10G (not enforced yet)")
+	cmd.Flags().StringVar(&size, "size", "", "quota, like 512M or 10G: writes through the volume beyond it fail with ENOSPC")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "label KEY=VALUE (repeatable)")
 	return cmd
 }

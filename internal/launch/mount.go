@@ -30,6 +30,12 @@ type Mount struct {
 	SizeMiB int `json:"size_mib,omitempty"`
 	// FSType is a disk's file system ("" lets the guest probe).
 	FSType string `json:"fstype,omitempty"`
+	// QuotaBytes bounds what the guest may store in a bind (the
+	// apparent size of its regular files); growth beyond it fails with
+	// ENOSPC and the guest's df shows it as the size. 0: no quota. Named
+	// volumes get their volume's quota; plain binds have none unless a
+	// caller sets it.
+	QuotaBytes int64 `json:"quota_bytes,omitempty"`
 }
 
 // ErrBadMount reports an invalid Mount.
@@ -66,6 +72,12 @@ func (m Mount) Validate() error {
 	}
 	if m.SizeMiB < 0 {
 		return bad("negative size")
+	}
+	if m.QuotaBytes < 0 {
+		return bad("negative quota")
+	}
+	if m.QuotaBytes != 0 && m.Kind != MountBind {
+		return bad("a %s has no quota", m.Kind)
 	}
 	return nil
 }

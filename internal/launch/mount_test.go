@@ -24,6 +24,10 @@ func TestMountValidate(t *testing.T) {
 		{Mount{Kind: MountDisk, Source: "/img", Target: "/d", FSType: "ext4,rw"}, false},
 		{Mount{Kind: "overlay", Source: "/x", Target: "/t"}, false},
 		{Mount{Kind: MountTmpfs, Target: "/t", SizeMiB: -1}, false},
+		{Mount{Kind: MountBind, Source: "/src", Target: "/data", QuotaBytes: 1 << 20}, true},
+		{Mount{Kind: MountBind, Source: "/src", Target: "/data", QuotaBytes: -1}, false},
+		{Mount{Kind: MountTmpfs, Target: "/t", QuotaBytes: 1 << 20}, false},
+		{Mount{Kind: MountDisk, Source: "/img", Target: "/d", QuotaBytes: 1 << 20}, false},
 	}
 	for _, tc := range tests {
 		err := tc.m.Validate()

@@ -66,6 +66,12 @@ type Share struct {
 	Tag      string
 	Path     string
 	ReadOnly bool
+	// QuotaBytes, if positive, bounds the apparent size of the regular
+	// files in the share; growth beyond it fails with ENOSPC.
+	QuotaBytes int64
+	// OnlyName, if set, serves only that regular file of Path (a bind of
+	// a single file); see passthrough.Options.OnlyName.
+	OnlyName string
 	// Conn is used by the qemu backend only: the front-end end of a
 	// connected unix stream socket whose other end serves this share's
 	// virtio-fs device over vhost-user (internal/virtio/vhostuser). The

@@ -69,6 +69,35 @@
 // Options.DefaultUID and DefaultGID. The guest can neither read, list, set
 // nor remove user.containers.* xattrs, and may set only user.* xattrs.
 //
+// # Write quota
+//
+// With Options.QuotaBytes the share counts the apparent size of its
+// regular files, each hard-linked file once (directories, symlinks and
+// empty files are free). New measures the tree (a bounded walk: beyond a
+// million entries or 256 levels it stops, logs, and the count is low);
+// afterwards only the guest's requests move the count, so host-side
+// changes are not tracked. WRITE, COPY_FILE_RANGE, SETATTR of the size,
+// OPEN and CREATE with O_TRUNC and FALLOCATE are measured by the file's
+// size before and after; UNLINK and RENAME over a file free its size when
+// they remove its last link. Growth beyond the quota fails with ENOSPC
+// (what df and dd users expect; EDQUOT would suggest per-user quotas),
+// except that a WRITE or COPY_FILE_RANGE crossing the quota does what
+// fits and returns a short count, so nothing lands past it. FALLOCATE
+// with FALLOC_FL_KEEP_SIZE beyond the end of a file fails with ENOSPC,
+// since blocks past the size would not be counted. The space of a file
+// unlinked while open counts as freed at once; whatever it grows by
+// afterwards stays counted. STATFS reports the quota as the total and
+// what is left of it (or the host's free space, if less) as free. These
+// operations are serialized share-wide while a quota is set.
+//
+// # One-file shares
+//
+// With Options.OnlyName the root directory stands for one regular file in
+// it (a bind of a single file): LOOKUP of any other name in the root is
+// ENOENT whenever it appeared, READDIR lists that name only, and
+// requests that would add, remove or rename entries of the root, or
+// change the root's attributes or xattrs, fail with EPERM.
+//
 // # Read-only shares
 //
 // With Options.ReadOnly every request that could change the host fails

@@ -70,6 +70,7 @@ type handle struct {
 	fd       int
 	dir      bool
 	writable bool
+	only     string // for a root directory handle: Options.OnlyName
 
 	// busy and released are guarded by FS.mu; fd is closed once the
 	// handle is released and no request uses it.
@@ -92,6 +93,7 @@ type FS struct {
 	fuse.RawFileSystem // ENOSYS for what FS does not implement
 
 	readOnly           bool
+	onlyName           string
 	maxInodes          int
 	maxHandles         int
 	defUID, defGID     uint32
@@ -99,6 +101,7 @@ type FS struct {
 	log                *slog.Logger
 	root               *inode
 	overrideWarnedOnce sync.Once
+	quota              quota
 
 	// mu protects inodes, byKey, nextID, handles, nextFh and the guarded
 	// fields of every inode and handle.
@@ -115,6 +118,9 @@ var _ fuse.RawFileSystem = (*FS)(nil)
 // New opens root (which must be a directory) and returns a file system
 // serving it. Options are read once.
 func New(root string, o Options) (*FS, error) {
+	if o.QuotaBytes < 0 {
+		return nil, fmt.Errorf("passthrough %s: negative quota %d", root, o.QuotaBytes)
+	}
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("passthrough: open %s: %w", root, err)
@@ -127,6 +133,7 @@ func New(root string, o Options) (*FS, error) {
 	f := &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		readOnly:      o.ReadOnly,
+		onlyName:      o.OnlyName,
 		maxInodes:     o.MaxInodes,
 		maxHandles:    o.MaxHandles,
 		defUID:        o.DefaultUID,
@@ -139,6 +146,7 @@ func New(root string, o Options) (*FS, error) {
 		nextID:        fuse.FUSE_ROOT_ID + 1,
 		handles:       map[uint64]*handle{},
 		nextFh:        1,
+		quota:         quota{limit: o.QuotaBytes, mu: make(chan struct{}, 1)},
 	}
 	if f.maxInodes <= 0 {
 		f.maxInodes = DefaultMaxInodes
@@ -149,8 +157,33 @@ func New(root string, o Options) (*FS, error) {
 	if f.log == nil {
 		f.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if o.OnlyName != "" {
+		var fst unix.Stat_t
+		if !checkName(o.OnlyName).Ok() {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: bad file name %q", o.OnlyName)
+		}
+		if err := unix.Fstatat(fd, o.OnlyName, &fst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: stat %s/%s: %w", root, o.OnlyName, err)
+		}
+		if fst.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			unix.Close(fd)
+			return nil, fmt.Errorf("passthrough: %s/%s is not a regular file", root, o.OnlyName)
+		}
+	}
 	f.root = &inode{id: fuse.FUSE_ROOT_ID, key: keyOf(&st), fd: fd, typ: syscall.S_IFDIR, lookups: 1}
 	f.root.ovr = f.readOverride(nil, "", f.root)
+	if f.quota.limit > 0 {
+		start := time.Now()
+		whole := f.quota.measure(fd, f.onlyName)
+		f.log.Debug("passthrough: measured usage", "root", root, "used", f.quota.used,
+			"quota", f.quota.limit, "took", time.Since(start))
+		if !whole {
+			f.log.Warn("passthrough: tree too large to measure; the quota counts only the part seen",
+				"root", root, "entries", maxQuotaWalkEntries, "depth", maxQuotaWalkDepth)
+		}
+	}
 	f.inodes[f.root.id] = f.root
 	f.byKey[f.root.key] = f.root
 	return f, nil
@@ -519,6 +552,15 @@ func (f *FS) newHandle(fd int, dir, writable bool) (uint64, fuse.Status) {
 	f.handles[id] = &handle{fd: fd, dir: dir, writable: writable}
 	return id, fuse.OK
 }
+
+// hidden reports whether name in parent is outside a one-file share.
+func (f *FS) hidden(parent *inode, name string) bool {
+	return f.onlyName != "" && parent == f.root && name != f.onlyName
+}
+
+// pinned reports whether ino is the root of a one-file share, whose
+// entries and attributes the guest may not change.
+func (f *FS) pinned(ino *inode) bool { return f.onlyName != "" && ino == f.root }
 
 // handlesFull reports whether a new handle would exceed MaxHandles, so a
 // request can fail before it changes the host.

@@ -27,6 +27,9 @@ func (f *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.
 		return st
 	}
 	defer f.put(parent)
+	if f.hidden(parent, name) {
+		return fuse.ENOENT
+	}
 	ino, st := f.lookupAt(parent, name)
 	if !st.Ok() {
 		return st
@@ -81,6 +84,9 @@ func (f *FS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) f
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 
 	if in.Valid&fuse.FATTR_SIZE != 0 {
 		if st := f.truncate(ino, in); !st.Ok() {
@@ -139,20 +145,31 @@ func (f *FS) truncate(ino *inode, in *fuse.SetAttrIn) fuse.Status {
 	case in.Size > math.MaxInt64:
 		return fuse.Status(syscall.EFBIG)
 	}
+	fd := -1
 	if fh, ok := in.GetFh(); ok {
 		if h, st := f.handle(fh, false); st.Ok() {
 			defer f.putHandle(h)
 			if h.writable {
-				return errno(unix.Ftruncate(h.fd, int64(in.Size)))
+				fd = h.fd
 			}
 		}
 	}
-	fd, err := f.reopen(ino, unix.O_WRONLY)
-	if err != nil {
-		return errno(err)
+	if fd < 0 {
+		var err error
+		if fd, err = f.reopen(ino, unix.O_WRONLY); err != nil {
+			return errno(err)
+		}
+		defer unix.Close(fd)
 	}
-	defer unix.Close(fd)
-	return errno(unix.Ftruncate(fd, int64(in.Size)))
+	return f.ftruncate(fd, int64(in.Size))
+}
+
+// ftruncate sets the size of the regular file open as fd within the
+// quota.
+func (f *FS) ftruncate(fd int, size int64) fuse.Status {
+	return f.quota.resize(fd, func(int64) int64 { return size }, nil, func() fuse.Status {
+		return errno(unix.Ftruncate(fd, size))
+	})
 }
 
 func (f *FS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
@@ -255,6 +272,9 @@ func (f *FS) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.E
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	fd, err := openat2(parent.fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY, hostMode(mode))
 	if err != nil {
 		return errno(err)
@@ -280,6 +300,9 @@ func (f *FS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.E
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	mode := syscall.S_IFDIR | in.Mode&07777
 	if err := unix.Mkdirat(parent.fd, name, hostMode(mode)); err != nil {
 		return errno(err)
@@ -308,6 +331,9 @@ func (f *FS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name string, o
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 	if err := unix.Symlinkat(target, parent.fd, name); err != nil {
 		return errno(err)
 	}
@@ -335,7 +361,20 @@ func (f *FS) remove(h *fuse.InHeader, name string, flags int) fuse.Status {
 		return st
 	}
 	defer f.put(parent)
-	return errno(unix.Unlinkat(parent.fd, name, flags))
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
+	var err error
+	op := func() bool {
+		err = unix.Unlinkat(parent.fd, name, flags)
+		return err == nil
+	}
+	if flags&unix.AT_REMOVEDIR != 0 {
+		op() // directories take no quota
+	} else {
+		f.quota.removing(parent.fd, name, op)
+	}
+	return errno(err)
 }
 
 // Rename supports RENAME_NOREPLACE and RENAME_EXCHANGE; both directories
@@ -363,7 +402,20 @@ func (f *FS) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName strin
 		return st
 	}
 	defer f.put(nd)
-	if err := unix.Renameat2(od.fd, oldName, nd.fd, newName, uint(in.Flags)); err != nil {
+	if f.pinned(od) || f.pinned(nd) {
+		return fuse.EPERM
+	}
+	var err error
+	op := func() bool {
+		err = unix.Renameat2(od.fd, oldName, nd.fd, newName, uint(in.Flags))
+		return err == nil
+	}
+	if in.Flags&unix.RENAME_EXCHANGE != 0 {
+		op()
+	} else {
+		f.quota.removing(nd.fd, newName, op) // the file replaced, if any
+	}
+	if err != nil {
 		return errno(err)
 	}
 	f.renamed(nd, newName)
@@ -410,6 +462,9 @@ func (f *FS) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.Ent
 		return st
 	}
 	defer f.put(parent)
+	if f.pinned(parent) {
+		return fuse.EPERM
+	}
 
 	f.mu.Lock()
 	sp, sname := src.parent, src.name
@@ -487,9 +542,9 @@ func (f *FS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.St
 		return errno(err)
 	}
 	if trunc {
-		if err := unix.Ftruncate(fd, 0); err != nil {
+		if st := f.ftruncate(fd, 0); !st.Ok() {
 			unix.Close(fd)
-			return errno(err)
+			return st
 		}
 	}
 	out.Fh, st = f.newHandle(fd, false, writable)
@@ -514,6 +569,9 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 		return st
 	}
 	defer f.put(parent)
+	if f.hidden(parent, name) {
+		return fuse.EPERM
+	}
 	if f.handlesFull() {
 		return statusEMFILE
 	}
@@ -522,7 +580,7 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 	fd, err := openat2(parent.fd, name, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, hostMode(mode))
 	if err == unix.EEXIST && in.Flags&syscall.O_EXCL == 0 {
 		made = false
-		fd, err = openat2(parent.fd, name, flags|unix.O_NONBLOCK|int(in.Flags&syscall.O_TRUNC), 0)
+		fd, err = openat2(parent.fd, name, flags|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
 		return errno(err)
@@ -531,6 +589,16 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 	if err := unix.Fstat(fd, &hst); err != nil || hst.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		unix.Close(fd)
 		return fuse.EACCES
+	}
+	if !made && in.Flags&syscall.O_TRUNC != 0 {
+		st := fuse.EINVAL // as Open: O_TRUNC needs write access
+		if writable {
+			st = f.ftruncate(fd, 0)
+		}
+		if !st.Ok() {
+			unix.Close(fd)
+			return st
+		}
 	}
 	var ino *inode
 	if made {
@@ -598,11 +666,52 @@ func (f *FS) Writev(_ <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32,
 		return 0, st
 	}
 	defer f.putHandle(h)
-	n, err := unix.Pwritev(h.fd, data, off)
-	if err != nil {
-		return 0, errno(err)
+	var total int64
+	for _, b := range data {
+		total += int64(len(b))
+	}
+	// start is where the write lands: the end of the file for an
+	// O_APPEND handle, where pwritev ignores the offset.
+	start := func(size int64) int64 {
+		if fl, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0); err == nil && fl&unix.O_APPEND != 0 {
+			return size
+		}
+		return off
+	}
+	var n int
+	st = f.quota.resize(h.fd, func(size int64) int64 { return start(size) + total },
+		func(size, avail int64) bool {
+			// Write what fits; the guest retries the rest and gets ENOSPC.
+			keep := size + avail - start(size)
+			if keep <= 0 {
+				return false
+			}
+			data = cut(data, keep)
+			return true
+		},
+		func() fuse.Status {
+			var err error
+			n, err = unix.Pwritev(h.fd, data, off)
+			return errno(err)
+		})
+	if !st.Ok() {
+		return 0, st
 	}
 	return uint32(n), fuse.OK
+}
+
+// cut shortens data to its first n bytes.
+func cut(data [][]byte, n int64) [][]byte {
+	var out [][]byte
+	for _, b := range data {
+		if n <= 0 {
+			break
+		}
+		b = b[:min(int64(len(b)), n)]
+		out = append(out, b)
+		n -= int64(len(b))
+	}
+	return out
 }
 
 func (f *FS) Release(_ <-chan struct{}, in *fuse.ReleaseIn) { f.release(in.Fh, false) }
@@ -652,7 +761,28 @@ func (f *FS) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 		return st
 	}
 	defer f.putHandle(h)
-	return errno(unix.Fallocate(h.fd, in.Mode, off, n))
+	want := func(size int64) int64 {
+		switch {
+		case in.Mode&unix.FALLOC_FL_INSERT_RANGE != 0:
+			return size + n
+		case in.Mode&unix.FALLOC_FL_KEEP_SIZE != 0, in.Mode&unix.FALLOC_FL_COLLAPSE_RANGE != 0:
+			return size
+		}
+		return max(size, off+n)
+	}
+	if f.quota.limit > 0 && in.Mode&unix.FALLOC_FL_KEEP_SIZE != 0 && in.Mode&unix.FALLOC_FL_PUNCH_HOLE == 0 {
+		// Blocks kept beyond the end of the file would escape the
+		// quota, which counts sizes.
+		want = func(size int64) int64 {
+			if off+n > size {
+				return math.MaxInt64
+			}
+			return size
+		}
+	}
+	return f.quota.resize(h.fd, want, nil, func() fuse.Status {
+		return errno(unix.Fallocate(h.fd, in.Mode, off, n))
+	})
 }
 
 func (f *FS) CopyFileRange(_ <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
@@ -680,9 +810,20 @@ func (f *FS) CopyFileRange(_ <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32,
 		return 0, st
 	}
 	defer f.putHandle(dst)
-	n, err := unix.CopyFileRange(src.fd, &offIn, dst.fd, &offOut, int(min(in.Len, 1<<30)), 0)
-	if err != nil {
-		return 0, errno(err)
+	size := int64(min(in.Len, 1<<30))
+	var n int
+	st = f.quota.resize(dst.fd, func(cur int64) int64 { return offOut + size },
+		func(cur, avail int64) bool {
+			size = cur + avail - offOut
+			return size > 0
+		},
+		func() fuse.Status {
+			var err error
+			n, err = unix.CopyFileRange(src.fd, &offIn, dst.fd, &offOut, int(size), 0)
+			return errno(err)
+		})
+	if !st.Ok() {
+		return 0, st
 	}
 	return uint32(n), fuse.OK
 }
@@ -724,6 +865,11 @@ func (f *FS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse
 		return errno(err)
 	}
 	out.Fh, st = f.newHandle(fd, true, false)
+	if st.Ok() && f.pinned(ino) {
+		f.mu.Lock()
+		f.handles[out.Fh].only = f.onlyName
+		f.mu.Unlock()
+	}
 	return st
 }
 
@@ -783,8 +929,11 @@ func (f *FS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList)
 			Mode: uint32(b[18]) << 12,
 			Name: string(nameb),
 		}
-		if !out.AddDirEntry(e) {
-			return fuse.OK
+		// A one-file share lists its file only.
+		if h.only == "" || e.Name == h.only {
+			if !out.AddDirEntry(e) {
+				return fuse.OK
+			}
 		}
 		h.dirPos += reclen
 		h.dirOff = e.Off
@@ -816,6 +965,7 @@ func (f *FS) StatFs(_ <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fu
 		Blocks: s.Blocks, Bfree: s.Bfree, Bavail: s.Bavail, Files: s.Files, Ffree: s.Ffree,
 		Bsize: uint32(s.Bsize), NameLen: uint32(s.Namelen), Frsize: uint32(s.Frsize),
 	}
+	f.quota.statfs(out)
 	return fuse.OK
 }
 
@@ -886,6 +1036,9 @@ func (f *FS) SetXAttr(_ <-chan struct{}, in *fuse.SetXAttrIn, attr string, data 
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 	fd, err := f.xattrFD(ino)
 	if err != nil {
 		return errno(err)
@@ -906,7 +1059,7 @@ func (f *FS) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string, dest []b
 		return 0, st
 	}
 	defer f.put(ino)
-	if ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR {
+	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
 		return 0, fuse.ENOATTR
 	}
 	fd, err := f.xattrFD(ino)
@@ -927,7 +1080,7 @@ func (f *FS) ListXAttr(_ <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32
 		return 0, st
 	}
 	defer f.put(ino)
-	if ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR {
+	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
 		return 0, fuse.OK
 	}
 	fd, err := f.xattrFD(ino)
@@ -973,6 +1126,9 @@ func (f *FS) RemoveXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string) fuse.
 		return st
 	}
 	defer f.put(ino)
+	if f.pinned(ino) {
+		return fuse.EPERM
+	}
 	fd, err := f.xattrFD(ino)
 	if err != nil {
 		return errno(err)

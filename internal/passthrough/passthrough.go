@@ -25,6 +25,23 @@ type Options struct {
 	// host owners report their host IDs.
 	DefaultUID, DefaultGID uint32
 
+	// QuotaBytes, if positive, bounds the apparent size of the regular
+	// files in the share (hard links counted once): a request that
+	// would grow them beyond it fails with ENOSPC, and STATFS reports
+	// the quota as the file system's size. New measures the tree once
+	// (stopping, and logging, after a million entries); host-side
+	// changes made while the share is served are not counted. Zero
+	// means no quota.
+	QuotaBytes int64
+
+	// OnlyName, if set, narrows the share to one regular file of the
+	// root directory, for a bind of a single file: LOOKUP of any other
+	// name in the root fails with ENOENT, READDIR of the root lists only
+	// it, and every request that would add, remove or rename an entry of
+	// the root or change the root itself fails with EPERM. New fails if
+	// it is not a regular file.
+	OnlyName string
+
 	// Logger receives rare diagnostics (a failed ownership record). Nil
 	// discards them.
 	Logger *slog.Logger

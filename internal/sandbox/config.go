@@ -193,8 +193,10 @@ func validateNetwork(n *launch.Network) error {
 // written into the sandbox's upper layer, which a live root does not have.
 var ErrLivePatches = errors.New("a live root has no layer to copy files into; write them into the root directory instead")
 
-// ErrFileBind rejects a bind mount whose host path is a file.
-var ErrFileBind = errors.New("bind mounts of single files are not supported yet; mount its directory")
+// ErrFileBind rejects a bind mount whose host path is neither a directory
+// nor a regular file whose name can be passed to the guest (no ':', ';',
+// ',' or newline).
+var ErrFileBind = errors.New("a bind mount needs a directory or a regular file without ':', ';' or ',' in its name")
 
 // normalizeMounts makes the host paths of binds and disks absolute and
 // checks every mount: the guest-path rules of launch.Mount.Validate, one
@@ -229,7 +231,8 @@ func normalizeMounts(ms []launch.Mount) error {
 			m.Source, check.Source = abs, abs
 			if st, err := os.Stat(abs); err == nil {
 				switch {
-				case m.Kind == launch.MountBind && !st.IsDir():
+				case m.Kind == launch.MountBind && !st.IsDir() &&
+					(!st.Mode().IsRegular() || strings.ContainsAny(filepath.Base(abs), ":;,\x00\n")):
 					return fmt.Errorf("volume %s: %w", abs, ErrFileBind)
 				case m.Kind == launch.MountDisk && st.IsDir():
 					return fmt.Errorf("disk %s: is a directory; want a raw or ext4 image file", abs)
@@ -258,16 +261,18 @@ func normalizeMounts(ms []launch.Mount) error {
 }
 
 // mountVolumes creates the named volumes of cfg that do not exist yet and
-// points their binds at the volumes' data directories.
+// points their binds at the volumes' data directories, with their quotas.
 func mountVolumes(h home.Home, ms []launch.Mount) error {
 	for i, m := range ms {
 		if m.Volume == "" {
 			continue
 		}
-		if _, err := volume.Ensure(h, m.Volume); err != nil {
+		v, err := volume.Ensure(h, m.Volume)
+		if err != nil {
 			return err
 		}
 		ms[i].Source = volume.DataDir(h, m.Volume)
+		ms[i].QuotaBytes = v.QuotaBytes
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ func TestNormalizeMounts(t *testing.T) {
 		{name: "relative bind made absolute", in: []launch.Mount{bind(".", "/work")}, want: []launch.Mount{bind(dir, "/work")}},
 		{name: "missing bind source left to boot", in: []launch.Mount{bind(missing, "/m")}},
 		{name: "missing disk left to boot", in: []launch.Mount{disk(missing, "/m")}},
-		{name: "file bind", in: []launch.Mount{bind(file, "/f")}, err: "bind mounts of single files are not supported yet; mount its directory"},
+		{name: "file bind", in: []launch.Mount{bind(file, "/f")}},
 		{name: "directory disk", in: []launch.Mount{disk(dir, "/d")}, err: "is a directory"},
 		{name: "guest root", in: []launch.Mount{bind(dir, "/")}, err: "must be absolute, clean and not /"},
 		{name: "relative guest path", in: []launch.Mount{tmpfs("tmp", 0)}, err: "must be absolute"},
@@ -96,13 +96,16 @@ func TestNormalizeMounts(t *testing.T) {
 }
 
 func TestFileBindErrorIs(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := Config{Rootfs: t.TempDir(), Mounts: []launch.Mount{{Kind: launch.MountBind, Source: f, Target: "/f"}}}
-	if err := c.normalize(); !errors.Is(err, ErrFileBind) {
-		t.Errorf("normalize = %v; want ErrFileBind", err)
+	dir := t.TempDir()
+	for name, want := range map[string]bool{"f": true, "a:b": false, "a;b": false} {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := Config{Rootfs: t.TempDir(), Mounts: []launch.Mount{{Kind: launch.MountBind, Source: f, Target: "/f"}}}
+		if err := c.normalize(); (err == nil) != want || (err != nil && !errors.Is(err, ErrFileBind)) {
+			t.Errorf("normalize(bind of file %q) = %v; want ok=%v or ErrFileBind", name, err, want)
+		}
 	}
 }
 
@@ -123,18 +126,25 @@ func TestLaunchMountsRederiveVolumes(t *testing.T) {
 
 // TestCreateMounts checks that Create creates a missing named volume,
 // stores absolute sources and hands the mounts to the sandbox process, and
-// that the volume outlives the sandbox.
+// that the volume outlives the sandbox. A volume's quota goes with its
+// bind.
 func TestCreateMounts(t *testing.T) {
 	m, cfg := fakeManager(t, fakeReady)
 	share := t.TempDir()
+	if _, err := volume.Create(m.Home, "q", 8<<20, nil); err != nil {
+		t.Fatal(err)
+	}
 	cfg.Mounts = []launch.Mount{
 		{Kind: launch.MountBind, Source: share, Target: "/share", ReadOnly: true},
 		{Kind: launch.MountBind, Volume: "cache", Target: "/cache"},
 		{Kind: launch.MountTmpfs, Target: "/scratch", SizeMiB: 16},
+		{Kind: launch.MountBind, Volume: "q", Target: "/q"},
 	}
 	p := mustCreate(t, m, "vols", cfg, false)
 	want := append([]launch.Mount(nil), cfg.Mounts...)
 	want[1].Source = volume.DataDir(m.Home, "cache")
+	want[3].Source = volume.DataDir(m.Home, "q")
+	want[3].QuotaBytes = 8 << 20
 
 	if _, err := volume.Get(m.Home, "cache"); err != nil {
 		t.Fatalf("named volume not created: %v", err)

@@ -58,12 +58,17 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 }
 
 // launchMounts is cfg's mounts with each named volume's source derived from
-// h again, so a sandbox keeps its volumes when MSB_HOME moves.
+// h again, so a sandbox keeps its volumes when MSB_HOME moves, and its
+// quota read again from the volume (or, if that fails, the one recorded
+// at create).
 func launchMounts(h home.Home, ms []launch.Mount) []launch.Mount {
 	out := slices.Clone(ms)
 	for i, m := range out {
 		if m.Volume != "" {
 			out[i].Source = volume.DataDir(h, m.Volume)
+			if v, err := volume.Get(h, m.Volume); err == nil {
+				out[i].QuotaBytes = v.QuotaBytes
+			}
 		}
 	}
 	return out

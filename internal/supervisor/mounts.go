@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,8 @@ import (
 
 // mounts turns the launch's mounts into machine devices and the guest
 // environment agentd mounts them from: binds become virtio-fs shares (tag
-// msb_vol_N) served by the passthrough file system, disks extra virtio-blk
+// msb_vol_N) served by the passthrough file system (a bind of a file: its
+// directory narrowed to it, in MSB_FILE_MOUNTS), disks extra virtio-blk
 // devices found by serial (msb_disk_N), tmpfs entries MSB_TMPFS. A bind or
 // disk whose host path is missing fails here, as boot stage mount with its
 // errno, before anything boots. A live root share comes first (rootShare).
@@ -28,16 +30,22 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var dirs, disks, tmpfs []string
+	var dirs, files, disks, tmpfs []string
 	for i, m := range s.launch.Mounts {
 		switch m.Kind {
 		case launch.MountBind:
 			tag := "msb_vol_" + strconv.Itoa(i)
-			if err := checkSource(m.Source, true); err != nil {
+			sh := machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly, QuotaBytes: m.QuotaBytes}
+			if file, err := filepath.EvalSymlinks(m.Source); err == nil && checkSource(file, false) == nil {
+				// A single file: its directory, narrowed to it.
+				sh.Path, sh.OnlyName = filepath.Dir(file), filepath.Base(file)
+				files = append(files, tag+":"+sh.OnlyName+":"+m.Target+roSuffix(m.ReadOnly))
+			} else if err := checkSource(m.Source, true); err != nil {
 				return nil, launch.Fail("mount "+tag+":", err)
+			} else {
+				dirs = append(dirs, tag+":"+m.Target+roSuffix(m.ReadOnly))
 			}
-			spec.Shares = append(spec.Shares, machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly})
-			dirs = append(dirs, tag+":"+m.Target+roSuffix(m.ReadOnly))
+			spec.Shares = append(spec.Shares, sh)
 		case launch.MountDisk:
 			id := "msb_disk_" + strconv.Itoa(i)
 			if err := checkSource(m.Source, false); err != nil {
@@ -63,7 +71,7 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 	for _, v := range []struct {
 		name    string
 		entries []string
-	}{{"MSB_DIR_MOUNTS", dirs}, {"MSB_DISK_MOUNTS", disks}, {"MSB_TMPFS", tmpfs}} {
+	}{{"MSB_DIR_MOUNTS", dirs}, {"MSB_FILE_MOUNTS", files}, {"MSB_DISK_MOUNTS", disks}, {"MSB_TMPFS", tmpfs}} {
 		if len(v.entries) > 0 {
 			env = append(env, v.name+"="+strings.Join(v.entries, ";"))
 		}

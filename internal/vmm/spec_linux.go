@@ -183,7 +183,8 @@ func newDisk(d machine.Disk) (*virtioblk.Device, *os.File, error) {
 // NewShare returns the virtio-fs device for sh and the file system it
 // serves: the host directory sh.Path under sh.Tag, served by the
 // passthrough file system, which keeps the guest beneath sh.Path and fails
-// mutating requests with EROFS when sh.ReadOnly. The file system must be
+// mutating requests with EROFS when sh.ReadOnly and growth beyond
+// sh.QuotaBytes with ENOSPC. The file system must be
 // closed after the device.
 func NewShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, error) {
 	fi, err := os.Stat(sh.Path)
@@ -193,7 +194,8 @@ func NewShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, 
 	if !fi.IsDir() {
 		return nil, nil, fmt.Errorf("%s: %w", sh.Path, unix.ENOTDIR)
 	}
-	fsys, err := passthrough.New(sh.Path, passthrough.Options{ReadOnly: sh.ReadOnly, Logger: log})
+	fsys, err := passthrough.New(sh.Path, passthrough.Options{
+		ReadOnly: sh.ReadOnly, QuotaBytes: sh.QuotaBytes, OnlyName: sh.OnlyName, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -6,8 +6,8 @@
 //	volumes/<name>/data/         what the guest sees (a virtio-fs bind)
 //
 // A named volume is independent of the sandboxes that mount it: removing a
-// sandbox keeps its volumes. The quota is recorded here; enforcing it is the
-// sandbox process's job (not done yet). Which sandboxes use a volume is known
+// sandbox keeps its volumes. The quota is recorded here; the sandbox process
+// enforces it on writes through the volume's share (package passthrough). Which sandboxes use a volume is known
 // only to the store, so Remove takes that list from its caller.
 //
 // Functions are safe for concurrent use by several processes in the sense
@@ -49,7 +49,8 @@ const (
 type Volume struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
-	// QuotaBytes is the recorded size limit (0: none). Not enforced yet.
+	// QuotaBytes is the size limit (0: none), enforced by the sandbox
+	// process on the guest's writes (not on the host's).
 	QuotaBytes int64             `json:"quota_bytes,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 }
