@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -527,6 +528,27 @@ func (s *Stack) hostAddr(dst netip.Addr, port uint16) string {
 		dst = netip.IPv6Loopback()
 	}
 	return netip.AddrPortFrom(dst, port).String()
+}
+
+// dialTCP dials the host side of a guest TCP flow to dst:port. A flow to
+// the gateway (host.msb.internal) reaches the host's loopback: the same
+// family first, then the other one when that is refused, because the
+// guest's resolver may prefer IPv6 while the host service listens on
+// 127.0.0.1 only (or the other way round).
+func (s *Stack) dialTCP(ctx context.Context, dst netip.Addr, port uint16) (net.Conn, error) {
+	c, err := s.dial(ctx, "tcp", s.hostAddr(dst, port))
+	if err == nil || (dst != s.cfg.Addressing.GatewayV4 && dst != s.cfg.Addressing.GatewayV6) ||
+		!errors.Is(err, syscall.ECONNREFUSED) {
+		return c, err
+	}
+	other := netip.IPv6Loopback()
+	if dst == s.cfg.Addressing.GatewayV6 {
+		other = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if c, err2 := s.dial(ctx, "tcp", netip.AddrPortFrom(other, port).String()); err2 == nil {
+		return c, nil
+	}
+	return nil, err
 }
 
 func addrFromTCPIP(a tcpip.Address) netip.Addr {

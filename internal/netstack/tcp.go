@@ -49,7 +49,7 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
-	hc, err := s.dial(ctx, "tcp", s.hostAddr(f.Dst, f.Port))
+	hc, err := s.dialTCP(ctx, f.Dst, f.Port)
 	cancel()
 	if err != nil {
 		s.log.Debug("tcp dial", "dst", f.Dst, "port", f.Port, "err", err)
@@ -103,11 +103,10 @@ func (s *Stack) intercept(r *tcp.ForwarderRequest, f Flow, ic Interceptor) {
 		return
 	}
 	defer s.untrack(gc)
-	addr := s.hostAddr(f.Dst, f.Port)
 	dial := func(ctx context.Context) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
-		return s.dial(ctx, "tcp", addr)
+		return s.dialTCP(ctx, f.Dst, f.Port)
 	}
 	if err := ic.Handle(s.ctx, gc, net.JoinHostPort(f.Dst.String(), strconv.Itoa(int(f.Port))), dial); err != nil {
 		s.log.Debug("intercepted flow", "dst", f.Dst, "port", f.Port, "err", err)

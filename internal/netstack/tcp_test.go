@@ -307,3 +307,30 @@ func TestTCPIntercept(t *testing.T) {
 		t.Errorf("a denied flow was handed to the interceptor: %q", fi.handed)
 	}
 }
+
+// TestTCPHostAliasOtherFamily: a guest that reaches host.msb.internal over
+// IPv6 still gets a host service listening on 127.0.0.1 only (the guest's
+// resolver may prefer AAAA; the host service need not listen on ::1).
+func TestTCPHostAliasOtherFamily(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	echo := loopbackServer(t, echoHandler) // 127.0.0.1 only
+	r := newRig(t, Config{})
+	c, err := r.dialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(r.addr.GatewayV6, echo.Port()))
+	if err != nil {
+		t.Fatalf("guest dial over IPv6: %v", err)
+	}
+	defer c.Close()
+	io.WriteString(c, "v6->v4")
+	buf := make([]byte, 6)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "v6->v4" {
+		t.Errorf("echo = %q, %v; want v6->v4", buf, err)
+	}
+	if got, want := r.dialer.seen(), []string{"tcp [::1]:" + strconv.Itoa(int(echo.Port())), "tcp " + echo.String()}; !slices.Equal(got, want) {
+		t.Errorf("dialed %q; want %q (::1 refused, then 127.0.0.1)", got, want)
+	}
+}
