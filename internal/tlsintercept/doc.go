@@ -61,4 +61,19 @@
 //
 // Clock skew: the CA and every leaf are backdated by a day, so a guest whose
 // clock is up to a day behind the host still accepts them.
+//
+// # Wiring (for internal/netstack and the sandbox process)
+//
+//   - Once: LoadOrCreateCA(<home>/tls) or LoadCA(user PEM); write CertPEM
+//     where agentd installs it; New(Config); put Env=placeholder in the
+//     guest environment for every secret.
+//   - Per guest TCP SYN the policy allowed: if Intercepts(dst IP, port),
+//     accept the SYN and run Handle(ctx, gonetConn, "ip:port", dial) in
+//     place of splice. Prefer a lazy dial (dial on call) so a blocked
+//     request never opens a connection to the origin; a pre-dialled conn
+//     must be returned by the first call only, later calls dial afresh.
+//   - Flows to a configured HTTP proxy's ip:port: HandleConnect.
+//   - Drop UDP (QUIC) to intercepted ports so clients fall back to TCP.
+//   - Config.Violation under BlockAndTerminate: stop the sandbox (reason
+//     Signal); Handle/HandleConnect then return ErrTerminated.
 package tlsintercept

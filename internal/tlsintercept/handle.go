@@ -121,6 +121,20 @@ type flow struct {
 	err error // the first *ViolationError
 }
 
+// copyBuffers recycles ReverseProxy's body copy buffers across flows.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
 // substitutedKey marks a request context whose headers carried a secret, so
 // its response is scrubbed.
 type substitutedKey struct{}
@@ -142,6 +156,7 @@ func newFlow(i *Interceptor, name, authority string, dial Dialer) *flow {
 		ErrorHandler:   f.upstreamError,
 		ModifyResponse: f.modifyResponse,
 		ErrorLog:       log.New(io.Discard, "", 0),
+		BufferPool:     copyBuffers,
 	}
 	return f
 }

@@ -614,3 +614,36 @@ func TestContextCancelEndsFlow(t *testing.T) {
 		t.Fatal("Handle did not return after cancel")
 	}
 }
+
+// TestNoSNI covers a guest dialling an IP: no SNI, so the destination IP is
+// the identity the leaf is minted for and the origin is verified against.
+func TestNoSNI(t *testing.T) {
+	r, viols := newRig(t, func(c *Config) {
+		c.Secrets = append(c.Secrets, Secret{Env: "IP_KEY", Value: "ip-value", Hosts: []string{"127.0.0.1"}})
+	})
+	c := r.client()
+	tests := []struct {
+		header, value string
+		status        int
+		want          string
+	}{
+		{"X-Ip-Key", Placeholder("IP_KEY"), 200, "ip-value"},
+		{"X-Api-Key", apiPH, 403, ""},
+	}
+	for _, tc := range tests {
+		req, _ := http.NewRequest("GET", "https://127.0.0.1/", nil)
+		req.Header.Set(tc.header, tc.value)
+		status, _, _, err := do(c, req)
+		if status != tc.status || err != nil {
+			t.Fatalf("%s: status %d, err %v; want %d", tc.header, status, err, tc.status)
+		}
+		if tc.status == 200 {
+			if got := r.origin.requests()[0].Header.Get(tc.header); got != tc.want {
+				t.Errorf("origin %s = %q; want %q", tc.header, got, tc.want)
+			}
+		}
+	}
+	if want := []violation{{"127.0.0.1", apiEnv}}; !slices.Equal(*viols, want) {
+		t.Errorf("violations %v; want %v", *viols, want)
+	}
+}
