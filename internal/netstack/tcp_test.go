@@ -286,15 +286,41 @@ func TestTCPIntercept(t *testing.T) {
 	c.Close()
 
 	fi.mu.Lock()
-	defer fi.mu.Unlock()
-	if want := []string{"203.0.113.10:4443"}; !slices.Equal(fi.handed, want) {
-		t.Errorf("handed %q; want %q", fi.handed, want)
+	handed, asked := slices.Clone(fi.handed), slices.Clone(fi.asked)
+	fi.mu.Unlock()
+	if want := []string{"203.0.113.10:4443"}; !slices.Equal(handed, want) {
+		t.Errorf("handed %q; want %q", handed, want)
 	}
-	if len(fi.asked) != 2 {
-		t.Errorf("asked %q; want both flows", fi.asked)
+	if len(asked) != 2 {
+		t.Errorf("asked %q; want both flows", asked)
 	}
 	if !slices.Contains(r.dialer.seen(), "tcp 203.0.113.10:4443") {
 		t.Errorf("the interceptor's dial did not reach the destination: %q", r.dialer.seen())
+	}
+
+	// UDP (QUIC) to an intercepted port is dropped, so clients fall back
+	// to TCP; other UDP is untouched.
+	before := r.s.Counters().FlowsDenied
+	uc, err := r.dialUDP(netip.MustParseAddrPort("203.0.113.10:4443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if _, err := uc.Write([]byte("quic initial")); err != nil {
+		t.Fatal(err)
+	}
+	uc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := uc.Read(make([]byte, 16)); err == nil {
+		t.Error("UDP to an intercepted port got an answer")
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.s.Counters().FlowsDenied == before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.s.Counters().FlowsDenied == before {
+		t.Error("UDP to an intercepted port was not dropped")
+	}
+	if slices.Contains(r.dialer.seen(), "udp 203.0.113.10:4443") {
+		t.Error("UDP to an intercepted port was forwarded")
 	}
 
 	// A denied flow never reaches the interceptor.
@@ -303,6 +329,8 @@ func TestTCPIntercept(t *testing.T) {
 		c.Close()
 		t.Error("a denied flow to an intercepted port connected")
 	}
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
 	if len(fi.handed) != 1 {
 		t.Errorf("a denied flow was handed to the interceptor: %q", fi.handed)
 	}

@@ -30,6 +30,12 @@ func (s *Stack) handleUDP(r *udp.ForwarderRequest) bool {
 	if !s.allow(f) {
 		return true // dropped
 	}
+	// QUIC to an intercepted port would carry secrets' placeholders past
+	// the interception: drop it, and clients fall back to TCP.
+	if ic := s.cfg.Intercept; ic != nil && ic.Intercepts(interceptHost(f), f.Port) {
+		s.c.denied.Add(1)
+		return true
+	}
 	if !s.acquireFlow() {
 		return true
 	}
