@@ -46,6 +46,24 @@ type Spec struct {
 	TSCKHz int
 }
 
+// CloseStreams closes the guest-side stream ends s carries (the agent port,
+// the network's frame stream, the shares' vhost-user connections): what a
+// Backend owns once Start is called, and what a caller still holds if it
+// never gets that far.
+func (s *Spec) CloseStreams() {
+	if s.Agent != nil {
+		s.Agent.Close()
+	}
+	if s.Net != nil && s.Net.Conn != nil {
+		s.Net.Conn.Close()
+	}
+	for _, sh := range s.Shares {
+		if sh.Conn != nil {
+			sh.Conn.Close()
+		}
+	}
+}
+
 // Disk is one virtio-blk device.
 type Disk struct {
 	Path     string

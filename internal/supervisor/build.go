@@ -45,7 +45,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	handedOver := false
 	undo.add(func() {
 		if !handedOver {
-			closeGuestEnds(spec)
+			spec.CloseStreams()
 		}
 	})
 	if err := s.machineSpec(spec, undo); err != nil {
@@ -135,21 +135,6 @@ func (s *sandbox) wireConsole(spec *machine.Spec, undo *cleanups) error {
 	undo.add(func() { <-copied })
 	undo.add(func() { consoleW.Close() })
 	return nil
-}
-
-// closeGuestEnds closes what a backend would have owned.
-func closeGuestEnds(spec *machine.Spec) {
-	if spec.Agent != nil {
-		spec.Agent.Close()
-	}
-	if spec.Net != nil && spec.Net.Conn != nil {
-		spec.Net.Conn.Close()
-	}
-	for _, sh := range spec.Shares {
-		if sh.Conn != nil {
-			sh.Conn.Close()
-		}
-	}
 }
 
 // awaitAgent waits for core.ready, failing early when the VM exits.

@@ -33,7 +33,7 @@ func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Runnin
 		log = slog.New(slog.DiscardHandler)
 	}
 	if ok, reason := machine.HardwareVirtualization(); !ok {
-		closeSpecFiles(spec)
+		spec.CloseStreams()
 		return nil, fmt.Errorf("the native VMM needs hardware virtualization: %s", reason)
 	}
 	m, err := NewFromSpec(spec, log)
@@ -47,15 +47,6 @@ func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Runnin
 		}
 	}
 	return startRunning(ctx, m, log), nil
-}
-
-func closeSpecFiles(spec *machine.Spec) {
-	if spec.Agent != nil {
-		spec.Agent.Close()
-	}
-	if spec.Net != nil && spec.Net.Conn != nil {
-		spec.Net.Conn.Close()
-	}
 }
 
 // running is a Machine whose vCPUs run on this process's threads.

@@ -26,11 +26,6 @@ func (b *Backend) Name() string { return machine.BackendKVM }
 // Start closes the files it owns and reports that the native VMM needs
 // Linux.
 func (b *Backend) Start(_ context.Context, spec *machine.Spec) (machine.Running, error) {
-	if spec.Agent != nil {
-		spec.Agent.Close()
-	}
-	if spec.Net != nil && spec.Net.Conn != nil {
-		spec.Net.Conn.Close()
-	}
+	spec.CloseStreams()
 	return nil, fmt.Errorf("native vmm needs KVM on a Linux host: %w", errors.ErrUnsupported)
 }

@@ -20,12 +20,7 @@ type Machine struct{}
 // NewFromSpec closes spec.Agent and spec.Net.Conn, as the Linux version
 // does when it fails, and reports that the native VMM needs Linux.
 func NewFromSpec(spec *machine.Spec, log *slog.Logger) (*Machine, error) {
-	if spec.Agent != nil {
-		spec.Agent.Close()
-	}
-	if spec.Net != nil && spec.Net.Conn != nil {
-		spec.Net.Conn.Close()
-	}
+	spec.CloseStreams()
 	return nil, fmt.Errorf("native vmm needs KVM on a Linux host: %w", errors.ErrUnsupported)
 }
 

@@ -22,7 +22,7 @@ func (b *Backend) Name() string { return machine.BackendQEMU }
 // Start closes this process's copies whatever its outcome (the backend owns
 // them, machine.Backend says).
 func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Running, error) {
-	defer closeSpecFiles(spec)
+	defer spec.CloseStreams()
 	cfg := b.Config
 	if cfg.Accel == "" {
 		cfg.Accel, _ = DefaultAccel()
@@ -32,20 +32,6 @@ func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Runnin
 		return nil, err
 	}
 	return running{p}, nil
-}
-
-func closeSpecFiles(spec *machine.Spec) {
-	if spec.Agent != nil {
-		spec.Agent.Close()
-	}
-	if spec.Net != nil && spec.Net.Conn != nil {
-		spec.Net.Conn.Close()
-	}
-	for _, sh := range spec.Shares {
-		if sh.Conn != nil {
-			sh.Conn.Close()
-		}
-	}
 }
 
 // running adapts a Process to machine.Running.
