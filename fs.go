@@ -14,6 +14,7 @@ import (
 
 	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/agentproto"
+	"github.com/msb-go/msb/internal/rootfs"
 )
 
 // FS is the guest file system of a running sandbox, reached through its
@@ -42,48 +43,16 @@ type FileInfo struct {
 	Symlink string
 }
 
-// st_mode type bits (POSIX); kept here so the SDK builds on every GOOS.
+// st_mode bits (POSIX); kept here so the SDK builds on every GOOS.
 const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
-	sISUID  = 0o4000
-	sISGID  = 0o2000
-	sISVTX  = 0o1000
+	sIFMT  = 0o170000
+	sISUID = 0o4000
+	sISGID = 0o2000
+	sISVTX = 0o1000
 )
 
 // fileMode converts a guest st_mode to an os.FileMode.
-func fileMode(m uint32) os.FileMode {
-	fm := os.FileMode(m & 0o777)
-	switch m & sIFMT {
-	case sIFDIR:
-		fm |= os.ModeDir
-	case sIFLNK:
-		fm |= os.ModeSymlink
-	case sIFIFO:
-		fm |= os.ModeNamedPipe
-	case sIFSOCK:
-		fm |= os.ModeSocket
-	case sIFCHR:
-		fm |= os.ModeDevice | os.ModeCharDevice
-	case sIFBLK:
-		fm |= os.ModeDevice
-	}
-	if m&sISUID != 0 {
-		fm |= os.ModeSetuid
-	}
-	if m&sISGID != 0 {
-		fm |= os.ModeSetgid
-	}
-	if m&sISVTX != 0 {
-		fm |= os.ModeSticky
-	}
-	return fm
-}
+func fileMode(m uint32) os.FileMode { return rootfs.UnixToGoMode(m) }
 
 // unixPerm converts an os.FileMode's permission and special bits to st_mode
 // bits.

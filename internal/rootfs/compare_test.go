@@ -55,7 +55,7 @@ func snapshotHost(tb testing.TB, dir string, withXattrs bool) map[string]rec {
 		if err := unix.Lstat(p, &st); err != nil {
 			tb.Fatal(err)
 		}
-		r := rec{Mode: unixToGoMode(uint32(st.Mode)).String(), UID: st.Uid, GID: st.Gid}
+		r := rec{Mode: UnixToGoMode(uint32(st.Mode)).String(), UID: st.Uid, GID: st.Gid}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			b, err := os.ReadFile(p)

@@ -341,7 +341,7 @@ func (b *layerBuilder) setMeta(n *inode, hdr *tar.Header) error {
 	default:
 		typ = sIFREG
 	}
-	n.mode = unixToGoMode(typ | uint32(hdr.Mode&0o7777))
+	n.mode = UnixToGoMode(typ | uint32(hdr.Mode&0o7777))
 	if typ == sIFLNK {
 		n.mode = fs.ModeSymlink | 0o777 // Linux ignores symlink permissions
 	}

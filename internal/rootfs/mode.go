@@ -17,8 +17,9 @@ const (
 	sISVTX  = 0o1000
 )
 
-// unixToGoMode converts a Linux st_mode to an fs.FileMode.
-func unixToGoMode(m uint32) fs.FileMode {
+// UnixToGoMode converts a Linux st_mode (type, permission and special bits)
+// to an fs.FileMode.
+func UnixToGoMode(m uint32) fs.FileMode {
 	mode := fs.FileMode(m & 0o777)
 	if m&sISUID != 0 {
 		mode |= fs.ModeSetuid

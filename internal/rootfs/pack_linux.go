@@ -74,7 +74,7 @@ func scanDir(ctx context.Context, src string, opts PackOptions) (*inode, error) 
 // hostInode converts the lstat result of path p into an inode.
 func hostInode(p string, st *unix.Stat_t, opts PackOptions) (*inode, error) {
 	n := &inode{
-		mode:    unixToGoMode(st.Mode),
+		mode:    UnixToGoMode(st.Mode),
 		uid:     st.Uid,
 		gid:     st.Gid,
 		mtime:   st.Mtim.Sec,
