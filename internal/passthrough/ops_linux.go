@@ -1017,6 +1017,22 @@ func checkXattrName(attr string) fuse.Status {
 // host ACLs or be refused by the host anyway), except user.containers.*.
 func (f *FS) SetXAttr(_ <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
 	if f.readOnly {
+		return statusEROFS // before any other check, as every mutating op
+	}
+	if len(data) > xattrSizeMax {
+		return fuse.Status(syscall.E2BIG)
+	}
+	return f.changeXattr(in.NodeId, attr, func(fd int) error {
+		return unix.Fsetxattr(fd, attr, data, int(in.Flags)&(unix.XATTR_CREATE|unix.XATTR_REPLACE))
+	})
+}
+
+// changeXattr runs op on an xattr-capable descriptor of node after the
+// checks every xattr change shares: a writable share, a valid name in the
+// user.* namespace but not the hidden user.containers.* one, and a node the
+// guest may change.
+func (f *FS) changeXattr(node uint64, attr string, op func(fd int) error) fuse.Status {
+	if f.readOnly {
 		return statusEROFS
 	}
 	if st := checkXattrName(attr); !st.Ok() {
@@ -1028,10 +1044,7 @@ func (f *FS) SetXAttr(_ <-chan struct{}, in *fuse.SetXAttrIn, attr string, data 
 	if !strings.HasPrefix(attr, "user.") {
 		return fuse.Status(syscall.EOPNOTSUPP)
 	}
-	if len(data) > xattrSizeMax {
-		return fuse.Status(syscall.E2BIG)
-	}
-	ino, st := f.get(in.NodeId)
+	ino, st := f.get(node)
 	if !st.Ok() {
 		return st
 	}
@@ -1044,7 +1057,7 @@ func (f *FS) SetXAttr(_ <-chan struct{}, in *fuse.SetXAttrIn, attr string, data 
 		return errno(err)
 	}
 	defer unix.Close(fd)
-	return errno(unix.Fsetxattr(fd, attr, data, int(in.Flags)&(unix.XATTR_CREATE|unix.XATTR_REPLACE)))
+	return errno(op(fd))
 }
 
 func (f *FS) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
@@ -1109,30 +1122,5 @@ func (f *FS) ListXAttr(_ <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32
 }
 
 func (f *FS) RemoveXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
-	if f.readOnly {
-		return statusEROFS
-	}
-	if st := checkXattrName(attr); !st.Ok() {
-		return st
-	}
-	if strings.HasPrefix(attr, hiddenXattrPrefix) {
-		return fuse.EPERM
-	}
-	if !strings.HasPrefix(attr, "user.") {
-		return fuse.Status(syscall.EOPNOTSUPP)
-	}
-	ino, st := f.get(h.NodeId)
-	if !st.Ok() {
-		return st
-	}
-	defer f.put(ino)
-	if f.pinned(ino) {
-		return fuse.EPERM
-	}
-	fd, err := f.xattrFD(ino)
-	if err != nil {
-		return errno(err)
-	}
-	defer unix.Close(fd)
-	return errno(unix.Fremovexattr(fd, attr))
+	return f.changeXattr(h.NodeId, attr, func(fd int) error { return unix.Fremovexattr(fd, attr) })
 }
