@@ -289,20 +289,11 @@ func (f *FS) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.E
 }
 
 func (f *FS) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	if f.readOnly {
-		return statusEROFS
-	}
-	if st := checkName(name); !st.Ok() {
-		return st
-	}
-	parent, st := f.getDir(in.NodeId)
+	parent, st := f.changeDir(in.NodeId, name)
 	if !st.Ok() {
 		return st
 	}
 	defer f.put(parent)
-	if f.pinned(parent) {
-		return fuse.EPERM
-	}
 	mode := syscall.S_IFDIR | in.Mode&07777
 	if err := unix.Mkdirat(parent.fd, name, hostMode(mode)); err != nil {
 		return errno(err)
@@ -350,20 +341,11 @@ func (f *FS) Rmdir(_ <-chan struct{}, h *fuse.InHeader, name string) fuse.Status
 }
 
 func (f *FS) remove(h *fuse.InHeader, name string, flags int) fuse.Status {
-	if f.readOnly {
-		return statusEROFS
-	}
-	if st := checkName(name); !st.Ok() {
-		return st
-	}
-	parent, st := f.getDir(h.NodeId)
+	parent, st := f.changeDir(h.NodeId, name)
 	if !st.Ok() {
 		return st
 	}
 	defer f.put(parent)
-	if f.pinned(parent) {
-		return fuse.EPERM
-	}
 	var err error
 	op := func() bool {
 		err = unix.Unlinkat(parent.fd, name, flags)
@@ -1002,6 +984,28 @@ func (f *FS) Access(_ <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 		return fuse.EACCES
 	}
 	return fuse.OK
+}
+
+// changeDir returns the directory node in which a guest request adds or
+// removes the entry name, after the checks every such request shares: a
+// writable share, a valid name, a directory of this share, and not the
+// pinned root of a one-file share. The caller puts the node.
+func (f *FS) changeDir(node uint64, name string) (*inode, fuse.Status) {
+	if f.readOnly {
+		return nil, statusEROFS
+	}
+	if st := checkName(name); !st.Ok() {
+		return nil, st
+	}
+	parent, st := f.getDir(node)
+	if !st.Ok() {
+		return nil, st
+	}
+	if f.pinned(parent) {
+		f.put(parent)
+		return nil, fuse.EPERM
+	}
+	return parent, fuse.OK
 }
 
 // checkXattrName validates an xattr name; hidden names are refused by the
