@@ -156,13 +156,16 @@ type Execution struct {
 	// timer fires the timeout; nil without one.
 	timer   *time.Timer
 	timeout time.Duration
+	// drain is how long expire waits for output after the kill: fixed at
+	// start, so the timer's goroutine reads no shared state.
+	drain time.Duration
 	// mu protects timedOut.
 	mu       sync.Mutex
 	timedOut bool
 }
 
 func newExecution(cmd string, s *agentclient.Session, timeout time.Duration) *Execution {
-	e := &Execution{cmd: cmd, s: s, timeout: timeout}
+	e := &Execution{cmd: cmd, s: s, timeout: timeout, drain: drainTimeout}
 	if timeout > 0 {
 		e.timer = time.AfterFunc(timeout, e.expire)
 	}
@@ -182,7 +185,7 @@ func (e *Execution) expire() {
 	e.mu.Unlock()
 	// The agent signals the command's process group.
 	_ = e.s.Signal(9)
-	t := time.NewTimer(drainTimeout)
+	t := time.NewTimer(e.drain)
 	defer t.Stop()
 	select {
 	case <-e.s.Done():
