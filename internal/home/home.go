@@ -164,9 +164,17 @@ func (h Home) RuntimeDir(name string) string { return filepath.Join(h.SandboxDir
 // AgentSock is the relay socket sandboxes/<name>/runtime/agent.sock (0600).
 func (h Home) AgentSock(name string) string { return filepath.Join(h.RuntimeDir(name), "agent.sock") }
 
-// HeartbeatPath is sandboxes/<name>/runtime/heartbeat.json, written by agentd.
+// GuestDir is sandboxes/<name>/guest, the directory the guest sees as
+// /.msb (virtio-fs tag msb_runtime): heartbeat.json, its scripts and
+// certificates. **better** than 0.4.4, which shares runtime/ itself: what
+// the guest can write is kept apart from agent.sock and the launch files,
+// so a guest cannot swap the socket other msb commands dial.
+func (h Home) GuestDir(name string) string { return filepath.Join(h.SandboxDir(name), "guest") }
+
+// HeartbeatPath is sandboxes/<name>/guest/heartbeat.json, written by agentd
+// every second through the runtime share. Its content is guest-controlled.
 func (h Home) HeartbeatPath(name string) string {
-	return filepath.Join(h.RuntimeDir(name), "heartbeat.json")
+	return filepath.Join(h.GuestDir(name), "heartbeat.json")
 }
 
 // LaunchPath is sandboxes/<name>/runtime/launch.json (0600: it may hold

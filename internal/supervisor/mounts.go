@@ -30,6 +30,9 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.runtimeShare(spec); err != nil {
+		return nil, err
+	}
 	var dirs, files, disks, tmpfs []string
 	for i, m := range s.launch.Mounts {
 		switch m.Kind {
@@ -163,5 +166,25 @@ func (s *sandbox) serveShares(spec *machine.Spec, undo *cleanups) error {
 			}
 		}()
 	}
+	return nil
+}
+
+// runtimeQuota bounds what the guest can write into its runtime share
+// (heartbeat, scripts, certificates: a few KiB in practice).
+const runtimeQuota = 16 << 20
+
+// runtimeShare shares sandboxes/<name>/guest as the guest's /.msb (tag
+// msb_runtime, which agentd mounts when it is there), so the host sees the
+// guest's heartbeat.json. The directory is emptied at every boot: nothing
+// in it is meaningful across runs, and all of it is guest-written.
+func (s *sandbox) runtimeShare(spec *machine.Spec) error {
+	dir := s.home.GuestDir(s.launch.Name)
+	if err := os.RemoveAll(dir); err != nil {
+		return launch.Fail("runtime mount:", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return launch.Fail("runtime mount:", err)
+	}
+	spec.Shares = append(spec.Shares, machine.Share{Tag: "msb_runtime", Path: dir, QuotaBytes: runtimeQuota})
 	return nil
 }

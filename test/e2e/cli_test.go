@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/msb-go/msb/internal/e2etest"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 // cli is the msb binary with agentd beside it and a private MSB_HOME.
@@ -162,6 +163,17 @@ func TestCLILifecycle(t *testing.T) {
 	}
 	c.must(0, "exec", "box", "--", "sh", "-c", "echo kept > /root/file")
 	checkConfined(t, c.ls()["box"].PID)
+	// The runtime share: the host sees the guest's heartbeat.
+	var hb launch.Heartbeat
+	var hbErr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if hb, hbErr = launch.ReadHeartbeat(filepath.Join(c.home, "sandboxes", "box", "guest", "heartbeat.json")); hbErr == nil {
+			break
+		}
+	}
+	if hbErr != nil || time.Since(hb.Timestamp) > time.Minute {
+		t.Errorf("guest heartbeat on the host = %+v, %v; want a fresh one through the runtime share", hb, hbErr)
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan string, 2)

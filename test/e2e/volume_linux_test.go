@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,14 @@ func TestVolumes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ro, "keep"), []byte("unchanged\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// An extra ext4 disk, made on the host.
+	img := filepath.Join(t.TempDir(), "disk.ext4")
+	if out, err := exec.Command("sh", "-c", "truncate -s 64M "+img+" && mkfs.ext4 -q -F "+img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	// Three volumes fill QEMU microvm's eight virtio slots (two root
+	// disks, agent port, network, runtime share); the disk goes to the
+	// second sandbox below.
 	c.must(0, "create", "--rootfs", rootfs, "--name", "vol",
 		"-v", rw+":/data", "-v", ro+":/ro:ro", "-v", "shared:/named", "--tmpfs", "/scratch:16M")
 	defer c.run(t.Context(), nil, "rm", "-f", "vol")
@@ -80,9 +89,15 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("tmpfs /scratch:16M: %q; want a 16384 KiB file system", out)
 	}
 	c.must(0, "rm", "-f", "vol")
-	r := c.must(0, "run", "--rootfs", rootfs, "-v", "shared:/again", "--", "cat", "/again/f")
+	r := c.must(0, "run", "--rootfs", rootfs, "-v", "shared:/again", "--disk", img+":/mnt/disk", "--",
+		"sh", "-c", "cat /again/f && echo on-disk > /mnt/disk/f && sync")
 	if string(r.stdout) != "persisted\n" {
 		t.Errorf("named volume after its first sandbox was removed: %q; want persisted", r.stdout)
+	}
+	// The extra disk's file is in the image on the host once the sandbox
+	// has stopped.
+	if out, err := exec.Command("debugfs", "-R", "cat /f", img).Output(); err != nil || string(out) != "on-disk\n" {
+		t.Errorf("debugfs cat /f of the disk image = %q, %v; want on-disk", out, err)
 	}
 
 	missing := filepath.Join(t.TempDir(), "nope")

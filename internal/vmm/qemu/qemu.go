@@ -110,6 +110,14 @@ func firstLine(s string) string {
 	return line
 }
 
+// microvmTransports is how many virtio-mmio devices QEMU's microvm machine
+// has (VIRTIO_NUM_TRANSPORTS in QEMU's include/hw/i386/microvm.h).
+const microvmTransports = 8
+
+// ErrTooManyDevices reports a spec with more virtio devices than microvm
+// has transports.
+var ErrTooManyDevices = errors.New("too many virtio devices for QEMU microvm")
+
 // Fixed fd numbers of the files handed to QEMU (exec.Cmd.ExtraFiles start at
 // 3); share i's vhost-user socket is fdShare0+i.
 const (
@@ -126,6 +134,20 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("machine spec: %w", err)
 	}
+	// microvm has a fixed number of virtio-mmio transports. The entropy
+	// device is the one to go when the others need its slot (the guest
+	// trusts the CPU's RNG: random.trust_cpu=on).
+	devices := len(spec.Disks) + len(spec.Shares)
+	if spec.Agent != nil {
+		devices++
+	}
+	if spec.Net != nil {
+		devices++
+	}
+	if devices > microvmTransports {
+		return nil, fmt.Errorf("%w: %d virtio devices (disks, volumes, the agent port, the network and the runtime share) and QEMU's microvm has %d slots: use fewer volumes and disks, or the native VMM", ErrTooManyDevices, devices, microvmTransports)
+	}
+	withRNG := devices < microvmTransports
 	accel := cfg.Accel
 	if accel == "" {
 		accel = AccelTCG
@@ -207,7 +229,9 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 			"-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdShare0+i),
 			"-device", "vhost-user-fs-device,chardev="+id+",tag="+escapeOpt(sh.Tag))
 	}
-	args = append(args, "-device", "virtio-rng-device")
+	if withRNG {
+		args = append(args, "-device", "virtio-rng-device")
+	}
 	args = append(args, "-append", Cmdline(spec))
 	return args, nil
 }

@@ -1,11 +1,15 @@
 package qemu
 
 import (
+	"errors"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/msb-go/msb/internal/machine"
 )
 
@@ -134,5 +138,49 @@ func TestTailBuffer(t *testing.T) {
 	tb.Write([]byte("def"))
 	if got := tb.String(); got != "cdef" {
 		t.Errorf("tail = %q; want %q", got, "cdef")
+	}
+}
+
+// TestArgsTransports: microvm has eight virtio-mmio slots. The entropy
+// device gives its slot up when the others need it; beyond eight, Args
+// refuses with ErrTooManyDevices instead of QEMU failing at start.
+func TestArgsTransports(t *testing.T) {
+	agent, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	peer := agent // Args only needs the files to exist
+	shares := func(n int) []machine.Share {
+		var out []machine.Share
+		for i := range n {
+			out = append(out, machine.Share{Tag: "t" + strconv.Itoa(i), Path: "/s", Conn: peer})
+		}
+		return out
+	}
+	disks := []machine.Disk{{Path: "/l", ReadOnly: true}, {Path: "/u"}}
+	for _, tc := range []struct {
+		shares  int
+		wantRNG bool
+		wantErr bool
+	}{
+		{shares: 4, wantRNG: true},  // 2 disks + agent + 4 shares = 7, rng the 8th
+		{shares: 5, wantRNG: false}, // 8 without rng
+		{shares: 6, wantErr: true},  // 9
+	} {
+		spec := &machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 256, Disks: disks, Agent: agent, Shares: shares(tc.shares)}
+		got, err := Args(spec, Config{})
+		if tc.wantErr {
+			if !errors.Is(err, ErrTooManyDevices) {
+				t.Errorf("%d shares: Args error = %v; want ErrTooManyDevices", tc.shares, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%d shares: %v", tc.shares, err)
+		}
+		if rng := slices.Contains(got, "virtio-rng-device"); rng != tc.wantRNG {
+			t.Errorf("%d shares: virtio-rng-device present = %v; want %v", tc.shares, rng, tc.wantRNG)
+		}
 	}
 }
