@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // heartbeatInterval is how often the heartbeat file is rewritten
@@ -26,9 +28,16 @@ func (s *server) heartbeatLoop(stop <-chan struct{}) {
 	}
 	t := time.NewTicker(heartbeatInterval)
 	defer t.Stop()
-	for {
+	for beat := 0; ; beat++ {
 		if err := s.writeHeartbeat(time.Now()); err != nil {
 			s.log.Warn("heartbeat", "err", err)
+		}
+		if s.opts.ClockPath != "" && beat%clockSyncEvery == 0 {
+			if skew, err := syncClock(s.opts.ClockPath, time.Now(), setRealtime); err != nil && !os.IsNotExist(err) {
+				s.log.Debug("clock sync", "err", err)
+			} else if skew > maxClockSkew || skew < -maxClockSkew {
+				s.log.Info("clock corrected from the host", "skew", skew)
+			}
 		}
 		select {
 		case <-stop:
@@ -65,4 +74,10 @@ func (s *server) writeHeartbeat(now time.Time) error {
 		return err
 	}
 	return nil
+}
+
+// setRealtime sets the guest's wall clock.
+func setRealtime(ns int64) error {
+	ts := unix.NsecToTimespec(ns)
+	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
 }

@@ -24,6 +24,7 @@ const (
 	upperMount     = runtimeDir + "/rootfs/upperfs"
 	fileMountsDir  = runtimeDir + "/file-mounts"
 	heartbeatFile  = runtimeDir + "/heartbeat.json"
+	hostClockFile  = runtimeDir + "/host-clock" // written by the host
 	blockWait      = 2 * time.Second
 	blockWaitPoll  = 10 * time.Millisecond
 	defaultDirMode = 0o755

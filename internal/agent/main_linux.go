@@ -78,6 +78,7 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 		Env:           cfg.Env,
 		DefaultUser:   cfg.User,
 		HeartbeatPath: heartbeatFile,
+		ClockPath:     hostClockFile,
 		Shutdown:      powerOff,
 		Logger:        log,
 		InitTime:      initTime,

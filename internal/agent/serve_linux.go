@@ -59,6 +59,9 @@ type ServeOptions struct {
 	// ("" = no heartbeat). The temporary file is the same path with a .tmp
 	// extension.
 	HeartbeatPath string
+	// ClockPath, when set, is the host's clock file (runtime share) the
+	// heartbeat loop corrects the guest's clock from every few seconds.
+	ClockPath string
 	// Shutdown is called on core.shutdown after the sessions have been
 	// terminated. PID 1 passes sync + remount read-only + reboot.
 	Shutdown func()

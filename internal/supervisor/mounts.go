@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
@@ -186,5 +187,32 @@ func (s *sandbox) runtimeShare(spec *machine.Spec) error {
 		return launch.Fail("runtime mount:", err)
 	}
 	spec.Shares = append(spec.Shares, machine.Share{Tag: "msb_runtime", Path: dir, QuotaBytes: runtimeQuota})
+	s.writeHostClock()
 	return nil
+}
+
+// hostClockEvery is how often the host's clock is published to the guest.
+const hostClockEvery = 5 * time.Second
+
+// writeHostClock publishes the host's wall clock in the runtime share;
+// agentd corrects the guest's clock from it (a guest behind the host fails
+// certificate validity). It rewrites the file in place: a rename would
+// leave the guest's cached entry on a deleted file.
+func (s *sandbox) writeHostClock() {
+	p := filepath.Join(s.home.GuestDir(s.launch.Name), "host-clock")
+	_ = os.WriteFile(p, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)+"\n"), 0o644)
+}
+
+// publishClock rewrites the host clock file until ctx ends.
+func (s *sandbox) publishClock(ctx context.Context) {
+	t := time.NewTicker(hostClockEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.writeHostClock()
+		}
+	}
 }

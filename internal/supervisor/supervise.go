@@ -45,6 +45,7 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 		})
 	}
 	g.Go(func() error { s.sampleMetrics(gctx); return nil })
+	g.Go(func() error { s.publishClock(gctx); return nil })
 
 	// The relay is serving: the parent may connect now.
 	s.ready()

@@ -332,6 +332,17 @@ func TestCLIGuestClock(t *testing.T) {
 	if err != nil || got < before-2 || got > after+2 {
 		t.Errorf("guest date = %q; want within [%d, %d]", r.stdout, before, after)
 	}
+
+	// Not only at boot: a guest clock set back a day is corrected from the
+	// host's within seconds (TLS interception mints certificates by the
+	// host's clock).
+	r = c.must(0, "run", "--rootfs", rootfs, "--", "sh", "-c",
+		"date -s @$(( $(date +%s) - 86400 )) >/dev/null; for i in $(seq 30); do sleep 1; "+
+			"[ $(date +%s) -gt $(( "+strconv.FormatInt(time.Now().Unix(), 10)+" - 60 )) ] && break; done; date +%s")
+	got, err = strconv.ParseInt(strings.TrimSpace(string(r.stdout)), 10, 64)
+	if now := time.Now().Unix(); err != nil || got < now-60 || got > now+5 {
+		t.Errorf("guest date after being set back a day = %q; want it corrected to the host's (%d)", r.stdout, now)
+	}
 }
 
 // TestCLIParentDeath: an attached sandbox stops when the msb process that
