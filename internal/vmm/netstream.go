@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -53,9 +54,12 @@ func newStreamBackend(conn io.ReadWriteCloser) *streamBackend {
 
 func (s *streamBackend) read() {
 	defer close(s.done)
+	// Buffered: two read(2) calls per frame (length, then body) cost more
+	// than the copy.
+	r := bufio.NewReaderSize(s.conn, 64<<10)
 	var hdr [4]byte
 	for {
-		if _, err := io.ReadFull(s.conn, hdr[:]); err != nil {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			s.err = err
 			return
 		}
@@ -65,7 +69,7 @@ func (s *streamBackend) read() {
 			return
 		}
 		f := make([]byte, n)
-		if _, err := io.ReadFull(s.conn, f); err != nil {
+		if _, err := io.ReadFull(r, f); err != nil {
 			s.err = err
 			return
 		}
