@@ -60,6 +60,13 @@ func WithTLSInterceptPorts(ports ...uint16) Option {
 	return func(c *config) { c.tls.Ports = append(c.tls.Ports, ports...) }
 }
 
+// WithTLSProxyPorts names ports where the guest reaches an HTTP proxy
+// (HTTPS_PROXY=http://host.msb.internal:3128, say): CONNECT tunnels through
+// them are intercepted like direct TLS, so secrets work behind a proxy.
+func WithTLSProxyPorts(ports ...uint16) Option {
+	return func(c *config) { c.tls.ProxyPorts = append(c.tls.ProxyPorts, ports...) }
+}
+
 // WithTLSBypass lists hosts never intercepted ("example.com",
 // "*.example.com"); hosts a secret is for are intercepted anyway.
 func WithTLSBypass(hosts ...string) Option {

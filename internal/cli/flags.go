@@ -45,6 +45,7 @@ type sandboxFlags struct {
 type secretFlags struct {
 	secrets     []string
 	ports       []uint
+	proxyPorts  []uint
 	bypass      []string
 	upstreamCAs []string
 	caCert      string
@@ -56,6 +57,7 @@ func (f *secretFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.secrets, "secret", nil, "a secret the guest never sees: ENV=VALUE@HOST[,HOST…], or ENV@HOST[,HOST…] to take VALUE from your environment (keeps it out of argv); the guest's ENV holds a placeholder that TLS requests to HOST get the value in place of (repeatable)")
 	fl.UintSliceVar(&f.ports, "tls-intercept-port", nil, "intercept TLS on this destination port (default 443; repeatable)")
+	fl.UintSliceVar(&f.proxyPorts, "tls-proxy-port", nil, "the guest reaches an HTTP proxy on this port (HTTPS_PROXY=http://host.msb.internal:PORT): its CONNECT tunnels are intercepted too, so secrets work behind it (repeatable)")
 	fl.StringArrayVar(&f.bypass, "tls-bypass", nil, "never intercept TLS to this host (exact or *.suffix; repeatable)")
 	fl.StringArrayVar(&f.upstreamCAs, "tls-upstream-ca-cert", nil, "also trust this PEM CA file when verifying origins (repeatable)")
 	fl.StringVar(&f.caCert, "tls-intercept-ca-cert", "", "interception CA certificate (PEM; default: MSB_HOME/tls/ca.crt, created once)")
@@ -81,6 +83,12 @@ func (f *secretFlags) options() ([]msb.Option, error) {
 			return nil, fmt.Errorf("--tls-intercept-port %d: want 1 to 65535", p)
 		}
 		opts = append(opts, msb.WithTLSInterceptPorts(uint16(p)))
+	}
+	for _, p := range f.proxyPorts {
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("--tls-proxy-port %d: want 1 to 65535", p)
+		}
+		opts = append(opts, msb.WithTLSProxyPorts(uint16(p)))
 	}
 	if len(f.bypass) > 0 {
 		opts = append(opts, msb.WithTLSBypass(f.bypass...))

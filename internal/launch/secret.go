@@ -3,6 +3,7 @@ package launch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,6 +36,10 @@ type SecretRef struct {
 type TLS struct {
 	// Ports are the intercepted destination ports; empty means 443.
 	Ports []uint16 `json:"ports,omitempty"`
+	// ProxyPorts are destination ports where the guest reaches an HTTP
+	// proxy (HTTPS_PROXY=http://host.msb.internal:3128): CONNECT tunnels
+	// through them are intercepted like direct TLS.
+	ProxyPorts []uint16 `json:"proxy_ports,omitempty"`
 	// Bypass are hosts never intercepted: exact or "*.suffix".
 	Bypass []string `json:"bypass,omitempty"`
 	// UpstreamCAFiles are PEM files of extra CAs trusted for origins.
@@ -115,7 +120,7 @@ func (t *TLS) Validate() error {
 	if (t.CACert == "") != (t.CAKey == "") {
 		return errors.New("--tls-intercept-ca-cert and --tls-intercept-ca-key go together")
 	}
-	for _, p := range t.Ports {
+	for _, p := range append(slices.Clone(t.Ports), t.ProxyPorts...) {
 		if p == 0 {
 			return errors.New("tls intercept port 0")
 		}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/netstack"
@@ -70,7 +72,7 @@ func (s *sandbox) interceptor() (netstack.Interceptor, []byte, error) {
 		ports = []uint16{443}
 	}
 	s.log.Info("tls interception", "secrets", len(cfg.Secrets), "ports", launch.PortList(ports), "on_violation", cfg.OnViolation)
-	return interceptAdapter{i}, ca.CertPEM(), nil
+	return interceptAdapter{i: i, proxyPorts: t.ProxyPorts}, ca.CertPEM(), nil
 }
 
 // loadCA is the user's CA when the launch names one, else the home's.
@@ -118,15 +120,24 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 }
 
 // interceptAdapter lets a tlsintercept.Interceptor take the network stack's
-// intercepted flows.
-type interceptAdapter struct{ i *tlsintercept.Interceptor }
+// intercepted flows: TLS on the intercepted ports, and HTTP CONNECT on the
+// proxy ports (the tunnelled TLS is intercepted the same way).
+type interceptAdapter struct {
+	i          *tlsintercept.Interceptor
+	proxyPorts []uint16
+}
 
 var _ netstack.Interceptor = interceptAdapter{}
 
 func (a interceptAdapter) Intercepts(host string, port uint16) bool {
-	return a.i.Intercepts(host, port)
+	return slices.Contains(a.proxyPorts, port) || a.i.Intercepts(host, port)
 }
 
 func (a interceptAdapter) Handle(ctx context.Context, guest net.Conn, dst string, dial func(context.Context) (net.Conn, error)) error {
+	if _, p, err := net.SplitHostPort(dst); err == nil {
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil && slices.Contains(a.proxyPorts, uint16(n)) {
+			return a.i.HandleConnect(ctx, guest, dst, tlsintercept.Dialer(dial))
+		}
+	}
 	return a.i.Handle(ctx, guest, dst, tlsintercept.Dialer(dial))
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -35,7 +36,7 @@ func TestSecrets(t *testing.T) {
 	const value = "sk-live-0123456789abcdef-real-secret"
 	c.env = append(c.env, "API_KEY="+value)
 
-	caFile, srvCert := testCAAndServerCert(t, "host.msb.internal")
+	caFile, srvCert := testCAAndServerCert(t, "host.msb.internal", "localhost")
 	var mu sync.Mutex
 	var got []string
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{srvCert}})
@@ -51,6 +52,7 @@ func TestSecrets(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	proxyPort := strconv.Itoa(connectProxy(t))
 
 	py := func(url string) string {
 		return `import os, sys, urllib.error, urllib.request
@@ -64,7 +66,8 @@ except Exception as e:
 `
 	}
 	common := []string{"--rootfs", rootfs, "-m", "512", "--net-rule", "allow@host",
-		"--secret", "API_KEY@host.msb.internal", "--tls-intercept-port", port, "--tls-upstream-ca-cert", caFile}
+		"--secret", "API_KEY@host.msb.internal,localhost", "--tls-intercept-port", port, "--tls-upstream-ca-cert", caFile,
+		"--tls-proxy-port", proxyPort}
 
 	c.must(0, append([]string{"create", "--name", "sec"}, common...)...)
 	defer c.run(context.Background(), nil, "rm", "-f", "sec")
@@ -75,6 +78,19 @@ except Exception as e:
 	mu.Lock()
 	if len(got) != 1 || got[0] != "Bearer "+value {
 		t.Errorf("the origin received %q; want the real value", got)
+	}
+	mu.Unlock()
+
+	// Behind an HTTPS_PROXY: the CONNECT tunnel through the proxy on the
+	// host is intercepted too (an upstream bug: substitution failed there).
+	r = c.must(0, "exec", "sec", "--", "sh", "-c",
+		`https_proxy=http://host.msb.internal:`+proxyPort+` python3 -c "$0"`, py("https://localhost:"+port+"/via-proxy"))
+	if strings.TrimSpace(string(r.stdout)) != "origin-ok" {
+		t.Errorf("request through the CONNECT proxy: %q %s", r.stdout, r.stderr)
+	}
+	mu.Lock()
+	if len(got) != 2 || got[1] != "Bearer "+value {
+		t.Errorf("the origin received %q through the proxy; want the real value", got)
 	}
 	mu.Unlock()
 
@@ -96,7 +112,7 @@ except Exception as e:
 		t.Errorf("placeholder to another host: %q; want a 403", out)
 	}
 	mu.Lock()
-	if len(got) != 1 {
+	if len(got) != 2 {
 		t.Errorf("the origin received %d requests; the blocked one must not reach it", len(got))
 	}
 	mu.Unlock()
@@ -139,9 +155,43 @@ except Exception as e:
 	}
 }
 
+// connectProxy serves HTTP CONNECT on a loopback port (a stand-in for the
+// user's proxy on the host) and returns the port.
+func connectProxy(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		c, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { io.Copy(up, buf); up.(*net.TCPConn).CloseWrite() }()
+		io.Copy(c, up)
+		c.Close()
+		up.Close()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // testCAAndServerCert makes a CA (written as PEM to a file) and a server
-// certificate it signs for name.
-func testCAAndServerCert(t *testing.T, name string) (string, tls.Certificate) {
+// certificate it signs for names.
+func testCAAndServerCert(t *testing.T, names ...string) (string, tls.Certificate) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "msb e2e test CA"},
@@ -153,7 +203,7 @@ func testCAAndServerCert(t *testing.T, name string) (string, tls.Certificate) {
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
