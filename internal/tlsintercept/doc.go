@@ -20,11 +20,12 @@
 //
 // # Decisions
 //
-// HTTP/2 is not intercepted: the guest is offered ALPN "http/1.1" only, so
-// every mainstream client falls back, and the origin is spoken to in
-// HTTP/1.1. Rewriting HPACK-compressed headers in a multiplexed stream is a
-// second parser of guest bytes for no gain here. A client that insists on
-// h2 with prior knowledge (gRPC) fails on intercepted ports; bypass its host.
+// HTTP/2 and HTTP/1.1: the guest is offered ALPN "h2" and "http/1.1", and
+// net/http's server decodes either into the same http.Request, which the
+// same handler checks and rewrites; there is no second parser of guest
+// bytes. The origin is spoken to in HTTP/1.1. gRPC works as far as net/http
+// relays it over HTTP/1.1 to the origin, which is not at all (trailers and
+// bidirectional streams need h2 end to end): bypass such hosts.
 //
 // Host identity: a secret rides on a request only when the SNI (the name the
 // origin's certificate is verified for) and the Host header, if it names

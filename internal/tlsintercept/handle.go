@@ -87,9 +87,10 @@ func (i *Interceptor) handleTLS(ctx context.Context, guest net.Conn, dstHost str
 
 	tc := tls.Server(gc, &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		// HTTP/2 is not offered: clients fall back to HTTP/1.1, which is
-		// the only protocol whose requests are rewritten (see doc.go).
-		NextProtos: []string{"http/1.1"},
+		// HTTP/2 and HTTP/1.1 both: net/http's server speaks either to the
+		// guest, and every request, whatever its protocol, reaches the same
+		// handler (checked, rewritten, re-sent to the origin as HTTP/1.1).
+		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return i.leaves.get(name, i.now())
 		},

@@ -582,17 +582,48 @@ func TestNotTLS(t *testing.T) {
 	}
 }
 
-func TestALPNHTTP1Only(t *testing.T) {
-	r, _ := newRig(t)
-	conn, err := tls.Dial("tcp", r.ln.Addr().String(), &tls.Config{ServerName: apiHost, RootCAs: pool(r.ca), NextProtos: []string{"h2", "http/1.1"}})
+// TestHTTP2 checks that a guest speaking HTTP/2 gets the same substitution and
+// the same blocking as HTTP/1.1: the guest side negotiates h2, the
+// origin still gets HTTP/1.1 with the real value.
+func TestHTTP2(t *testing.T) {
+	r, viols := newRig(t)
+	c := r.client(func(tc *tls.Config) { tc.NextProtos = []string{"h2", "http/1.1"} })
+	c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+
+	req, _ := http.NewRequest("GET", "https://"+apiHost+"/h2", nil)
+	req.Header.Set("Authorization", "Bearer "+Placeholder(apiEnv))
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
-		t.Errorf("negotiated %q; want http/1.1", p)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("guest spoke %s; want HTTP/2", resp.Proto)
 	}
-	conn.Close()
-	r.flowErr()
+	reqs := r.origin.requests()
+	if len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer "+apiKey {
+		t.Fatalf("origin got %d requests; want one with the real value", len(reqs))
+	}
+
+	// A placeholder to another host over HTTP/2 is blocked too.
+	bad, _ := http.NewRequest("GET", "https://"+apiHost+"/h2", nil)
+	bad.Host = "other.example"
+	bad.Header.Set("Authorization", "Bearer "+Placeholder(apiEnv))
+	resp, err = c.Do(bad)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("placeholder to another host over HTTP/2: status %d; want 403", resp.StatusCode)
+		}
+	}
+	if len(r.origin.requests()) != 1 {
+		t.Error("the blocked HTTP/2 request reached the origin")
+	}
+	if len(*viols) == 0 {
+		t.Error("no violation reported for the blocked HTTP/2 request")
+	}
 }
 
 func TestContextCancelEndsFlow(t *testing.T) {
