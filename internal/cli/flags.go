@@ -220,6 +220,56 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 }
 
 func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
+	opts, err := f.rootOptions(image)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := parseMemory(f.memory)
+	if err != nil {
+		return nil, err
+	}
+	upperMiB, err := parseMemory(f.upperSize)
+	if err != nil {
+		return nil, fmt.Errorf("--upper-size: %w", err)
+	}
+	opts = append(opts, msb.WithUpperSize(int64(upperMiB)<<20),
+		msb.WithCPUs(f.cpus), msb.WithMemory(mem),
+		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
+		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
+	)
+	env, err := resolveEnv(f.env, f.envFiles, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		opts = append(opts, msb.WithEnv(k, v))
+	}
+	if f.replace {
+		opts = append(opts, msb.WithReplace())
+	}
+	if f.noHarden {
+		opts = append(opts, msb.WithoutHardening())
+	}
+	mounts, err := f.mounts.parse()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range mounts {
+		opts = append(opts, mountOption(m))
+	}
+	for _, more := range []func() ([]msb.Option, error){f.fileOptions, f.net.options, f.secrets.options} {
+		o, err := more()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o...)
+	}
+	return opts, nil
+}
+
+// rootOptions are the root filesystem and pull policy.
+func (f *sandboxFlags) rootOptions(image string) ([]msb.Option, error) {
 	var opts []msb.Option
 	switch {
 	case image != "" && f.rootfs != "":
@@ -237,32 +287,16 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	}
 	switch f.pull {
 	case "if-missing", "always", "never":
-		opts = append(opts, msb.WithPullPolicy(msb.PullPolicy(f.pull)))
+		return append(opts, msb.WithPullPolicy(msb.PullPolicy(f.pull))), nil
 	default:
 		return nil, fmt.Errorf("--pull %q: want if-missing, always or never", f.pull)
 	}
-	mem, err := parseMemory(f.memory)
-	if err != nil {
-		return nil, err
-	}
-	upperMiB, err := parseMemory(f.upperSize)
-	if err != nil {
-		return nil, fmt.Errorf("--upper-size: %w", err)
-	}
-	opts = append(opts, msb.WithUpperSize(int64(upperMiB)<<20))
-	opts = append(opts,
-		msb.WithCPUs(f.cpus), msb.WithMemory(mem),
-		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
-		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
-	)
-	env, err := resolveEnv(f.env, f.envFiles, os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		opts = append(opts, msb.WithEnv(k, v))
-	}
+}
+
+// fileOptions are the files written before the first boot: scripts and
+// copies.
+func (f *sandboxFlags) fileOptions() ([]msb.Option, error) {
+	var opts []msb.Option
 	seen := map[string]bool{}
 	addScript := func(name, body string) error {
 		if seen[name] {
@@ -294,9 +328,6 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 			return nil, err
 		}
 	}
-	if f.replace {
-		opts = append(opts, msb.WithReplace())
-	}
 	for _, c := range f.copies {
 		src, dst, ok := strings.Cut(c, ":")
 		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
@@ -307,23 +338,5 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 		}
 		opts = append(opts, msb.WithCopy(src, dst))
 	}
-	if f.noHarden {
-		opts = append(opts, msb.WithoutHardening())
-	}
-	mounts, err := f.mounts.parse()
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range mounts {
-		opts = append(opts, mountOption(m))
-	}
-	netOpts, err := f.net.options()
-	if err != nil {
-		return nil, err
-	}
-	secretOpts, err := f.secrets.options()
-	if err != nil {
-		return nil, err
-	}
-	return append(append(opts, netOpts...), secretOpts...), nil
+	return opts, nil
 }
