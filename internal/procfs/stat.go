@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -79,8 +80,9 @@ func StartTime(pid int) (int64, error) {
 // kill(pid, 0) decides existence: EPERM means the process exists but
 // belongs to someone else, so it is alive. A zombie has exited and counts
 // as dead. When /proc shows a different start time the pid was reused by
-// another process: dead. When /proc is unreadable (hidepid) or absent (not
-// Linux), Alive trusts kill.
+// another process: dead, and so is a pid whose /proc entry vanished after
+// kill (reaped in between). When /proc is unreadable (hidepid) or absent
+// (not Linux), Alive trusts kill.
 func Alive(pid int, startTime int64) bool {
 	if pid <= 0 {
 		return false
@@ -89,6 +91,10 @@ func Alive(pid int, startTime int64) bool {
 		return false
 	}
 	st, err := ReadStat(pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Reaped between kill and the read: gone.
+		return false
+	}
 	if err != nil {
 		return true
 	}
