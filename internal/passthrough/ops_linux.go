@@ -1071,58 +1071,56 @@ func (f *FS) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string, dest []b
 	if strings.HasPrefix(attr, hiddenXattrPrefix) {
 		return 0, fuse.ENOATTR
 	}
-	ino, st := f.get(h.NodeId)
-	if !st.Ok() {
-		return 0, st
-	}
-	defer f.put(ino)
-	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
-		return 0, fuse.ENOATTR
-	}
-	fd, err := f.xattrFD(ino)
-	if err != nil {
-		return 0, errno(err)
-	}
-	defer unix.Close(fd)
-	n, err := unix.Fgetxattr(fd, attr, dest[:min(len(dest), xattrSizeMax)])
-	if err != nil {
-		return 0, errno(err)
-	}
-	return uint32(n), fuse.OK
+	return f.readXattr(h.NodeId, fuse.ENOATTR, func(fd int) (uint32, fuse.Status) {
+		n, err := unix.Fgetxattr(fd, attr, dest[:min(len(dest), xattrSizeMax)])
+		if err != nil {
+			return 0, errno(err)
+		}
+		return uint32(n), fuse.OK
+	})
 }
 
 func (f *FS) ListXAttr(_ <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
-	ino, st := f.get(h.NodeId)
+	return f.readXattr(h.NodeId, fuse.OK, func(fd int) (uint32, fuse.Status) {
+		buf := make([]byte, xattrSizeMax)
+		n, err := unix.Flistxattr(fd, buf)
+		if err != nil {
+			return 0, errno(err)
+		}
+		var list []byte
+		for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
+			if name != "" && !strings.HasPrefix(name, hiddenXattrPrefix) {
+				list = append(append(list, name...), 0)
+			}
+		}
+		if len(dest) == 0 {
+			return uint32(len(list)), fuse.OK
+		}
+		if len(dest) < len(list) {
+			return 0, fuse.Status(syscall.ERANGE)
+		}
+		return uint32(copy(dest, list)), fuse.OK
+	})
+}
+
+// readXattr runs op on an xattr-capable descriptor of node. Nodes that have
+// none to show (neither regular files nor directories, or the pinned root
+// of a one-file share) answer none instead.
+func (f *FS) readXattr(node uint64, none fuse.Status, op func(fd int) (uint32, fuse.Status)) (uint32, fuse.Status) {
+	ino, st := f.get(node)
 	if !st.Ok() {
 		return 0, st
 	}
 	defer f.put(ino)
 	if (ino.typ != syscall.S_IFREG && ino.typ != syscall.S_IFDIR) || f.pinned(ino) {
-		return 0, fuse.OK
+		return 0, none
 	}
 	fd, err := f.xattrFD(ino)
 	if err != nil {
 		return 0, errno(err)
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, xattrSizeMax)
-	n, err := unix.Flistxattr(fd, buf)
-	if err != nil {
-		return 0, errno(err)
-	}
-	var list []byte
-	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
-		if name != "" && !strings.HasPrefix(name, hiddenXattrPrefix) {
-			list = append(append(list, name...), 0)
-		}
-	}
-	if len(dest) == 0 {
-		return uint32(len(list)), fuse.OK
-	}
-	if len(dest) < len(list) {
-		return 0, fuse.Status(syscall.ERANGE)
-	}
-	return uint32(copy(dest, list)), fuse.OK
+	return op(fd)
 }
 
 func (f *FS) RemoveXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
