@@ -56,17 +56,11 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
-	var wq waiter.Queue
-	ep, e := r.CreateEndpoint(&wq)
-	if e != nil {
+	gc, ok := s.acceptGuest(r)
+	if !ok {
 		hc.Close()
-		r.Complete(true)
 		return
 	}
-	r.Complete(false)
-	ep.SocketOptions().SetKeepAlive(true)
-	gc := gonet.NewTCPConn(&wq, ep)
-	s.c.opened.Add(1)
 	if !s.track(gc, hc) {
 		gc.Close()
 		hc.Close()
@@ -74,6 +68,21 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	defer s.untrack(gc, hc)
 	splice(gc, hc)
+}
+
+// acceptGuest completes the guest's handshake (SYN-ACK) and returns the
+// guest side of the flow; on failure the SYN is answered with a reset.
+func (s *Stack) acceptGuest(r *tcp.ForwarderRequest) (*gonet.TCPConn, bool) {
+	var wq waiter.Queue
+	ep, e := r.CreateEndpoint(&wq)
+	if e != nil {
+		r.Complete(true)
+		return nil, false
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	s.c.opened.Add(1)
+	return gonet.NewTCPConn(&wq, ep), true
 }
 
 // interceptHost is what a flow is matched against before its TLS names it:
@@ -88,16 +97,10 @@ func interceptHost(f Flow) string {
 // intercept completes the guest's handshake at once and hands the flow to
 // ic, which dials the real destination only if and when it needs to.
 func (s *Stack) intercept(r *tcp.ForwarderRequest, f Flow, ic Interceptor) {
-	var wq waiter.Queue
-	ep, e := r.CreateEndpoint(&wq)
-	if e != nil {
-		r.Complete(true)
+	gc, ok := s.acceptGuest(r)
+	if !ok {
 		return
 	}
-	r.Complete(false)
-	ep.SocketOptions().SetKeepAlive(true)
-	gc := gonet.NewTCPConn(&wq, ep)
-	s.c.opened.Add(1)
 	if !s.track(gc) {
 		gc.Close()
 		return
