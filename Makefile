@@ -52,8 +52,12 @@ test-kvm: ## KVM-level tests on /dev/kvm, failing (not skipping) without it
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 	@scripts/fuzz.sh $(FUZZTIME)
 
-bench: kernel ## Benchmarks (agent round trip, store, codecs, rootfs, boot)
-	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -run '^$$' -bench . -benchmem -count 1 ./... 2>&1 | tee $(BIN)/bench.txt | grep -E '^(Benchmark|ok|FAIL|---)'
+bench: kernel rootfs ## Benchmarks (agent, store, codecs, rootfs, boot, network), then make compare
+	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -run '^$$' -bench . -skip '^BenchmarkCompare' -benchmem -count 1 ./... 2>&1 | tee $(BIN)/bench.txt | grep -E '^(Benchmark|ok|FAIL|---)'
+	@scripts/compare.sh $(COMPARE_FLAGS)
+
+compare: kernel rootfs ## msb next to its peers, one table (bin/compare.json); COMPARE_FLAGS="-quick -rounds 1" for a short run
+	@scripts/compare.sh $(COMPARE_FLAGS)
 
 lint: ## gofmt, go vet (linux and darwin), staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -66,4 +70,4 @@ check: lint test ## Everything CI runs
 clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
 	rm -rf $(BIN)
 
-.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-kvm fuzz bench lint check clean
+.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-kvm fuzz bench compare lint check clean

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 )
 
 // genTree writes files files totalling about total bytes of incompressible
@@ -76,4 +78,34 @@ func BenchmarkPackDir(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCompareErofs is the `make compare` row of BenchmarkPackDir:
+// PackDir and mkfs.erofs on the same tree, alternating, medians in ms.
+func BenchmarkCompareErofs(b *testing.B) {
+	bin := requireTool(b, "mkfs.erofs", "erofs-utils")
+	src := filepath.Join(b.TempDir(), "src")
+	genTree(b, src, 5000, 100<<20)
+	out := filepath.Join(b.TempDir(), "out.erofs")
+	var msb, peer []float64
+	for b.Loop() {
+		for range 3 {
+			start := time.Now()
+			if err := PackDir(b.Context(), src, out, PackOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			msb = append(msb, float64(time.Since(start).Microseconds())/1000)
+			_ = os.Remove(out)
+			start = time.Now()
+			if o, err := exec.Command(bin, "--quiet", out, src).CombinedOutput(); err != nil {
+				b.Fatalf("mkfs.erofs: %v\n%s", err, o)
+			}
+			peer = append(peer, float64(time.Since(start).Microseconds())/1000)
+			_ = os.Remove(out)
+		}
+	}
+	slices.Sort(msb)
+	slices.Sort(peer)
+	b.ReportMetric(msb[len(msb)/2], "msb-ms")
+	b.ReportMetric(peer[len(peer)/2], "peer-ms")
 }

@@ -1,0 +1,403 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	msb "github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/agentclient"
+	"github.com/msb-go/msb/internal/e2etest"
+)
+
+// The BenchmarkCompare* benchmarks are the guest rows of `make compare`
+// (internal/compare): each does msb's side and its peer's side itself,
+// alternating them, and reports both as custom metrics.
+
+func medianOfDur(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// sdkFor points the SDK at c's binaries and home for the rest of the test.
+func sdkFor(b *testing.B, c *cli) {
+	b.Setenv("MSB_PATH", c.bin)
+	b.Setenv("MSB_HOME", c.home)
+	for _, kv := range c.env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == "MSB_KERNEL" {
+			b.Setenv("MSB_KERNEL", v)
+		}
+	}
+}
+
+// BenchmarkCompareBoot times `msb run --rootfs DIR -- true` from CLI start
+// to exit next to a bare QEMU boot of the same kernel with the same
+// machine flags and memory, whose init (agentd in probe mode) powers off
+// at once: what msb adds to the floor (CLI, store, sandbox process, devices,
+// agent, exec, shutdown, removal).
+func BenchmarkCompareBoot(b *testing.B) {
+	env := e2etest.Require(b)
+	c := newCLI(b)
+	rootfs := busyboxRootfs(b)
+	initrd := e2etest.Initramfs(b, e2etest.Build(b, "./cmd/agentd"), nil)
+	c.must(0, "run", "--rootfs", rootfs, "--", "true") // warm the rootfs cache
+	var msbT, bare []time.Duration
+	for b.Loop() {
+		for range 3 {
+			g := e2etest.Start(b, env, e2etest.Boot{Initrd: initrd, Cmdline: []string{"MSB_PROBE=1"}, MemoryMiB: 512})
+			if exit := g.Wait(b); exit.Err != nil || exit.Panicked {
+				b.Fatalf("bare boot: %+v", exit)
+			}
+			bare = append(bare, time.Since(g.Started))
+			start := time.Now()
+			c.must(0, "run", "--rootfs", rootfs, "-m", "512", "--", "true")
+			msbT = append(msbT, time.Since(start))
+		}
+	}
+	b.ReportMetric(ms(medianOfDur(msbT)), "msb-ms")
+	b.ReportMetric(ms(medianOfDur(bare)), "peer-ms")
+}
+
+// BenchmarkCompareExecGuest times an exec of `true` in a running TCG
+// guest through the SDK next to a host fork/exec/wait of `true`.
+func BenchmarkCompareExecGuest(b *testing.B) {
+	c := newCLI(b)
+	sdkFor(b, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sb, err := msb.Create(ctx, "cmp-exec", msb.WithRootfs(busyboxRootfs(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer msb.Remove(context.Background(), "cmp-exec", true)
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var msbT, host []time.Duration
+	for b.Loop() {
+		for range 20 {
+			start := time.Now()
+			res, err := sb.Exec(ctx, "true", nil)
+			if err != nil || res.ExitCode != 0 {
+				b.Fatalf("exec true: %v %+v", err, res)
+			}
+			msbT = append(msbT, time.Since(start))
+			start = time.Now()
+			if err := exec.Command(truePath).Run(); err != nil {
+				b.Fatal(err)
+			}
+			host = append(host, time.Since(start))
+		}
+	}
+	b.ReportMetric(ms(medianOfDur(msbT)), "msb-ms")
+	b.ReportMetric(ms(medianOfDur(host)), "peer-ms")
+}
+
+const guestCopySize = 256 << 20
+
+// guestTimed runs script in the guest between two /proc/uptime readings
+// (busybox date has no %N; centiseconds are enough for transfers of
+// seconds) and returns the guest's own measure of it.
+func guestTimed(ctx context.Context, b *testing.B, sb *msb.Sandbox, script string) time.Duration {
+	b.Helper()
+	res, err := sb.Exec(ctx, "sh", []string{"-c", "s=$(cut -d' ' -f1 /proc/uptime); " + script +
+		"; e=$(cut -d' ' -f1 /proc/uptime); awk -v s=$s -v e=$e 'BEGIN { printf \"%d\\n\", (e - s) * 1000 }'"})
+	if err != nil || res.ExitCode != 0 {
+		b.Fatalf("guest %q: %v %+v", script, err, res)
+	}
+	f := strings.Fields(string(res.Stdout))
+	n, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+	if err != nil {
+		b.Fatalf("timing output %q: %v", res.Stdout, err)
+	}
+	return time.Duration(max(n, 10)) * time.Millisecond
+}
+
+// BenchmarkCompareCopyGuest moves 256 MiB into and out of a running TCG
+// guest four ways through the SDK — fs write in, fs read out, exec stdout,
+// exec stdin — next to the guest piping the same file to itself (the
+// emulation's ceiling: the goal is half of it).
+func BenchmarkCompareCopyGuest(b *testing.B) {
+	c := newCLI(b)
+	sdkFor(b, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	sb, err := msb.Create(ctx, "cmp-copy", msb.WithRootfs(busyboxRootfs(b)), msb.WithMemory(1024))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer msb.Remove(context.Background(), "cmp-copy", true)
+	src := filepath.Join(b.TempDir(), "src")
+	f, err := os.Create(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rand.NewChaCha8([32]byte{7}), guestCopySize); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	size := func(name string) int64 {
+		res, err := sb.Exec(ctx, "stat", []string{"-c", "%s", name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(res.Stdout)), 10, 64)
+		return n
+	}
+	timed := func(what string, fn func() (int64, error)) time.Duration {
+		b.Helper()
+		start := time.Now()
+		n, err := fn()
+		if err != nil || n != guestCopySize {
+			b.Fatalf("%s: moved %d of %d bytes: %v", what, n, guestCopySize, err)
+		}
+		return time.Since(start)
+	}
+	write := func() (int64, error) {
+		f, err := os.Open(src)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := sb.FS().WriteStream(ctx, "/tmp/f", f, 0o644); err != nil {
+			return 0, err
+		}
+		return size("/tmp/f"), nil
+	}
+	read := func() (int64, error) {
+		r, err := sb.FS().ReadStream(ctx, "/tmp/f")
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		return io.Copy(io.Discard, r)
+	}
+	stdout := func() (int64, error) {
+		e, err := sb.ExecStream(ctx, "cat", []string{"/tmp/f"})
+		if err != nil {
+			return 0, err
+		}
+		e.Stdin().Close()
+		n, err := io.Copy(io.Discard, e.Stdout())
+		if code, werr := e.Wait(); werr != nil || code != 0 {
+			return n, fmt.Errorf("cat: %d %v", code, werr)
+		}
+		return n, err
+	}
+	stdin := func() (int64, error) {
+		e, err := sb.ExecStream(ctx, "sh", []string{"-c", "cat > /tmp/g"})
+		if err != nil {
+			return 0, err
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if _, err := io.Copy(e.Stdin(), f); err != nil {
+			return 0, err
+		}
+		e.Stdin().Close()
+		if code, err := e.Wait(); err != nil || code != 0 {
+			return 0, fmt.Errorf("cat: %d %v", code, err)
+		}
+		n := size("/tmp/g")
+		_, err = sb.Exec(ctx, "rm", []string{"/tmp/g"})
+		return n, err
+	}
+	var wr, rd, so, si, pipe []time.Duration
+	for b.Loop() {
+		wr = append(wr, timed("write", write))
+		rd = append(rd, timed("read", read))
+		so = append(so, timed("stdout", stdout))
+		si = append(si, timed("stdin", stdin))
+		pipe = append(pipe, guestTimed(ctx, b, sb, "cat /tmp/f | cat > /dev/null"))
+	}
+	mbps := func(d []time.Duration) float64 { return float64(guestCopySize) / 1e6 / medianOfDur(d).Seconds() }
+	b.ReportMetric(mbps(wr), "write-MB/s")
+	b.ReportMetric(mbps(rd), "read-MB/s")
+	b.ReportMetric(mbps(so), "stdout-MB/s")
+	b.ReportMetric(mbps(si), "stdin-MB/s")
+	b.ReportMetric(mbps(pipe), "guest-pipe-MB/s")
+}
+
+// procRSSKiB is VmRSS of pid.
+func procRSSKiB(b *testing.B, pid int) int64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
+
+// guestRAMKiB is the resident part of QEMU's guest RAM mapping: the one
+// mapping of exactly memMiB in /proc/pid/smaps. What the guest touched is
+// counted against the guest, not against the VMM.
+func guestRAMKiB(b *testing.B, pid, memMiB int) int64 {
+	b.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	inRAM, found := false, int64(-1)
+	for sc.Scan() {
+		l := sc.Text()
+		if v, ok := strings.CutPrefix(l, "Size:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			inRAM = n == int64(memMiB)<<10
+			continue
+		}
+		if v, ok := strings.CutPrefix(l, "Rss:"); ok && inRAM {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if found >= 0 {
+				b.Fatalf("two %d MiB mappings in QEMU pid %d: cannot tell guest RAM", memMiB, pid)
+			}
+			found = n
+		}
+	}
+	if found < 0 {
+		b.Fatalf("no %d MiB guest RAM mapping in QEMU pid %d", memMiB, pid)
+	}
+	return found
+}
+
+// BenchmarkCompareRSS measures what a running sandbox costs the host
+// beyond its guest's RAM — sandbox process + QEMU, minus the resident
+// guest RAM — next to a bare QEMU of the same kernel with the same flags
+// running the same agent (its RSS minus its resident guest RAM), both
+// idle after boot; and the guest RAM each touched.
+func BenchmarkCompareRSS(b *testing.B) {
+	env := e2etest.Require(b)
+	c := newCLI(b)
+	rootfs := busyboxRootfs(b)
+	agentd := e2etest.Build(b, "./cmd/agentd")
+	initrd := e2etest.Initramfs(b, agentd, nil)
+	const mem = 512
+	var over, guest, bareOver, bareGuest []float64
+	for b.Loop() {
+		c.must(0, "create", "--rootfs", rootfs, "--name", "cmp-rss", "-m", strconv.Itoa(mem))
+		pid := c.ls()["cmp-rss"].PID
+		qemus := children(pid)
+		if len(qemus) != 1 {
+			b.Fatalf("sandbox process %d has children %v; want one QEMU", pid, qemus)
+		}
+		time.Sleep(2 * time.Second) // let the boot's transient work settle
+		ram := guestRAMKiB(b, qemus[0], mem)
+		over = append(over, float64(procRSSKiB(b, pid)+procRSSKiB(b, qemus[0])-ram)/1024)
+		guest = append(guest, float64(ram)/1024)
+		c.must(0, "rm", "-f", "cmp-rss")
+
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		host, gend := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent-guest")
+		g := e2etest.Start(b, env, e2etest.Boot{Initrd: initrd, Agent: gend, MemoryMiB: mem})
+		gend.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		ac, err := agentclient.NewDirect(ctx, host)
+		cancel()
+		if err != nil {
+			b.Fatalf("bare agent: %v", err)
+		}
+		time.Sleep(2 * time.Second)
+		qpid := g.Proc.PID()
+		ram = guestRAMKiB(b, qpid, mem)
+		bareOver = append(bareOver, float64(procRSSKiB(b, qpid)-ram)/1024)
+		bareGuest = append(bareGuest, float64(ram)/1024)
+		ac.Close()
+		g.Proc.Kill()
+		<-g.Proc.Done()
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	b.ReportMetric(med(over), "msb-MiB")
+	b.ReportMetric(med(bareOver), "peer-MiB")
+	b.ReportMetric(med(guest), "msb-guest-MiB")
+	b.ReportMetric(med(bareGuest), "peer-guest-MiB")
+}
+
+// BenchmarkCompareConcurrentRuns starts 20 `msb run --rootfs DIR -- true`
+// at once and reports how many succeeded and their p50/p99 wall time, next
+// to one run alone.
+func BenchmarkCompareConcurrentRuns(b *testing.B) {
+	c := newCLI(b)
+	rootfs := busyboxRootfs(b)
+	c.must(0, "run", "--rootfs", rootfs, "--", "true") // warm the rootfs cache
+	const n = 20
+	var single, p50, p99, okPct []float64
+	for b.Loop() {
+		start := time.Now()
+		c.must(0, "run", "--rootfs", rootfs, "-m", "128", "--", "true")
+		single = append(single, ms(time.Since(start)))
+		var mu sync.Mutex
+		var times []time.Duration
+		var failures []string
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				start := time.Now()
+				r, err := c.run(ctx, nil, "run", "--rootfs", rootfs, "-m", "128", "--", "echo", strconv.Itoa(i))
+				d := time.Since(start)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil || r.code != 0 || strings.TrimSpace(string(r.stdout)) != strconv.Itoa(i) {
+					failures = append(failures, fmt.Sprintf("run %d: exit %d %v: %s", i, r.code, err, r.stderr))
+					return
+				}
+				times = append(times, d)
+			})
+		}
+		wg.Wait()
+		for _, f := range failures {
+			b.Log(f)
+		}
+		okPct = append(okPct, 100*float64(len(times))/n)
+		if len(times) == 0 {
+			b.Fatalf("all %d concurrent runs failed", n)
+		}
+		slices.Sort(times)
+		p50 = append(p50, ms(times[len(times)/2]))
+		p99 = append(p99, ms(times[(len(times)*99-1)/100]))
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	b.ReportMetric(med(okPct), "success-%")
+	b.ReportMetric(100, "want-%")
+	b.ReportMetric(med(p50), "p50-ms")
+	b.ReportMetric(med(p99), "p99-ms")
+	b.ReportMetric(med(single), "single-ms")
+	if m, _ := json.Marshal(okPct); med(okPct) < 100 {
+		b.Errorf("concurrent runs succeeded %s%%; want 100", m)
+	}
+}
