@@ -46,6 +46,12 @@ test-e2e: kernel ## The e2e tier only
 test-e2e-full: kernel ## The e2e tier with the full-size suites (msb cp of ~100 MiB in ~3000 files)
 	MSB_E2E_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
+test-fidelity: kernel ## The guest-fidelity tier in full: CPython's regression tests in a guest and in a host chroot, no difference allowed
+	MSB_FIDELITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 90m -v -run 'TestFidelity' $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+
+test-reliability: kernel ## Faults and load in full (kill -9, guest panic, disk full, locked/corrupt store, floods, 20 runs at once): one table
+	MSB_RELIABILITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v -run 'TestReliability' $(E2E_PKGS) 2>&1 | tee $(BIN)/reliability.txt | scripts/e2e-summary.sh
+
 test-kvm: ## KVM-level tests on /dev/kvm, failing (not skipping) without it
 	MSB_REQUIRE_KVM=1 $(GO) test -count=1 ./internal/vmm/...
 
@@ -70,4 +76,4 @@ check: lint test ## Everything CI runs
 clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
 	rm -rf $(BIN)
 
-.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-kvm fuzz bench compare lint check clean
+.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-fidelity test-reliability test-kvm fuzz bench compare lint check clean

@@ -6,6 +6,10 @@
 # ${MSB_CACHE:-~/.cache/msb}/rootfs/debian-python/<hash>/, where <hash> covers
 # this script and the mirror, so running it again is a cheap no-op.
 #
+# With the argument `testsuite` it also installs CPython's own regression
+# tests (libpython3.11-testsuite) for the guest-fidelity tier
+# (test/e2e/fidelity_linux_test.go), cached apart as debian-python-testsuite.
+#
 # Needs root (debootstrap creates device nodes and root-owned files) and the
 # Debian package debootstrap (scripts/setup.sh installs it). The mirror is
 # DEBIAN_MIRROR, default http://deb.debian.org/debian; packages are verified
@@ -13,6 +17,12 @@
 set -euo pipefail
 
 suite=bookworm
+variant=${1:-}
+case $variant in
+  "") name=debian-python; include=python3 ;;
+  testsuite) name=debian-python-testsuite; include=python3,libpython3.11-testsuite ;;
+  *) echo "debian-python: unknown variant '$variant' (want: testsuite)" >&2; exit 2 ;;
+esac
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -26,21 +36,21 @@ fi
 command -v debootstrap >/dev/null || { echo "debian-python: install the Debian package debootstrap" >&2; exit 1; }
 
 cache=${MSB_CACHE:-${HOME:?HOME is not set}/.cache/msb}
-hash=$( { cat "${BASH_SOURCE[0]}"; echo "$mirror"; } | sha256sum | cut -c1-16)
-out=$cache/rootfs/debian-python/$hash
+hash=$( { cat "${BASH_SOURCE[0]}"; echo "$mirror $variant"; } | sha256sum | cut -c1-16)
+out=$cache/rootfs/$name/$hash
 if [ -x "$out/usr/bin/python3" ]; then
   printf '%s\n' "$out"
   exit 0
 fi
 
-mkdir -p "$cache/rootfs/debian-python"
+mkdir -p "$cache/rootfs/$name"
 # Build beside the final path and rename, so an interrupted run never leaves
 # a partial tree where a later run would take it as complete.
-tmp=$(mktemp -d "$cache/rootfs/debian-python/.build.XXXXXX")
+tmp=$(mktemp -d "$cache/rootfs/$name/.build.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT
 chmod 0755 "$tmp"
 
-debootstrap --variant=minbase --include=python3 "$suite" "$tmp" "$mirror" >&2
+debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror" >&2
 
 # Downloaded packages and indexes are not part of the image.
 rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/* "$tmp"/var/log/*.log

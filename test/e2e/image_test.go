@@ -272,11 +272,18 @@ func TestImageCLIPull(t *testing.T) {
 // first use (minutes; needs root and the Debian mirror).
 func debianPythonRootfs(t testing.TB) string {
 	t.Helper()
+	return debianImage(t)
+}
+
+// debianImage runs scripts/images/debian-python.sh with args (a variant)
+// and returns the tree it prints.
+func debianImage(t testing.TB, args ...string) string {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("debootstrap needs root")
 	}
 	requireTool(t, "debootstrap", "debootstrap")
-	out, err := exec.Command(filepath.Join(e2etest.RepoRoot(t), "scripts/images/debian-python.sh")).Output()
+	out, err := exec.Command(filepath.Join(e2etest.RepoRoot(t), "scripts/images/debian-python.sh"), args...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
