@@ -194,6 +194,19 @@ func assembleRoot(br *BlockRoot) error {
 	return switchRoot()
 }
 
+// overlayFeatures make the overlay root behave like one file system to the
+// programs on it (found by the guest-fidelity tier, test/e2e/fidelity):
+//   - xino=on: the lower (EROFS) and the upper (ext4 or tmpfs) are two file
+//     systems, so without it readdir's d_ino differs from stat's st_ino for
+//     the same entry (CPython's test_os.TestScandir; scandir-based walkers,
+//     backup and sync tools, hardlink detection). xino composes one inode
+//     number space from the layers' numbers and a layer index in the high
+//     bits, which ext4's and EROFS's 32-bit numbers leave free.
+//   - redirect_dir=on: renaming a directory that comes from the image fails
+//     with EXDEV without it (rename(2) works on any single file system);
+//     with it the upper records a redirect instead.
+const overlayFeatures = "xino=on,redirect_dir=on"
+
 // overlayRoot mounts at /newroot the overlay of the upper file system at
 // upperMount over the read-only tree at lowerMount.
 func overlayRoot() error {
@@ -202,7 +215,8 @@ func overlayRoot() error {
 			return fmt.Errorf("root upper: %w", err)
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lowerMount, upperMount, upperMount)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,%s", lowerMount, upperMount, upperMount,
+		overlayFeatures)
 	if err := mount("overlay", newRoot, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("root overlay: %w", err)
 	}
