@@ -246,7 +246,7 @@ func TestReliability(t *testing.T) {
 // written), frees the space, and checks that the sandbox process survived
 // and kept what was logged before.
 func hostDiskFull(t *testing.T, rootfs string) (string, string) {
-	c := newCLI(t)
+	c := shortHomeCLI(t)
 	if err := os.MkdirAll(c.home, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func lockedDB(t *testing.T, c *cli, rootfs string) (string, string) {
 	c.must(0, "create", "--rootfs", rootfs, "--name", "rel-lock", "-m", "256")
 	defer c.run(context.Background(), nil, "rm", "-f", "rel-lock")
 	pid := c.ls()["rel-lock"].PID
-	db := filepath.Join(c.home, "msb.db")
+	db := filepath.Join(c.home, "db", "msb.db")
 	if _, err := os.Stat(db); err != nil {
 		t.Fatalf("store: %v", err)
 	}
@@ -358,7 +358,7 @@ func lockedDB(t *testing.T, c *cli, rootfs string) (string, string) {
 func corruptDB(t *testing.T) (string, string) {
 	c := newCLI(t)
 	c.must(0, "ls")
-	db := filepath.Join(c.home, "msb.db")
+	db := filepath.Join(c.home, "db", "msb.db")
 	f, err := os.OpenFile(db, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -379,6 +379,24 @@ func corruptDB(t *testing.T) (string, string) {
 		t.Errorf("the error does not name the store file: %s", msg)
 	}
 	return "msb ls: exit " + strconv.Itoa(r.code) + ": " + firstLine(msg), "the store (by construction)"
+}
+
+// shortHomeCLI is newCLI with MSB_HOME at a short path: a subtest's
+// TempDir is too long for the sandbox's unix sockets (108 bytes).
+func shortHomeCLI(t *testing.T) *cli {
+	c := newCLI(t)
+	home, err := os.MkdirTemp("", "msbrel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	c.home = filepath.Join(home, "h")
+	for i, kv := range c.env {
+		if strings.HasPrefix(kv, "MSB_HOME=") {
+			c.env[i] = "MSB_HOME=" + c.home
+		}
+	}
+	return c
 }
 
 func firstLine(s string) string {
