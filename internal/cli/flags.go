@@ -18,10 +18,6 @@ import (
 type sandboxFlags struct {
 	name        string
 	rootfs      string
-	snapshot    string
-	// upperSizeSet tells a given --upper-size from its default, which a
-	// snapshot's own size overrides.
-	upperSizeSet func() bool
 	rootfsLive  bool
 	cpus        int
 	memory      string
@@ -43,6 +39,10 @@ type sandboxFlags struct {
 	mounts      mountFlags
 	net         netFlags
 	secrets     secretFlags
+	// snapshot is --snapshot; upperSizeSet tells a given --upper-size from
+	// its default, which a snapshot's own size overrides.
+	snapshot     string
+	upperSizeSet func() bool
 }
 
 // secretFlags are the secret and TLS-interception options (reference §11).

@@ -122,7 +122,6 @@ func shortID(id string) string {
 	return h[:min(12, len(h))]
 }
 
-
 func newSnapshotInspectCmd(stdio Stdio) *cobra.Command {
 	var format string
 	var verify bool
