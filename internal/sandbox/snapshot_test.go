@@ -155,4 +155,15 @@ func TestSnapshotSandbox(t *testing.T) {
 	if err != nil || got.ID != again.ID {
 		t.Errorf("Import = %v, id %s; want id %s", err, got.ID, again.ID)
 	}
+	// The same snapshot under a second name is refused; over itself with
+	// force it is replaced.
+	if _, err := m.Snapshots().Import(t.Context(), file, "s2", false, nil); !errors.Is(err, ErrExists) {
+		t.Errorf("Import of an indexed snapshot as s2 = %v; want ErrExists", err)
+	}
+	if _, err := m.Snapshots().Import(t.Context(), file, "s1", true, nil); err != nil {
+		t.Errorf("Import -f over itself = %v", err)
+	}
+	if err := m.Snapshots().Verify(t.Context(), "s1"); err != nil {
+		t.Errorf("Verify after Import -f = %v", err)
+	}
 }

@@ -181,7 +181,7 @@ func (r Repo) commit(ctx context.Context, name, stage string, m Manifest, force 
 	if err := os.WriteFile(filepath.Join(stage, ManifestFile), raw, 0o600); err != nil {
 		return Info{}, fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	if other, err := r.Store.Snapshot(ctx, id); err == nil && other.Digest == id {
+	if other, err := r.Store.Snapshot(ctx, id); err == nil && other.Digest == id && !(force && other.Name == name) {
 		return Info{}, fmt.Errorf("snapshot %s: %w: the same snapshot is indexed as %q", name, ErrExists, other.Name)
 	}
 	if force {
