@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/msb-go/msb"
 )
 
 // TestCLISnapshot is issue 14's snapshot round trip through the CLI: a
@@ -86,5 +92,80 @@ func TestCLISnapshot(t *testing.T) {
 	f.Close()
 	if r := c.must(1, "snapshot", "inspect", "base", "--verify"); !strings.Contains(string(r.stderr), "does not match") {
 		t.Errorf("inspect --verify after a flipped byte: %s; want a digest mismatch", r.stderr)
+	}
+}
+
+// TestSDKSnapshot is the same round trip through the Go SDK: a running
+// sandbox is refused, a stopped one is snapshotted through its handle, and
+// Create with FromSnapshot boots a copy (two boots). Export, remove and
+// import keep the id; another image is refused before any boot.
+func TestSDKSnapshot(t *testing.T) {
+	c := newCLI(t)
+	const ref = "localhost/snap/busybox:sdk"
+	c.must(0, "image", "import", busyboxRootfs(t), ref)
+	t.Setenv("MSB_PATH", c.bin)
+	t.Setenv("MSB_HOME", c.home)
+	for _, kv := range c.env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == "MSB_KERNEL" {
+			t.Setenv(k, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	sb, err := msb.Create(ctx, "sdk-src", msb.WithImage(ref), msb.WithMemory(256))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	defer sb.Close()
+	if res, err := sb.Exec(ctx, "sh", []string{"-c", "echo from-sdk > /etc/marker && sync"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("write marker: %v %+v", err, res)
+	}
+	if _, err := sb.Snapshot(ctx, "sdk"); !errors.Is(err, msb.ErrRunning) {
+		t.Errorf("Snapshot of a running sandbox = %v; want ErrRunning", err)
+	}
+	if err := sb.Stop(ctx, 30*time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	info, err := sb.Snapshot(ctx, "sdk", msb.WithSnapshotLabel("via", "sdk"))
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if info.ImageReference != ref || info.SourceSandbox != "sdk-src" || info.Labels["via"] != "sdk" {
+		t.Errorf("Snapshot = %+v", info)
+	}
+
+	if _, err := msb.Create(ctx, "", msb.FromSnapshot("sdk"), msb.WithImage("localhost/other:1")); !errors.Is(err, msb.ErrSnapshotImage) {
+		t.Errorf("Create(FromSnapshot, another image) = %v; want ErrSnapshotImage", err)
+	}
+
+	var buf bytes.Buffer
+	if err := msb.ExportSnapshot(ctx, "sdk", &buf, msb.PlainTar()); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sdk.tar")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := msb.RemoveSnapshot(ctx, "sdk"); err != nil {
+		t.Fatal(err)
+	}
+	imported, err := msb.ImportSnapshot(ctx, file, "sdk")
+	if err != nil || imported.ID != info.ID {
+		t.Fatalf("ImportSnapshot = %+v, %v; want id %s", imported, err, info.ID)
+	}
+	if err := msb.VerifySnapshot(ctx, "sdk"); err != nil {
+		t.Errorf("VerifySnapshot = %v", err)
+	}
+
+	cp, err := msb.Create(ctx, "", msb.FromSnapshot("sdk"), msb.WithMemory(256))
+	if err != nil {
+		t.Fatalf("Create(FromSnapshot): %v", err)
+	}
+	defer msb.Remove(context.Background(), cp.Name(), true)
+	defer cp.Close()
+	res, err := cp.Exec(ctx, "cat", []string{"/etc/marker"})
+	if err != nil || string(res.Stdout) != "from-sdk\n" {
+		t.Errorf("cat /etc/marker in the copy = %q, %v; want from-sdk", res.Stdout, err)
 	}
 }
