@@ -37,6 +37,8 @@ type config struct {
 	secretValues   map[string]string // never stored
 	tls            launch.TLS
 	mounts         []launch.Mount
+	// snapshot options (snapshot.go).
+	snap snapshotConfig
 	// errs are option errors (a bad port spec) that Create reports.
 	errs []error
 
@@ -68,6 +70,7 @@ func (c *config) sandboxConfig() sandbox.Config {
 		Secrets:        c.secrets,
 		TLS:            c.tlsConfig(),
 		Mounts:         c.mounts,
+		Snapshot:       c.snap.from,
 	}
 }
 

@@ -39,6 +39,10 @@ type sandboxFlags struct {
 	mounts      mountFlags
 	net         netFlags
 	secrets     secretFlags
+	// snapshot is --snapshot; upperSizeSet tells a given --upper-size from
+	// its default, which a snapshot's own size overrides.
+	snapshot     string
+	upperSizeSet func() bool
 }
 
 // secretFlags are the secret and TLS-interception options (reference §11).
@@ -200,6 +204,8 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.upperSize, "upper-size", "4G", "size of the sandbox's writable layer (sparse: it takes only what is written)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, envHelp+" for every command (repeatable)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, envFileHelp)
+	fl.StringVar(&f.snapshot, "snapshot", "", "boot with a copy of the disk of snapshot `NAME` (a name or id), on the image it was taken on; CMD defaults to that image's")
+	f.upperSizeSet = func() bool { return fl.Changed("upper-size") }
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "default working directory in the guest")
 	fl.StringVarP(&f.user, "user", "u", "", "default user (name, uid or uid:gid)")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 0, "stop after this long without host input or running commands (e.g. 5m)")
@@ -232,7 +238,10 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--upper-size: %w", err)
 	}
-	opts = append(opts, msb.WithUpperSize(int64(upperMiB)<<20),
+	if f.snapshot == "" || (f.upperSizeSet != nil && f.upperSizeSet()) {
+		opts = append(opts, msb.WithUpperSize(int64(upperMiB)<<20))
+	}
+	opts = append(opts,
 		msb.WithCPUs(f.cpus), msb.WithMemory(mem),
 		msb.WithWorkdir(f.workdir), msb.WithUser(f.user), msb.WithVMM(f.vmm),
 		msb.WithIdleTimeout(f.idleTimeout), msb.WithMaxDuration(f.maxDuration),
@@ -272,6 +281,13 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 func (f *sandboxFlags) rootOptions(image string) ([]msb.Option, error) {
 	var opts []msb.Option
 	switch {
+	case f.snapshot != "" && f.rootfs != "":
+		return nil, fmt.Errorf("--snapshot boots on the snapshot's image: leave out --rootfs")
+	case f.snapshot != "":
+		opts = append(opts, msb.FromSnapshot(f.snapshot))
+		if image != "" {
+			opts = append(opts, msb.WithImage(image))
+		}
 	case image != "" && f.rootfs != "":
 		return nil, fmt.Errorf("give either IMAGE or --rootfs DIR, not both")
 	case f.rootfsLive && f.rootfs == "":

@@ -36,10 +36,11 @@ Examples:
   msb run --rootfs ./rootfs -t -- sh              # interactive shell
   msb run --rootfs ./rootfs --timeout 10s -- ./slow-job
   msb run --rootfs ./rootfs --name dev -d          # leave "dev" running
-  msb run --rootfs ./rootfs -d -- sleep 600        # background command`,
+  msb run --rootfs ./rootfs -d -- sleep 600        # background command
+  msb run --snapshot base -- cat /data             # boot a copy of a snapshot`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
-			if len(argv) == 0 && image == "" && !detach {
+			if len(argv) == 0 && image == "" && f.snapshot == "" && !detach {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
 			if detach && tty {

@@ -66,8 +66,15 @@ func (s *Store) Remove(ctx context.Context, ref string, force bool) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", ref, err)
 	}
+	for i, u := range users {
+		if name, ok := strings.CutPrefix(u, "snapshot:"); ok {
+			users[i] = "snapshot " + name
+		} else {
+			users[i] = "sandbox " + u
+		}
+	}
 	if len(users) > 0 && !force {
-		return fmt.Errorf("remove %s: used by sandbox %s (use --force to untag anyway): %w", ref, strings.Join(users, ", "), ErrInUse)
+		return fmt.Errorf("remove %s: used by %s (use --force to untag anyway): %w", ref, strings.Join(users, ", "), ErrInUse)
 	}
 	if img.Ref != "" {
 		if err := s.db.DeleteImageRef(ctx, img.Ref); err != nil {

@@ -34,6 +34,10 @@ type Config struct {
 	// same root even if the tag moved.
 	Image       string `json:"image,omitempty"`
 	ImageDigest string `json:"image_digest,omitempty"`
+	// Snapshot is the snapshot the sandbox's upper layer was copied from:
+	// at Create a name or id, stored as the id. The image comes from the
+	// snapshot's manifest.
+	Snapshot string `json:"snapshot,omitempty"`
 	// Command is the image's entrypoint + cmd: what `msb run IMAGE` runs
 	// when no command is given.
 	Command   []string `json:"command,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"github.com/msb-go/msb/internal/image"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/rootfs"
+	"github.com/msb-go/msb/internal/snapshot"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -106,6 +107,14 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if err := home.ValidName(name); err != nil {
 		return nil, err
 	}
+	var snap *snapshot.Info
+	if cfg.Snapshot != "" {
+		in, err := m.applySnapshot(ctx, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		snap = &in
+	}
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
@@ -118,7 +127,12 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 		}
 	}
 	pv := m.provisioner()
-	if cfg.Image != "" {
+	switch {
+	case snap != nil:
+		if err := pv.snapshotImage(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	case cfg.Image != "":
 		if err := pv.resolveImage(ctx, &cfg, opts); err != nil {
 			return nil, err
 		}
@@ -145,7 +159,7 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 		}
 		return nil, err
 	}
-	if err := pv.createUpper(ctx, sb, cfg, opts.Patches); err != nil {
+	if err := pv.createUpper(ctx, sb, cfg, snap, opts.Patches); err != nil {
 		_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/image"
 	"github.com/msb-go/msb/internal/rootfs"
+	"github.com/msb-go/msb/internal/snapshot"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -50,6 +51,12 @@ func (p provisioner) resolveImage(ctx context.Context, cfg *Config, opts CreateO
 		return fmt.Errorf("image %s: %w", cfg.Image, err)
 	}
 	cfg.ImageDigest = img.ManifestDigest
+	mergeImageConfig(cfg, img)
+	return nil
+}
+
+// mergeImageConfig puts the image's configuration under the user's.
+func mergeImageConfig(cfg *Config, img *image.Image) {
 	cfg.Env = append(append([]string{}, img.Config.Env...), cfg.Env...)
 	if cfg.Workdir == "" {
 		cfg.Workdir = img.Config.WorkingDir
@@ -58,7 +65,6 @@ func (p provisioner) resolveImage(ctx context.Context, cfg *Config, opts CreateO
 		cfg.User = img.Config.User
 	}
 	cfg.Command = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
-	return nil
 }
 
 // createUpper makes a new sandbox's writable layer, writes patches into it
@@ -66,11 +72,17 @@ func (p provisioner) resolveImage(ctx context.Context, cfg *Config, opts CreateO
 // prune leave it alone.
 //
 // A live root has no upper: the guest writes into its directory.
-func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Config, patches []rootfs.Patch) error {
+//
+// A sandbox created from a snapshot starts from a copy of its upper.
+func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Config, snap *snapshot.Info, patches []rootfs.Patch) error {
 	if cfg.RootfsLive {
 		return nil
 	}
-	if err := rootfs.CreateUpper(ctx, p.home.UpperPath(sb.Name), cfg.UpperSizeBytes); err != nil {
+	if snap != nil {
+		if err := p.copySnapshotUpper(ctx, *snap, p.home.UpperPath(sb.Name)); err != nil {
+			return err
+		}
+	} else if err := rootfs.CreateUpper(ctx, p.home.UpperPath(sb.Name), cfg.UpperSizeBytes); err != nil {
 		return fmt.Errorf("rootfs: upper: %w", err)
 	}
 	if len(patches) > 0 {

@@ -271,11 +271,14 @@ func (s *Store) DeleteImageRef(ctx context.Context, ref string) error {
 }
 
 // ManifestUsers returns the names of the sandboxes whose rootfs uses the
-// manifest with digest, ordered by name.
+// manifest with digest, and as "snapshot:NAME" the snapshots that boot on
+// it, ordered by name.
 func (s *Store) ManifestUsers(ctx context.Context, digest string) ([]string, error) {
-	out, err := queryAll(ctx, s, scanString, `SELECT s.name FROM sandbox s
+	out, err := queryAll(ctx, s, scanString, `SELECT name FROM (SELECT s.name AS name FROM sandbox s
 		JOIN sandbox_rootfs r ON r.sandbox_id = s.id JOIN manifest m ON m.id = r.manifest_id
-		WHERE m.digest = ? ORDER BY s.name`, digest)
+		WHERE m.digest = ?1
+		UNION ALL SELECT 'snapshot:' || name FROM snapshot WHERE image_manifest_digest = ?1 AND name IS NOT NULL)
+		ORDER BY name`, digest)
 	if err != nil {
 		return nil, fmt.Errorf("list users of manifest %s: %w", digest, err)
 	}
@@ -311,12 +314,14 @@ func (s *Store) ImageRefsInUse(ctx context.Context) (map[string][]string, error)
 	return out, nil
 }
 
-// UnreferencedManifests returns manifests that no image reference and no
-// sandbox rootfs points at: candidates for garbage collection.
+// UnreferencedManifests returns manifests that no image reference, no
+// sandbox rootfs and no snapshot points at: candidates for garbage
+// collection.
 func (s *Store) UnreferencedManifests(ctx context.Context) ([]Manifest, error) {
 	out, err := queryAll(ctx, s, func(r rowScanner) (Manifest, error) { return scanManifest(r) }, "SELECT "+manifestCols+` FROM manifest m
 		WHERE NOT EXISTS (SELECT 1 FROM image_ref WHERE manifest_id = m.id)
-		AND NOT EXISTS (SELECT 1 FROM sandbox_rootfs WHERE manifest_id = m.id) ORDER BY m.digest`)
+		AND NOT EXISTS (SELECT 1 FROM sandbox_rootfs WHERE manifest_id = m.id)
+		AND NOT EXISTS (SELECT 1 FROM snapshot WHERE image_manifest_digest = m.digest) ORDER BY m.digest`)
 	if err != nil {
 		return nil, fmt.Errorf("list unreferenced manifests: %w", err)
 	}
