@@ -34,7 +34,8 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 		g.Go(func() error { watchParent(gctx, request); return nil })
 	}
 	if l.IdleTimeout > 0 || l.MaxDuration > 0 {
-		w := &Watcher{IdleTimeout: l.IdleTimeout, MaxDuration: l.MaxDuration, Activity: s.relay}
+		activity := Touched{Source: s.relay, Path: s.home.TouchPath(l.Name)}
+		w := &Watcher{IdleTimeout: l.IdleTimeout, MaxDuration: l.MaxDuration, Activity: activity}
 		reasons := make(chan Reason, 1)
 		g.Go(func() error {
 			if err := w.Run(gctx, reasons); err != nil {
