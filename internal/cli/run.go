@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/msb-go/msb"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/attach"
 )
 
 func init() { commands = append(commands, newRunCmd, newCreateCmd, newStartCmd) }
@@ -16,6 +18,7 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 	var f sandboxFlags
 	var detach, tty bool
 	var timeout time.Duration
+	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "run [flags] [IMAGE] -- CMD [ARG...]",
 		Short: "Create a sandbox, run one command in it, and remove it",
@@ -44,6 +47,9 @@ Examples:
 			}
 			if detach && tty {
 				return errors.New("run: -d and -t do not go together (a background command has no terminal)")
+			}
+			if err := checkDetachKeys(detachKeys); err != nil {
+				return err
 			}
 			opts, err := f.options(image)
 			if err != nil {
@@ -83,7 +89,7 @@ Examples:
 				fmt.Fprintln(stdio.Out, sb.Name())
 				return nil
 			}
-			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout})
+			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout, detachKeys: detachKeys})
 			if named {
 				_ = sb.Stop(context.WithoutCancel(ctx), 10*time.Second)
 				_ = sb.Close()
@@ -103,7 +109,8 @@ Examples:
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background, print the name and return at once (CMD, if any, runs in the background)")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs)")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs); on your terminal it attaches as \"msb attach\" does")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp+" (with -t)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, timeoutHelp)
 	return cmd
 }
