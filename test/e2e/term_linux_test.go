@@ -187,4 +187,3 @@ func TestTerm(t *testing.T) {
 		}
 	})
 }
-
