@@ -24,7 +24,12 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 		Short: "Create a sandbox, run one command in it, and remove it",
 		Long: `Create a sandbox, run CMD in it with your stdin, stdout and stderr, and exit
 with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
-kept (stopped) so later runs reuse its files.
+kept (stopped) so later runs reuse its files. Without CMD, the image's command
+runs; with -t and neither, a shell (/bin/sh).
+
+With -t on your terminal, CMD gets a pseudo-terminal of its size that follows
+resizes, your terminal is in raw mode until CMD ends, and the detach keys
+(Ctrl-] unless --detach-keys) end the session early.
 
 With -d the sandbox starts in the background and msb prints its name and
 returns at once; CMD (or the image's command), if any, runs in the background
@@ -36,12 +41,16 @@ permitted; 127 command not found; 1 for msb's own errors.
 Examples:
   msb run --rootfs ./rootfs -- sh -c 'echo hello; exit 3'
   echo data | msb run --rootfs ./rootfs -- wc -c
-  msb run --rootfs ./rootfs -t -- sh              # interactive shell
+  msb run --rootfs ./rootfs -t                    # interactive shell (Ctrl-] detaches)
   msb run --rootfs ./rootfs --timeout 10s -- ./slow-job
   msb run --rootfs ./rootfs --name dev -d          # leave "dev" running
   msb run --rootfs ./rootfs -d -- sleep 600        # background command`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
+			if len(argv) == 0 && image == "" && tty {
+				// As the reference: no command on a terminal is a shell.
+				argv = []string{msb.DefaultShell}
+			}
 			if len(argv) == 0 && image == "" && !detach {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
@@ -69,6 +78,9 @@ Examples:
 			}
 			if len(argv) == 0 {
 				argv = sb.ImageCommand()
+				if len(argv) == 0 && tty {
+					argv = []string{msb.DefaultShell}
+				}
 				if len(argv) == 0 && !detach {
 					_ = sb.Kill(context.WithoutCancel(ctx))
 					_ = sb.Close()

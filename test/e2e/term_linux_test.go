@@ -55,7 +55,7 @@ func (s *ptyScreen) waitFor(t *testing.T, from int, text string, d time.Duration
 // TestTerm drives one booted guest through the terminal and lifecycle verbs:
 // `msb attach` on a pseudo-terminal the test opens (its size and a resize
 // seen by `stty size`, detach with Ctrl-] while the sandbox keeps running),
-// `msb shell` with a script on stdin, `msb restart` keeping a written file,
+// `msb exec -t` on a terminal, `msb shell` with a script on stdin, `msb restart` keeping a written file,
 // and `msb touch` postponing an idle timeout, which then fires.
 func TestTerm(t *testing.T) {
 	c := newCLI(t)
@@ -125,6 +125,23 @@ func TestTerm(t *testing.T) {
 		if s := c.ls()["tm"]; s.Status != "Running" {
 			t.Errorf("after the detach the sandbox is %q; want Running", s.Status)
 		}
+	})
+
+	t.Run("exec -t on a terminal", func(t *testing.T) {
+		cmd := exec.Command(c.bin, "exec", "-t", "tm", "--", "sh", "-c", "stty size; exit 3")
+		cmd.Env = c.env
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 71})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx.Close()
+		scr := &ptyScreen{more: make(chan struct{}, 1)}
+		go func() { _, _ = io.Copy(scr, ptmx) }()
+		err = cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("msb exec -t: %v; want exit status 3", err)
+		}
+		scr.waitFor(t, 0, "21 71", 10*time.Second)
 	})
 
 	t.Run("shell script on stdin", func(t *testing.T) {
