@@ -74,8 +74,7 @@ func TestTerm(t *testing.T) {
 		}
 		defer ptmx.Close()
 		scr := &ptyScreen{more: make(chan struct{}, 1)}
-		copied := make(chan struct{})
-		go func() { _, _ = io.Copy(scr, ptmx); close(copied) }()
+		go func() { _, _ = io.Copy(scr, ptmx) }()
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		defer func() {
