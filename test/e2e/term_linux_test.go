@@ -84,11 +84,13 @@ func TestTerm(t *testing.T) {
 		}()
 		// The shell's prompt may come before or after the typed line is
 		// echoed; the markers come from the commands' output only.
+		start := time.Now()
 		if _, err := ptmx.Write([]byte("stty size; echo S1-$((6*7))\r")); err != nil {
 			t.Fatal(err)
 		}
 		scr.waitFor(t, 0, "31 97", time.Minute)
 		scr.waitFor(t, 0, "S1-42", time.Minute)
+		t.Logf("msb attach: first command's output %v after start", time.Since(start))
 
 		// A resize of the terminal reaches msb as SIGWINCH (the pty is
 		// its controlling terminal) and the guest's terminal follows.
@@ -156,7 +158,9 @@ func TestTerm(t *testing.T) {
 	t.Run("restart keeps files", func(t *testing.T) {
 		c.must(0, "exec", "tm", "--", "sh", "-c", "echo kept > /root/restart-mark && sync")
 		before := c.ls()["tm"].PID
+		start := time.Now()
 		r := c.must(0, "restart", "tm")
+		t.Logf("msb restart took %v (clean stop and boot)", time.Since(start))
 		if strings.TrimSpace(string(r.stdout)) != "tm" {
 			t.Errorf("restart stdout = %q; want the name", r.stdout)
 		}
