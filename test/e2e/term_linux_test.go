@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // ptyScreen collects what msb writes to the pseudo-terminal the test drives.
@@ -55,7 +56,7 @@ func (s *ptyScreen) waitFor(t *testing.T, from int, text string, d time.Duration
 // TestTerm drives one booted guest through the terminal and lifecycle verbs:
 // `msb attach` on a pseudo-terminal the test opens (its size and a resize
 // seen by `stty size`, detach with Ctrl-] while the sandbox keeps running),
-// `msb exec -t` on a terminal, `msb shell` with a script on stdin, `msb restart` keeping a written file,
+// the terminal restored when msb gets SIGTERM, `msb exec -t` on a terminal, `msb shell` with a script on stdin, `msb restart` keeping a written file,
 // and `msb touch` postponing an idle timeout, which then fires.
 func TestTerm(t *testing.T) {
 	c := newCLI(t)
@@ -125,6 +126,52 @@ func TestTerm(t *testing.T) {
 		scr.waitFor(t, from, "msb attach tm", 10*time.Second)
 		if s := c.ls()["tm"]; s.Status != "Running" {
 			t.Errorf("after the detach the sandbox is %q; want Running", s.Status)
+		}
+	})
+
+	t.Run("attach restores the terminal on SIGTERM", func(t *testing.T) {
+		cmd := exec.Command(c.bin, "attach", "tm")
+		cmd.Env = c.env
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx.Close()
+		defer func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+			}
+		}()
+		scr := &ptyScreen{more: make(chan struct{}, 1)}
+		go func() { _, _ = io.Copy(scr, ptmx) }()
+		// TCGETS on the master reads the terminal msb has (Linux's
+		// tty_mode_ioctl uses the slave's settings).
+		lflag := func() uint32 {
+			tio, err := unix.IoctlGetTermios(int(ptmx.Fd()), unix.TCGETS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tio.Lflag
+		}
+		if _, err := ptmx.Write([]byte("echo R-$((2+2))\r")); err != nil {
+			t.Fatal(err)
+		}
+		scr.waitFor(t, 0, "R-4", time.Minute)
+		if l := lflag(); l&(unix.ECHO|unix.ICANON) != 0 {
+			t.Errorf("terminal not raw while attached: lflag %#x", l)
+		}
+		if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+			t.Errorf("msb attach after SIGTERM: %v; want exit status 130", err)
+		}
+		if l := lflag(); l&(unix.ECHO|unix.ICANON) != unix.ECHO|unix.ICANON {
+			t.Errorf("terminal not restored after SIGTERM: lflag %#x", l)
+		}
+		if s := c.ls()["tm"]; s.Status != "Running" {
+			t.Errorf("after SIGTERM to msb attach the sandbox is %q; want Running", s.Status)
 		}
 	})
 
