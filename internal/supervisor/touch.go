@@ -17,6 +17,11 @@ import (
 type Touched struct {
 	Source ActivitySource
 	Path   string
+	// Ready, when set, is the earliest activity reported: when the guest
+	// became ready. The relay's clock starts before the guest boots, and
+	// without it a boot longer than the idle timeout would stop the
+	// sandbox at the first check after it became ready.
+	Ready time.Time
 	// Now defaults to time.Now; a modification time in the future counts
 	// as now, so a skewed or hostile mtime cannot postpone the idle stop
 	// beyond one timeout.
@@ -26,13 +31,16 @@ type Touched struct {
 var _ ActivitySource = Touched{}
 
 // Activity returns Source's activity with LastActivity moved forward to
-// the touch file's modification time when that is later. The result is
+// Ready or the touch file's modification time when either is later. The result is
 // known (ok) only when Source's is: a touch never turns an unknown
 // activity into a known one.
 func (t Touched) Activity() (launch.Heartbeat, bool) {
 	hb, ok := t.Source.Activity()
 	if !ok {
 		return hb, false
+	}
+	if t.Ready.After(hb.LastActivity) {
+		hb.LastActivity = t.Ready
 	}
 	fi, err := os.Stat(t.Path)
 	if err != nil {

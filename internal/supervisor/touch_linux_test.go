@@ -16,6 +16,7 @@ func TestTouchedActivity(t *testing.T) {
 	tests := []struct {
 		name     string
 		mtime    *time.Time // nil: no touch file
+		ready    time.Time
 		sourceOK bool
 		wantOK   bool
 		want     time.Time
@@ -24,6 +25,9 @@ func TestTouchedActivity(t *testing.T) {
 		{name: "touched later", mtime: ptr(t0.Add(time.Minute)), sourceOK: true, wantOK: true, want: t0.Add(time.Minute)},
 		{name: "touched earlier", mtime: ptr(t0.Add(-time.Minute)), sourceOK: true, wantOK: true, want: t0},
 		{name: "future mtime counts as now", mtime: ptr(now.Add(24 * time.Hour)), sourceOK: true, wantOK: true, want: now},
+		{name: "ready after the last activity", ready: t0.Add(time.Minute), sourceOK: true, wantOK: true, want: t0.Add(time.Minute)},
+		{name: "ready before the last activity", ready: t0.Add(-time.Minute), sourceOK: true, wantOK: true, want: t0},
+		{name: "touched after ready", ready: t0.Add(time.Minute), mtime: ptr(t0.Add(2 * time.Minute)), sourceOK: true, wantOK: true, want: t0.Add(2 * time.Minute)},
 		{name: "unknown source stays unknown", mtime: ptr(t0.Add(time.Minute)), sourceOK: false, wantOK: false},
 	}
 	for _, tc := range tests {
@@ -39,7 +43,7 @@ func TestTouchedActivity(t *testing.T) {
 			}
 			src := &fakeActivity{}
 			src.set(launch.Heartbeat{LastActivity: t0, ActiveSessions: 0}, tc.sourceOK)
-			got, ok := Touched{Source: src, Path: path, Now: func() time.Time { return now }}.Activity()
+			got, ok := Touched{Source: src, Path: path, Ready: tc.ready, Now: func() time.Time { return now }}.Activity()
 			if ok != tc.wantOK {
 				t.Fatalf("Activity ok = %v; want %v", ok, tc.wantOK)
 			}
