@@ -61,8 +61,8 @@ func (s *ptyScreen) waitFor(t *testing.T, from int, text string, d time.Duration
 func TestTerm(t *testing.T) {
 	c := newCLI(t)
 	rootfs := busyboxRootfs(t)
-	// Boot counts towards the idle time (the relay's clock starts before
-	// the guest boots), so the timeout leaves room for a slow TCG boot.
+	// Long enough that the steps before the touch test (each a client of
+	// the relay, so activity) never leave a gap of a timeout under TCG.
 	const idle = 15 * time.Second
 	c.must(0, "create", "--rootfs", rootfs, "--name", "tm", "--idle-timeout", idle.String())
 
