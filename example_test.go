@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"strings"
 
 	"github.com/msb-go/msb"
@@ -51,4 +52,45 @@ func ExampleSandbox_ExecStream() {
 	out, _ := io.ReadAll(ex.Stdout())
 	code, err := ex.Wait()
 	fmt.Println(strings.TrimSpace(string(out)), code, err)
+}
+
+// An interactive shell on the user's terminal, as `msb attach` does: raw
+// mode, resizes, and Ctrl-] to detach.
+func ExampleSandbox_Attach() {
+	ctx := context.Background()
+	sb, err := msb.Get(ctx, "dev")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Close()
+	res, err := sb.Attach(ctx, msb.WithTerminal(os.Stdin, os.Stdout), msb.WithDetachKeys("ctrl-p,ctrl-q"))
+	switch {
+	case errors.Is(err, msb.ErrNotTerminal):
+		log.Fatal("stdin is not a terminal: use Exec or Shell")
+	case err != nil:
+		log.Fatal(err)
+	case res.Detached:
+		fmt.Println("detached; dev keeps running")
+	default:
+		fmt.Println("shell exited with", res.ExitCode)
+	}
+}
+
+// A script through the shell, and keeping an idle-limited sandbox up while
+// work elsewhere goes on.
+func ExampleSandbox_Shell() {
+	ctx := context.Background()
+	sb, err := msb.Get(ctx, "dev")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Close()
+	res, err := sb.Shell(ctx, "cd /work && ls | wc -l")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s", res.Stdout)
+	if err := sb.Touch(ctx); err != nil {
+		log.Fatal(err)
+	}
 }

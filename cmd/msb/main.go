@@ -19,7 +19,9 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == "sandbox" {
 		os.Exit(supervisor.Main(context.Background()))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too (the user's terminal went away): commands then end their
+	// sessions and restore the terminal settings instead of dying at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := cli.Run(ctx, os.Args[1:], cli.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()
 	os.Exit(code)

@@ -47,7 +47,7 @@ func golden(t *testing.T, name, got string) {
 
 func TestHelpGolden(t *testing.T) {
 	t.Setenv(home.EnvVar, t.TempDir())
-	for _, cmd := range []string{"run", "create", "exec", "inspect", "status", "ls"} {
+	for _, cmd := range []string{"run", "create", "exec", "inspect", "status", "ls", "shell", "attach", "restart", "touch"} {
 		t.Run(cmd, func(t *testing.T) {
 			code, out, errs := runMSB(t, cmd, "--help")
 			if code != 0 {

@@ -6,26 +6,30 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/msb-go/msb"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/attach"
 )
 
 func init() { commands = append(commands, newExecCmd) }
 
 type execFlags struct {
-	tty      bool
-	env      []string
-	envFiles []string
-	workdir  string
-	user     string
-	timeout  time.Duration
+	tty        bool
+	detachKeys string
+	// keepsRunning: the sandbox stays up after the command (for the
+	// message after a detach).
+	keepsRunning bool
+	env          []string
+	envFiles     []string
+	workdir      string
+	user         string
+	timeout      time.Duration
 }
 
 func newExecCmd(stdio Stdio) *cobra.Command {
@@ -45,7 +49,7 @@ permitted; 127 command not found; 1 for msb's own errors.
 Examples:
   msb exec dev -- ls -l /
   tar c ./src | msb exec dev -- tar x -C /work
-  msb exec -t dev -- sh
+  msb exec -t dev -- sh                  # Ctrl-] detaches
   msb exec --timeout 30s -e API_TOKEN dev -- ./job.sh
   msb exec -d dev -- ./server --port 8080`,
 		Args: cobra.MinimumNArgs(2),
@@ -56,6 +60,9 @@ Examples:
 			}
 			if detach && f.tty {
 				return errors.New("exec: -d and -t do not go together (a background command has no terminal)")
+			}
+			if err := checkDetachKeys(f.detachKeys); err != nil {
+				return err
 			}
 			rawEnv, rawFiles := f.env, f.envFiles
 			env, err := resolveEnv(f.env, f.envFiles, os.LookupEnv)
@@ -94,6 +101,7 @@ Examples:
 			if background {
 				code, err = execBackground(ctx, stdio, sb, argv, f)
 			} else {
+				f.keepsRunning = !started
 				code, err = execInteractive(ctx, stdio, sb, argv, f)
 			}
 			if started {
@@ -110,7 +118,8 @@ Examples:
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVarP(&f.tty, "tty", "t", false, "run on a terminal (interactive programs)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "run on a terminal (interactive programs); on your terminal it attaches as \"msb attach\" does")
+	fl.StringVar(&f.detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp+" (with -t)")
 	fl.BoolVarP(&detach, "detach", "d", false, "start CMD in the background and return once it runs (output: msb logs NAME)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, envHelp+" (repeatable)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, envFileHelp)
@@ -170,11 +179,19 @@ func execOptions(f execFlags) []msb.ExecOption {
 const timeoutHelp = "kill the command after this long (e.g. 30s, 5m): signal 9 to its process group, at most 5 s more for its output, then \"error: command timed out after DUR\" and exit code 124; the sandbox keeps running"
 
 // execInteractive runs argv in sb wired to stdio and returns its exit code.
-// f.env holds resolved KEY=VALUE pairs.
+// f.env holds resolved KEY=VALUE pairs. With -t on a terminal it attaches
+// (attachTerminal); with -t on a pipe the command still gets a
+// pseudo-terminal, fed from the pipe.
 func execInteractive(ctx context.Context, stdio Stdio, sb *msb.Sandbox, argv []string, f execFlags) (int, error) {
+	inTerm := isTerminal(stdio.In)
+	if f.tty && inTerm {
+		code, detached, err := attachTerminal(ctx, stdio, sb, argv, f)
+		if detached {
+			printDetached(stdio.Err, sb.Name(), f.keepsRunning)
+		}
+		return code, err
+	}
 	opts := execOptions(f)
-	inFile, inIsFile := stdio.In.(*os.File)
-	inTerm := inIsFile && term.IsTerminal(int(inFile.Fd()))
 	if f.tty {
 		rows, cols := uint16(24), uint16(80)
 		if out, ok := stdio.Out.(*os.File); ok {
@@ -193,29 +210,11 @@ func execInteractive(ctx context.Context, stdio Stdio, sb *msb.Sandbox, argv []s
 	if err != nil {
 		return 0, err
 	}
-	if f.tty && inTerm {
-		old, err := term.MakeRaw(int(inFile.Fd()))
-		if err == nil {
-			defer term.Restore(int(inFile.Fd()), old)
-		}
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				if out, ok := stdio.Out.(*os.File); ok {
-					if w, h, err := term.GetSize(int(out.Fd())); err == nil {
-						_ = ex.Resize(uint16(h), uint16(w))
-					}
-				}
-			}
-		}()
-	}
-	// Stdin: streamed when it is a pipe or file, or a terminal in TTY mode;
-	// a terminal without -t gets EOF at once (like docker run without -i).
+	// Stdin: streamed when it is a pipe or file; a terminal without -t
+	// gets EOF at once (like docker run without -i).
 	go func() {
 		stdin := ex.Stdin()
-		if !inTerm || f.tty {
+		if !inTerm {
 			_, _ = io.Copy(stdin, stdio.In)
 		}
 		stdin.Close()

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/msb-go/msb"
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/attach"
 )
 
 func init() { commands = append(commands, newRunCmd, newCreateCmd, newStartCmd) }
@@ -16,12 +18,18 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 	var f sandboxFlags
 	var detach, tty bool
 	var timeout time.Duration
+	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "run [flags] [IMAGE] -- CMD [ARG...]",
 		Short: "Create a sandbox, run one command in it, and remove it",
 		Long: `Create a sandbox, run CMD in it with your stdin, stdout and stderr, and exit
 with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
-kept (stopped) so later runs reuse its files.
+kept (stopped) so later runs reuse its files. Without CMD, the image's command
+runs; with -t and neither, a shell (/bin/sh).
+
+With -t on your terminal, CMD gets a pseudo-terminal of its size that follows
+resizes, your terminal is in raw mode until CMD ends, and the detach keys
+(Ctrl-] unless --detach-keys) end the session early.
 
 With -d the sandbox starts in the background and msb prints its name and
 returns at once; CMD (or the image's command), if any, runs in the background
@@ -33,18 +41,25 @@ permitted; 127 command not found; 1 for msb's own errors.
 Examples:
   msb run --rootfs ./rootfs -- sh -c 'echo hello; exit 3'
   echo data | msb run --rootfs ./rootfs -- wc -c
-  msb run --rootfs ./rootfs -t -- sh              # interactive shell
+  msb run --rootfs ./rootfs -t                    # interactive shell (Ctrl-] detaches)
   msb run --rootfs ./rootfs --timeout 10s -- ./slow-job
   msb run --rootfs ./rootfs --name dev -d          # leave "dev" running
   msb run --rootfs ./rootfs -d -- sleep 600        # background command
   msb run --snapshot base -- cat /data             # boot a copy of a snapshot`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
+			if len(argv) == 0 && image == "" && f.snapshot == "" && tty {
+				// As the reference: no command on a terminal is a shell.
+				argv = []string{msb.DefaultShell}
+			}
 			if len(argv) == 0 && image == "" && f.snapshot == "" && !detach {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
 			if detach && tty {
 				return errors.New("run: -d and -t do not go together (a background command has no terminal)")
+			}
+			if err := checkDetachKeys(detachKeys); err != nil {
+				return err
 			}
 			opts, err := f.options(image)
 			if err != nil {
@@ -64,6 +79,9 @@ Examples:
 			}
 			if len(argv) == 0 {
 				argv = sb.ImageCommand()
+				if len(argv) == 0 && tty {
+					argv = []string{msb.DefaultShell}
+				}
 				if len(argv) == 0 && !detach {
 					_ = sb.Kill(context.WithoutCancel(ctx))
 					_ = sb.Close()
@@ -84,7 +102,7 @@ Examples:
 				fmt.Fprintln(stdio.Out, sb.Name())
 				return nil
 			}
-			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout})
+			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout, detachKeys: detachKeys})
 			if named {
 				_ = sb.Stop(context.WithoutCancel(ctx), 10*time.Second)
 				_ = sb.Close()
@@ -104,7 +122,8 @@ Examples:
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background, print the name and return at once (CMD, if any, runs in the background)")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs)")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs); on your terminal it attaches as \"msb attach\" does")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp+" (with -t)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, timeoutHelp)
 	return cmd
 }

@@ -7,7 +7,7 @@
 //	sandboxes/<name>/upper.ext4
 //	sandboxes/<name>/lock
 //	sandboxes/<name>/logs/{runtime,kernel,exec}.log, boot-error.json
-//	sandboxes/<name>/runtime/{agent.sock,heartbeat.json,launch.json}
+//	sandboxes/<name>/runtime/{agent.sock,heartbeat.json,launch.json,touch}
 //	volumes/<name>/{volume.json,data/}   (owned by internal/volume)
 //	snapshots/<name>/
 //	tls/ca.{crt,key}
@@ -176,6 +176,12 @@ func (h Home) GuestDir(name string) string { return filepath.Join(h.SandboxDir(n
 func (h Home) HeartbeatPath(name string) string {
 	return filepath.Join(h.GuestDir(name), "heartbeat.json")
 }
+
+// TouchPath is sandboxes/<name>/runtime/touch, whose mtime `msb touch`
+// sets to now: the sandbox process's idle watcher counts it as activity.
+// It lives in runtime/, which the guest cannot write, so only a host user
+// can postpone the idle timeout this way.
+func (h Home) TouchPath(name string) string { return filepath.Join(h.RuntimeDir(name), "touch") }
 
 // LaunchPath is sandboxes/<name>/runtime/launch.json (0600: it may hold
 // secrets).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -34,7 +35,8 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 		g.Go(func() error { watchParent(gctx, request); return nil })
 	}
 	if l.IdleTimeout > 0 || l.MaxDuration > 0 {
-		w := &Watcher{IdleTimeout: l.IdleTimeout, MaxDuration: l.MaxDuration, Activity: s.relay}
+		activity := Touched{Source: s.relay, Path: s.home.TouchPath(l.Name), Ready: time.Now()}
+		w := &Watcher{IdleTimeout: l.IdleTimeout, MaxDuration: l.MaxDuration, Activity: activity}
 		reasons := make(chan Reason, 1)
 		g.Go(func() error {
 			if err := w.Run(gctx, reasons); err != nil {
