@@ -304,6 +304,12 @@ func (c *relayClient) startSession(id uint32, m agentproto.Message) (held bool, 
 			return false, err
 		}
 		s.exec, s.tty = true, req.TTY
+	} else {
+		var req agentproto.FsRequest
+		if err := m.Decode(&req); err != nil {
+			return false, err
+		}
+		s.fsRead = req.Op.Kind == agentproto.FsRead
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -192,9 +192,10 @@ type relaySession struct {
 	orphanedAt time.Time    // when owner left
 
 	// Immutable after creation.
-	exec  bool // an exec session; else an fs session
-	tty   bool
-	logID uint64
+	exec   bool // an exec session; else an fs session
+	fsRead bool // an fs Read, the only fs op the guest answers with data
+	tty    bool
+	logID  uint64
 
 	// carry holds an incomplete UTF-8 sequence at the end of the last
 	// stdout (0) or stderr (1) chunk, so a character split across chunks
@@ -209,7 +210,11 @@ func (s *relaySession) accepts(t agentproto.Type) bool {
 	case agentproto.TypeExecStarted, agentproto.TypeExecStdout, agentproto.TypeExecStderr,
 		agentproto.TypeExecExited, agentproto.TypeExecFailed:
 		return s.exec
-	case agentproto.TypeFsData, agentproto.TypeFsResponse:
+	case agentproto.TypeFsData:
+		// Only a Read streams file data to the host; data on any other
+		// session (a Write, a Stat) is something nobody asked for.
+		return s.fsRead
+	case agentproto.TypeFsResponse:
 		return !s.exec
 	}
 	return false

@@ -38,8 +38,11 @@ const testWait = 5 * time.Second
 //   - "lines N": started, N numbered 4 KiB stdout frames, exited 0
 //   - "bulk N": started, N 4 KiB stdout frames, exited 0
 //   - "utf8": stdout "h\xc3" then "\xa9llo" (é split across chunks), exited 0
-//   - fs.request: fs.response ok, unless the path is "/hang"
-//   - fs.data for any id: fs.response "unknown write session: <id>"
+//   - fs.request: fs.response ok, unless the path is "/hang", or a Write
+//     under "/held/": that opens a write session as agentd 0.4.4 has it
+//     (fs.data appends to files[path], empty data answers ok, signals are
+//     ignored, so it never ends for a client that left)
+//   - fs.data for any other id: fs.response "unknown write session: <id>"
 //
 // Every message it receives is recorded.
 type fakeGuest struct {
@@ -52,6 +55,8 @@ type fakeGuest struct {
 	changed chan struct{} // closed and replaced whenever got grows
 	floods  map[uint32]chan struct{}
 	deaf    map[uint32]bool
+	writes  map[uint32]string // open "/held/" write sessions by id
+	files   map[string][]byte // what those writes received
 }
 
 func newFakeGuest(conn net.Conn) *fakeGuest {
@@ -61,6 +66,8 @@ func newFakeGuest(conn net.Conn) *fakeGuest {
 		changed: make(chan struct{}),
 		floods:  map[uint32]chan struct{}{},
 		deaf:    map[uint32]bool{},
+		writes:  map[uint32]string{},
+		files:   map[string][]byte{},
 	}
 }
 
@@ -171,7 +178,8 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 			close(stop)
 			delete(g.floods, m.ID)
 		}
-		deaf := g.deaf[m.ID]
+		_, writing := g.writes[m.ID]
+		deaf := g.deaf[m.ID] || writing
 		g.mu.Unlock()
 		if deaf {
 			return
@@ -182,8 +190,33 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 		if err := m.Decode(&req); err != nil || req.Op.Path == "/hang" {
 			return
 		}
+		if req.Op.Kind == agentproto.FsWrite && strings.HasPrefix(req.Op.Path, "/held/") {
+			g.mu.Lock()
+			g.writes[m.ID] = req.Op.Path
+			g.mu.Unlock()
+			return
+		}
 		g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{OK: true})
 	case agentproto.TypeFsData:
+		var d agentproto.FsData
+		if err := m.Decode(&d); err != nil {
+			return
+		}
+		g.mu.Lock()
+		path, ok := g.writes[m.ID]
+		if ok {
+			g.files[path] = append(g.files[path], d.Data...)
+			if len(d.Data) == 0 {
+				delete(g.writes, m.ID)
+			}
+		}
+		g.mu.Unlock()
+		if ok {
+			if len(d.Data) == 0 {
+				g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{OK: true})
+			}
+			return
+		}
 		msg := fmt.Sprintf("unknown write session: %d", m.ID)
 		g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{Error: &msg})
 	}
@@ -265,6 +298,28 @@ type relayEnv struct {
 // unix socket. Cleanup stops everything and checks for leaked goroutines.
 func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 	t.Helper()
+	hostEnd, guestEnd := net.Pipe()
+	g := newFakeGuest(guestEnd)
+	g.wg.Go(func() {
+		g.sendReady()
+		g.serve()
+	})
+	env := serveRelay(t, opts, hostEnd, func() {
+		guestEnd.Close()
+		g.wg.Wait()
+	})
+	env.guest = g
+	if ready, err := env.relay.WaitReady(t.Context()); err != nil || ready.ReadyTimeNs != 42 || ready.ProtocolVersion != 1 {
+		t.Fatalf("WaitReady = %+v, %v; want the guest's ready", ready, err)
+	}
+	return env
+}
+
+// serveRelay starts a relay on hostEnd, waits for ready and serves a unix
+// socket. Cleanup closes the relay, then calls stopGuest, and checks for
+// leaked goroutines.
+func serveRelay(t testing.TB, opts RelayOptions, hostEnd net.Conn, stopGuest func()) *relayEnv {
+	t.Helper()
 	leakOpt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leakOpt) })
 
@@ -284,15 +339,9 @@ func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	hostEnd, guestEnd := net.Pipe()
-	g := newFakeGuest(guestEnd)
 	r := NewRelay(hostEnd, opts)
-	g.wg.Go(func() {
-		g.sendReady()
-		g.serve()
-	})
 	ctx, cancel := context.WithCancel(context.Background())
-	env := &relayEnv{relay: r, guest: g, sock: sock, logs: logs, serveErr: make(chan error, 1)}
+	env := &relayEnv{relay: r, sock: sock, logs: logs, serveErr: make(chan error, 1)}
 	t.Cleanup(func() {
 		cancel()
 		if err := r.Close(); err != nil {
@@ -301,18 +350,13 @@ func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 		if err := <-env.serveErr; !errors.Is(err, context.Canceled) && !errors.Is(err, ErrRelayClosed) && !errors.Is(err, ErrGuestClosed) {
 			t.Errorf("Serve = %v; want context.Canceled or ErrRelayClosed", err)
 		}
-		guestEnd.Close()
-		g.wg.Wait()
+		stopGuest()
 	})
 
 	rctx, rcancel := context.WithTimeout(ctx, testWait)
 	defer rcancel()
-	ready, err := r.WaitReady(rctx)
-	if err != nil {
+	if _, err := r.WaitReady(rctx); err != nil {
 		t.Fatalf("WaitReady = %v", err)
-	}
-	if ready.ReadyTimeNs != 42 || ready.ProtocolVersion != 1 {
-		t.Fatalf("WaitReady = %+v; want the guest's ready", ready)
 	}
 	go func() { env.serveErr <- r.Serve(ctx, ln) }()
 	return env
