@@ -663,8 +663,8 @@ func TestRelayOrphanOutputNotDelivered(t *testing.T) {
 	b.recv()
 	b.conn.Close()
 	env.guest.waitFor(t, "kill of the orphan", isKill(orphan))
-	// Slot 1 is freed just after the kills are queued; until then a new
-	// client lands in slot 2 (and stays there, so the next goes lower).
+	// Slot 1 holds an orphan, so new clients go to the other free slots
+	// first (and stay connected); once they are taken, one lands in slot 1.
 	var c *testClient
 	eventually(t, "slot 1 to be reused", func() bool {
 		var err error
@@ -681,7 +681,7 @@ func TestRelayOrphanOutputNotDelivered(t *testing.T) {
 	}
 	// Once the orphan ends, its id is free for the new client.
 	env.guest.send(orphan, agentproto.TypeExecExited, agentproto.ExecExited{Code: 137})
-	eventually(t, "the orphan to end", func() bool { return env.relay.ActiveSessions() == 0 })
+	eventually(t, "the orphan to end", func() bool { return !env.sessionOpen(orphan) })
 	if out, _, _ := c.exec(orphan, "echo", "reuse"); out != "out:reuse" {
 		t.Errorf("exec on the reused id = %q; want out:reuse", out)
 	}
