@@ -74,6 +74,14 @@ func (e *relayEnv) sessionOpen(id uint32) bool {
 	return e.relay.sessions[id] != nil
 }
 
+// slotFree reports whether the slot of offset has no client; a departed
+// client's slot is freed just after its kills are queued.
+func (e *relayEnv) slotFree(offset uint32) bool {
+	e.relay.mu.Lock()
+	defer e.relay.mu.Unlock()
+	return e.relay.clients[offset/agentproto.IDStep] == nil
+}
+
 func data(s string) agentproto.ExecData { return agentproto.ExecData{Data: []byte(s)} }
 
 // TestRelayLyingGuest: each lie is dropped and logged; the session it aims
@@ -282,7 +290,7 @@ func TestRelayDepartedWriteNotTakenOver(t *testing.T) {
 	}
 	a.conn.Close()
 
-	eventually(t, "the guest to end A's write", func() bool { return !env.sessionOpen(id) })
+	eventually(t, "the guest to end A's write", func() bool { return !env.sessionOpen(id) && env.slotFree(a.offset) })
 	b := env.dial(t)
 	if b.offset != a.offset {
 		t.Fatalf("B got offset %d; want A's slot (offset %d)", b.offset, a.offset)
@@ -318,6 +326,7 @@ func TestRelayDepartedWriteHeldByGuest(t *testing.T) {
 	}
 	a.conn.Close()
 	env.guest.waitFor(t, "the abort of A's write", isKill(id))
+	eventually(t, "A's slot to be freed", func() bool { return env.slotFree(a.offset) })
 
 	// A's slot is still quarantined: new clients go elsewhere.
 	for range agentproto.MaxClients - 1 {
