@@ -205,7 +205,7 @@ func (r *Relay) route(f agentproto.RawFrame) {
 	r.deliver(target, f)
 }
 
-// guestViolation logs a dropped guest frame, at most a few times a second:
+// guestViolation logs a dropped guest frame, at most 10 times a second:
 // a lying guest must not be able to flood the host's log either.
 func (r *Relay) guestViolation(what string, id uint32, err error) {
 	if n, ok := r.guestWarn.allow(time.Now()); ok {
@@ -213,9 +213,9 @@ func (r *Relay) guestViolation(what string, id uint32, err error) {
 	}
 }
 
-// rateLimit allows a burst of guestWarnBurst events, then one per
-// guestWarnEvery, counting the ones it suppressed in between. Not safe for
-// concurrent use.
+// rateLimit allows guestWarnBurst events per guestWarnEvery window (a window
+// starts with the first event after the last one ended) and counts the ones
+// it suppressed, for the next event it allows. Not safe for concurrent use.
 type rateLimit struct {
 	last       time.Time
 	burst      int

@@ -751,3 +751,30 @@ func FuzzRelayRoute(f *testing.F) {
 		}
 	})
 }
+
+func TestRateLimit(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	var l rateLimit
+	type event struct {
+		at             time.Time
+		wantOK         bool
+		wantSuppressed int
+	}
+	var events []event
+	for i := range guestWarnBurst {
+		events = append(events, event{ms(i), true, 0})
+	}
+	events = append(events,
+		event{ms(20), false, 0},  // burst used up
+		event{ms(999), false, 0}, // still inside the second
+		event{ms(1000), true, 2}, // a new second: logged, with the count
+		event{ms(1001), true, 0},
+	)
+	for i, e := range events {
+		n, ok := l.allow(e.at)
+		if ok != e.wantOK || n != e.wantSuppressed {
+			t.Errorf("event %d at %v: allow = %d, %v; want %d, %v", i, e.at.Sub(t0), n, ok, e.wantSuppressed, e.wantOK)
+		}
+	}
+}
