@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,14 +124,20 @@ func (f *FS) CopyToHost(ctx context.Context, guestPath, hostPath string) error {
 		return fmt.Errorf("copy %s to host: %w", guestPath, err)
 	}
 	cp := newCopier(ctx)
-	err = cp.toHost(c, root, hostPath)
+	err = cp.toHost(c, root, hostPath, 0)
 	if err := cp.finish(err); err != nil {
 		return fmt.Errorf("copy %s to host %s: %w", guestPath, hostPath, err)
 	}
 	return nil
 }
 
-func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string) error {
+// maxCopyDepth bounds the directory depth of a copy to the host: the guest
+// lists the tree and could make it endless.
+const maxCopyDepth = 1024
+
+// toHost copies guest entry e to dst; depth is e's depth below the root of
+// the copy.
+func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string, depth int) error {
 	if err := cp.failed(); err != nil {
 		return err
 	}
@@ -160,8 +167,18 @@ func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string
 		if err != nil {
 			return err
 		}
+		if depth >= maxCopyDepth {
+			return fmt.Errorf("%s: the guest's tree is deeper than %d levels", e.Path, maxCopyDepth)
+		}
 		for _, child := range list {
-			if err := cp.toHost(c, child, filepath.Join(dst, path.Base(child.Path))); err != nil {
+			// The listing comes from the guest: a name that is not a
+			// plain name ("..", ".", "/") would write outside dst or
+			// loop for ever.
+			name := path.Base(child.Path)
+			if name == "." || name == ".." || name == "/" || strings.ContainsRune(name, '/') || child.Path == "" {
+				return fmt.Errorf("list %s: the guest listed %q, which is not a plain name", e.Path, child.Path)
+			}
+			if err := cp.toHost(c, child, filepath.Join(dst, name), depth+1); err != nil {
 				return err
 			}
 		}
