@@ -74,6 +74,11 @@ func TestFSCopyToHostLyingListing(t *testing.T) {
 	file := func(p string) agentproto.FsEntry {
 		return agentproto.FsEntry{Path: p, Kind: "file", Mode: 0o100644, Size: 5}
 	}
+	// A host file the guest would like to overwrite.
+	outside := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(outside, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		list func(path string) []agentproto.FsEntry
@@ -97,6 +102,9 @@ func TestFSCopyToHostLyingListing(t *testing.T) {
 		{"empty path", func(p string) []agentproto.FsEntry {
 			return []agentproto.FsEntry{file("")}
 		}, "not a plain name"},
+		{"a name twice: file, then symlink out", func(p string) []agentproto.FsEntry {
+			return []agentproto.FsEntry{file("/root/x"), {Path: "/root/x", Kind: "symlink", Target: outside, Mode: 0o120777}}
+		}, "twice"},
 		{"endless tree", func(p string) []agentproto.FsEntry {
 			return []agentproto.FsEntry{dir(p + "/d")}
 		}, "deeper than"},
@@ -123,6 +131,9 @@ func TestFSCopyToHostLyingListing(t *testing.T) {
 				}
 				return nil
 			})
+			if got, _ := os.ReadFile(outside); string(got) != "mine" {
+				t.Errorf("the host file outside the copy now holds %q", got)
+			}
 			if errors.Is(err, context.Canceled) {
 				t.Errorf("CopyToHost = %v", err)
 			}
