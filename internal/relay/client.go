@@ -292,9 +292,9 @@ func (c *relayClient) forward(f agentproto.RawFrame) error {
 	return nil
 }
 
-// startSession records a session the client opens. held reports an id that
-// a departed client's session still holds in the guest; nothing is recorded
-// then.
+// startSession records a session the client opens. held reports an id
+// whose session is still open in the guest (a departed client's, or this
+// client's own); nothing is recorded then.
 func (c *relayClient) startSession(id uint32, m agentproto.Message) (held bool, err error) {
 	r := c.r
 	s := &relaySession{owner: c}
@@ -313,13 +313,12 @@ func (c *relayClient) startSession(id uint32, m agentproto.Message) (held bool, 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old := r.sessions[id]; old != nil {
-		if old.owner != c {
-			return true, nil
-		}
-		// The client reuses one of its own open ids: the new session
-		// replaces it (the guest answers an id in use with an error).
-		r.endSession(id, old)
+	if r.sessions[id] != nil {
+		// Still open in the guest, for a departed client or for this
+		// one: replacing it would hand the new session's frames to the
+		// old one in the guest (and leave the old one unaborted when the
+		// client leaves).
+		return true, nil
 	}
 	if len(c.active) >= r.opts.MaxClientSessions {
 		return false, fmt.Errorf("more than %d open sessions", r.opts.MaxClientSessions)
@@ -343,14 +342,14 @@ func (c *relayClient) heldByOrphan(id uint32) bool {
 	return s != nil && s.owner != c
 }
 
-// refuseHeld answers a session start on an id a departed client's session
-// still holds with the terminal error the guest would give, without
-// involving the guest. The client stays connected: agentclient numbers its
-// sessions from the start of its range, so it cannot know.
+// refuseHeld answers a session start on an id whose session is still open
+// with the terminal error the guest would give, without involving the guest.
+// The client stays connected: agentclient numbers its sessions from the
+// start of its range, so it cannot know about a departed client's.
 func (c *relayClient) refuseHeld(id uint32, t agentproto.Type) error {
 	r := c.r
-	msg := fmt.Sprintf("session id %d is still held by a departed client's session; retry with another id", id)
-	r.log.Info("relay: refusing a session start on an id a departed client still holds", "slot", c.slot, "id", id)
+	msg := fmt.Sprintf("session id %d is still held by an open session (of a departed client, or this client's own); retry with another id", id)
+	r.log.Info("relay: refusing a session start on an id whose session is still open", "slot", c.slot, "id", id)
 	var (
 		m   agentproto.Message
 		err error

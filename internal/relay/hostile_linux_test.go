@@ -347,7 +347,7 @@ func TestRelayDepartedWriteHeldByGuest(t *testing.T) {
 	m := b.recv()
 	var resp agentproto.FsResponse
 	if err := m.Decode(&resp); err != nil || m.ID != id || m.Type != agentproto.TypeFsResponse || resp.OK ||
-		resp.Error == nil || !strings.Contains(*resp.Error, "still held by a departed client") {
+		resp.Error == nil || !strings.Contains(*resp.Error, "still held by an open session") {
 		t.Fatalf("B's write on the held id: %s id %d %+v (%v); want the relay's refusal", m.Type, m.ID, resp, err)
 	}
 	// With the next id it works.
@@ -778,6 +778,31 @@ func TestRateLimit(t *testing.T) {
 		n, ok := l.allow(e.at)
 		if ok != e.wantOK || n != e.wantSuppressed {
 			t.Errorf("event %d at %v: allow = %d, %v; want %d, %v", i, e.at.Sub(t0), n, ok, e.wantSuppressed, e.wantOK)
+		}
+	}
+}
+
+// TestRelayOwnOpenIDRefused: a client that starts a session on one of its
+// own ids still open is refused by the relay (the old relay replaced the
+// session, leaving the guest's one unaborted when the client left).
+func TestRelayOwnOpenIDRefused(t *testing.T) {
+	env := newRelayEnv(t, RelayOptions{})
+	a := env.dial(t)
+	id := a.offset + 1
+	a.send(id, agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsWrite, Path: "/held/one"}})
+	a.send(id, agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsWrite, Path: "/held/two"}})
+	m := a.recv()
+	var resp agentproto.FsResponse
+	if err := m.Decode(&resp); err != nil || m.ID != id || resp.OK || resp.Error == nil || !strings.Contains(*resp.Error, "still held by an open session") {
+		t.Fatalf("second start on an open id: %s id %d %+v (%v); want the relay's refusal", m.Type, m.ID, resp, err)
+	}
+	a.conn.Close()
+	// The first write is the one aborted, and the guest never saw the second.
+	env.guest.waitFor(t, "the abort of the first write", isKill(id))
+	for _, m := range env.guest.received() {
+		var req agentproto.FsRequest
+		if m.Type == agentproto.TypeFsRequest && m.Decode(&req) == nil && req.Op.Path == "/held/two" {
+			t.Errorf("the guest received the refused request")
 		}
 	}
 }
