@@ -9,7 +9,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/msb-go/msb/internal/agentclient"
@@ -123,14 +125,20 @@ func (f *FS) CopyToHost(ctx context.Context, guestPath, hostPath string) error {
 		return fmt.Errorf("copy %s to host: %w", guestPath, err)
 	}
 	cp := newCopier(ctx)
-	err = cp.toHost(c, root, hostPath)
+	err = cp.toHost(c, root, hostPath, 0)
 	if err := cp.finish(err); err != nil {
 		return fmt.Errorf("copy %s to host %s: %w", guestPath, hostPath, err)
 	}
 	return nil
 }
 
-func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string) error {
+// maxCopyDepth bounds the directory depth of a copy to the host: the guest
+// lists the tree and could make it endless.
+const maxCopyDepth = 1024
+
+// toHost copies guest entry e to dst; depth is e's depth below the root of
+// the copy.
+func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string, depth int) error {
 	if err := cp.failed(); err != nil {
 		return err
 	}
@@ -160,8 +168,24 @@ func (cp *copier) toHost(c *agentclient.Client, e agentproto.FsEntry, dst string
 		if err != nil {
 			return err
 		}
+		if depth >= maxCopyDepth {
+			return fmt.Errorf("%s: the guest's tree is deeper than %d levels", e.Path, maxCopyDepth)
+		}
+		seen := make(map[string]bool, len(list))
 		for _, child := range list {
-			if err := cp.toHost(c, child, filepath.Join(dst, path.Base(child.Path))); err != nil {
+			// The listing comes from the guest: a name that is not a
+			// plain name ("..", ".", "/") would write outside dst or
+			// loop for ever, and a name listed twice (a file, then a
+			// symlink) could race the file's write.
+			name := path.Base(child.Path)
+			if name == "." || name == ".." || name == "/" || strings.ContainsRune(name, '/') || child.Path == "" {
+				return fmt.Errorf("list %s: the guest listed %q, which is not a plain name", e.Path, child.Path)
+			}
+			if seen[name] {
+				return fmt.Errorf("list %s: the guest listed %q twice", e.Path, name)
+			}
+			seen[name] = true
+			if err := cp.toHost(c, child, filepath.Join(dst, name), depth+1); err != nil {
 				return err
 			}
 		}
@@ -207,11 +231,13 @@ func fetchFile(ctx context.Context, c *agentclient.Client, src, dst string, mode
 			return err
 		}
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// O_NOFOLLOW: a symlink the same copy put at dst (a guest can list a
+	// name twice) must not redirect the write.
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrPermission) {
 		// A read-only file from an earlier copy: replace it.
 		if rerr := os.Remove(dst); rerr == nil {
-			out, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			out, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 		}
 	}
 	if err != nil {

@@ -21,7 +21,8 @@ const maxListPayload = agentproto.MaxFrameLen - 4096
 // fsWrite is an open Write session: the host streams fs.data into file.
 type fsWrite struct {
 	file *os.File
-	err  error // first write error; reported at EOF
+	path string // as requested, for removal on abort
+	err  error  // first write error; reported at EOF
 }
 
 // startFs handles core.fs.request. Write opens its file synchronously, so
@@ -158,7 +159,7 @@ func (s *server) fsOpenWrite(id uint32, op agentproto.FsOp) {
 		return
 	}
 	s.mu.Lock()
-	s.writes[id] = &fsWrite{file: f}
+	s.writes[id] = &fsWrite{file: f, path: op.Path}
 	s.mu.Unlock()
 }
 
@@ -242,6 +243,45 @@ func (s *server) closeWrites() {
 		w.file.Close()
 		delete(s.writes, id)
 	}
+}
+
+// abortWrite ends Write session id, if there is one, without committing it:
+// the partial file is closed and removed, and the host gets a terminal
+// fs.response, which tells the relay the id is free again.
+func (s *server) abortWrite(id uint32) {
+	s.mu.Lock()
+	w := s.writes[id]
+	delete(s.writes, id)
+	s.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if err := removeOpened(w.file, w.path); err != nil {
+		s.log.Warn("abort write: remove partial file", "id", id, "path", w.path, "err", err)
+	}
+	msg := "write: aborted: the client left before the end of the data"
+	s.send(id, agentproto.TypeFsResponse, agentproto.FsResponse{OK: false, Error: &msg})
+}
+
+// removeOpened closes f and removes name, but only if name still is f: a
+// file put in its place since (by a guest process) is left alone.
+func removeOpened(f *os.File, name string) error {
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	cur, err := os.Lstat(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !os.SameFile(fi, cur) {
+		return nil
+	}
+	return os.Remove(name)
 }
 
 func statEntry(name string) (agentproto.FsEntry, error) {

@@ -204,6 +204,50 @@ func TestFsReadWrite(t *testing.T) {
 			t.Errorf("read: ok=%v %q, %d bytes; want ok, 0", r.OK, errText(r), len(data))
 		}
 	})
+	// The relay signals the sessions of a client that left; for a write
+	// that is an abort: nothing the next user of the id sends may land in
+	// the file, and the partial file is removed.
+	t.Run("signal aborts write", func(t *testing.T) {
+		name := filepath.Join(dir, "aborted")
+		id, ch := c.start(agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsWrite, Path: name}})
+		c.send(id, agentproto.TypeFsData, agentproto.FsData{Data: []byte("partial")})
+		c.send(id, agentproto.TypeExecSignal, agentproto.ExecSignal{Signal: 9})
+		r, _ := readFsResponse(t, ch)
+		if r.OK || !strings.Contains(errText(r), "aborted") {
+			t.Errorf("abort: ok=%v %q; want an aborted error", r.OK, errText(r))
+		}
+		if _, err := os.Lstat(name); !os.IsNotExist(err) {
+			t.Errorf("partial file: Lstat err = %v; want it removed", err)
+		}
+		r, _ = readFsResponse(t, c.startID(id, agentproto.TypeFsData, agentproto.FsData{Data: []byte("late")}))
+		if want := "unknown write session: " + strconv.FormatUint(uint64(id), 10); errText(r) != want {
+			t.Errorf("data after abort: %q; want %q", errText(r), want)
+		}
+		if _, err := os.Lstat(name); !os.IsNotExist(err) {
+			t.Errorf("data after abort recreated the file (Lstat err %v)", err)
+		}
+	})
+	t.Run("abort leaves a replaced file alone", func(t *testing.T) {
+		name := filepath.Join(dir, "replaced")
+		id, ch := c.start(agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsWrite, Path: name}})
+		c.send(id, agentproto.TypeFsData, agentproto.FsData{Data: []byte("partial")})
+		// A round trip on another session makes sure the write is open.
+		_, sch := c.start(agentproto.TypeFsRequest, agentproto.FsRequest{Op: agentproto.FsOp{Kind: agentproto.FsStat, Path: name}})
+		readFsResponse(t, sch)
+		if err := os.Rename(name, name+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte("someone else's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.send(id, agentproto.TypeExecSignal, agentproto.ExecSignal{Signal: 9})
+		if r, _ := readFsResponse(t, ch); r.OK {
+			t.Errorf("abort: ok; want an aborted error")
+		}
+		if got, err := os.ReadFile(name); err != nil || string(got) != "someone else's" {
+			t.Errorf("replacing file = %q, %v; want it untouched", got, err)
+		}
+	})
 	t.Run("data for unknown write session", func(t *testing.T) {
 		id, ch := c.start(agentproto.TypeFsData, agentproto.FsData{Data: []byte("x")})
 		r, _ := readFsResponse(t, ch)

@@ -280,6 +280,11 @@ func (s *server) dispatch(m agentproto.Message) error {
 		}
 		if ss := s.session(m.ID); ss != nil {
 			ss.signal(sig.Signal)
+		} else {
+			// The relay signals every session of a client that left;
+			// for a write that means abort (better than 0.4.4, which
+			// left the file open for the id's next user).
+			s.abortWrite(m.ID)
 		}
 	case agentproto.TypeFsRequest:
 		s.startFs(m)

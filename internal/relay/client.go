@@ -32,12 +32,26 @@ func (r *Relay) addClient(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	slot := -1
+	// The lowest free slot whose ids the guest no longer holds; failing
+	// that, the lowest free slot (the orphans' ids stay refused, see
+	// forward).
+	slot, fallback := -1, -1
 	for i, c := range r.clients {
-		if c == nil {
+		if c != nil {
+			continue
+		}
+		if fallback < 0 {
+			fallback = i
+		}
+		if r.slotOrphans[i] == 0 {
 			slot = i
 			break
 		}
+	}
+	if slot < 0 && fallback >= 0 {
+		slot = fallback
+		r.log.Info("relay: every free slot has sessions of a departed client open in the guest; their ids stay reserved",
+			"slot", slot, "orphans", r.slotOrphans[slot])
 	}
 	if slot < 0 {
 		r.mu.Unlock()
@@ -75,13 +89,11 @@ type relayClient struct {
 	active map[uint32]struct{}
 
 	// mu protects the guest→client queue and its state.
-	mu        sync.Mutex
-	queue     []agentproto.RawFrame // the head is being written
-	queued    int                   // bytes in queue
-	fullGen   int                   // bumped each time the queue becomes full
-	fullTimer *time.Timer           // pending stall check while full
-	dead      bool
-	reason    string // why the client was disconnected
+	mu     sync.Mutex
+	queue  []agentproto.RawFrame // the head is being written
+	queued int                   // charge of queue (bytes + overhead)
+	dead   bool
+	reason string // why the client was disconnected
 
 	wake     chan struct{} // capacity 1: queue is non-empty
 	gone     chan struct{} // closed by kick
@@ -95,70 +107,44 @@ func (c *relayClient) kick(reason string) {
 	c.goneOnce.Do(func() {
 		c.mu.Lock()
 		c.dead = true
+		c.r.queuedTotal.Add(-int64(c.queued))
 		c.queue, c.queued = nil, 0
-		if c.fullTimer != nil {
-			c.fullTimer.Stop()
-			c.fullTimer = nil
-		}
 		c.reason = reason
 		c.mu.Unlock()
+		c.r.signalDrained()
 		close(c.gone)
 		c.conn.Close()
 	})
 }
 
-// enqueue queues a guest frame for the client. It never blocks: a client
-// that cannot take it is disconnected instead.
-func (c *relayClient) enqueue(f agentproto.RawFrame) {
+// tryEnqueue queues a frame of the given charge for the client if it fits
+// under the per-client and total caps. gone reports a disconnected client
+// (the frame is dropped). The guest reader calls it, and a client's own
+// reader for the relay's refusals (see refuseHeld); the caps can thus be
+// overshot by at most one refusal (a few hundred bytes) per client.
+func (c *relayClient) tryEnqueue(f agentproto.RawFrame, cost int) (ok, gone bool) {
 	o := &c.r.opts
 	c.mu.Lock()
 	if c.dead {
 		c.mu.Unlock()
-		return
+		return false, true
 	}
-	if c.queued+len(f) > o.ClientQueueBytes {
-		queued := c.queued
+	total := c.r.queuedTotal.Load()
+	if (c.queued > 0 && c.queued+cost > o.ClientQueueBytes) || (total > 0 && total+int64(cost) > int64(o.TotalQueueBytes)) {
 		c.mu.Unlock()
-		c.r.log.Warn("relay: disconnecting client: output queue over its byte limit; killing its sessions",
-			"slot", c.slot, "queued_bytes", queued, "limit", o.ClientQueueBytes)
-		c.kick("output queue over byte limit")
-		return
+		return false, false
 	}
 	c.queue = append(c.queue, f)
-	c.queued += len(f)
-	if c.full() && c.fullTimer == nil {
-		c.fullGen++
-		gen := c.fullGen
-		c.fullTimer = time.AfterFunc(o.StallTimeout, func() { c.stalled(gen) })
+	c.queued += cost
+	if t := c.r.queuedTotal.Add(int64(cost)); t > c.r.peakQueued.Load() {
+		c.r.peakQueued.Store(t)
 	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-}
-
-// full reports whether the queue counts as full for the stall timeout.
-//
-// Preconditions: c.mu is held.
-func (c *relayClient) full() bool {
-	o := &c.r.opts
-	return len(c.queue) >= o.ClientQueueFrames || c.queued >= o.ClientQueueBytes/8
-}
-
-// stalled disconnects the client if its queue has stayed full since
-// generation gen began.
-func (c *relayClient) stalled(gen int) {
-	c.mu.Lock()
-	still := !c.dead && c.fullGen == gen && c.fullTimer != nil && c.full()
-	n := len(c.queue)
-	c.mu.Unlock()
-	if !still {
-		return
-	}
-	c.r.log.Warn("relay: disconnecting client: output queue full too long; killing its sessions",
-		"slot", c.slot, "queued_frames", n, "stall_timeout", c.r.opts.StallTimeout)
-	c.kick("output queue full too long")
+	return true, false
 }
 
 // writeLoop writes the handshake, then queued guest frames, to the client.
@@ -194,16 +180,15 @@ func (c *relayClient) writeLoop() {
 		if !c.dead && len(c.queue) > 0 {
 			c.queue[0] = nil
 			c.queue = c.queue[1:]
-			c.queued -= len(f)
+			cost := len(f) + frameOverhead
+			c.queued -= cost
+			c.r.queuedTotal.Add(-int64(cost))
 			if len(c.queue) == 0 {
 				c.queue = nil
 			}
-			if !c.full() && c.fullTimer != nil {
-				c.fullTimer.Stop()
-				c.fullTimer = nil
-			}
 		}
 		c.mu.Unlock()
+		c.r.signalDrained()
 	}
 }
 
@@ -281,10 +266,20 @@ func (c *relayClient) forward(f agentproto.RawFrame) error {
 		return errViolation
 	}
 	if f.Flags()&agentproto.FlagSessionStart != 0 {
-		if err := c.startSession(id, m); err != nil {
+		held, err := c.startSession(id, m)
+		if err != nil {
 			c.violation("bad session start", err)
 			return errViolation
 		}
+		if held {
+			return c.refuseHeld(id, m.Type)
+		}
+	} else if c.heldByOrphan(id) {
+		// A frame for a session the guest still holds for a departed
+		// client: it was not this client's, so it must not reach it
+		// (the session start was refused, see refuseHeld).
+		r.log.Debug("relay: dropping client frame for an id a departed client still holds", "slot", c.slot, "id", id, "type", m.Type)
+		return nil
 	}
 	if err := r.sendGuest(f); err != nil {
 		c.kick("guest unavailable")
@@ -297,26 +292,36 @@ func (c *relayClient) forward(f agentproto.RawFrame) error {
 	return nil
 }
 
-// startSession records a session the client opens.
-func (c *relayClient) startSession(id uint32, m agentproto.Message) error {
+// startSession records a session the client opens. held reports an id
+// whose session is still open in the guest (a departed client's, or this
+// client's own); nothing is recorded then.
+func (c *relayClient) startSession(id uint32, m agentproto.Message) (held bool, err error) {
 	r := c.r
 	s := &relaySession{owner: c}
 	if m.Type == agentproto.TypeExecRequest {
 		var req agentproto.ExecRequest
 		if err := m.Decode(&req); err != nil {
-			return err
+			return false, err
 		}
 		s.exec, s.tty = true, req.TTY
+	} else {
+		var req agentproto.FsRequest
+		if err := m.Decode(&req); err != nil {
+			return false, err
+		}
+		s.fsRead = req.Op.Kind == agentproto.FsRead
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old := r.sessions[id]; old != nil {
-		// An id reused while its session is open, by this client or by
-		// the slot's previous occupant: the new session replaces it.
-		r.endSession(id, old)
+	if r.sessions[id] != nil {
+		// Still open in the guest, for a departed client or for this
+		// one: replacing it would hand the new session's frames to the
+		// old one in the guest (and leave the old one unaborted when the
+		// client leaves).
+		return true, nil
 	}
 	if len(c.active) >= r.opts.MaxClientSessions {
-		return fmt.Errorf("more than %d open sessions", r.opts.MaxClientSessions)
+		return false, fmt.Errorf("more than %d open sessions", r.opts.MaxClientSessions)
 	}
 	if s.exec {
 		r.nextLogID++
@@ -325,7 +330,58 @@ func (c *relayClient) startSession(id uint32, m agentproto.Message) error {
 	}
 	r.sessions[id] = s
 	c.active[id] = struct{}{}
-	return nil
+	return false, nil
+}
+
+// heldByOrphan reports whether id belongs to a session a departed client
+// left open in the guest.
+func (c *relayClient) heldByOrphan(id uint32) bool {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	s := c.r.sessions[id]
+	return s != nil && s.owner != c
+}
+
+// refuseHeld answers a session start on an id whose session is still open
+// with the terminal error the guest would give, without involving the guest.
+// The client stays connected: agentclient numbers its sessions from the
+// start of its range, so it cannot know about a departed client's.
+func (c *relayClient) refuseHeld(id uint32, t agentproto.Type) error {
+	r := c.r
+	msg := fmt.Sprintf("session id %d is still held by an open session (of a departed client, or this client's own); retry with another id", id)
+	r.log.Info("relay: refusing a session start on an id whose session is still open", "slot", c.slot, "id", id)
+	var (
+		m   agentproto.Message
+		err error
+	)
+	if t == agentproto.TypeExecRequest {
+		m, err = agentproto.New(id, agentproto.TypeExecFailed, agentproto.ExecFailed{Kind: agentproto.FailOther, Message: msg})
+	} else {
+		m, err = agentproto.New(id, agentproto.TypeFsResponse, agentproto.FsResponse{Error: &msg})
+	}
+	if err != nil {
+		return err
+	}
+	f, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	// The client's own reader goroutine waits here, so a client that does
+	// not read its answers slows only itself.
+	for {
+		ok, gone := c.tryEnqueue(f, len(f)+frameOverhead)
+		if ok {
+			return nil
+		}
+		if gone {
+			return ErrRelayClosed
+		}
+		select {
+		case <-c.gone:
+			return ErrRelayClosed
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // cleanup kills the client's sessions and then frees its slot. The kills are
@@ -336,11 +392,13 @@ func (c *relayClient) cleanup() {
 	r := c.r
 	r.mu.Lock()
 	ids := make([]uint32, 0, len(c.active))
+	now := time.Now()
 	for id := range c.active {
 		ids = append(ids, id)
 		if s := r.sessions[id]; s != nil && s.owner == c {
-			s.owner = nil
+			s.owner, s.orphanedAt = nil, now
 			r.orphans++
+			r.slotOrphans[c.slot]++
 		}
 	}
 	c.active = map[uint32]struct{}{}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/msb-go/msb/internal/agentproto"
 )
@@ -144,34 +145,181 @@ func slotOf(id uint32) int {
 	return min(int(id/agentproto.IDStep), agentproto.MaxClients-1)
 }
 
-// route delivers a guest frame to the client that owns its session, or, for
-// an id without a session, to the client owning the id's slot.
+// guestTypes are the message types the guest may send once ready.
+var guestTypes = map[agentproto.Type]bool{
+	agentproto.TypeExecStarted: true,
+	agentproto.TypeExecStdout:  true,
+	agentproto.TypeExecStderr:  true,
+	agentproto.TypeExecExited:  true,
+	agentproto.TypeExecFailed:  true,
+	agentproto.TypeFsData:      true,
+	agentproto.TypeFsResponse:  true,
+}
+
+// route delivers a guest frame to the client that owns its session. The
+// session ends on a frame whose decoded type is terminal; the header's flags
+// must agree with the type or the frame is dropped, so a guest cannot end a
+// session (or keep it open) by setting or omitting flag bits. Frames for ids
+// without an open session of the right kind are dropped: clients only get
+// answers to what they asked.
 func (r *Relay) route(f agentproto.RawFrame) {
 	id := f.ID()
-	terminal := f.Flags()&agentproto.FlagTerminal != 0
-	r.mu.Lock()
-	var target *relayClient
-	s := r.sessions[id]
+	m, err := f.Message()
 	switch {
-	case s != nil:
-		// Nil for an orphan: its output must not reach the slot's next
-		// occupant, which may reuse the same ids.
-		target = s.owner
-		if terminal {
-			r.endSession(id, s)
-		}
-	case id != 0:
-		target = r.clients[slotOf(id)]
-	}
-	r.mu.Unlock()
-	if s != nil && s.exec && r.opts.ExecLog != nil {
-		r.tap(s, f, terminal)
-	}
-	if target == nil {
-		r.log.Debug("relay: dropping guest frame without a client", "id", id)
+	case err != nil:
+		r.guestViolation("undecodable frame", id, err)
+		return
+	case !guestTypes[m.Type]:
+		r.guestViolation("unexpected message type", id, fmt.Errorf("%s", m.Type))
+		return
+	case f.Flags() != m.Type.Flags():
+		r.guestViolation("flags do not match type", id, fmt.Errorf("%s with flags %#x", m.Type, f.Flags()))
 		return
 	}
-	target.enqueue(f)
+	terminal := m.Type.Flags()&agentproto.FlagTerminal != 0
+	r.mu.Lock()
+	s := r.sessions[id]
+	if s == nil || !s.accepts(m.Type) {
+		r.mu.Unlock()
+		if s == nil {
+			r.guestViolation("frame for no open session", id, fmt.Errorf("%s", m.Type))
+		} else {
+			r.guestViolation("message type does not match the session", id, fmt.Errorf("%s", m.Type))
+		}
+		return
+	}
+	// Nil for an orphan: its output must not reach the slot's next
+	// occupant.
+	target := s.owner
+	if terminal {
+		r.endSession(id, s)
+	}
+	r.mu.Unlock()
+	if s.exec && r.opts.ExecLog != nil {
+		r.tap(s, m, terminal)
+	}
+	if target == nil {
+		r.log.Debug("relay: dropping output of a departed client's session", "id", id)
+		return
+	}
+	r.deliver(target, f)
+}
+
+// guestViolation logs a dropped guest frame, at most 10 times a second:
+// a lying guest must not be able to flood the host's log either.
+func (r *Relay) guestViolation(what string, id uint32, err error) {
+	if n, ok := r.guestWarn.allow(time.Now()); ok {
+		r.log.Warn("relay: dropping guest frame", "violation", what, "id", id, "err", err, "suppressed", n)
+	}
+}
+
+// rateLimit allows guestWarnBurst events per guestWarnEvery window (a window
+// starts with the first event after the last one ended) and counts the ones
+// it suppressed, for the next event it allows. Not safe for concurrent use.
+type rateLimit struct {
+	last       time.Time
+	burst      int
+	suppressed int
+}
+
+const (
+	guestWarnBurst = 10
+	guestWarnEvery = time.Second
+)
+
+// allow reports whether to log an event now and how many were suppressed
+// since the last one logged.
+func (l *rateLimit) allow(now time.Time) (suppressed int, ok bool) {
+	if now.Sub(l.last) >= guestWarnEvery {
+		l.burst = 0
+	}
+	if l.burst >= guestWarnBurst {
+		l.suppressed++
+		return 0, false
+	}
+	if l.burst == 0 {
+		l.last = now
+	}
+	l.burst++
+	n := l.suppressed
+	l.suppressed = 0
+	return n, true
+}
+
+// deliver queues f for c, waiting while c's queue or the total is at its
+// cap: while it waits the guest is not read, which is the back-pressure. A
+// wait longer than StallTimeout disconnects the client that holds it up.
+func (r *Relay) deliver(c *relayClient, f agentproto.RawFrame) {
+	cost := len(f) + frameOverhead
+	var timeout <-chan time.Time
+	for {
+		ok, gone := c.tryEnqueue(f, cost)
+		if ok || gone {
+			return
+		}
+		if timeout == nil {
+			t := time.NewTimer(r.opts.StallTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-r.drained:
+		case <-c.gone:
+			return
+		case <-r.done:
+			return
+		case <-timeout:
+			r.unstall(c, cost)
+			timeout = nil
+		}
+	}
+}
+
+// unstall disconnects the client that kept the guest reader waiting for
+// room for a frame of cost bytes for c: c itself if its own queue is over
+// its cap, else the client with the largest queue.
+func (r *Relay) unstall(c *relayClient, cost int) {
+	o := &r.opts
+	c.mu.Lock()
+	own := c.queued+cost > o.ClientQueueBytes
+	queued := c.queued
+	c.mu.Unlock()
+	if own {
+		r.log.Warn("relay: disconnecting client: its output queue did not drain within the stall timeout; killing its sessions",
+			"slot", c.slot, "queued_bytes", queued, "limit", o.ClientQueueBytes, "stall_timeout", o.StallTimeout)
+		c.kick("output queue did not drain")
+		return
+	}
+	r.mu.Lock()
+	clients := r.clients
+	r.mu.Unlock()
+	var worst *relayClient
+	worstQueued := 0
+	for _, o := range clients {
+		if o == nil {
+			continue
+		}
+		o.mu.Lock()
+		q := o.queued
+		o.mu.Unlock()
+		if q > worstQueued {
+			worst, worstQueued = o, q
+		}
+	}
+	if worst == nil {
+		return
+	}
+	r.log.Warn("relay: disconnecting client: total output queue did not drain within the stall timeout and this client's queue is the largest; killing its sessions",
+		"slot", worst.slot, "queued_bytes", worstQueued, "total_limit", o.TotalQueueBytes, "stall_timeout", o.StallTimeout)
+	worst.kick("total output queue did not drain")
+}
+
+// signalDrained wakes the guest reader if it waits for queue room.
+func (r *Relay) signalDrained() {
+	select {
+	case r.drained <- struct{}{}:
+	default:
+	}
 }
 
 // endSession forgets a session.
@@ -185,6 +333,7 @@ func (r *Relay) endSession(id uint32, s *relaySession) {
 		delete(s.owner.active, id)
 	} else {
 		r.orphans--
+		r.slotOrphans[slotOf(id)]--
 	}
 	if s.exec {
 		r.execSessions--

@@ -16,19 +16,28 @@ import (
 	"github.com/msb-go/msb/internal/launch"
 )
 
-// Relay defaults (reference §1.4 where it has a number).
+// Relay defaults (reference §1.4 where it has a number; the queue caps are
+// ours: 0.4.4 queues without bound).
 const (
-	DefaultClientQueueFrames = 64
-	DefaultClientQueueBytes  = 64 << 20
+	DefaultClientQueueBytes  = 8 << 20
+	DefaultTotalQueueBytes   = 32 << 20
 	DefaultStallTimeout      = 5 * time.Second
+	DefaultOrphanGrace       = 10 * time.Second
 	DefaultGuestQueueFrames  = 256
 	DefaultMaxClientSessions = 4096
 	// maxOrphans bounds the sessions of departed clients kept only so that
-	// their late output is not handed to the slot's next occupant.
+	// their late output is not handed to the slot's next occupant and their
+	// ids are not reused while the guest may still hold them.
 	maxOrphans = 4096
+	// frameOverhead is what a queued frame costs beyond its bytes (slice
+	// header, allocation rounding); it is charged against the queue caps so
+	// that a flood of tiny frames is bounded as well as one of big ones.
+	frameOverhead = 64
 )
 
 // killSignal is what a departed client's sessions receive (reference §3.4).
+// agentd treats it as an abort for an fs write session: it closes and
+// removes the partial file and answers with a terminal fs.response.
 const killSignal = 9
 
 // RelayOptions configures a Relay. The zero value is usable.
@@ -39,20 +48,32 @@ type RelayOptions struct {
 	// OnShutdown is called (from a client's goroutine) after a client's
 	// core.shutdown has been queued for the guest; nil ignores it.
 	OnShutdown func()
-	// Logger reports client violations and disconnects; nil discards.
+	// Logger reports client violations, lying guest frames and
+	// disconnects; nil discards.
 	Logger *slog.Logger
 
-	// ClientQueueFrames is the per-client guest→client queue length that
-	// counts as full (default 64); so does an eighth of ClientQueueBytes.
-	// A client whose queue stays full for StallTimeout is disconnected.
-	ClientQueueFrames int
-	// ClientQueueBytes is the hard per-client bound on queued bytes (default
-	// 64 MiB, at least one maximal frame); reaching it disconnects the
-	// client at once. Frames are never dropped for a connected client.
-	// Worst-case queue memory is MaxClients × ClientQueueBytes.
+	// ClientQueueBytes caps the guest→client bytes queued for one client
+	// (default 8 MiB; at least one maximal frame). TotalQueueBytes caps
+	// those of all clients together (default 32 MiB; at least
+	// ClientQueueBytes). Each frame is charged its length plus a small
+	// fixed overhead. When a frame would exceed either cap the relay stops
+	// reading from the guest (back-pressure: agentd's writers, and so the
+	// guest's processes, block) until the writers make room. Frames are
+	// never dropped for a connected client.
 	ClientQueueBytes int
-	// StallTimeout defaults to 5 s.
+	TotalQueueBytes  int
+	// StallTimeout bounds how long the guest reader waits for room for one
+	// frame (default 5 s). When it passes, the client the frame is for is
+	// disconnected if its own queue is the one over its cap, else the
+	// client with the largest queue is; the reason is logged and the
+	// client's sessions are killed. A stalled client thus holds up the
+	// others for at most StallTimeout.
 	StallTimeout time.Duration
+	// OrphanGrace is how long the exec sessions of a departed client still
+	// count as active (default 10 s): long enough for the kill to take
+	// effect, short enough that a guest that never ends them cannot keep
+	// the sandbox from going idle.
+	OrphanGrace time.Duration
 	// GuestQueueFrames is the host→guest queue length (default 256). When
 	// it is full, client readers wait: back-pressure, not loss.
 	GuestQueueFrames int
@@ -65,15 +86,19 @@ func (o *RelayOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.ClientQueueFrames <= 0 {
-		o.ClientQueueFrames = DefaultClientQueueFrames
-	}
 	if o.ClientQueueBytes <= 0 {
 		o.ClientQueueBytes = DefaultClientQueueBytes
 	}
-	o.ClientQueueBytes = max(o.ClientQueueBytes, 4+agentproto.MaxFrameLen)
+	o.ClientQueueBytes = max(o.ClientQueueBytes, 4+agentproto.MaxFrameLen+frameOverhead)
+	if o.TotalQueueBytes <= 0 {
+		o.TotalQueueBytes = DefaultTotalQueueBytes
+	}
+	o.TotalQueueBytes = max(o.TotalQueueBytes, o.ClientQueueBytes)
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.OrphanGrace <= 0 {
+		o.OrphanGrace = DefaultOrphanGrace
 	}
 	if o.GuestQueueFrames <= 0 {
 		o.GuestQueueFrames = DefaultGuestQueueFrames
@@ -84,17 +109,31 @@ func (o *RelayOptions) setDefaults() {
 }
 
 // Relay multiplexes up to agentproto.MaxClients socket clients onto the guest
-// agent's byte stream (reference §3.4). It routes frames by their id and flags
-// and decodes CBOR only to validate client frames, track sessions and tap exec
-// output into exec.log.
+// agent's byte stream (reference §3.4). It routes frames by their id and
+// decodes CBOR to validate frames in both directions, track sessions and tap
+// exec output into exec.log.
 //
 // Each client owns the id range slot·IDStep+1 … slot·IDStep+IDStep−1. Unlike
 // the reference, the relay enforces this: a client that sends a foreign id, id
 // 0 with anything but core.shutdown, a guest-only message type, flags that do
 // not match the type, or a malformed frame is disconnected, and its sessions
-// are killed. Guest output is queued per client; a client that does not keep
-// up is disconnected (and logged) rather than stalling the others or losing
-// frames.
+// are killed.
+//
+// The guest is not trusted either. Session state follows the decoded message
+// type, never the header's flag bits. A guest frame that cannot be decoded,
+// has flags that do not match its type, has a host-only type, or belongs to
+// no open session of a matching kind (exec or fs) is dropped and logged (at a
+// bounded rate), so clients only ever see answers to what they asked.
+//
+// The ids of a departed client's sessions stay reserved (orphans) until the
+// guest ends them: a new client is given a slot without orphans when there is
+// one, and a session start on an id an orphan still holds is refused by the
+// relay itself, so a new client's frames never reach a session of the old
+// one.
+//
+// Guest output is queued per client under per-client and total byte caps;
+// when a frame does not fit, the relay stops reading from the guest until it
+// does (see RelayOptions.StallTimeout for the bound on that wait).
 //
 // Methods are safe for concurrent use.
 type Relay struct {
@@ -120,30 +159,65 @@ type Relay struct {
 	epoch      time.Time
 	activityNs atomic.Int64
 
+	// queuedTotal is the charge of every client's queue. Only the guest
+	// reader adds to it (under the client's mu), so a check followed by an
+	// add cannot overshoot the cap.
+	queuedTotal atomic.Int64
+	// peakQueued is the high-water mark of queuedTotal (for tests and
+	// diagnostics; racing updates may miss a peak by one frame).
+	peakQueued atomic.Int64
+	// drained (capacity 1) is signalled whenever queued bytes are freed,
+	// waking the guest reader if it waits for room.
+	drained chan struct{}
+
+	// guestWarn rate-limits the log of lying guest frames. Used by the
+	// guest reader goroutine only.
+	guestWarn rateLimit
+
 	// mu protects the fields below. Lock order: Relay.mu before client.mu.
 	mu           sync.Mutex
 	closed       bool
 	clients      [agentproto.MaxClients]*relayClient
 	sessions     map[uint32]*relaySession
 	orphans      int
-	execSessions int
+	slotOrphans  [agentproto.MaxClients]int // orphans per id slot
+	execSessions int                        // exec sessions, orphans included
 	nextLogID    uint64
 }
 
 // relaySession is one open session (opened by a SESSION_START frame).
 type relaySession struct {
 	// Guarded by Relay.mu.
-	owner *relayClient // nil once the client left (an orphan)
+	owner      *relayClient // nil once the client left (an orphan)
+	orphanedAt time.Time    // when owner left
 
 	// Immutable after creation.
-	exec  bool
-	tty   bool
-	logID uint64
+	exec   bool // an exec session; else an fs session
+	fsRead bool // an fs Read, the only fs op the guest answers with data
+	tty    bool
+	logID  uint64
 
 	// carry holds an incomplete UTF-8 sequence at the end of the last
 	// stdout (0) or stderr (1) chunk, so a character split across chunks
 	// is logged whole. Used by the guest reader goroutine only.
 	carry [2][]byte
+}
+
+// accepts reports whether a guest frame of type t belongs to a session of
+// s's kind.
+func (s *relaySession) accepts(t agentproto.Type) bool {
+	switch t {
+	case agentproto.TypeExecStarted, agentproto.TypeExecStdout, agentproto.TypeExecStderr,
+		agentproto.TypeExecExited, agentproto.TypeExecFailed:
+		return s.exec
+	case agentproto.TypeFsData:
+		// Only a Read streams file data to the host; data on any other
+		// session (a Write, a Stat) is something nobody asked for.
+		return s.fsRead
+	case agentproto.TypeFsResponse:
+		return !s.exec
+	}
+	return false
 }
 
 // NewRelay starts relaying on guest, the agent's console stream. If guest
@@ -161,6 +235,7 @@ func NewRelay(guest io.ReadWriter, opts RelayOptions) *Relay {
 		readyCh:   make(chan struct{}),
 		guestDone: make(chan struct{}),
 		epoch:     time.Now(),
+		drained:   make(chan struct{}, 1),
 		sessions:  make(map[uint32]*relaySession),
 	}
 	r.wg.Add(2)
@@ -231,12 +306,24 @@ func (r *Relay) touch() {
 	}
 }
 
-// ActiveSessions returns the number of exec sessions still open in the guest
-// (including those of departed clients until they have exited).
+// ActiveSessions returns the number of exec sessions still open in the
+// guest whose client is connected, plus those of departed clients for
+// OrphanGrace after the client left: a guest that never ends a killed
+// session cannot keep the sandbox from going idle.
 func (r *Relay) ActiveSessions() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.execSessions
+	n := r.execSessions
+	if r.orphans == 0 {
+		return n
+	}
+	now := time.Now()
+	for _, s := range r.sessions {
+		if s.exec && s.owner == nil && now.Sub(s.orphanedAt) >= r.opts.OrphanGrace {
+			n--
+		}
+	}
+	return n
 }
 
 // Activity reports the relay's view of activity, for a Watcher.

@@ -35,10 +35,14 @@ const testWait = 5 * time.Second
 //   - "deaf": started only, and signals are ignored
 //   - "count N": started, N stdout frames "i\n", exited 0
 //   - "flood": started, then 4 KiB stdout frames until signalled
+//   - "lines N": started, N numbered 4 KiB stdout frames, exited 0
 //   - "bulk N": started, N 4 KiB stdout frames, exited 0
 //   - "utf8": stdout "h\xc3" then "\xa9llo" (é split across chunks), exited 0
-//   - fs.request: fs.response ok, unless the path is "/hang"
-//   - fs.data for any id: fs.response "unknown write session: <id>"
+//   - fs.request: fs.response ok, unless the path is "/hang", or a Write
+//     under "/held/": that opens a write session as agentd 0.4.4 has it
+//     (fs.data appends to files[path], empty data answers ok, signals are
+//     ignored, so it never ends for a client that left)
+//   - fs.data for any other id: fs.response "unknown write session: <id>"
 //
 // Every message it receives is recorded.
 type fakeGuest struct {
@@ -51,6 +55,8 @@ type fakeGuest struct {
 	changed chan struct{} // closed and replaced whenever got grows
 	floods  map[uint32]chan struct{}
 	deaf    map[uint32]bool
+	writes  map[uint32]string // open "/held/" write sessions by id
+	files   map[string][]byte // what those writes received
 }
 
 func newFakeGuest(conn net.Conn) *fakeGuest {
@@ -60,6 +66,8 @@ func newFakeGuest(conn net.Conn) *fakeGuest {
 		changed: make(chan struct{}),
 		floods:  map[uint32]chan struct{}{},
 		deaf:    map[uint32]bool{},
+		writes:  map[uint32]string{},
+		files:   map[string][]byte{},
 	}
 }
 
@@ -129,6 +137,12 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 				g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: chunk})
 			}
 			g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 0})
+		case "lines":
+			n, _ := strconv.Atoi(args)
+			for i := range n {
+				g.send(m.ID, agentproto.TypeExecStdout, agentproto.ExecData{Data: numberedLine(i)})
+			}
+			g.send(m.ID, agentproto.TypeExecExited, agentproto.ExecExited{Code: 0})
 		case "deaf":
 			g.mu.Lock()
 			g.deaf[m.ID] = true
@@ -164,7 +178,8 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 			close(stop)
 			delete(g.floods, m.ID)
 		}
-		deaf := g.deaf[m.ID]
+		_, writing := g.writes[m.ID]
+		deaf := g.deaf[m.ID] || writing
 		g.mu.Unlock()
 		if deaf {
 			return
@@ -175,11 +190,44 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 		if err := m.Decode(&req); err != nil || req.Op.Path == "/hang" {
 			return
 		}
+		if req.Op.Kind == agentproto.FsWrite && strings.HasPrefix(req.Op.Path, "/held/") {
+			g.mu.Lock()
+			g.writes[m.ID] = req.Op.Path
+			g.mu.Unlock()
+			return
+		}
 		g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{OK: true})
 	case agentproto.TypeFsData:
+		var d agentproto.FsData
+		if err := m.Decode(&d); err != nil {
+			return
+		}
+		g.mu.Lock()
+		path, ok := g.writes[m.ID]
+		if ok {
+			g.files[path] = append(g.files[path], d.Data...)
+			if len(d.Data) == 0 {
+				delete(g.writes, m.ID)
+			}
+		}
+		g.mu.Unlock()
+		if ok {
+			if len(d.Data) == 0 {
+				g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{OK: true})
+			}
+			return
+		}
 		msg := fmt.Sprintf("unknown write session: %d", m.ID)
 		g.send(m.ID, agentproto.TypeFsResponse, agentproto.FsResponse{Error: &msg})
 	}
+}
+
+// numberedLine is line i of the "lines" command: 4 KiB ending in i.
+func numberedLine(i int) []byte {
+	b := bytes.Repeat([]byte("."), agentproto.MaxExecChunk)
+	tail := fmt.Appendf(nil, " %d\n", i)
+	copy(b[len(b)-len(tail):], tail)
+	return b
 }
 
 // waitFor waits until the guest has received a message matching pred.
@@ -250,6 +298,28 @@ type relayEnv struct {
 // unix socket. Cleanup stops everything and checks for leaked goroutines.
 func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 	t.Helper()
+	hostEnd, guestEnd := net.Pipe()
+	g := newFakeGuest(guestEnd)
+	g.wg.Go(func() {
+		g.sendReady()
+		g.serve()
+	})
+	env := serveRelay(t, opts, hostEnd, func() {
+		guestEnd.Close()
+		g.wg.Wait()
+	})
+	env.guest = g
+	if ready, err := env.relay.WaitReady(t.Context()); err != nil || ready.ReadyTimeNs != 42 || ready.ProtocolVersion != 1 {
+		t.Fatalf("WaitReady = %+v, %v; want the guest's ready", ready, err)
+	}
+	return env
+}
+
+// serveRelay starts a relay on hostEnd, waits for ready and serves a unix
+// socket. Cleanup closes the relay, then calls stopGuest, and checks for
+// leaked goroutines.
+func serveRelay(t testing.TB, opts RelayOptions, hostEnd net.Conn, stopGuest func()) *relayEnv {
+	t.Helper()
 	leakOpt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leakOpt) })
 
@@ -269,15 +339,9 @@ func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	hostEnd, guestEnd := net.Pipe()
-	g := newFakeGuest(guestEnd)
 	r := NewRelay(hostEnd, opts)
-	g.wg.Go(func() {
-		g.sendReady()
-		g.serve()
-	})
 	ctx, cancel := context.WithCancel(context.Background())
-	env := &relayEnv{relay: r, guest: g, sock: sock, logs: logs, serveErr: make(chan error, 1)}
+	env := &relayEnv{relay: r, sock: sock, logs: logs, serveErr: make(chan error, 1)}
 	t.Cleanup(func() {
 		cancel()
 		if err := r.Close(); err != nil {
@@ -286,18 +350,13 @@ func newRelayEnv(t testing.TB, opts RelayOptions) *relayEnv {
 		if err := <-env.serveErr; !errors.Is(err, context.Canceled) && !errors.Is(err, ErrRelayClosed) && !errors.Is(err, ErrGuestClosed) {
 			t.Errorf("Serve = %v; want context.Canceled or ErrRelayClosed", err)
 		}
-		guestEnd.Close()
-		g.wg.Wait()
+		stopGuest()
 	})
 
 	rctx, rcancel := context.WithTimeout(ctx, testWait)
 	defer rcancel()
-	ready, err := r.WaitReady(rctx)
-	if err != nil {
+	if _, err := r.WaitReady(rctx); err != nil {
 		t.Fatalf("WaitReady = %v", err)
-	}
-	if ready.ReadyTimeNs != 42 || ready.ProtocolVersion != 1 {
-		t.Fatalf("WaitReady = %+v; want the guest's ready", ready)
 	}
 	go func() { env.serveErr <- r.Serve(ctx, ln) }()
 	return env
@@ -604,8 +663,8 @@ func TestRelayOrphanOutputNotDelivered(t *testing.T) {
 	b.recv()
 	b.conn.Close()
 	env.guest.waitFor(t, "kill of the orphan", isKill(orphan))
-	// Slot 1 is freed just after the kills are queued; until then a new
-	// client lands in slot 2 (and stays there, so the next goes lower).
+	// Slot 1 holds an orphan, so new clients go to the other free slots
+	// first (and stay connected); once they are taken, one lands in slot 1.
 	var c *testClient
 	eventually(t, "slot 1 to be reused", func() bool {
 		var err error
@@ -622,7 +681,7 @@ func TestRelayOrphanOutputNotDelivered(t *testing.T) {
 	}
 	// Once the orphan ends, its id is free for the new client.
 	env.guest.send(orphan, agentproto.TypeExecExited, agentproto.ExecExited{Code: 137})
-	eventually(t, "the orphan to end", func() bool { return env.relay.ActiveSessions() == 0 })
+	eventually(t, "the orphan to end", func() bool { return !env.sessionOpen(orphan) })
 	if out, _, _ := c.exec(orphan, "echo", "reuse"); out != "out:reuse" {
 		t.Errorf("exec on the reused id = %q; want out:reuse", out)
 	}
@@ -650,19 +709,23 @@ func TestRelaySessionLimit(t *testing.T) {
 	}
 }
 
-func TestRelayUnknownIDRoutedBySlot(t *testing.T) {
+// TestRelayAnswerWithoutSessionDropped: the guest's answer to a frame that
+// opened no session (here fs.data without a request) is not passed on: the
+// relay forwards only frames of sessions a client opened (better than 0.4.4,
+// which routed any id to its slot).
+func TestRelayAnswerWithoutSessionDropped(t *testing.T) {
 	env := newRelayEnv(t, RelayOptions{})
 	env.dial(t)
 	b := env.dial(t)
 	id := b.offset + 7
 	b.send(id, agentproto.TypeFsData, agentproto.FsData{Data: []byte("x")})
-	m := b.recv()
-	var resp agentproto.FsResponse
-	if err := m.Decode(&resp); err != nil {
-		t.Fatal(err)
+	env.guest.waitFor(t, "the stray fs.data", func(m agentproto.Message) bool { return m.ID == id })
+	// exec fails the test if a frame for another id arrives first.
+	if out, _, _ := b.exec(b.offset+8, "echo", "next"); out != "out:next" {
+		t.Errorf("exec = %q; want out:next", out)
 	}
-	if m.ID != id || m.Type != agentproto.TypeFsResponse || resp.Error == nil || *resp.Error != fmt.Sprintf("unknown write session: %d", id) {
-		t.Errorf("got %s id %d %+v; want the guest's unknown-session response", m.Type, m.ID, resp)
+	if !strings.Contains(env.logs.String(), "frame for no open session") {
+		t.Errorf("log does not mention the dropped frame:\n%s", env.logs.String())
 	}
 }
 
@@ -889,14 +952,16 @@ func TestSplitUTF8Tail(t *testing.T) {
 }
 
 // TestRelayBackpressureNoLoss checks that a client that pauses but keeps up
-// within the stall timeout gets every frame, in order.
+// within the stall timeout gets every frame, in order, while the relay's
+// queue stays under its cap (the guest is made to wait instead).
 func TestRelayBackpressureNoLoss(t *testing.T) {
-	env := newRelayEnv(t, RelayOptions{ClientQueueFrames: 4, StallTimeout: testWait})
+	env := newRelayEnv(t, RelayOptions{ClientQueueBytes: 1, TotalQueueBytes: 1, StallTimeout: testWait})
 	a := env.dial(t)
-	const n = 3000
-	a.send(a.offset+1, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "count", Args: []string{strconv.Itoa(n)}})
-	time.Sleep(100 * time.Millisecond) // let the queue fill
-	var out strings.Builder
+	// 16 MiB of numbered 4 KiB lines: four times the clamped cap.
+	const n = 4096
+	a.send(a.offset+1, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "lines", Args: []string{strconv.Itoa(n)}})
+	time.Sleep(200 * time.Millisecond) // let the queue fill
+	var out bytes.Buffer
 	for {
 		m := a.recv()
 		if m.Type == agentproto.TypeExecExited {
@@ -907,45 +972,37 @@ func TestRelayBackpressureNoLoss(t *testing.T) {
 			out.Write(d.Data)
 		}
 	}
-	var want strings.Builder
+	var want bytes.Buffer
 	for i := range n {
-		want.WriteString(strconv.Itoa(i) + "\n")
+		want.Write(numberedLine(i))
 	}
-	if out.String() != want.String() {
+	if !bytes.Equal(out.Bytes(), want.Bytes()) {
 		t.Errorf("got %d bytes of output; want all %d frames in order (%d bytes)", out.Len(), n, want.Len())
+	}
+	limit := int64(env.relay.opts.ClientQueueBytes)
+	if peak := env.relay.peakQueued.Load(); peak > limit || peak < limit/2 {
+		t.Errorf("peak queued = %d bytes; want the queue filled to near its cap %d, never past it", peak, limit)
 	}
 }
 
+// TestRelaySlowClient: a client that stops reading while its session floods
+// is disconnected after the stall timeout, with the reason logged, and the
+// other client is served again.
 func TestRelaySlowClient(t *testing.T) {
-	tests := []struct {
-		name string
-		opts RelayOptions
-		log  string
-	}{
-		// The byte limit is far above what the flood can queue before the
-		// stall timeout fires, so the stall, not the limit, ends the client
-		// however fast this machine is.
-		{"queue full too long", RelayOptions{ClientQueueFrames: 8, ClientQueueBytes: 1 << 30, StallTimeout: 50 * time.Millisecond}, "output queue full too long"},
-		{"byte limit", RelayOptions{ClientQueueFrames: 1 << 20, StallTimeout: time.Hour, ClientQueueBytes: 1}, "output queue over its byte limit"},
+	env := newRelayEnv(t, RelayOptions{StallTimeout: 100 * time.Millisecond})
+	good := env.dial(t)
+	slow := env.dial(t)
+	floodID := slow.offset + 1
+	// slow never reads again.
+	slow.send(floodID, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "flood"})
+	env.guest.waitFor(t, "kill of the slow client's flood", isKill(floodID))
+	if want := "its output queue did not drain within the stall timeout"; !strings.Contains(env.logs.String(), want) {
+		t.Errorf("log does not mention %q:\n%s", want, env.logs.String())
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			env := newRelayEnv(t, tc.opts)
-			good := env.dial(t)
-			slow := env.dial(t)
-			floodID := slow.offset + 1
-			// slow never reads again.
-			slow.send(floodID, agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "flood"})
-			env.guest.waitFor(t, "kill of the slow client's flood", isKill(floodID))
-			if !strings.Contains(env.logs.String(), tc.log) {
-				t.Errorf("log does not mention %q:\n%s", tc.log, env.logs.String())
-			}
-			if out, _, _ := good.exec(good.offset+1, "echo", "ok"); out != "out:ok" {
-				t.Errorf("good client exec = %q; want out:ok", out)
-			}
-			slow.expectClosed()
-		})
+	if out, _, _ := good.exec(good.offset+1, "echo", "ok"); out != "out:ok" {
+		t.Errorf("good client exec = %q; want out:ok", out)
 	}
+	slow.expectClosed()
 }
 
 func TestRelayGuestEOF(t *testing.T) {

@@ -9,16 +9,12 @@ import (
 	"github.com/msb-go/msb/internal/launch"
 )
 
-// tap copies exec output into exec.log.
-func (r *Relay) tap(s *relaySession, f agentproto.RawFrame, terminal bool) {
+// tap copies exec output (m, already decoded by route) into exec.log.
+func (r *Relay) tap(s *relaySession, m agentproto.Message, terminal bool) {
 	if terminal {
 		for i := range s.carry {
 			r.logExec(s, i, nil, true)
 		}
-		return
-	}
-	m, err := f.Message()
-	if err != nil {
 		return
 	}
 	var stream int

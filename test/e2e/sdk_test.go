@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +73,35 @@ func TestSDK(t *testing.T) {
 	code, err := ex.Wait()
 	if err != nil || code != 0 || strings.TrimSpace(string(out)) != "3145728" {
 		t.Errorf("ExecStream wc = %q code %d err %v; want 3145728", out, code, err)
+	}
+
+	// 16 relay clients at once (every slot): sb's own and 15 more
+	// handles, each with its own connection, each running an exec whose
+	// output must come back whole to it alone.
+	execs := []*msb.Sandbox{sb}
+	for range 15 {
+		h, err := msb.Get(ctx, "sdk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		execs = append(execs, h)
+	}
+	var wg sync.WaitGroup
+	for i, h := range execs {
+		wg.Go(func() {
+			res, err := h.Exec(ctx, "sh", []string{"-c", fmt.Sprintf("yes %d | head -n 20000", i)})
+			if err != nil {
+				t.Errorf("client %d: exec: %v", i, err)
+				return
+			}
+			if want := strings.Repeat(fmt.Sprintf("%d\n", i), 20000); string(res.Stdout) != want {
+				t.Errorf("client %d: %d bytes of stdout; want %d bytes of %q lines", i, len(res.Stdout), len(want), fmt.Sprint(i))
+			}
+		})
+	}
+	wg.Wait()
+	for _, h := range execs[1:] {
+		h.Close()
 	}
 
 	list, err := msb.List(ctx)
