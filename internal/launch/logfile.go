@@ -27,10 +27,15 @@ type RotatingFile struct {
 	path     string
 	maxBytes int64
 
-	// mu protects f and size.
-	mu   sync.Mutex
-	f    *os.File // nil after Close
-	size int64
+	// mu protects the fields below.
+	mu     sync.Mutex
+	f      *os.File // nil after Close, or after a reopen that failed
+	closed bool     // Close was called
+	size   int64
+	// torn is set when a write failed part-way (a full disk): the file
+	// ends inside a record, so the next write first ends that line, and
+	// the records after the fault stay whole and readable.
+	torn bool
 }
 
 var _ io.WriteCloser = (*RotatingFile)(nil)
@@ -66,17 +71,34 @@ func openAppend(path string) (*os.File, int64, error) {
 func (r *RotatingFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f == nil {
+	if r.closed {
 		return 0, os.ErrClosed
+	}
+	if r.f == nil {
+		// A rotation could not reopen the file (a full disk, say): try
+		// again now rather than losing every later record.
+		if err := r.reopen(nil); err != nil {
+			return 0, fmt.Errorf("write log: %w", err)
+		}
 	}
 	if r.size > 0 && r.size+int64(len(p)) > r.maxBytes {
 		if err := r.rotate(); err != nil {
 			return 0, err
 		}
+		r.torn = false // the torn line stays in the rotated file
+	}
+	if r.torn {
+		n, err := r.f.Write([]byte{'\n'})
+		r.size += int64(n)
+		if err != nil {
+			return 0, fmt.Errorf("write log: %w", err)
+		}
+		r.torn = false
 	}
 	n, err := r.f.Write(p)
 	r.size += int64(n)
 	if err != nil {
+		r.torn = n > 0
 		return n, fmt.Errorf("write log: %w", err)
 	}
 	return n, nil
@@ -118,6 +140,7 @@ func (r *RotatingFile) reopen(cause error) error {
 func (r *RotatingFile) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	if r.f == nil {
 		return nil
 	}

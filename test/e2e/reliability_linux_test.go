@@ -298,51 +298,54 @@ func hostDiskFull(t *testing.T, rootfs string) (string, string) {
 	return "sandbox process survived, logging resumed; " + during, "none (lines during the fault may be dropped)"
 }
 
-// lockedDB holds the state store's write lock while the CLI and a running
-// sandbox process need it.
+// lockedDB holds the store's write lock, as another program stuck in a
+// write transaction would, while the CLI needs to write and a running
+// sandbox process keeps writing its samples.
 func lockedDB(t *testing.T, c *cli, rootfs string) (string, string) {
 	c.must(0, "create", "--rootfs", rootfs, "--name", "rel-lock", "-m", "256")
 	defer c.run(context.Background(), nil, "rm", "-f", "rel-lock")
 	pid := c.ls()["rel-lock"].PID
-	db := filepath.Join(c.home, "db", "msb.db")
-	if _, err := os.Stat(db); err != nil {
+	// The store is in WAL mode: its writers serialise on the WAL index's
+	// write lock, byte 120 of msb.db-shm (SQLite's WALINDEX_LOCK_OFFSET +
+	// WAL_WRITE_LOCK), an fcntl record lock. Take it from outside SQLite.
+	shm := filepath.Join(c.home, "db", "msb.db-shm")
+	f, err := os.OpenFile(shm, os.O_RDWR, 0)
+	if err != nil {
 		t.Fatalf("store: %v", err)
 	}
-	// Lock the file the way SQLite itself does (fcntl record locks on its
-	// lock bytes), from outside any SQLite connection: as another program
-	// holding a write transaction, or stuck in one, would.
-	f, err := os.OpenFile(db, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer f.Close()
-	// SQLite's lock bytes (PENDING 0x40000000, RESERVED +1, SHARED +2..+511):
-	// a write lock on the whole range is an EXCLUSIVE lock to it.
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 0x40000000, Len: 512}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
-		t.Fatalf("lock the store: %v", err)
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 120, Len: 1}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("take the store's write lock: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // the sandbox process is writing a sample
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	done := make(chan result, 1)
-	go func() { r, _ := c.run(ctx, nil, "ls"); done <- r }()
-	var r result
-	outcome := ""
-	select {
-	case r = <-done:
-		outcome = fmt.Sprintf("msb ls while locked: exit %d after %v: %s", r.code, time.Since(start).Round(time.Second),
-			firstLine(string(r.stderr)))
-		if r.code == 0 {
-			t.Errorf("msb ls succeeded while the store was locked")
-		} else if !strings.Contains(strings.ToLower(string(r.stderr)), "lock") && !strings.Contains(string(r.stderr), "busy") {
-			t.Errorf("msb ls error does not say the store is locked: %s", r.stderr)
-		}
-	case <-time.After(90 * time.Second):
-		t.Errorf("msb ls hung 90 s on a locked store")
-	}
+	r, err := c.run(ctx, nil, "create", "--rootfs", rootfs, "--name", "rel-lock2", "-m", "256")
+	took := time.Since(start).Round(time.Second)
 	lk.Type = unix.F_UNLCK
 	unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := fmt.Sprintf("msb create while locked: exit %d after %v: %s", r.code, took, firstLine(string(r.stderr)))
+	msg := strings.ToLower(string(r.stderr))
+	switch {
+	case r.code == 0:
+		t.Errorf("msb create succeeded while the store was write-locked")
+	case !strings.Contains(msg, "lock") && !strings.Contains(msg, "busy"):
+		t.Errorf("msb create's error does not say the store is locked: %s", r.stderr)
+	case strings.Contains(msg, "goroutine "):
+		t.Errorf("msb create crashed: %s", r.stderr)
+	}
 	if !processExists(pid) {
 		t.Fatal("the sandbox process died while the store was locked")
 	}
@@ -350,7 +353,10 @@ func lockedDB(t *testing.T, c *cli, rootfs string) (string, string) {
 		t.Errorf("after the lock: %s; want Running", e.Status)
 	}
 	c.must(0, "exec", "rel-lock", "--", "true")
-	return outcome + "; sandbox kept running", "none"
+	if e, ok := c.ls()["rel-lock2"]; ok && e.Status == "Running" {
+		t.Errorf("the create refused under the lock left rel-lock2 %s", e.Status)
+	}
+	return outcome + "; the running sandbox kept running", "none"
 }
 
 // corruptDB overwrites the store's header and checks that msb says so
