@@ -120,19 +120,30 @@ func lossyUTF8(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
-	var sb strings.Builder
-	sb.Grow(len(b) + 8)
+	// Copy valid runs whole and replace each invalid byte: binary output
+	// (the common invalid case) must not cost a rune-by-rune rebuild.
+	out := make([]byte, 0, len(b)+len(b)/2)
 	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size <= 1 {
-			sb.WriteRune(utf8.RuneError)
-			b = b[1:]
-			continue
+		i := 0
+		for i < len(b) {
+			if c := b[i]; c < utf8.RuneSelf {
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			i += size
 		}
-		sb.Write(b[:size])
-		b = b[size:]
+		out = append(out, b[:i]...)
+		if i < len(b) {
+			out = append(out, "\uFFFD"...)
+			i++
+		}
+		b = b[i:]
 	}
-	return sb.String()
+	return string(out)
 }
 
 // SourceMask selects record sources when reading exec.log.
