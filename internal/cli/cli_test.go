@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/launch"
+	"github.com/msb-go/msb/internal/store"
 )
 
 func TestParseMemory(t *testing.T) {
@@ -87,6 +89,12 @@ func TestRenderError(t *testing.T) {
 			err:      errors.Join(msb.ErrNotFound),
 			wantCode: 1,
 			want:     []string{"msb ls"},
+		},
+		{
+			name:     "store locked",
+			err:      fmt.Errorf("create sandbox %q: %w: database is locked", "x", store.ErrBusy),
+			wantCode: 1,
+			want:     []string{"database is locked", "write lock", "retry"},
 		},
 	}
 	for _, tc := range tests {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/store"
 )
 
 // renderError prints err for a user, with hints where msb knows the likely
@@ -48,6 +49,8 @@ func renderError(w io.Writer, err error) int {
 		fmt.Fprintln(w, "  → hint: `msb ls` lists the sandboxes that exist")
 	case errors.Is(err, msb.ErrNotRunning):
 		fmt.Fprintln(w, "  → hint: start it with `msb start <name>`")
+	case errors.Is(err, store.ErrBusy):
+		fmt.Fprintln(w, "  → hint: another process holds the state store's write lock (a long msb command, or one that is stuck); retry, or find it with `fuser $MSB_HOME/db/msb.db`")
 	}
 	return 1
 }
