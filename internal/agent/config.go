@@ -39,6 +39,7 @@ type Config struct {
 	Rlimits    []Rlimit     // MSB_RLIMITS
 	User       string       // MSB_USER, "" = root
 	Probe      bool         // MSB_PROBE=1: print the probe line and power off
+	LogLevel   string       // MSB_LOG_LEVEL: error, warn, info, debug or trace; "" = warn
 	// ClockNs is the host's wall clock (ns since the Unix epoch) when it
 	// built the boot environment (MSB_CLOCK_NS); 0 = unset. The guest has
 	// no RTC, so without it the clock starts in 1970 and TLS fails.
@@ -256,6 +257,14 @@ func ParseConfig(env []string) (Config, error) {
 	parse("MSB_NET_IPV6", func(v string) (err error) { c.IPv6, err = parseIP(v, true); return })
 	parse("MSB_RLIMITS", func(v string) (err error) { c.Rlimits, err = ParseRlimits(v); return })
 	parse("MSB_USER", func(v string) (err error) { c.User, err = parseUserSpec(v); return })
+	parse("MSB_LOG_LEVEL", func(v string) error {
+		switch v {
+		case "error", "warn", "info", "debug", "trace":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("want error, warn, info, debug or trace, got %q", truncate(v, 64))
+	})
 	parse("MSB_CLOCK_NS", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

@@ -177,6 +177,9 @@ var configTests = []struct {
 	// MSB_PROBE
 	{name: "probe", env: []string{"MSB_PROBE=1"}, want: Config{Probe: true}},
 	{name: "probe bad", env: []string{"MSB_PROBE=yes"}, wantErr: "MSB_PROBE"},
+	// MSB_LOG_LEVEL
+	{name: "log level", env: []string{"MSB_LOG_LEVEL=debug"}, want: Config{LogLevel: "debug"}},
+	{name: "log level bad", env: []string{"MSB_LOG_LEVEL=loud"}, wantErr: "MSB_LOG_LEVEL"},
 	{name: "clock", env: []string{"MSB_CLOCK_NS=1764000000123456789"}, want: Config{ClockNs: 1764000000123456789}},
 	{name: "clock bad", env: []string{"MSB_CLOCK_NS=soon"}, wantErr: "MSB_CLOCK_NS"},
 	{name: "clock negative", env: []string{"MSB_CLOCK_NS=-5"}, wantErr: "MSB_CLOCK_NS"},
