@@ -19,6 +19,7 @@ import (
 // stdout.
 func Main() {
 	runShimIfRequested()
+	runChildIfRequested()
 	initTime := bootTime()
 	// The level is raised or lowered once the configuration (MSB_LOG_LEVEL)
 	// is read.
@@ -74,6 +75,9 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	if cfg.Probe {
 		fmt.Fprintln(os.Stdout, probeLine(bootTime(), "/sys/bus/virtio/devices"))
 		return nil
+	}
+	if cfg.Init != nil {
+		return handOff(&cfg, initTime, log)
 	}
 	port, err := openAgentPort()
 	if err != nil {

@@ -49,10 +49,11 @@ func TestValidateGuestOptions(t *testing.T) {
 }
 
 func TestGuestEnvOptions(t *testing.T) {
-	cfg := Config{Hostname: "box", LogLevel: "debug",
+	cfg := Config{Hostname: "box", LogLevel: "debug", Init: &Init{Path: "auto", Args: []string{"-v"}},
 		Rlimits: []Rlimit{{"nofile", 256, 512}, {"core", agentproto.RlimitUnlimited, agentproto.RlimitUnlimited}}}
 	env := guestEnv("sb-name", cfg)
-	for _, want := range []string{"MSB_HOSTNAME=box", "MSB_LOG_LEVEL=debug", "MSB_RLIMITS=nofile=256:512;core=unlimited:unlimited"} {
+	for _, want := range []string{"MSB_HOSTNAME=box", "MSB_LOG_LEVEL=debug", "MSB_RLIMITS=nofile=256:512;core=unlimited:unlimited",
+		`MSB_INIT={"path":"auto","args":["-v"]}`} {
 		if !slices.Contains(env, want) {
 			t.Errorf("guestEnv = %q; want it to hold %q", env, want)
 		}

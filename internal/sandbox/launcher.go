@@ -88,6 +88,11 @@ func guestEnv(name string, cfg Config) []string {
 	if cfg.LogLevel != "" {
 		env = append(env, "MSB_LOG_LEVEL="+cfg.LogLevel)
 	}
+	if cfg.Init != nil {
+		// agentd's MSB_INIT is this JSON object (agent.ParseInit).
+		b, _ := json.Marshal(cfg.Init)
+		env = append(env, "MSB_INIT="+string(b))
+	}
 	if cfg.User != "" {
 		env = append(env, "MSB_USER="+cfg.User)
 	}
