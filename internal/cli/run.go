@@ -26,7 +26,7 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 		Long: `Create a sandbox, run CMD in it with your stdin, stdout and stderr, and exit
 with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
 kept (stopped) so later runs reuse its files. Without CMD, the image's command
-runs; with -t and neither, a shell (/bin/sh).
+runs; with -t and neither, the shell (--shell, else /bin/sh).
 
 With -t on your terminal, CMD gets a pseudo-terminal of its size that follows
 resizes, your terminal is in raw mode until CMD ends, and the detach keys
@@ -53,11 +53,9 @@ Examples:
 				// Docker: with --entrypoint, CMD is the entrypoint's arguments.
 				argv = append([]string{f.guest.entrypoint}, argv...)
 			}
-			if len(argv) == 0 && image == "" && f.snapshot == "" && f.guest.entrypoint == "" && tty {
-				// As the reference: no command on a terminal is a shell.
-				argv = []string{shellOr(f.guest.shell)}
-			}
-			if len(argv) == 0 && image == "" && f.snapshot == "" && f.guest.entrypoint == "" && !detach {
+			// As the reference: no command on a terminal is a shell, the
+			// sandbox's own (--shell), chosen once the sandbox is known.
+			if len(argv) == 0 && image == "" && f.snapshot == "" && f.guest.entrypoint == "" && !detach && !tty {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
 			if detach && tty {
@@ -161,14 +159,6 @@ func createOrReuse(ctx context.Context, name string, opts []msb.Option, detached
 		return msb.Start(ctx, name, msb.Detached())
 	}
 	return msb.Start(ctx, name)
-}
-
-// shellOr is path, or DefaultShell when "".
-func shellOr(path string) string {
-	if path == "" {
-		return msb.DefaultShell
-	}
-	return path
 }
 
 // splitImageArgs separates an optional IMAGE before "--" from the command.
