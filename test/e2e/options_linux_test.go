@@ -116,7 +116,15 @@ while :; do sleep 1; done
 	}
 	c.must(0, "create", "--rootfs", rootfs, "--name", "init1", "--copy", script+":/sbin/myinit",
 		"--init", "/sbin/myinit", "--init-arg", "one", "--init-env", "MYINIT_GREETING=hi")
-	out := string(c.must(0, "exec", "init1", "--", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /run/myinit.out; echo agent=$PPID").stdout)
+	// The agent can serve before the init's first line ran: poll.
+	var out string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out = string(c.must(0, "exec", "init1", "--", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /run/myinit.out; echo agent=$PPID").stdout)
+		if strings.Contains(out, "hi one") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	if !strings.Contains(out, "/sbin/myinit one") || !strings.Contains(out, "hi one") {
 		t.Errorf("PID 1 cmdline and its output = %q; want /sbin/myinit one and \"hi one\"", out)
 	}
