@@ -49,6 +49,7 @@ func Main(ctx context.Context) int {
 	}
 	defer logs.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: launch.SlogLevel(l.LogLevel, slog.LevelInfo)}))
+	logger.Debug("log level", "level", l.LogLevel)
 
 	s := &sandbox{launch: l, home: h, log: logger, stopReq: make(chan store.TerminationReason, 1), ready: func() {
 		writeStartup(startup, launch.Startup{Ready: true})

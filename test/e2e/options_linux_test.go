@@ -79,6 +79,12 @@ func TestSandboxOptions(t *testing.T) {
 			t.Errorf("inspect config = %+v", cf)
 		}
 	})
+	t.Run("log level", func(t *testing.T) {
+		// Only a debug level lets the sandbox process's debug lines through.
+		if out := string(c.must(0, "logs", "--source", "system", "opts").stdout); !strings.Contains(out, "level=DEBUG") {
+			t.Errorf("--log-level debug: no debug line in the system log:\n%s", out)
+		}
+	})
 	t.Run("shell", func(t *testing.T) {
 		r, err := c.run(t.Context(), []byte("echo \"shell=$0\"\n"), "shell", "opts")
 		if err != nil || !strings.Contains(string(r.stdout), "shell=/bin/ash") {
