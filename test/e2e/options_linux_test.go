@@ -148,3 +148,25 @@ while :; do sleep 1; done
 	}
 	t.Logf("stop with an init took %v", time.Since(start))
 }
+
+// TestSandboxInitAuto: --init auto finds the image's /sbin/init (busybox's
+// here) and makes it PID 1; stop still ends the VM.
+func TestSandboxInitAuto(t *testing.T) {
+	c := newCLI(t)
+	rootfs := busyboxRootfs(t)
+	c.must(0, "create", "--rootfs", rootfs, "--name", "init2", "--init", "auto")
+	out := string(c.must(0, "exec", "init2", "--", "cat", "/proc/1/comm").stdout)
+	if out != "init\n" {
+		t.Errorf("PID 1 is %q; want init (busybox's /sbin/init)", out)
+	}
+	start := time.Now()
+	c.must(0, "stop", "init2")
+	deadline := time.Now().Add(30 * time.Second)
+	for c.ls()["init2"].Status == "Running" {
+		if time.Now().After(deadline) {
+			t.Fatalf("init2 still running 30 s after stop")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("stop with busybox init took %v", time.Since(start))
+}
