@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -82,7 +83,7 @@ func (f *guestFlags) options() ([]msb.Option, error) {
 	}
 	if f.logLevel != "" {
 		levels := []string{"error", "warn", "info", "debug", "trace"}
-		if !contains(levels, f.logLevel) {
+		if !slices.Contains(levels, f.logLevel) {
 			return nil, fmt.Errorf("--log-level %q: want error, warn, info, debug or trace%s", f.logLevel, hint(netpolicy.Suggest(f.logLevel, levels)))
 		}
 		opts = append(opts, msb.WithLogLevel(f.logLevel))
@@ -95,15 +96,6 @@ func (f *guestFlags) options() ([]msb.Option, error) {
 		opts = append(opts, msb.WithLabels(labels))
 	}
 	return opts, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // hint formats a suggestion as the line renderError prints, "" for none.
@@ -122,7 +114,7 @@ func parseRlimits(specs []string) ([]agentproto.Rlimit, error) {
 	for _, s := range specs {
 		name, _, ok := strings.Cut(s, "=")
 		name = strings.ToLower(strings.TrimSpace(name))
-		if ok && !contains(agentproto.RlimitResources, name) {
+		if ok && !slices.Contains(agentproto.RlimitResources, name) {
 			h := netpolicy.Suggest(name, agentproto.RlimitResources)
 			if h == "" {
 				h = "resources: " + strings.Join(agentproto.RlimitResources, " ")
