@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msb-go/msb"
 )
 
 // TestSandboxOptions boots one sandbox with the guest options of
@@ -89,6 +91,33 @@ func TestSandboxOptions(t *testing.T) {
 		r, err := c.run(t.Context(), []byte("echo \"shell=$0\"\n"), "shell", "opts")
 		if err != nil || !strings.Contains(string(r.stdout), "shell=/bin/ash") {
 			t.Errorf("msb shell (piped) = %q, %v; want the sandbox's shell /bin/ash", r.stdout, err)
+		}
+	})
+	t.Run("sdk", func(t *testing.T) {
+		t.Setenv("MSB_PATH", c.bin)
+		t.Setenv("MSB_HOME", c.home)
+		ctx := t.Context()
+		sb, err := msb.Get(ctx, "opts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Close()
+		if res, err := sb.Shell(ctx, `echo "$0"`); err != nil || string(res.Stdout) != "/bin/ash\n" {
+			t.Errorf("Shell = %v, %v; want the sandbox's shell /bin/ash", res, err)
+		}
+		res, err := sb.Exec(ctx, "sh", []string{"-c", "ulimit -n; ulimit -Hn"}, msb.WithExecRlimit("nofile", 50, 60))
+		if err != nil || string(res.Stdout) != "50\n60\n" {
+			t.Errorf("Exec with WithExecRlimit(nofile, 50, 60) = %v, %v; want 50 and 60", res, err)
+		}
+		if _, err := sb.Exec(ctx, "true", nil, msb.WithExecRlimit("nofiles", 1, 1)); err == nil {
+			t.Error("WithExecRlimit(nofiles) = nil error; want an unknown resource")
+		}
+		list, err := msb.List(ctx, msb.WithLabelSelector(map[string]string{"tier": "a"}))
+		if err != nil || len(list) != 1 || list[0].Name != "opts" || list[0].Labels["team"] != "e2e" {
+			t.Errorf("List(WithLabelSelector(tier=a)) = %+v, %v; want opts with its labels", list, err)
+		}
+		if list, err := msb.List(ctx, msb.WithLabelSelector(map[string]string{"tier": "z"})); err != nil || len(list) != 0 {
+			t.Errorf("List(WithLabelSelector(tier=z)) = %+v, %v; want none", list, err)
 		}
 	})
 	t.Run("reuse refuses creation flags", func(t *testing.T) {
