@@ -159,6 +159,12 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 		}
 		return nil, err
 	}
+	if len(cfg.Labels) > 0 {
+		if err := m.Store.SetSandboxLabels(ctx, sb.ID, cfg.Labels); err != nil {
+			_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
+			return nil, err
+		}
+	}
 	if err := pv.createUpper(ctx, sb, cfg, snap, opts.Patches); err != nil {
 		_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
 		return nil, err
