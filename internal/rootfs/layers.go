@@ -15,18 +15,18 @@ import (
 // Limits on hostile layer input. Every in-memory structure BuildFromLayers
 // keeps is bounded by these; file contents go to a spool file on disk.
 const (
-	headersPerInode = 4 // tar headers allowed per inode of MaxInodes (whiteouts and rewrites create none)
-	maxPathLen       = 4096            // PATH_MAX
-	maxNameLen    = 255             // NAME_MAX
-	maxLinkTarget = 4095            // symlink target, as Linux limits it
-	maxDepth      = 2048            // directory nesting (a deeper path exceeds PATH_MAX)
-	maxSymlinks   = 40              // symlink hops while resolving one path (Linux MAXSYMLINKS)
-	maxXattrName  = 255             // EROFS e_name_len is a u8
-	maxXattrValue = 64<<10 - 1      // EROFS e_value_size is a u16
-	maxXattrBytes = 64 << 10        // all xattrs of one entry
-	paxXattr      = "SCHILY.xattr." // PAX record prefix for xattrs (star/GNU tar)
-	whiteout      = ".wh."          // OCI image-spec layer.md: whiteout prefix
-	opaque        = ".wh..wh..opq"  // OCI image-spec layer.md: opaque directory marker
+	headersPerInode = 4               // tar headers allowed per inode of MaxInodes (whiteouts and rewrites create none)
+	maxPathLen      = 4096            // PATH_MAX
+	maxNameLen      = 255             // NAME_MAX
+	maxLinkTarget   = 4095            // symlink target, as Linux limits it
+	maxDepth        = 2048            // directory nesting (a deeper path exceeds PATH_MAX)
+	maxSymlinks     = 40              // symlink hops while resolving one path (Linux MAXSYMLINKS)
+	maxXattrName    = 255             // EROFS e_name_len is a u8
+	maxXattrValue   = 64<<10 - 1      // EROFS e_value_size is a u16
+	maxXattrBytes   = 64 << 10        // all xattrs of one entry
+	paxXattr        = "SCHILY.xattr." // PAX record prefix for xattrs (star/GNU tar)
+	whiteout        = ".wh."          // OCI image-spec layer.md: whiteout prefix
+	opaque          = ".wh..wh..opq"  // OCI image-spec layer.md: opaque directory marker
 )
 
 // BuildFromLayers flattens OCI layer tar streams (bottom to top, already
