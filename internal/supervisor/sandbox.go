@@ -98,6 +98,9 @@ func (s *sandbox) run(ctx context.Context) error {
 	}
 	s.runID = run.ID
 
+	// A previous run killed before it could clean up may have left its
+	// boot environment behind; this run never needs it.
+	_ = s.home.RemoveSecretFiles(s.launch.Name)
 	var undo cleanups
 	defer undo.run()
 	if err := s.build(ctx, &undo); err != nil {
@@ -116,6 +119,7 @@ func (s *sandbox) run(ctx context.Context) error {
 
 // finish records the end of the run. It must record even when ctx is gone.
 func (s *sandbox) finish(reason store.TerminationReason, code *int) {
+	_ = s.home.RemoveSecretFiles(s.launch.Name)
 	if s.execLog != nil {
 		_ = s.execLog.Stopped()
 		_ = s.execLog.Close()
