@@ -14,6 +14,7 @@
 # Every run (build or hit) pins the result: kernel/current holds
 # "<hash> <sha256 of vmlinux>", and msb boots only the pinned, verified
 # kernel (internal/guestkernel), never the newest directory.
+# MSB_KERNEL_NO_BUILD=1 fails instead of compiling when nothing cached fits.
 # Progress goes to stderr; the build log is kept beside the cache entry.
 set -euo pipefail
 umask 022 # nothing in the cache may be writable by others: msb refuses it
@@ -116,6 +117,10 @@ for d in "$cache"/kernel/*/; do
   fi
 done
 
+if [ -n "${MSB_KERNEL_NO_BUILD:-}" ]; then
+  echo "kernel: no cached build matches ($out) and MSB_KERNEL_NO_BUILD is set" >&2
+  exit 1
+fi
 jobs=$(nproc)
 echo "kernel: building vmlinux with -j$jobs (about 8 min on 2 cores; log: $log)" >&2
 if ! make ARCH=x86_64 -j"$jobs" vmlinux >>"$log" 2>&1; then
