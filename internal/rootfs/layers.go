@@ -157,6 +157,20 @@ func (b *layerBuilder) charge(n int) error {
 	return nil
 }
 
+// replaced gives back what a non-directory entry cost when a later entry
+// takes its name: images that rewrite whole trees in an upper layer (chown
+// -R, chmod -R) must not count every file twice. A hardlinked inode stays
+// alive, but its extra names were charged in full when they were made. A
+// replaced directory is not refunded: its subtree may be large and this
+// stays conservative.
+func (b *layerBuilder) replaced(old *dirent) {
+	if old == nil || old.ino.isDir() {
+		return
+	}
+	b.inodes--
+	b.metaBytes -= inodeCost
+}
+
 // newInode counts one more inode (named or implied) against MaxInodes and
 // charges its fixed cost plus its name against the metadata budget.
 func (b *layerBuilder) newInode(name string) error {
@@ -194,6 +208,8 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 		return err
 	}
 	old := parent.children[base]
+	// Every path below either fails the build or replaces old.
+	b.replaced(old)
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:

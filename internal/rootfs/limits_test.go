@@ -393,6 +393,8 @@ func TestBuildLimits(t *testing.T) {
 	}{
 		{"within limits", files(10, 100), Limits{MaxInodes: 11, MaxBytes: 1000, MaxFileBytes: 100}, ""},
 		{"inodes", files(11, 1), Limits{MaxInodes: 11}, EnvMaxInodes},
+		// An upper layer rewriting every file (chown -R) counts each once.
+		{"rewrites", append(append(files(10, 1), files(10, 2)...), files(10, 3)...), Limits{MaxInodes: 11, MaxMetadata: 11*inodeCost + 200}, ""},
 		{"total bytes", files(11, 100), Limits{MaxBytes: 1000}, EnvMaxBytes},
 		{"file bytes", files(1, 101), Limits{MaxFileBytes: 100}, EnvMaxFileBytes},
 		{"metadata", files(10, 1), Limits{MaxMetadata: 10 * inodeCost}, EnvMaxMetadata},
