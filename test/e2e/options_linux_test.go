@@ -167,14 +167,7 @@ while :; do sleep 1; done
 		t.Errorf("exec'd command's parent is PID 1; want the agent's child:\n%s", out)
 	}
 	start := time.Now()
-	c.must(0, "stop", "init1")
-	deadline := time.Now().Add(30 * time.Second)
-	for c.ls()["init1"].Status == "Running" {
-		if time.Now().After(deadline) {
-			t.Fatalf("init1 still running 30 s after stop")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	stopAndWait(t, c, "init1")
 	t.Logf("stop with an init took %v", time.Since(start))
 }
 
@@ -189,13 +182,20 @@ func TestSandboxInitAuto(t *testing.T) {
 		t.Errorf("PID 1 is %q; want init (busybox's /sbin/init)", out)
 	}
 	start := time.Now()
-	c.must(0, "stop", "init2")
+	stopAndWait(t, c, "init2")
+	t.Logf("stop with busybox init took %v", time.Since(start))
+}
+
+// stopAndWait runs msb stop and waits up to 30 s for the sandbox to leave
+// Running.
+func stopAndWait(t *testing.T, c *cli, name string) {
+	t.Helper()
+	c.must(0, "stop", name)
 	deadline := time.Now().Add(30 * time.Second)
-	for c.ls()["init2"].Status == "Running" {
+	for c.ls()[name].Status == "Running" {
 		if time.Now().After(deadline) {
-			t.Fatalf("init2 still running 30 s after stop")
+			t.Fatalf("%s still running 30 s after stop", name)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("stop with busybox init took %v", time.Since(start))
 }
