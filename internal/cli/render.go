@@ -120,3 +120,10 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetEscapeHTML(false) // ports read 127.0.0.1:8080->80/tcp
 	return enc.Encode(v)
 }
+
+// writeJSONLine writes v as one line of JSON (for streams: --watch, --json).
+func writeJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
