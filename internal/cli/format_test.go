@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msb-go/msb"
+	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/image"
+)
+
+// TestFormatJSONShape pins the JSON each listing command prints, from fixed
+// values, so a renamed field shows up as a golden diff.
+func TestFormatJSONShape(t *testing.T) {
+	at := time.Date(2026, 5, 3, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		v    any
+	}{
+		{"ls", []msb.Info{
+			{Name: "web", Status: "Running", PID: 4242, CreatedAt: at, Ports: []string{"127.0.0.1:8080->80/tcp"},
+				Mounts: []msb.Mount{{Kind: "bind", Source: "/srv/data", Target: "/data", ReadOnly: true}}},
+			{Name: "bare", Status: "Stopped", CreatedAt: at, Reason: "Completed", Network: "none"},
+		}},
+		{"image-ls", []image.Image{{
+			Ref: "docker.io/library/alpine:3.20", ManifestDigest: "sha256:0123456789abcdef",
+			Config:       image.Config{Env: []string{"PATH=/usr/bin:/bin"}, Cmd: []string{"/bin/sh"}},
+			LayerDiffIDs: []string{"sha256:aaaa"}, Layers: []string{"sha256:bbbb"}, SizeBytes: 3 << 20, Platform: "linux/amd64",
+		}}},
+		{"volume-ls", []volumeInfo{{Name: "data", Path: "/home/u/.msb/volumes/data", CreatedAt: at, QuotaBytes: 1 << 30,
+			UsedBytes: 4096, Labels: map[string]string{"team": "ml"}, Sandboxes: []string{"web"}}}},
+		{"snapshot-ls", []msb.SnapshotInfo{{Name: "base", ID: "sha256:feedface", ImageReference: "docker.io/library/alpine:3.20",
+			ImageDigest: "sha256:0123456789abcdef", SourceSandbox: "web", CreatedAt: at, Labels: map[string]string{"v": "1"},
+			SizeBytes: 1 << 30, AllocatedBytes: 8 << 20, UpperDigest: "msb-sparse-sha256-v1:abcd", Path: "/home/u/.msb/snapshots/base"}}},
+		{"registry-ls", []image.Login{{Registry: "ghcr.io", Username: "octocat"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeJSON(&b, tc.v); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "format/"+tc.name+".json", b.String())
+		})
+	}
+}
+
+// TestFormatFlags runs every listing command on an empty home: --format json
+// prints an empty JSON array (never null), table prints a header, and an
+// unknown format is an error.
+func TestFormatFlags(t *testing.T) {
+	t.Setenv(home.EnvVar, t.TempDir())
+	for _, args := range [][]string{
+		{"ls"}, {"status"}, {"ps", "-a"}, {"image", "ls"}, {"volume", "ls"}, {"snapshot", "ls"},
+		{"registry", "ls"}, {"metrics", "--all"},
+	} {
+		name := strings.Join(args, " ")
+		t.Run(name, func(t *testing.T) {
+			if code, out, errs := runMSB(t, append(args, "--format", "json")...); code != 0 || out != "[]\n" {
+				t.Errorf("msb %s --format json: exit %d, stdout %q, stderr %q; want []", name, code, out, errs)
+			}
+			if code, out, errs := runMSB(t, args...); code != 0 || strings.Count(out, "\n") != 1 {
+				t.Errorf("msb %s: exit %d, stdout %q, stderr %q; want a header line", name, code, out, errs)
+			}
+			if code, _, errs := runMSB(t, append(args, "--format", "yaml")...); code == 0 || !strings.Contains(errs, `--format "yaml"`) {
+				t.Errorf("msb %s --format yaml: exit %d, stderr %q; want an error", name, code, errs)
+			}
+		})
+	}
+	for _, args := range [][]string{{"inspect", "nope"}, {"image", "inspect", "nope"}, {"volume", "inspect", "nope"}, {"snapshot", "inspect", "nope"}} {
+		if code, _, errs := runMSB(t, append(args, "--format", "yaml")...); code == 0 || !strings.Contains(errs, "yaml") {
+			t.Errorf("msb %v --format yaml: exit %d, stderr %q; want a format error", args, code, errs)
+		}
+	}
+}
