@@ -74,3 +74,30 @@ func TestFormatFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestCompletionGolden(t *testing.T) {
+	t.Setenv(home.EnvVar, t.TempDir())
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		code, out, errs := runMSB(t, "completion", shell)
+		if code != 0 {
+			t.Fatalf("msb completion %s: exit %d, %s", shell, code, errs)
+		}
+		golden(t, "completion/"+shell+".golden", out)
+	}
+	if code, _, errs := runMSB(t, "completion", "tcsh"); code == 0 || !strings.Contains(errs, "want bash, zsh or fish") {
+		t.Errorf("msb completion tcsh: exit %d, %q", code, errs)
+	}
+}
+
+// TestCompletionNames: the scripts complete subcommands from the tree.
+func TestCompletionNames(t *testing.T) {
+	t.Setenv(home.EnvVar, t.TempDir())
+	_, out, _ := runMSB(t, "__complete", "lo")
+	if !strings.Contains(out, "logs\t") {
+		t.Errorf("msb __complete lo = %q; want logs among the candidates", out)
+	}
+	_, out, _ = runMSB(t, "__complete", "logs", "--gr")
+	if !strings.Contains(out, "--grep") {
+		t.Errorf("msb __complete logs --gr = %q; want --grep", out)
+	}
+}
