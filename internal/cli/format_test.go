@@ -2,9 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/home"
@@ -99,5 +104,50 @@ func TestCompletionNames(t *testing.T) {
 	_, out, _ = runMSB(t, "__complete", "logs", "--gr")
 	if !strings.Contains(out, "--grep") {
 		t.Errorf("msb __complete logs --gr = %q; want --grep", out)
+	}
+}
+
+// TestDocsUpToDate fails when docs/cli.md is not what `make docs` writes
+// from the current command tree.
+func TestDocsUpToDate(t *testing.T) {
+	t.Setenv(home.EnvVar, t.TempDir())
+	var b bytes.Buffer
+	if err := WriteDocs(&b); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "docs", "cli.md")
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run make docs)", err)
+	}
+	if diff := cmp.Diff(string(want), b.String()); diff != "" {
+		t.Errorf("docs/cli.md is stale; run make docs (-file +generated):\n%s", diff)
+	}
+	for _, c := range []string{"## msb logs", "## msb metrics", "## msb completion", "## msb install", "## Exit codes", "| 127 |"} {
+		if !strings.Contains(b.String(), c) {
+			t.Errorf("docs lack %q", c)
+		}
+	}
+}
+
+// TestHelpGoldenAll pins --help of every visible command.
+func TestHelpGoldenAll(t *testing.T) {
+	t.Setenv(home.EnvVar, t.TempDir())
+	root := newRoot(Stdio{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard})
+	for _, c := range visibleCommands(root) {
+		path := strings.Fields(c.CommandPath())[1:]
+		t.Run(strings.Join(path, "-"), func(t *testing.T) {
+			code, out, errs := runMSB(t, append(path, "--help")...)
+			if code != 0 {
+				t.Fatalf("msb %v --help: exit %d, %s", path, code, errs)
+			}
+			golden(t, "help/"+strings.Join(path, "-")+".golden", out)
+		})
 	}
 }
