@@ -70,6 +70,7 @@ State lives in $MSB_HOME (default ~/.msb).`,
 	for _, add := range commands {
 		root.AddCommand(add(stdio))
 	}
+	addNameCompletion(root)
 	return root
 }
 

@@ -2,8 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
+
+	"github.com/msb-go/msb"
 )
 
 func init() { commands = append(commands, newCompletionCmd) }
@@ -33,5 +38,54 @@ and flags. The script asks msb itself for sandbox, image and other names.
 			}
 			return fmt.Errorf("completion %q: want bash, zsh or fish", args[0])
 		},
+	}
+}
+
+// sandboxArgs names the commands whose arguments are sandbox names: true
+// for those that take several, false for those that take one first.
+var sandboxArgs = map[string]bool{
+	"logs": false, "metrics": false, "inspect": false, "status": false, "start": false, "exec": false,
+	"shell": false, "attach": false, "stop": true, "rm": true, "restart": true, "touch": true,
+}
+
+// addNameCompletion lets the completion scripts offer sandbox names (and
+// alias names for uninstall) where a command takes them.
+func addNameCompletion(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		many, ok := sandboxArgs[c.Name()]
+		if ok && c.ValidArgsFunction == nil {
+			c.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				if len(args) > 0 && !many {
+					return nil, cobra.ShellCompDirectiveDefault
+				}
+				list, err := msb.List(cmd.Context())
+				if err != nil {
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+				var names []cobra.Completion
+				for _, in := range list {
+					if !slices.Contains(args, in.Name) {
+						names = append(names, cobra.CompletionWithDesc(in.Name, in.Status))
+					}
+				}
+				return names, cobra.ShellCompDirectiveNoFileComp
+			}
+		}
+		if c.Name() == "uninstall" {
+			c.ValidArgsFunction = func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				dir, err := binDir()
+				if err != nil {
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+				ents, _ := os.ReadDir(dir)
+				var names []cobra.Completion
+				for _, e := range ents {
+					if own, err := isAlias(filepath.Join(dir, e.Name())); err == nil && own {
+						names = append(names, e.Name())
+					}
+				}
+				return names, cobra.ShellCompDirectiveNoFileComp
+			}
+		}
 	}
 }

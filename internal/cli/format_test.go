@@ -151,3 +151,35 @@ func TestHelpGoldenAll(t *testing.T) {
 		})
 	}
 }
+
+// TestCompletionSandboxNames: commands that take sandbox names complete them
+// from the store, and uninstall completes only msb's own aliases.
+func TestCompletionSandboxNames(t *testing.T) {
+	storedSandboxes(t)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"logs", ""}, []string{"bare\tStopped", "web\tStopped"}},
+		{[]string{"logs", "web", ""}, nil},
+		{[]string{"rm", "web", ""}, []string{"bare\tStopped"}},
+	} {
+		_, out, _ := runMSB(t, append([]string{"__complete"}, tc.args...)...)
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "Completion ended") {
+				got = append(got, l)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("msb __complete %q = %q; want %q", tc.args, got, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	t.Setenv(binDirEnv, dir)
+	runMSB(t, "install", "alpine")
+	os.WriteFile(filepath.Join(dir, "other"), []byte("#!/bin/sh\n"), 0o755)
+	if _, out, _ := runMSB(t, "__complete", "uninstall", ""); !strings.HasPrefix(out, "alpine\n:") {
+		t.Errorf("msb __complete uninstall = %q; want alpine only", out)
+	}
+}
