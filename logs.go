@@ -85,8 +85,8 @@ func WithLogSources(sources ...string) LogOption {
 func WithLogTail(n int) LogOption { return func(c *logConfig) { c.filter.Tail = n } }
 
 // WithFollow keeps the sequence going as the sandbox writes more, across
-// log rotations, until ctx ends; poll is how often it looks (0 means the
-// reference's 200 ms).
+// log rotations, until ctx ends (or the WithLogUntil bound has passed);
+// poll is how often it looks (0 means the reference's 200 ms).
 func WithFollow(poll time.Duration) LogOption {
 	return func(c *logConfig) {
 		c.follow = true
@@ -132,8 +132,8 @@ func (s *Sandbox) Logs(ctx context.Context, opts ...LogOption) iter.Seq2[LogEntr
 					return
 				}
 			}
-			if !c.follow {
-				return
+			if !c.follow || (!c.filter.Until.IsZero() && time.Now().After(c.filter.Until)) {
+				return // later records cannot be before the until bound
 			}
 			select {
 			case <-ctx.Done():

@@ -39,7 +39,8 @@ func newLogsCmd(stdio Stdio) *cobra.Command {
 Sources: stdout, stderr, output (terminal sessions), system, all; comma-separated.
 --since and --until take an RFC 3339 time (2026-05-03T08:00:00Z) or a
 duration back from now (90s, 10m, 2h); since is inclusive, until exclusive.
---follow keeps reading as the sandbox writes, across log rotations.
+--follow keeps reading as the sandbox writes, across log rotations, until
+interrupted, or until the --until time has passed.
 
 Examples:
   msb logs dev
@@ -97,8 +98,8 @@ Examples:
 						return err
 					}
 				}
-				if !follow {
-					return nil
+				if !follow || (!filter.Until.IsZero() && time.Now().After(filter.Until)) {
+					return nil // later records cannot be before --until
 				}
 				select {
 				case <-cmd.Context().Done():

@@ -64,6 +64,7 @@ func TestLogsFilters(t *testing.T) {
 		{"json escapes", []string{"--json", "--source", "output"},
 			`{"time":"2026-05-03T08:00:03.000Z","source":"output","id":2,"text":"\u001b[31mred\u001b[0m\n"}` + "\n"},
 		{"since a duration ago", []string{"--since", "1h"}, ""},
+		{"follow ends at a past until", []string{"-f", "--until", "2026-05-03T08:00:02Z"}, "hello\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := runMSB(t, append(append([]string{"logs"}, tc.args...), "dev")...)
