@@ -115,6 +115,19 @@ func (s *Sandbox) Logs(ctx context.Context, opts ...LogOption) iter.Seq2[LogEntr
 			yield(LogEntry{}, c.err)
 			return
 		}
+		if !c.follow {
+			recs, err := launch.ReadLogs(h.ExecLogPath(s.name), h.RuntimeLogPath(s.name), h.KernelLogPath(s.name), c.filter)
+			if err != nil {
+				yield(LogEntry{}, fmt.Errorf("sandbox %q: logs: %w", s.name, err))
+				return
+			}
+			for _, rec := range recs {
+				if !yield(toLogEntry(rec), nil) {
+					return
+				}
+			}
+			return
+		}
 		r := launch.NewLogReader(h.ExecLogPath(s.name), h.RuntimeLogPath(s.name), h.KernelLogPath(s.name), c.filter.Sources)
 		defer r.Close()
 		for first := true; ; first = false {
@@ -128,11 +141,11 @@ func (s *Sandbox) Logs(ctx context.Context, opts ...LogOption) iter.Seq2[LogEntr
 				recs = recs[len(recs)-c.filter.Tail:]
 			}
 			for _, rec := range recs {
-				if !yield(LogEntry{Time: rec.Time, Source: string(rec.Source), SessionID: rec.ID, Text: rec.Data}, nil) {
+				if !yield(toLogEntry(rec), nil) {
 					return
 				}
 			}
-			if !c.follow || (!c.filter.Until.IsZero() && time.Now().After(c.filter.Until)) {
+			if !c.filter.Until.IsZero() && time.Now().After(c.filter.Until) {
 				return // later records cannot be before the until bound
 			}
 			select {
@@ -142,6 +155,10 @@ func (s *Sandbox) Logs(ctx context.Context, opts ...LogOption) iter.Seq2[LogEntr
 			}
 		}
 	}
+}
+
+func toLogEntry(rec launch.ExecRecord) LogEntry {
+	return LogEntry{Time: rec.Time, Source: string(rec.Source), SessionID: rec.ID, Text: rec.Data}
 }
 
 // MetricsStream yields each new resource sample, looking every interval

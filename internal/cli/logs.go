@@ -75,8 +75,6 @@ Examples:
 			if _, err := os.Stat(h.SandboxDir(name)); err != nil {
 				return fmt.Errorf("sandbox %q: no such sandbox (see `msb ls`)", name)
 			}
-			r := launch.NewLogReader(h.ExecLogPath(name), h.RuntimeLogPath(name), h.KernelLogPath(name), mask)
-			defer r.Close()
 			emit := func(rec launch.ExecRecord) error {
 				if asJSON {
 					return writeLogJSON(stdio.Out, rec)
@@ -84,6 +82,21 @@ Examples:
 				printRecord(stdio.Out, rec, timestamps, raw)
 				return nil
 			}
+			if !follow {
+				filter.Tail = tail
+				recs, err := launch.ReadLogs(h.ExecLogPath(name), h.RuntimeLogPath(name), h.KernelLogPath(name), filter)
+				if err != nil {
+					return err
+				}
+				for _, rec := range recs {
+					if err := emit(rec); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			r := launch.NewLogReader(h.ExecLogPath(name), h.RuntimeLogPath(name), h.KernelLogPath(name), mask)
+			defer r.Close()
 			for first := true; ; first = false {
 				recs, err := r.Next()
 				if err != nil {
@@ -98,7 +111,7 @@ Examples:
 						return err
 					}
 				}
-				if !follow || (!filter.Until.IsZero() && time.Now().After(filter.Until)) {
+				if !filter.Until.IsZero() && time.Now().After(filter.Until) {
 					return nil // later records cannot be before --until
 				}
 				select {

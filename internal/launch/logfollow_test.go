@@ -167,3 +167,46 @@ func TestFollowerConcurrent(t *testing.T) {
 	collect(t, fl, &got)
 	wantRecords(t, got, total)
 }
+
+// TestReadLogsAndReader: ReadLogs and a LogReader's first batch agree, with
+// system lines merged by time, and ReadLogs applies Tail after the merge.
+func TestReadLogsAndReader(t *testing.T) {
+	dir := t.TempDir()
+	execLog, runtimeLog, kernelLog := filepath.Join(dir, "exec.log"), filepath.Join(dir, "runtime.log"), filepath.Join(dir, "kernel.log")
+	os.WriteFile(execLog, []byte(`{"t":"2026-05-03T08:00:01.000Z","s":"stdout","d":"a\n","id":1}
+{"t":"2026-05-03T08:00:03.000Z","s":"stdout","d":"c\n","id":1}
+`), 0o600)
+	os.WriteFile(runtimeLog, []byte("2026-05-03T08:00:02Z INFO b\n\n2026-05-03T08:00:04Z INFO d\n"), 0o600)
+	texts := func(recs []ExecRecord) string {
+		var s []string
+		for _, r := range recs {
+			s = append(s, strings.TrimSpace(r.Data))
+		}
+		return strings.Join(s, "|")
+	}
+	all, err := ReadLogs(execLog, runtimeLog, kernelLog, ExecLogFilter{Sources: AllSources})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "a|2026-05-03T08:00:02Z INFO b|c|2026-05-03T08:00:04Z INFO d"
+	if got := texts(all); got != want {
+		t.Errorf("ReadLogs = %q; want %q", got, want)
+	}
+	r := NewLogReader(execLog, runtimeLog, kernelLog, AllSources)
+	defer r.Close()
+	first, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(first); got != want {
+		t.Errorf("LogReader.Next = %q; want %q", got, want)
+	}
+	tail, _ := ReadLogs(execLog, runtimeLog, kernelLog, ExecLogFilter{Sources: AllSources, Tail: 2})
+	if got := texts(tail); got != "c|2026-05-03T08:00:04Z INFO d" {
+		t.Errorf("ReadLogs tail 2 = %q", got)
+	}
+	stdout, _ := ReadLogs(execLog, runtimeLog, kernelLog, ExecLogFilter{Tail: 1})
+	if got := texts(stdout); got != "c" {
+		t.Errorf("ReadLogs default sources, tail 1 = %q; want c", got)
+	}
+}

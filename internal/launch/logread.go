@@ -2,6 +2,7 @@ package launch
 
 import (
 	"errors"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -104,4 +105,37 @@ func TextLogRecord(line string, fallback time.Time) (ExecRecord, bool) {
 		}
 	}
 	return ExecRecord{Time: t, Source: SourceSystem, Data: line + "\n"}, true
+}
+
+// ReadLogs returns the records matching filter in the logs as they are now,
+// in time order: exec.log, and with MaskSystem runtime.log and kernel.log.
+// Unlike a LogReader it keeps memory proportional to filter.Tail when that
+// is set, so `msb logs --tail 20` of a long log stays small.
+func ReadLogs(execLog, runtimeLog, kernelLog string, filter ExecLogFilter) ([]ExecRecord, error) {
+	recs, err := ReadExecLog(LogFiles(execLog), filter)
+	if err != nil || filter.Sources&MaskSystem == 0 {
+		return recs, err
+	}
+	for _, path := range []string{runtimeLog, kernelLog} {
+		for _, name := range LogFiles(path) {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				continue // rotated away since the listing
+			}
+			mtime := time.Now()
+			if st, err := os.Stat(name); err == nil {
+				mtime = st.ModTime()
+			}
+			for line := range strings.Lines(string(data)) {
+				if rec, ok := TextLogRecord(line, mtime); ok && filter.Match(rec) {
+					recs = append(recs, rec)
+				}
+			}
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	if filter.Tail > 0 && len(recs) > filter.Tail {
+		recs = recs[len(recs)-filter.Tail:]
+	}
+	return recs, nil
 }
