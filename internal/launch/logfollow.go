@@ -41,16 +41,9 @@ func NewFollower(path string) *Follower {
 func (fl *Follower) Next() ([][]byte, error) {
 	var lines [][]byte
 	if fl.f == nil {
-		files := LogFiles(fl.path)
-		if len(files) == 0 {
-			return nil, nil
-		}
-		f, err := os.Open(files[0])
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil // rotated between the listing and the open; retry
-		}
-		if err != nil {
-			return nil, fmt.Errorf("follow log: %w", err)
+		f, err := openOldest(fl.path)
+		if err != nil || f == nil {
+			return nil, err
 		}
 		fl.f = f
 	}
@@ -154,6 +147,35 @@ func (fl *Follower) newer() (*os.File, error) {
 			return nf, nil
 		}
 		nf.Close()
+	}
+	return nil, nil // rotating too fast to pin down; try on the next call
+}
+
+// openOldest opens the oldest kept file of the log at path, or returns nil
+// when there is none yet. A rotation between listing the files and opening
+// one would make the name point at a newer file, so the open counts only if
+// the file is still the oldest afterwards.
+func openOldest(path string) (*os.File, error) {
+	for range 8 {
+		files := LogFiles(path)
+		if len(files) == 0 {
+			return nil, nil
+		}
+		f, err := openIfExists(files[0])
+		if err != nil || f == nil {
+			return nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("follow log: %w", err)
+		}
+		if now := LogFiles(path); len(now) > 0 {
+			if ost, err := os.Stat(now[0]); err == nil && os.SameFile(st, ost) {
+				return f, nil
+			}
+		}
+		f.Close()
 	}
 	return nil, nil // rotating too fast to pin down; try on the next call
 }
