@@ -22,10 +22,10 @@ const DefaultDetachKeys = attach.DefaultDetachKeys
 // ErrNotTerminal: WithTerminal was given a file that is not a terminal.
 var ErrNotTerminal = attach.ErrNotTerminal
 
-// Shell runs script with the shell, as `/bin/sh -c script`, and collects
-// its output like Exec.
+// Shell runs script with the sandbox's shell (WithShell, else
+// DefaultShell), as `<shell> -c script`, and collects its output like Exec.
 func (s *Sandbox) Shell(ctx context.Context, script string, opts ...ExecOption) (*ExecResult, error) {
-	return s.Exec(ctx, DefaultShell, []string{"-c", script}, opts...)
+	return s.Exec(ctx, s.shell(), []string{"-c", script}, opts...)
 }
 
 // AttachOption configures Attach.
@@ -100,7 +100,7 @@ type AttachResult struct {
 // before it is killed.
 const detachGrace = time.Second
 
-// Attach runs a command (DefaultShell unless WithAttachCommand) on a new
+// Attach runs a command (the sandbox's shell unless WithAttachCommand) on a new
 // pseudo-terminal in the sandbox and connects it to the user's terminal
 // (WithTerminal) or to streams (WithAttachIO) until the command exits, the
 // user types the detach sequence, or ctx is done. The guest's TERM is the
@@ -108,7 +108,7 @@ const detachGrace = time.Second
 // *ExecFailed; one killed by WithTimeout (through WithAttachExec) returns
 // a *TimeoutError with its result.
 func (s *Sandbox) Attach(ctx context.Context, opts ...AttachOption) (AttachResult, error) {
-	c := attachConfig{cmd: DefaultShell, detachKeys: DefaultDetachKeys}
+	c := attachConfig{cmd: s.shell(), detachKeys: DefaultDetachKeys}
 	for _, o := range opts {
 		o(&c)
 	}

@@ -25,6 +25,7 @@ type execConfig struct {
 	rows, cols uint16
 	stdin      io.Reader
 	timeout    time.Duration
+	rlimits    []agentproto.Rlimit
 }
 
 // WithExecEnv adds KEY=VALUE to this command's environment (over the
@@ -85,7 +86,7 @@ func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentpr
 		o(&c)
 	}
 	req := agentproto.ExecRequest{Cmd: cmd, Args: args, Env: c.env, Cwd: c.cwd, User: c.user,
-		TTY: c.tty, Rows: c.rows, Cols: c.cols}
+		TTY: c.tty, Rows: c.rows, Cols: c.cols, Rlimits: c.rlimits}
 	return req, c
 }
 
@@ -101,6 +102,9 @@ func (s *Sandbox) Exec(ctx context.Context, cmd string, args []string, opts ...E
 		return nil, err
 	}
 	req, ec := s.request(cmd, args, opts)
+	if err := checkExecRlimits(req.Rlimits); err != nil {
+		return nil, err
+	}
 	if ec.timeout > 0 {
 		return s.execTimed(ctx, c, cmd, req, ec)
 	}
@@ -202,6 +206,9 @@ func (s *Sandbox) ExecStream(ctx context.Context, cmd string, args []string, opt
 		return nil, err
 	}
 	req, ec := s.request(cmd, args, opts)
+	if err := checkExecRlimits(req.Rlimits); err != nil {
+		return nil, err
+	}
 	sess, err := c.ExecStream(ctx, req)
 	if err != nil {
 		return nil, convertExecErr(cmd, err)

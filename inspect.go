@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msb-go/msb/internal/agentproto"
 	"github.com/msb-go/msb/internal/launch"
 )
 
@@ -28,6 +29,12 @@ type Details struct {
 	MaxDuration time.Duration // 0: none
 	VMM         string        // backend: auto, qemu or kvm
 	Net         NetworkDetails
+	Hostname    string   // "" = the sandbox's name
+	Shell       string   // "" = DefaultShell
+	Entrypoint  []string // WithEntrypoint, nil if not given
+	LogLevel    string   // "" = warn
+	Rlimits     []string // RESOURCE=SOFT:HARD, "unlimited" for RlimitUnlimited
+	Init        []string // WithInit's path and args, nil without one
 	// LastRun is the newest life of the sandbox process, nil if never run.
 	LastRun *RunDetails
 	// BootError is why the last start failed (logs/boot-error.json), nil
@@ -73,6 +80,13 @@ func (s *Sandbox) Inspect(ctx context.Context) (Details, error) {
 		IdleTimeout: c.IdleTimeout, MaxDuration: c.MaxDuration, VMM: c.VMM}
 	if d.VMM == "" {
 		d.VMM = "auto"
+	}
+	d.Hostname, d.Shell, d.Entrypoint, d.LogLevel = c.Hostname, c.Shell, c.Entrypoint, c.LogLevel
+	for _, r := range c.Rlimits {
+		d.Rlimits = append(d.Rlimits, agentproto.Rlimit{Resource: r.Resource, Soft: r.Soft, Hard: r.Hard}.String())
+	}
+	if c.Init != nil {
+		d.Init = append([]string{c.Init.Path}, c.Init.Args...)
 	}
 	for _, kv := range c.Env {
 		k, _, _ := strings.Cut(kv, "=")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"time"
@@ -27,6 +28,8 @@ type Info struct {
 	Ports []string `json:",omitempty"`
 	// Network is "none" for a sandbox created without one, else "".
 	Network string `json:",omitempty"`
+	// Labels are the sandbox's WithLabel tags.
+	Labels map[string]string `json:",omitempty"`
 }
 
 func openManager(ctx context.Context, homeDir string) (*sandbox.Manager, error) {
@@ -125,16 +128,22 @@ func List(ctx context.Context, opts ...Option) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := config{}
+	for _, o := range opts {
+		o(&c)
+	}
 	out := make([]Info, 0, len(ins))
 	for _, in := range ins {
-		out = append(out, toInfo(in))
+		if matchLabels(in.Config.Labels, c.selector) {
+			out = append(out, toInfo(in))
+		}
 	}
 	return out, nil
 }
 
 func toInfo(in sandbox.Info) Info {
 	i := Info{Name: in.Name, Status: string(in.Status), PID: in.PID, CreatedAt: in.CreatedAt,
-		Mounts: toMounts(in.Config.Mounts)}
+		Mounts: toMounts(in.Config.Mounts), Labels: maps.Clone(in.Config.Labels)}
 	if n := in.Config.Network; n != nil {
 		if n.Disabled {
 			i.Network = "none"

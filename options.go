@@ -37,6 +37,15 @@ type config struct {
 	secretValues   map[string]string // never stored
 	tls            launch.TLS
 	mounts         []launch.Mount
+	rlimits        []sandbox.Rlimit
+	hostname       string
+	entrypoint     []string
+	shell          string
+	logLevel       string
+	init           *sandbox.Init
+	labels         map[string]string
+	// selector is List's WithLabelSelector.
+	selector map[string]string
 	// snapshot options (snapshot.go).
 	snap snapshotConfig
 	// errs are option errors (a bad port spec) that Create reports.
@@ -71,6 +80,13 @@ func (c *config) sandboxConfig() sandbox.Config {
 		TLS:            c.tlsConfig(),
 		Mounts:         c.mounts,
 		Snapshot:       c.snap.from,
+		Rlimits:        c.rlimits,
+		Hostname:       c.hostname,
+		Entrypoint:     c.entrypoint,
+		Shell:          c.shell,
+		LogLevel:       c.logLevel,
+		Init:           c.init,
+		Labels:         c.labels,
 	}
 }
 

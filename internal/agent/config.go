@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ type Config struct {
 	Rlimits    []Rlimit     // MSB_RLIMITS
 	User       string       // MSB_USER, "" = root
 	Probe      bool         // MSB_PROBE=1: print the probe line and power off
+	LogLevel   string       // MSB_LOG_LEVEL: error, warn, info, debug or trace; "" = warn
+	Init       *InitSpec    // MSB_INIT: a real init to run as PID 1
 	// ClockNs is the host's wall clock (ns since the Unix epoch) when it
 	// built the boot environment (MSB_CLOCK_NS); 0 = unset. The guest has
 	// no RTC, so without it the clock starts in 1970 and TLS fails.
@@ -126,6 +129,42 @@ type Rlimit struct {
 	Resource string
 	Soft     uint64
 	Hard     uint64
+}
+
+// InitSpec is the init of MSB_INIT: a JSON object {"path", "args",
+// "env"}. Path is absolute or "auto" (InitCandidates).
+type InitSpec struct {
+	Path string   `json:"path"`
+	Args []string `json:"args,omitempty"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// InitCandidates are the inits "auto" tries, in order.
+var InitCandidates = []string{"/sbin/init", "/lib/systemd/systemd", "/usr/lib/systemd/systemd"}
+
+// ParseInit parses MSB_INIT. The host is trusted less than it seems (the
+// value crossed a boot file), so it is checked like any guest input.
+func ParseInit(v string) (*InitSpec, error) {
+	var s InitSpec
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("want {\"path\":…,\"args\":[…],\"env\":[…]}: %w", err)
+	}
+	if s.Path != "auto" && !path.IsAbs(s.Path) {
+		return nil, fmt.Errorf("path %q: want an absolute path or auto", truncate(s.Path, 64))
+	}
+	for _, a := range append(append([]string{s.Path}, s.Args...), s.Env...) {
+		if strings.ContainsRune(a, 0) {
+			return nil, errors.New("NUL in an argument")
+		}
+	}
+	for _, kv := range s.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, fmt.Errorf("env %q: want KEY=VALUE", truncate(kv, 64))
+		}
+	}
+	return &s, nil
 }
 
 // RlimInfinity is the "unlimited" value of an Rlimit.
@@ -256,6 +295,15 @@ func ParseConfig(env []string) (Config, error) {
 	parse("MSB_NET_IPV6", func(v string) (err error) { c.IPv6, err = parseIP(v, true); return })
 	parse("MSB_RLIMITS", func(v string) (err error) { c.Rlimits, err = ParseRlimits(v); return })
 	parse("MSB_USER", func(v string) (err error) { c.User, err = parseUserSpec(v); return })
+	parse("MSB_INIT", func(v string) (err error) { c.Init, err = ParseInit(v); return })
+	parse("MSB_LOG_LEVEL", func(v string) error {
+		switch v {
+		case "error", "warn", "info", "debug", "trace":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("want error, warn, info, debug or trace, got %q", truncate(v, 64))
+	})
 	parse("MSB_CLOCK_NS", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

@@ -177,6 +177,17 @@ var configTests = []struct {
 	// MSB_PROBE
 	{name: "probe", env: []string{"MSB_PROBE=1"}, want: Config{Probe: true}},
 	{name: "probe bad", env: []string{"MSB_PROBE=yes"}, wantErr: "MSB_PROBE"},
+	// MSB_INIT
+	{name: "init", env: []string{`MSB_INIT={"path":"/sbin/init","args":["-v"],"env":["A=1"]}`},
+		want: Config{Init: &InitSpec{Path: "/sbin/init", Args: []string{"-v"}, Env: []string{"A=1"}}}},
+	{name: "init auto", env: []string{`MSB_INIT={"path":"auto"}`}, want: Config{Init: &InitSpec{Path: "auto"}}},
+	{name: "init relative", env: []string{`MSB_INIT={"path":"init"}`}, wantErr: "MSB_INIT"},
+	{name: "init not json", env: []string{`MSB_INIT=/sbin/init`}, wantErr: "MSB_INIT"},
+	{name: "init unknown field", env: []string{`MSB_INIT={"path":"auto","x":1}`}, wantErr: "MSB_INIT"},
+	{name: "init bad env", env: []string{`MSB_INIT={"path":"auto","env":["NOEQ"]}`}, wantErr: "MSB_INIT"},
+	// MSB_LOG_LEVEL
+	{name: "log level", env: []string{"MSB_LOG_LEVEL=debug"}, want: Config{LogLevel: "debug"}},
+	{name: "log level bad", env: []string{"MSB_LOG_LEVEL=loud"}, wantErr: "MSB_LOG_LEVEL"},
 	{name: "clock", env: []string{"MSB_CLOCK_NS=1764000000123456789"}, want: Config{ClockNs: 1764000000123456789}},
 	{name: "clock bad", env: []string{"MSB_CLOCK_NS=soon"}, wantErr: "MSB_CLOCK_NS"},
 	{name: "clock negative", env: []string{"MSB_CLOCK_NS=-5"}, wantErr: "MSB_CLOCK_NS"},

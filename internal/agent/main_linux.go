@@ -19,14 +19,19 @@ import (
 // stdout.
 func Main() {
 	runShimIfRequested()
+	runChildIfRequested()
 	initTime := bootTime()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The level is raised or lowered once the configuration (MSB_LOG_LEVEL)
+	// is read.
+	logLevel.Set(slog.LevelWarn)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &logLevel}))
 	if os.Getpid() != 1 {
 		cfg, err := LoadConfig(os.Environ(), BootEnvPath)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "agentd: config: %v\n", err)
 			os.Exit(1)
 		}
+		logLevel.Set(slogLevel(cfg.LogLevel))
 		err = Serve(context.Background(), stdio{}, ServeOptions{Env: cfg.Env, DefaultUser: cfg.User, Logger: log, InitTime: initTime})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "agentd: %v\n", err)
@@ -63,12 +68,16 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	logLevel.Set(slogLevel(cfg.LogLevel))
 	if err := runInit(&cfg, log); err != nil {
 		return err
 	}
 	if cfg.Probe {
 		fmt.Fprintln(os.Stdout, probeLine(bootTime(), "/sys/bus/virtio/devices"))
 		return nil
+	}
+	if cfg.Init != nil {
+		return handOff(&cfg, initTime, log)
 	}
 	port, err := openAgentPort()
 	if err != nil {
@@ -83,6 +92,24 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 		Logger:        log,
 		InitTime:      initTime,
 	})
+}
+
+// logLevel is agentd's log level (MSB_LOG_LEVEL).
+var logLevel slog.LevelVar
+
+// slogLevel maps an MSB_LOG_LEVEL name to a level; "" is warn.
+func slogLevel(name string) slog.Level {
+	switch name {
+	case "error":
+		return slog.LevelError
+	case "info":
+		return slog.LevelInfo
+	case "debug":
+		return slog.LevelDebug
+	case "trace":
+		return slog.LevelDebug - 4
+	}
+	return slog.LevelWarn
 }
 
 // stdio is stdin and stdout as one connection.

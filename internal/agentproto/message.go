@@ -18,7 +18,7 @@ const (
 	MaxDataChunk = 3 << 20
 	// MaxExecChunk is the stdout/stderr chunk size agentd uses. It is not
 	// enforced on decode.
-	MaxExecChunk = 4096
+	MaxExecChunk = 64 << 10
 	// Version is the value of the envelope's "v" field.
 	Version = 1
 	// ProtocolVersion is the newest protocol version this package speaks,

@@ -34,13 +34,13 @@ func ParseRlimit(s string) (Rlimit, error) {
 		return Rlimit{}, fmt.Errorf("rlimit %q: unknown resource %q", s, name)
 	}
 	softStr, hardStr, hasHard := strings.Cut(limits, ":")
-	soft, err := strconv.ParseUint(strings.TrimSpace(softStr), 10, 64)
+	soft, err := parseRlimitValue(softStr)
 	if err != nil {
 		return Rlimit{}, fmt.Errorf("rlimit %q: soft limit: %w", s, err)
 	}
 	hard := soft
 	if hasHard {
-		hard, err = strconv.ParseUint(strings.TrimSpace(hardStr), 10, 64)
+		hard, err = parseRlimitValue(hardStr)
 		if err != nil {
 			return Rlimit{}, fmt.Errorf("rlimit %q: hard limit: %w", s, err)
 		}
@@ -51,7 +51,27 @@ func ParseRlimit(s string) (Rlimit, error) {
 	return Rlimit{Resource: name, Soft: soft, Hard: hard}, nil
 }
 
+// RlimitUnlimited is RLIM_INFINITY, written "unlimited".
+const RlimitUnlimited = ^uint64(0)
+
+// parseRlimitValue reads a decimal limit or "unlimited" (also "infinity",
+// as in agentd's MSB_RLIMITS).
+func parseRlimitValue(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s == "unlimited" || s == "infinity" {
+		return RlimitUnlimited, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
 // String formats r as ParseRlimit accepts it.
 func (r Rlimit) String() string {
-	return fmt.Sprintf("%s=%d:%d", r.Resource, r.Soft, r.Hard)
+	return r.Resource + "=" + formatRlimitValue(r.Soft) + ":" + formatRlimitValue(r.Hard)
+}
+
+func formatRlimitValue(v uint64) string {
+	if v == RlimitUnlimited {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
 }

@@ -89,9 +89,15 @@ func storedSandboxes(t *testing.T) home.Home {
 		"vmm":"kvm","network":{"rules":["allow@public:tcp:443"],"default_egress":"deny",
 		"ports":[{"host_port":8080,"guest_port":80,"protocol":"tcp"}]},
 		"mounts":[{"kind":"bind","source":"/srv/data","target":"/data","read_only":true},
-		{"kind":"tmpfs","target":"/scratch","size_mib":64}]}`
+		{"kind":"tmpfs","target":"/scratch","size_mib":64}],
+		"rlimits":[{"resource":"nofile","soft":1024,"hard":4096},{"resource":"core","soft":18446744073709551615,"hard":18446744073709551615}],
+		"hostname":"web.local","entrypoint":["/usr/bin/tini","--"],"shell":"/bin/bash","log_level":"debug",
+		"init":{"path":"auto","args":["--log-target=console"]}}`
 	sb, err := st.CreateSandbox(context.Background(), "web", json.RawMessage(web), store.StatusStopped)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetSandboxLabels(context.Background(), sb.ID, map[string]string{"team": "web", "env": "prod"}); err != nil {
 		t.Fatal(err)
 	}
 	run, err := st.InsertRun(context.Background(), sb.ID, 4242)

@@ -30,6 +30,7 @@ type execFlags struct {
 	workdir      string
 	user         string
 	timeout      time.Duration
+	rlimits      []string
 }
 
 func newExecCmd(stdio Stdio) *cobra.Command {
@@ -62,6 +63,9 @@ Examples:
 				return errors.New("exec: -d and -t do not go together (a background command has no terminal)")
 			}
 			if err := checkDetachKeys(f.detachKeys); err != nil {
+				return err
+			}
+			if _, err := parseRlimits(f.rlimits); err != nil {
 				return err
 			}
 			rawEnv, rawFiles := f.env, f.envFiles
@@ -126,6 +130,7 @@ Examples:
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory in the guest")
 	fl.StringVarP(&f.user, "user", "u", "", "user to run as (name, uid or uid:gid)")
 	fl.DurationVar(&f.timeout, "timeout", 0, timeoutHelp)
+	fl.StringArrayVar(&f.rlimits, "rlimit", nil, rlimitHelp+"; for this command only")
 	// --background is the helper process of -d (background.go).
 	fl.BoolVar(&background, "background", false, "internal: the helper process of -d")
 	_ = fl.MarkHidden("background")
@@ -152,6 +157,9 @@ func backgroundArgs(name string, argv, env, envFiles []string, f execFlags) []st
 	if f.timeout > 0 {
 		args = append(args, "--timeout", f.timeout.String())
 	}
+	for _, r := range f.rlimits {
+		args = append(args, "--rlimit", r)
+	}
 	return append(append(args, name, "--"), argv...)
 }
 
@@ -171,6 +179,11 @@ func execOptions(f execFlags) []msb.ExecOption {
 	}
 	if f.user != "" {
 		opts = append(opts, msb.WithExecUser(f.user))
+	}
+	// Validated by the command before anything started.
+	rls, _ := parseRlimits(f.rlimits)
+	for _, r := range rls {
+		opts = append(opts, msb.WithExecRlimit(r.Resource, r.Soft, r.Hard))
 	}
 	return opts
 }

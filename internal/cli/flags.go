@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/launch"
@@ -43,6 +44,10 @@ type sandboxFlags struct {
 	// its default, which a snapshot's own size overrides.
 	snapshot     string
 	upperSizeSet func() bool
+	guest        guestFlags
+	// createOnly are the flags that shape a new sandbox and mean nothing to
+	// an existing one (run reusing a name refuses them).
+	createOnly []string
 }
 
 // secretFlags are the secret and TLS-interception options (reference §11).
@@ -223,6 +228,28 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")
 	f.net.register(cmd)
 	f.secrets.register(cmd)
+	f.guest.register(cmd)
+	f.createOnly = nil
+	fl.VisitAll(func(fl *pflag.Flag) {
+		switch fl.Name {
+		// The root and how to get it name the sandbox's root again when a
+		// run repeats itself; the rest only shape a new sandbox.
+		case "name", "replace", "pull", "quiet", "rootfs", "rootfs-live", "snapshot":
+		default:
+			f.createOnly = append(f.createOnly, fl.Name)
+		}
+	})
+}
+
+// givenCreateOnly lists the creation flags set on cmd's command line.
+func (f *sandboxFlags) givenCreateOnly(cmd *cobra.Command) []string {
+	var out []string
+	for _, n := range f.createOnly {
+		if cmd.Flags().Changed(n) {
+			out = append(out, "--"+n)
+		}
+	}
+	return out
 }
 
 func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
@@ -267,7 +294,7 @@ func (f *sandboxFlags) options(image string) ([]msb.Option, error) {
 	for _, m := range mounts {
 		opts = append(opts, mountOption(m))
 	}
-	for _, more := range []func() ([]msb.Option, error){f.fileOptions, f.net.options, f.secrets.options} {
+	for _, more := range []func() ([]msb.Option, error){f.fileOptions, f.net.options, f.secrets.options, f.guest.options} {
 		o, err := more()
 		if err != nil {
 			return nil, err

@@ -61,20 +61,27 @@ type inspectView struct {
 }
 
 type viewConfig struct {
-	Image       string      `json:"image,omitempty"`
-	ImageDigest string      `json:"image_digest,omitempty"`
-	Rootfs      string      `json:"rootfs,omitempty"`
-	Command     []string    `json:"command,omitempty"`
-	CPUs        int         `json:"cpus"`
-	MemoryMiB   int         `json:"memory_mib"`
-	EnvKeys     []string    `json:"env_keys"`
-	Workdir     string      `json:"workdir,omitempty"`
-	User        string      `json:"user,omitempty"`
-	IdleTimeout string      `json:"idle_timeout,omitempty"`
-	MaxDuration string      `json:"max_duration,omitempty"`
-	Backend     string      `json:"backend"`
-	Network     viewNetwork `json:"network"`
-	Mounts      []viewMount `json:"mounts"`
+	Image       string            `json:"image,omitempty"`
+	ImageDigest string            `json:"image_digest,omitempty"`
+	Rootfs      string            `json:"rootfs,omitempty"`
+	Command     []string          `json:"command,omitempty"`
+	CPUs        int               `json:"cpus"`
+	MemoryMiB   int               `json:"memory_mib"`
+	EnvKeys     []string          `json:"env_keys"`
+	Workdir     string            `json:"workdir,omitempty"`
+	User        string            `json:"user,omitempty"`
+	IdleTimeout string            `json:"idle_timeout,omitempty"`
+	MaxDuration string            `json:"max_duration,omitempty"`
+	Backend     string            `json:"backend"`
+	Network     viewNetwork       `json:"network"`
+	Mounts      []viewMount       `json:"mounts"`
+	Labels      map[string]string `json:"labels"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Shell       string            `json:"shell,omitempty"`
+	Entrypoint  []string          `json:"entrypoint,omitempty"`
+	LogLevel    string            `json:"log_level,omitempty"`
+	Rlimits     []string          `json:"rlimits,omitempty"`
+	Init        []string          `json:"init,omitempty"`
 }
 
 type viewMount struct {
@@ -132,6 +139,12 @@ func newInspectView(d msb.Details) inspectView {
 			Network: viewNetwork{Enabled: !n.Disabled, Ports: d.Ports, Preset: n.Preset, Rules: n.Rules,
 				DefaultEgress: n.DefaultEgress, DefaultIngress: n.DefaultIngress, DenyDomains: n.DenyDomains,
 				DenyDomainSuffixes: n.DenyDomainSuffixes, Nameservers: n.Nameservers, MaxConnections: n.MaxConnections}}}
+	v.Config.Labels = d.Labels
+	if v.Config.Labels == nil {
+		v.Config.Labels = map[string]string{}
+	}
+	v.Config.Hostname, v.Config.Shell, v.Config.Entrypoint = d.Hostname, d.Shell, d.Entrypoint
+	v.Config.LogLevel, v.Config.Rlimits, v.Config.Init = d.LogLevel, d.Rlimits, d.Init
 	// Lists are [] rather than null in JSON, so scripts can iterate.
 	if v.Config.EnvKeys == nil {
 		v.Config.EnvKeys = []string{}
@@ -186,6 +199,25 @@ func (v inspectView) writeText(w io.Writer) error {
 	kv("Idle timeout", "%s", orNone(c.IdleTimeout))
 	kv("Max duration", "%s", orNone(c.MaxDuration))
 	kv("Backend", "%s", c.Backend)
+	kv("Labels", "%s", orNone(formatLabels(c.Labels)))
+	if c.Hostname != "" {
+		kv("Hostname", "%s", c.Hostname)
+	}
+	if c.Shell != "" {
+		kv("Shell", "%s", c.Shell)
+	}
+	if len(c.Entrypoint) > 0 {
+		kv("Entrypoint", "%s", strings.Join(c.Entrypoint, " "))
+	}
+	if c.LogLevel != "" {
+		kv("Log level", "%s", c.LogLevel)
+	}
+	if len(c.Rlimits) > 0 {
+		kv("Rlimits", "%s", strings.Join(c.Rlimits, " "))
+	}
+	if len(c.Init) > 0 {
+		kv("Init", "%s", strings.Join(c.Init, " "))
+	}
 	n := c.Network
 	switch {
 	case !n.Enabled:

@@ -84,8 +84,9 @@ func newRmCmd(stdio Stdio) *cobra.Command {
 func newLsCmd(stdio Stdio) *cobra.Command {
 	var format string
 	var running, stopped bool
+	var labels []string
 	cmd := &cobra.Command{
-		Use:     "ls [--running | --stopped]",
+		Use:     "ls [--running | --stopped] [--label K=V]...",
 		Aliases: []string{"list"},
 		Short:   "List sandboxes",
 		Args:    cobra.NoArgs,
@@ -93,7 +94,11 @@ func newLsCmd(stdio Stdio) *cobra.Command {
 			if running && stopped {
 				return fmt.Errorf("--running and --stopped exclude each other (give neither for all)")
 			}
-			list, err := msb.List(cmd.Context())
+			sel, err := parseLabels("--label", labels)
+			if err != nil {
+				return err
+			}
+			list, err := msb.List(cmd.Context(), msb.WithLabelSelector(sel))
 			if err != nil {
 				return err
 			}
@@ -109,6 +114,7 @@ func newLsCmd(stdio Stdio) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&running, "running", false, "only running sandboxes")
 	cmd.Flags().BoolVar(&stopped, "stopped", false, "only sandboxes not running (stopped or crashed)")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "only sandboxes labelled KEY=VALUE (repeatable: all must match)")
 	return cmd
 }
 
@@ -136,7 +142,7 @@ func writeSandboxes(w io.Writer, list []msb.Info, format string) error {
 		return fmt.Errorf("--format %q: want table or json", format)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT\tPORTS")
+	fmt.Fprintln(tw, "NAME\tSTATUS\tPID\tCREATED\tLAST EXIT\tPORTS\tLABELS")
 	for _, in := range list {
 		pid := "-"
 		if in.PID != 0 {
@@ -150,7 +156,11 @@ func writeSandboxes(w io.Writer, list []msb.Info, format string) error {
 		if in.Network == "none" {
 			ports = "(no network)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason, ports)
+		labels := formatLabels(in.Labels)
+		if labels == "" {
+			labels = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Status, pid, ago(in.CreatedAt), reason, ports, labels)
 	}
 	return tw.Flush()
 }

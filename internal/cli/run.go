@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,7 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 		Long: `Create a sandbox, run CMD in it with your stdin, stdout and stderr, and exit
 with CMD's exit code. An unnamed sandbox is removed afterwards; a named one is
 kept (stopped) so later runs reuse its files. Without CMD, the image's command
-runs; with -t and neither, a shell (/bin/sh).
+runs; with -t and neither, the shell (--shell, else /bin/sh).
 
 With -t on your terminal, CMD gets a pseudo-terminal of its size that follows
 resizes, your terminal is in raw mode until CMD ends, and the detach keys
@@ -48,11 +49,13 @@ Examples:
   msb run --snapshot base -- cat /data             # boot a copy of a snapshot`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, argv := splitImageArgs(cmd, args)
-			if len(argv) == 0 && image == "" && f.snapshot == "" && tty {
-				// As the reference: no command on a terminal is a shell.
-				argv = []string{msb.DefaultShell}
+			if f.guest.entrypoint != "" && len(argv) > 0 {
+				// Docker: with --entrypoint, CMD is the entrypoint's arguments.
+				argv = append([]string{f.guest.entrypoint}, argv...)
 			}
-			if len(argv) == 0 && image == "" && f.snapshot == "" && !detach {
+			// As the reference: no command on a terminal is a shell, the
+			// sandbox's own (--shell), chosen once the sandbox is known.
+			if len(argv) == 0 && image == "" && f.snapshot == "" && f.guest.entrypoint == "" && !detach && !tty {
 				return errors.New("no command: give one after --, e.g. msb run --rootfs DIR -- sh -c 'echo hi'")
 			}
 			if detach && tty {
@@ -73,14 +76,14 @@ Examples:
 			if detach {
 				opts = append(opts, msb.Detached())
 			}
-			sb, err := createOrReuse(ctx, f.name, opts, detach)
+			sb, err := createOrReuse(ctx, f.name, opts, detach, f.givenCreateOnly(cmd))
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
 			}
 			if len(argv) == 0 {
 				argv = sb.ImageCommand()
 				if len(argv) == 0 && tty {
-					argv = []string{msb.DefaultShell}
+					argv = []string{sb.ShellPath()}
 				}
 				if len(argv) == 0 && !detach {
 					_ = sb.Kill(context.WithoutCancel(ctx))
@@ -130,10 +133,15 @@ Examples:
 
 // createOrReuse creates the sandbox, or with an existing name starts it
 // again (or connects to it when it runs); detached starts it detached.
-func createOrReuse(ctx context.Context, name string, opts []msb.Option, detached bool) (*msb.Sandbox, error) {
+// Reusing refuses the creation flags in given: they would be ignored.
+func createOrReuse(ctx context.Context, name string, opts []msb.Option, detached bool, given []string) (*msb.Sandbox, error) {
 	sb, err := msb.Create(ctx, name, opts...)
 	if err == nil || !errors.Is(err, msb.ErrExists) || name == "" {
 		return sb, err
+	}
+	if len(given) > 0 {
+		return nil, fmt.Errorf("sandbox %q exists; %s apply only when a sandbox is created\n  → hint: add --replace to create it anew with them, or remove it first with `msb rm %s`",
+			name, strings.Join(given, ", "), name)
 	}
 	existing, gerr := msb.Get(ctx, name)
 	if gerr != nil {

@@ -73,11 +73,14 @@ func skipEscape(s string, i int) int {
 			}
 		}
 		return i
-	default: // ESC plus intermediates (0x20–0x2f) and one final byte
+	default: // ESC plus intermediates (0x20–0x2f) and one final byte (0x30–0x7e)
 		for i < len(s) && s[i] >= 0x20 && s[i] <= 0x2f {
 			i++
 		}
-		if i < len(s) {
+		// Anything else ends a lone ESC without being consumed: a second
+		// ESC starts a sequence of its own (as terminals parse it) and a
+		// newline stays a newline.
+		if i < len(s) && s[i] >= 0x30 && s[i] <= 0x7e {
 			i++
 		}
 		return i

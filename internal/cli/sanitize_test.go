@@ -24,6 +24,17 @@ func TestNeutralize(t *testing.T) {
 		{"DEL", "a\x7fb", "a\uFFFDb"},
 		{"C1 CSI as UTF-8", "a\u009b31mb", "a\uFFFD31mb"},
 		{"invalid UTF-8 (raw 8-bit CSI)", "a\x9b31mb", "a\uFFFD31mb"},
+		{"C1 OSC as UTF-8", "a\u009d0;t\u0007b", "a\uFFFD0;t\uFFFDb"},
+		{"C1 DCS and ST as UTF-8", "a\u0090q\u009cb", "a\uFFFDq\uFFFDb"},
+		{"SOS", "\x1bXhidden\x1b\\v", "v"},
+		{"PM", "\x1b^hidden\x07w", "w"},
+		{"lone ESC mid-text", "a\x1b", "a"},
+		{"ESC ESC CSI", "\x1b\x1b[31mx", "x"},
+		{"lone ESC before newline", "a\x1b\nb", "a\nb"},
+		{"lone ESC before UTF-8", "a\x1bé", "aé"},
+		{"ESC with intermediates", "\x1b#8z", "z"},
+		{"OSC 8 hyperlink", "\x1b]8;;http://evil/\x1b\\click\x1b]8;;\x1b\\", "click"},
+		{"OSC inside OSC", "\x1b]0;\x1b]0;x\x07y", "y"},
 	}
 	for _, tc := range tests {
 		if got := neutralize(tc.in); got != tc.want {

@@ -31,7 +31,8 @@ func newShellCmd(stdio Stdio) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shell [flags] NAME [-- ARG...]",
 		Short: "Open a shell in a running sandbox",
-		Long: `Run the shell (/bin/sh unless --shell) in sandbox NAME, with ARGs if given.
+		Long: `Run the shell in sandbox NAME, with ARGs if given: --shell, else the
+sandbox's own (msb run/create --shell), else /bin/sh.
 On a terminal the shell gets a pseudo-terminal of the same size that follows
 resizes, as with ` + "`msb attach`" + `: Ctrl-] (or --detach-keys) detaches, ending the
 shell and leaving the sandbox running. When stdin is not a terminal, the
@@ -52,6 +53,9 @@ Examples:
 			if err := checkDetachKeys(detachKeys); err != nil {
 				return err
 			}
+			if shell == "" {
+				shell = storedShell(cmd.Context(), args[0])
+			}
 			argv := append([]string{shell}, args[1:]...)
 			if !isTerminal(stdio.In) {
 				return runPiped(cmd.Context(), stdio, args[0], argv)
@@ -59,7 +63,7 @@ Examples:
 			return runAttached(cmd.Context(), stdio, args[0], argv, execFlags{tty: true, detachKeys: detachKeys})
 		},
 	}
-	cmd.Flags().StringVar(&shell, "shell", msb.DefaultShell, "the shell to run")
+	cmd.Flags().StringVar(&shell, "shell", "", "the shell to run (default: the sandbox's --shell, else /bin/sh)")
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp)
 	return cmd
 }
@@ -69,8 +73,8 @@ func newAttachCmd(stdio Stdio) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "attach [flags] NAME [-- CMD [ARG...]]",
 		Short: "Attach your terminal to a new shell session in a running sandbox",
-		Long: `Attach your terminal to a new session in sandbox NAME: CMD (the shell,
-/bin/sh, by default) runs on a pseudo-terminal of your terminal's size, your
+		Long: `Attach your terminal to a new session in sandbox NAME: CMD (the sandbox's
+shell, /bin/sh unless created with --shell, by default) runs on a pseudo-terminal of your terminal's size, your
 terminal is in raw mode (Ctrl-C, Ctrl-Z and the arrow keys go to the guest)
 and window resizes follow. Type the detach keys (Ctrl-] unless --detach-keys)
 to leave: the session is hung up (SIGHUP) and the sandbox keeps running.
@@ -96,13 +100,24 @@ Examples:
 			}
 			argv := args[1:]
 			if len(argv) == 0 {
-				argv = []string{msb.DefaultShell}
+				argv = []string{storedShell(cmd.Context(), args[0])}
 			}
 			return runAttached(cmd.Context(), stdio, args[0], argv, execFlags{tty: true, detachKeys: detachKeys})
 		},
 	}
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp)
 	return cmd
+}
+
+// storedShell is the shell sandbox name was created with, or DefaultShell
+// (also when it cannot be read: the command that follows reports why).
+func storedShell(ctx context.Context, name string) string {
+	sb, err := msb.Get(ctx, name)
+	if err != nil {
+		return msb.DefaultShell
+	}
+	defer sb.Close()
+	return sb.ShellPath()
 }
 
 // checkDetachKeys rejects a bad --detach-keys before anything starts.

@@ -7,5 +7,6 @@
 //
 // The kernel itself is built by scripts/kernel/build.sh from Debian's
 // linux-source-6.1 with scripts/kernel/msb.config and cached under
-// ~/.cache/msb/kernel/<hash>/vmlinux; Locate finds it.
+// ~/.cache/msb/kernel/<hash>/vmlinux; build.sh pins it in kernel/current
+// (directory and SHA-256) and Locate boots only the pinned, verified build.
 package guestkernel

@@ -19,7 +19,9 @@
 package home
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -186,6 +188,34 @@ func (h Home) TouchPath(name string) string { return filepath.Join(h.RuntimeDir(
 // LaunchPath is sandboxes/<name>/runtime/launch.json (0600: it may hold
 // secrets).
 func (h Home) LaunchPath(name string) string { return filepath.Join(h.RuntimeDir(name), "launch.json") }
+
+// InitramfsPath is sandboxes/<name>/runtime/initramfs.cpio (0600): agentd
+// plus the boot environment, which holds the sandbox's environment
+// variables and so may hold secrets.
+func (h Home) InitramfsPath(name string) string {
+	return filepath.Join(h.RuntimeDir(name), "initramfs.cpio")
+}
+
+// secretFiles are the runtime files that may hold secrets or the guest
+// environment. None is needed once the guest has booted.
+func (h Home) secretFiles(name string) []string {
+	return []string{h.InitramfsPath(name), h.LaunchPath(name)}
+}
+
+// RemoveSecretFiles deletes the sandbox's runtime files that may hold
+// secrets (InitramfsPath, LaunchPath). It is called when a sandbox starts,
+// once its guest is up, when it stops, and when a dead sandbox is
+// reconciled or killed, so a crash cannot leave them behind for long.
+// Missing files are not an error.
+func (h Home) RemoveSecretFiles(name string) error {
+	var errs []error
+	for _, p := range h.secretFiles(name) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // VolumesDir is Root/volumes; a named volume lives in VolumesDir()/<name>.
 func (h Home) VolumesDir() string { return filepath.Join(h.Root, "volumes") }

@@ -1,6 +1,7 @@
 package home
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,5 +249,35 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), nil, FileMode); err == nil {
 		t.Errorf("WriteFileAtomic(missing dir) = nil; want error")
+	}
+}
+
+func TestRemoveSecretFiles(t *testing.T) {
+	h, err := At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.EnsureSandboxDirs("sb"); err != nil {
+		t.Fatal(err)
+	}
+	keep := h.AgentSock("sb")
+	for _, p := range []string{h.InitramfsPath("sb"), h.LaunchPath("sb"), keep} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.RemoveSecretFiles("sb"); err != nil {
+		t.Fatalf("RemoveSecretFiles = %v", err)
+	}
+	for _, p := range []string{h.InitramfsPath("sb"), h.LaunchPath("sb")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat %s: %v; want removed", p, err)
+		}
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("RemoveSecretFiles removed %s: %v", keep, err)
+	}
+	if err := h.RemoveSecretFiles("sb"); err != nil {
+		t.Errorf("RemoveSecretFiles again = %v; want nil", err)
 	}
 }

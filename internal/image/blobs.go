@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -92,6 +93,9 @@ func (s *Store) ensureBlob(ctx context.Context, digest string, size int64, fetch
 	defer unlock()
 	if s.hasBlob(digest) {
 		return false, nil
+	}
+	if err := rootfs.CheckFree(s.home.TmpDir(), size, s.opts.Limits.MinFree); err != nil {
+		return false, fmt.Errorf("fetch blob %s: %w", digest, err)
 	}
 	partPath := filepath.Join(s.home.TmpDir(), alg+"-"+hex+".part")
 	part, err := os.OpenFile(partPath, os.O_RDWR|os.O_CREATE, home.FileMode)

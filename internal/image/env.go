@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/msb-go/msb/internal/rootfs"
 )
 
 // Environment variables read by EnvOptions.
@@ -15,13 +17,29 @@ const (
 	EnvMirrors = "MSB_REGISTRY_MIRRORS"
 	// EnvCAFiles lists extra CA certificate files, comma-separated.
 	EnvCAFiles = "MSB_REGISTRY_CA_FILES"
+	// EnvMaxPullBytes caps the compressed size of one image's blobs
+	// (Options.MaxPullBytes). The build limits are rootfs.Env*.
+	EnvMaxPullBytes = "MSB_IMAGE_MAX_PULL_BYTES"
 )
 
 // EnvOptions returns the Options set by MSB_INSECURE_REGISTRIES,
-// MSB_REGISTRY_MIRRORS and MSB_REGISTRY_CA_FILES, so every command that
-// pulls (msb pull, msb run, the SDK) sees the same registry settings.
+// MSB_REGISTRY_MIRRORS, MSB_REGISTRY_CA_FILES, MSB_IMAGE_MAX_PULL_BYTES and
+// the MSB_IMAGE_* build limits (rootfs.LimitsFromEnv), so every command that
+// pulls (msb pull, msb run, the SDK) sees the same settings.
 func EnvOptions() (Options, error) {
 	var o Options
+	lim, err := rootfs.LimitsFromEnv()
+	if err != nil {
+		return Options{}, err
+	}
+	o.Limits = lim
+	if v := os.Getenv(EnvMaxPullBytes); v != "" {
+		n, err := rootfs.ParseSize(v)
+		if err != nil {
+			return Options{}, fmt.Errorf("%s: %w", EnvMaxPullBytes, err)
+		}
+		o.MaxPullBytes = n
+	}
 	o.Insecure = splitList(os.Getenv(EnvInsecure), ",")
 	o.CAFiles = splitList(os.Getenv(EnvCAFiles), ",")
 	for _, entry := range splitList(os.Getenv(EnvMirrors), ";") {

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -159,6 +160,17 @@ func (s *Store) commit(ctx context.Context, r Reference, mdigest, mediaType stri
 	}
 	if len(mf.Layers) > maxLayers {
 		return nil, fmt.Errorf("%d layers, more than %d: %w", len(mf.Layers), maxLayers, ErrUnsupported)
+	}
+	total := mf.Config.Size
+	for _, l := range mf.Layers {
+		if l.Size < 0 {
+			return nil, fmt.Errorf("layer %s of size %d: %w", l.Digest, l.Size, ErrUnsupported)
+		}
+		total += l.Size
+		if total > s.opts.MaxPullBytes {
+			return nil, fmt.Errorf("manifest declares %d+ bytes of blobs: %w", total,
+				&rootfs.LimitError{Limit: "bytes pulled per image", Value: s.opts.MaxPullBytes, Env: EnvMaxPullBytes})
+		}
 	}
 	cd := mf.Config.Digest
 	if _, err := s.ensureBlob(ctx, cd.String(), mf.Config.Size, fetch(mf.Config), nil); err != nil {

@@ -102,8 +102,12 @@ func (s *Store) build(ctx context.Context, ref string, si store.Image, dst strin
 	}()
 	tmp := dst + ".build"
 	defer os.Remove(tmp)
-	if err := rootfs.BuildFromLayers(ctx, readers, tmp); err != nil {
-		return err
+	if err := rootfs.BuildFromLayersLimited(ctx, readers, tmp, s.opts.Limits); err != nil {
+		name := ref
+		if name == "" {
+			name = si.Manifest.Digest
+		}
+		return fmt.Errorf("image %s: %w", name, err)
 	}
 	// tar readers stop at the end-of-archive blocks; the diff_id covers the
 	// whole stream, so drain it before checking.

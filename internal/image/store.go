@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/msb-go/msb/internal/home"
+	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/store"
 )
 
@@ -41,7 +42,17 @@ type Options struct {
 	Transport http.RoundTripper
 	// Concurrency bounds parallel blob downloads of one pull; 0 is 4.
 	Concurrency int
+	// Limits bound what building an image's root filesystem may consume
+	// (inodes, bytes, memory, free disk); zero fields take the defaults.
+	// MinFree also applies to downloads.
+	Limits rootfs.Limits
+	// MaxPullBytes caps the sum of the blob sizes an image's manifest
+	// declares (config and layers, compressed); 0 is DefaultMaxPullBytes.
+	MaxPullBytes int64
 }
+
+// DefaultMaxPullBytes is the default Options.MaxPullBytes.
+const DefaultMaxPullBytes = 32 << 30
 
 // Store is the local image cache: content-addressed blobs on disk, image
 // records in the state database, flattened EROFS images per manifest. It is
@@ -66,6 +77,12 @@ func Open(h home.Home, st *store.Store, opts Options) *Store {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
+	}
+	if opts.MaxPullBytes <= 0 {
+		opts.MaxPullBytes = DefaultMaxPullBytes
+	}
+	if opts.Limits.MinFree <= 0 {
+		opts.Limits.MinFree = rootfs.DefaultMinFree
 	}
 	return &Store{home: h, db: st, opts: opts, log: log}
 }

@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -40,8 +42,10 @@ type ExecRecord struct {
 	ID     uint64 // relay log session id; 0 for system records
 }
 
-// execLine is the JSON Lines schema: {"t","s","d","id"?,"e"?}. "e" is only read:
-// readers accept "b64" data as the reference's do, but nothing writes it.
+// execLine is the JSON Lines schema: {"t","s","d","id"?,"e"?}. "e" is "b64"
+// when d holds base64: the reference's readers accept it (its writer never
+// uses it), and msb writes it for output that is not valid UTF-8, which
+// keeps binary output whole and costs a fraction of escaping it as text.
 type execLine struct {
 	T  string `json:"t"`
 	S  Source `json:"s"`
@@ -72,14 +76,123 @@ func NewExecLog(w io.Writer) *ExecLog {
 	return &ExecLog{w: w, now: time.Now}
 }
 
-// Write records data from an exec session. Invalid UTF-8 bytes become U+FFFD.
+// Write records data from an exec session: as text when it is valid UTF-8,
+// else base64 ("e":"b64"; readers show it with invalid bytes as U+FFFD).
 // An empty data slice writes nothing.
+//
+// The relay calls it on the guest's output path, so it must keep up with a
+// bulk copy: the line is built by hand into a pooled buffer, not through
+// encoding/json's reflection.
 func (l *ExecLog) Write(source Source, id uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	return l.write(execLine{S: source, D: lossyUTF8(data), ID: id})
+	bp := lineBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledLine {
+			lineBufs.Put(bp)
+		}
+	}()
+	b := append((*bp)[:0], `{"t":"`...)
+	b = l.now().UTC().AppendFormat(b, rfc3339Milli)
+	b = append(b, `","s":`...)
+	b = appendJSONString(b, string(source))
+	b = append(b, `,"d":"`...)
+	b64 := !utf8.Valid(data)
+	if b64 {
+		b = base64.StdEncoding.AppendEncode(b, data)
+		b = append(b, '"')
+	} else {
+		b = appendJSONText(b, data)
+	}
+	if id != 0 {
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, id, 10)
+	}
+	if b64 {
+		b = append(b, `,"e":"b64"`...)
+	}
+	b = append(b, "}\n"...)
+	*bp = b
+	if _, err := l.w.Write(b); err != nil {
+		return fmt.Errorf("write exec log: %w", err)
+	}
+	return nil
 }
+
+// maxPooledLine keeps one huge record from pinning its buffer in the pool.
+const maxPooledLine = 8 << 20
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// appendJSONString appends s as a JSON string, quotes included.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	return appendJSONText(b, []byte(s))
+}
+
+// appendJSONText appends valid UTF-8 text escaped as encoding/json does
+// (control characters, quote, backslash, the HTML-sensitive <, > and &, and
+// U+2028/U+2029), followed by the closing quote. Runs that need no escape
+// are copied whole.
+func appendJSONText(b, text []byte) []byte {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(text); {
+		c := text[i]
+		if jsonPlain[c] {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			// text is valid UTF-8: only U+2028 and U+2029 (E2 80 A8/A9)
+			// need an escape among the multi-byte sequences.
+			if c == 0xE2 && i+2 < len(text) && text[i+1] == 0x80 && text[i+2]&^1 == 0xA8 {
+				b = append(b, text[start:i]...)
+				b = append(b, '\\', 'u', '2', '0', '2', hex[text[i+2]&0xf])
+				i += 3
+				start = i
+				continue
+			}
+			i++
+			continue
+		}
+		b = append(b, text[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, text[start:]...)
+	return append(b, '"')
+}
+
+// jsonPlain marks the bytes appendJSONText copies unchanged: printable
+// ASCII except quote, backslash and the HTML-sensitive <, > and &, and
+// every byte of a multi-byte sequence other than the lead byte E2.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = true
+	}
+	for _, c := range []byte{'"', '\\', '<', '>', '&', 0xE2} {
+		t[c] = false
+	}
+	return t
+}()
 
 // System records a system message, adding a trailing newline if missing.
 func (l *ExecLog) System(text string) error {

@@ -78,10 +78,10 @@ func TestExecLogWrite(t *testing.T) {
 			},
 		},
 		{
-			name:   "non-utf8 bytes become replacement chars",
+			name:   "non-utf8 output is kept whole as base64",
 			writes: []write{{source: SourceStdout, id: 3, data: "a\xff\xfeb\xc3"}},
 			want: []map[string]any{
-				{"t": "2026-05-03T08:00:00.123Z", "s": "stdout", "d": "a\uFFFD\uFFFDb\uFFFD", "id": float64(3)},
+				{"t": "2026-05-03T08:00:00.123Z", "s": "stdout", "d": "Yf/+YsM=", "e": "b64", "id": float64(3)},
 			},
 		},
 		{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -71,6 +72,9 @@ type Launch struct {
 	// native VMM's seccomp and landlock confinement (debugging only).
 	VMM      string `json:"vmm,omitempty"`
 	NoHarden bool   `json:"no_harden,omitempty"`
+	// LogLevel is the sandbox process's log level: error, warn, info,
+	// debug or trace; "" is info.
+	LogLevel string `json:"log_level,omitempty"`
 	QEMU     string `json:"qemu,omitempty"`
 	Accel    string `json:"accel,omitempty"`
 }
@@ -151,3 +155,21 @@ type Startup struct {
 
 // OpenFD returns the inherited launch pipe.
 func OpenFD() *os.File { return os.NewFile(LaunchFD, "launch") }
+
+// SlogLevel maps a --log-level name to a slog level (trace is below
+// debug); unknown names and "" are def.
+func SlogLevel(name string, def slog.Level) slog.Level {
+	switch name {
+	case "error":
+		return slog.LevelError
+	case "warn":
+		return slog.LevelWarn
+	case "info":
+		return slog.LevelInfo
+	case "debug":
+		return slog.LevelDebug
+	case "trace":
+		return slog.LevelDebug - 4
+	}
+	return def
+}

@@ -29,3 +29,21 @@ func TestPanicWatcher(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPanicWatcher splits guest console output at an arbitrary point: the
+// watcher sees the marker exactly when the whole text holds it.
+func FuzzPanicWatcher(f *testing.F) {
+	f.Add("Kernel panic - not syncing: x", 7)
+	f.Add("no panic here", 3)
+	f.Fuzz(func(t *testing.T, s string, cut int) {
+		if cut < 0 || cut > len(s) {
+			cut = len(s) / 2
+		}
+		var w PanicWatcher
+		w.Write([]byte(s[:cut]))
+		w.Write([]byte(s[cut:]))
+		if got, want := w.Panicked(), strings.Contains(s, string(panicMarker)); got != want {
+			t.Fatalf("Panicked() = %v for %q; want %v", got, s, want)
+		}
+	})
+}

@@ -471,3 +471,9 @@ func (d Destination) String() string {
 	}
 	return fmt.Sprintf("destination(%d)", uint8(d.Kind))
 }
+
+// Suggest returns `did you mean "w"?` for the candidate nearest to word
+// (the rule of suggest), or "" when none is near: for other flags' typos.
+func Suggest(word string, candidates []string) string {
+	return suggest(word, candidates, "")
+}

@@ -223,8 +223,12 @@ func (g *fakeGuest) handle(m agentproto.Message) {
 }
 
 // numberedLine is line i of the "lines" command: 4 KiB ending in i.
+// lineSize is the size of a numbered line: the tests' volumes are stated in
+// 4 KiB lines, independent of the chunk size agentd happens to use.
+const lineSize = 4096
+
 func numberedLine(i int) []byte {
-	b := bytes.Repeat([]byte("."), agentproto.MaxExecChunk)
+	b := bytes.Repeat([]byte("."), lineSize)
 	tail := fmt.Appendf(nil, " %d\n", i)
 	copy(b[len(b)-len(tail):], tail)
 	return b

@@ -15,20 +15,18 @@ import (
 // Limits on hostile layer input. Every in-memory structure BuildFromLayers
 // keeps is bounded by these; file contents go to a spool file on disk.
 const (
-	maxEntries    = 1 << 21         // tar headers across all layers
-	maxMetaBytes  = 256 << 20       // names, link targets and xattrs kept in memory
-	maxPathLen    = 4096            // PATH_MAX
-	maxNameLen    = 255             // NAME_MAX
-	maxLinkTarget = 4095            // symlink target, as Linux limits it
-	maxDepth      = 2048            // directory nesting (a deeper path exceeds PATH_MAX)
-	maxSymlinks   = 40              // symlink hops while resolving one path (Linux MAXSYMLINKS)
-	maxFileSize   = 1 << 40         // one regular file
-	maxXattrName  = 255             // EROFS e_name_len is a u8
-	maxXattrValue = 64<<10 - 1      // EROFS e_value_size is a u16
-	maxXattrBytes = 64 << 10        // all xattrs of one entry
-	paxXattr      = "SCHILY.xattr." // PAX record prefix for xattrs (star/GNU tar)
-	whiteout      = ".wh."          // OCI image-spec layer.md: whiteout prefix
-	opaque        = ".wh..wh..opq"  // OCI image-spec layer.md: opaque directory marker
+	headersPerInode = 4               // tar headers allowed per inode of MaxInodes (whiteouts and rewrites create none)
+	maxPathLen      = 4096            // PATH_MAX
+	maxNameLen      = 255             // NAME_MAX
+	maxLinkTarget   = 4095            // symlink target, as Linux limits it
+	maxDepth        = 2048            // directory nesting (a deeper path exceeds PATH_MAX)
+	maxSymlinks     = 40              // symlink hops while resolving one path (Linux MAXSYMLINKS)
+	maxXattrName    = 255             // EROFS e_name_len is a u8
+	maxXattrValue   = 64<<10 - 1      // EROFS e_value_size is a u16
+	maxXattrBytes   = 64 << 10        // all xattrs of one entry
+	paxXattr        = "SCHILY.xattr." // PAX record prefix for xattrs (star/GNU tar)
+	whiteout        = ".wh."          // OCI image-spec layer.md: whiteout prefix
+	opaque          = ".wh..wh..opq"  // OCI image-spec layer.md: opaque directory marker
 )
 
 // BuildFromLayers flattens OCI layer tar streams (bottom to top, already
@@ -44,8 +42,17 @@ const (
 // met while resolving a parent are followed inside the tree only, and
 // hardlinks to missing entries, directories or names with ".." are rejected
 // (ErrBadHardlink). File contents are spooled to a temporary file beside
-// dst, so memory use does not grow with layer size.
+// dst, so memory use does not grow with layer size. The default Limits
+// apply.
 func BuildFromLayers(ctx context.Context, layers []io.Reader, dst string) error {
+	return BuildFromLayersLimited(ctx, layers, dst, Limits{})
+}
+
+// BuildFromLayersLimited is BuildFromLayers under lim: a build that would
+// exceed one fails with a *LimitError (wrapping ErrTooLarge) as soon as the
+// offending entry is read, before its data is written.
+func BuildFromLayersLimited(ctx context.Context, layers []io.Reader, dst string, lim Limits) error {
+	lim = lim.withDefaults()
 	spool, err := os.CreateTemp(filepath.Dir(dst), ".msb-layers-*")
 	if err != nil {
 		return fmt.Errorf("build %s: %w", dst, err)
@@ -54,11 +61,16 @@ func BuildFromLayers(ctx context.Context, layers []io.Reader, dst string) error 
 	_ = os.Remove(spool.Name())
 	defer spool.Close()
 
-	b := &layerBuilder{root: newDir(0o755), spool: spool}
+	b := &layerBuilder{root: newDir(0o755), spool: spool, lim: lim}
 	for i, r := range layers {
 		if err := b.apply(ctx, i, r); err != nil {
 			return fmt.Errorf("build %s: layer %d: %w", dst, i, err)
 		}
+	}
+	// The image holds about as much data as the spool, which is gone by
+	// the time the image is complete; check before writing it.
+	if err := CheckFree(filepath.Dir(dst), b.dataBytes, lim.MinFree); err != nil {
+		return fmt.Errorf("build %s: %w", dst, err)
 	}
 	if err := writeImage(ctx, b.root, dst); err != nil {
 		return fmt.Errorf("build %s: %w", dst, err)
@@ -69,9 +81,12 @@ func BuildFromLayers(ctx context.Context, layers []io.Reader, dst string) error 
 type layerBuilder struct {
 	root      *inode
 	spool     *os.File
+	lim       Limits
 	spoolOff  int64
-	entries   int
-	metaBytes int
+	headers   int64
+	inodes    int64
+	metaBytes int64
+	dataBytes int64 // regular file bytes, as headers declare them
 }
 
 func (b *layerBuilder) apply(ctx context.Context, layer int, r io.Reader) error {
@@ -87,14 +102,25 @@ func (b *layerBuilder) apply(ctx context.Context, layer int, r io.Reader) error 
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		b.entries++
-		if b.entries > maxEntries {
-			return fmt.Errorf("more than %d entries: %w", maxEntries, ErrTooLarge)
+		// Headers that create nothing (whiteouts, rewrites of one name)
+		// cost only time; bound that too.
+		b.headers++
+		if b.headers > b.lim.MaxInodes*headersPerInode {
+			return &LimitError{Limit: "tar headers (4 per inode allowed)", Value: b.lim.MaxInodes * headersPerInode, Env: EnvMaxInodes}
 		}
 		if err := b.entry(ctx, layer, hdr, tr); err != nil {
-			return fmt.Errorf("%q: %w", hdr.Name, err)
+			return fmt.Errorf("%q: %w", shortName(hdr.Name), err)
 		}
 	}
+}
+
+// shortName trims a (hostile, up to PATH_MAX) entry name for messages.
+func shortName(name string) string {
+	const keep = 120
+	if len(name) <= keep {
+		return name
+	}
+	return name[:keep/2] + "..." + name[len(name)-keep/2:]
 }
 
 // splitName validates a tar entry name and returns its components. Leading
@@ -124,11 +150,35 @@ func splitName(name string, limitErr error) ([]string, error) {
 }
 
 func (b *layerBuilder) charge(n int) error {
-	b.metaBytes += n
-	if b.metaBytes > maxMetaBytes {
-		return fmt.Errorf("more than %d bytes of metadata: %w", maxMetaBytes, ErrTooLarge)
+	b.metaBytes += int64(n)
+	if b.metaBytes > b.lim.MaxMetadata {
+		return &LimitError{Limit: "bytes of metadata in memory", Value: b.lim.MaxMetadata, Env: EnvMaxMetadata}
 	}
 	return nil
+}
+
+// replaced gives back what a non-directory entry cost when a later entry
+// takes its name: images that rewrite whole trees in an upper layer (chown
+// -R, chmod -R) must not count every file twice. A hardlinked inode stays
+// alive, but its extra names were charged in full when they were made. A
+// replaced directory is not refunded: its subtree may be large and this
+// stays conservative.
+func (b *layerBuilder) replaced(old *dirent) {
+	if old == nil || old.ino.isDir() {
+		return
+	}
+	b.inodes--
+	b.metaBytes -= inodeCost
+}
+
+// newInode counts one more inode (named or implied) against MaxInodes and
+// charges its fixed cost plus its name against the metadata budget.
+func (b *layerBuilder) newInode(name string) error {
+	b.inodes++
+	if b.inodes > b.lim.MaxInodes {
+		return &LimitError{Limit: "inodes", Value: b.lim.MaxInodes, Env: EnvMaxInodes}
+	}
+	return b.charge(inodeCost + len(name))
 }
 
 func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, data io.Reader) error {
@@ -158,6 +208,8 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 		return err
 	}
 	old := parent.children[base]
+	// Every path below either fails the build or replaces old.
+	b.replaced(old)
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -165,21 +217,32 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 			old.layer = layer
 			return b.setMeta(old.ino, hdr)
 		}
+		if err := b.newInode(base); err != nil {
+			return err
+		}
 		d := newDir(0)
 		if err := b.setMeta(d, hdr); err != nil {
 			return err
 		}
-		parent.children[base] = &dirent{ino: d, layer: layer}
+		parent.children[strings.Clone(base)] = &dirent{ino: d, layer: layer}
 		return nil
 	case tar.TypeLink:
 		target, err := b.linkTarget(hdr.Linkname, layer)
 		if err != nil {
 			return err
 		}
-		parent.children[base] = &dirent{ino: target, layer: layer}
+		// A hardlink adds a name, not an inode, but its dirent and map
+		// slot cost about as much.
+		if err := b.charge(inodeCost + len(base)); err != nil {
+			return err
+		}
+		parent.children[strings.Clone(base)] = &dirent{ino: target, layer: layer}
 		return nil
 	}
 
+	if err := b.newInode(base); err != nil {
+		return err
+	}
 	n := &inode{}
 	if err := b.setMeta(n, hdr); err != nil {
 		return err
@@ -188,7 +251,7 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 	case tar.TypeReg: // the Reader turns the old TypeRegA into TypeReg
 		if isSparse(hdr) {
 			// A sparse entry expands a few bytes of input into up to
-			// maxFileSize bytes of zeros; layer builders never write them.
+			// MaxFileBytes bytes of zeros; layer builders never write them.
 			return fmt.Errorf("sparse file: %w", ErrUnsupported)
 		}
 		if err := b.spoolData(ctx, n, hdr.Size, data); err != nil {
@@ -198,7 +261,7 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 		if hdr.Linkname == "" || len(hdr.Linkname) > maxLinkTarget || strings.IndexByte(hdr.Linkname, 0) >= 0 {
 			return fmt.Errorf("symlink target of length %d: %w", len(hdr.Linkname), ErrUnsupported)
 		}
-		n.target = hdr.Linkname
+		n.target = strings.Clone(hdr.Linkname)
 	case tar.TypeChar, tar.TypeBlock:
 		if hdr.Devmajor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor < 0 || hdr.Devminor > 0xfffff {
 			return fmt.Errorf("device %d:%d: %w", hdr.Devmajor, hdr.Devminor, ErrTooLarge)
@@ -208,7 +271,9 @@ func (b *layerBuilder) entry(ctx context.Context, layer int, hdr *tar.Header, da
 	default:
 		return fmt.Errorf("tar type %q: %w", hdr.Typeflag, ErrUnsupported)
 	}
-	parent.children[base] = &dirent{ino: n, layer: layer}
+	// Clone: base is a substring of the header's whole name, which the
+	// map would otherwise keep alive (up to PATH_MAX per short name).
+	parent.children[strings.Clone(base)] = &dirent{ino: n, layer: layer}
 	return nil
 }
 
@@ -272,11 +337,13 @@ func (b *layerBuilder) resolve(parts []string, layer int, create bool) (*inode, 
 			if !create {
 				return nil, fs.ErrNotExist
 			}
-			if err := b.charge(len(c)); err != nil {
+			// An implied parent costs as much memory as a named one: a
+			// layer of deep paths creates thousands per header.
+			if err := b.newInode(c); err != nil {
 				return nil, err
 			}
 			d := newDir(0o755)
-			cur.children[c] = &dirent{ino: d, layer: layer}
+			cur.children[strings.Clone(c)] = &dirent{ino: d, layer: layer}
 			stack = append(stack, d)
 		case de.ino.isDir():
 			stack = append(stack, de.ino)
@@ -398,18 +465,33 @@ func paxXattrs(pax map[string]string) (map[string]string, error) {
 }
 
 // spoolData appends a regular file's content to the spool and points n at it.
+// Limits are checked against the declared size before anything is written;
+// runs of zeros become holes in the spool.
 func (b *layerBuilder) spoolData(ctx context.Context, n *inode, size int64, data io.Reader) error {
-	if size < 0 || size > maxFileSize {
+	if size < 0 {
 		return fmt.Errorf("file size %d: %w", size, ErrTooLarge)
 	}
+	if size > b.lim.MaxFileBytes {
+		return &LimitError{Limit: fmt.Sprintf("bytes in one file (this one has %d)", size), Value: b.lim.MaxFileBytes, Env: EnvMaxFileBytes}
+	}
+	if b.dataBytes+size > b.lim.MaxBytes {
+		return &LimitError{Limit: "uncompressed bytes of file data", Value: b.lim.MaxBytes, Env: EnvMaxBytes}
+	}
+	b.dataBytes += size
 	n.size = size
 	if size == 0 {
 		return nil
 	}
+	if err := CheckFree(filepath.Dir(b.spool.Name()), size, b.lim.MinFree); err != nil {
+		return err
+	}
 	off := b.spoolOff
-	w := io.NewOffsetWriter(b.spool, off)
-	copied, err := io.CopyN(w, cancelReader{ctx.Err, data}, size)
-	b.spoolOff += copied
+	if size >= sparseBlock {
+		// Block-aligned, so that zero blocks of the file are holes.
+		off = (off + sparseBlock - 1) &^ (sparseBlock - 1)
+	}
+	copied, err := spoolSparse(b.spool, off, cancelReader{ctx.Err, data}, size)
+	b.spoolOff = off + copied
 	if err != nil {
 		return fmt.Errorf("spool %d bytes: %w", size, err)
 	}

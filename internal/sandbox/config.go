@@ -70,7 +70,48 @@ type Config struct {
 	// named volume is a bind with Volume set; Create fills its Source with
 	// the volume's data directory (creating the volume if missing).
 	Mounts []launch.Mount `json:"mounts,omitempty"`
+	// Rlimits are set on agentd before anything else runs, so every
+	// process of the guest inherits them.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// Hostname is the guest's host name (and its /etc/hosts entry); ""
+	// is the sandbox's name.
+	Hostname string `json:"hostname,omitempty"`
+	// Entrypoint replaces the image's ENTRYPOINT, Docker style: when set,
+	// the image's CMD is dropped too, so Command is Entrypoint alone.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	// Shell is what `msb shell`, attach, `run -t` and Sandbox.Shell run;
+	// "" is /bin/sh.
+	Shell string `json:"shell,omitempty"`
+	// LogLevel is the sandbox process's and agentd's log level (error,
+	// warn, info, debug or trace); "" is warn.
+	LogLevel string `json:"log_level,omitempty"`
+	// Init, when set, runs a real init (systemd, tini, …) as the guest's
+	// PID 1 while agentd serves from a child (internal/agent/README.md).
+	Init *Init `json:"init,omitempty"`
+	// Labels are free KEY=VALUE tags for `msb ls --label`; they live in
+	// the store's sandbox_label table, not in this JSON.
+	Labels map[string]string `json:"-"`
 }
+
+// Rlimit is one guest resource limit; Resource is a lowercase name of
+// agentproto.RlimitResources and RlimitUnlimited is "unlimited".
+type Rlimit struct {
+	Resource string `json:"resource"`
+	Soft     uint64 `json:"soft"`
+	Hard     uint64 `json:"hard"`
+}
+
+// Init is the guest init that replaces agentd as PID 1.
+type Init struct {
+	// Path is an absolute guest path or "auto" (the first of
+	// InitCandidates the image has).
+	Path string   `json:"path"`
+	Args []string `json:"args,omitempty"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// LogLevels are the values of Config.LogLevel.
+var LogLevels = []string{"error", "warn", "info", "debug", "trace"}
 
 // Defaults of a sandbox's shape.
 const (
@@ -129,6 +170,14 @@ func (c *Config) normalize() error {
 	c.Mounts = slices.Clone(c.Mounts)
 	if err := normalizeMounts(c.Mounts); err != nil {
 		return err
+	}
+	if err := c.validateGuestOptions(); err != nil {
+		return err
+	}
+	if c.Image == "" && c.Snapshot == "" && len(c.Entrypoint) > 0 {
+		// A directory root has no image command; the image path sets
+		// Command in mergeImageConfig.
+		c.Command = slices.Clone(c.Entrypoint)
 	}
 	switch c.VMM {
 	case "", "auto", "qemu":

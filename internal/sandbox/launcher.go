@@ -46,6 +46,7 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		Attached: opts.Attached,
 		VMM:      cfg.VMM,
 		NoHarden: cfg.NoHarden,
+		LogLevel: cfg.LogLevel,
 		Network:  cfg.Network,
 		Mounts:   launchMounts(h, cfg.Mounts),
 		TLS:      cfg.TLS,
@@ -76,7 +77,22 @@ func launchMounts(h home.Home, ms []launch.Mount) []launch.Mount {
 
 // guestEnv is the boot environment agentd receives.
 func guestEnv(name string, cfg Config) []string {
-	env := []string{"MSB_HOSTNAME=" + name}
+	host := name
+	if cfg.Hostname != "" {
+		host = cfg.Hostname
+	}
+	env := []string{"MSB_HOSTNAME=" + host}
+	if len(cfg.Rlimits) > 0 {
+		env = append(env, "MSB_RLIMITS="+rlimitsEnv(cfg.Rlimits))
+	}
+	if cfg.LogLevel != "" {
+		env = append(env, "MSB_LOG_LEVEL="+cfg.LogLevel)
+	}
+	if cfg.Init != nil {
+		// agentd's MSB_INIT is this JSON object (agent.ParseInit).
+		b, _ := json.Marshal(cfg.Init)
+		env = append(env, "MSB_INIT="+string(b))
+	}
 	if cfg.User != "" {
 		env = append(env, "MSB_USER="+cfg.User)
 	}

@@ -73,7 +73,9 @@ func terminate(ctx context.Context, pr *proc, timeout time.Duration, force bool)
 // itself (it was killed, or died): the run is reconciled, and a forced stop
 // leaves the sandbox Stopped rather than Crashed.
 func (m *Manager) settle(ctx context.Context, name string, force bool) error {
-	_, err := m.Store.Reconcile(ctx)
+	// A killed sandbox process could not remove its boot environment.
+	_ = m.Home.RemoveSecretFiles(name)
+	err := m.reconcile(ctx)
 	if force {
 		if sb, gerr := m.Store.Sandbox(ctx, name); gerr == nil && sb.Status == store.StatusCrashed {
 			_ = m.Store.SetSandboxStatus(ctx, sb.ID, store.StatusStopped)

@@ -69,11 +69,22 @@ func OpenAt(ctx context.Context, h home.Home) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
-	if _, err := st.Reconcile(ctx); err != nil {
+	m := &Manager{Home: h, Store: st}
+	if err := m.reconcile(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
-	return &Manager{Home: h, Store: st}, nil
+	return m, nil
+}
+
+// reconcile records the end of runs whose sandbox process died and removes
+// the files holding secrets it left behind.
+func (m *Manager) reconcile(ctx context.Context) error {
+	dead, err := m.Store.Reconcile(ctx)
+	for _, name := range dead {
+		_ = m.Home.RemoveSecretFiles(name)
+	}
+	return err
 }
 
 // Close releases the store.
@@ -158,6 +169,12 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 			return nil, fmt.Errorf("sandbox %q: %w (use `msb rm %s` or --replace)", name, ErrExists, name)
 		}
 		return nil, err
+	}
+	if len(cfg.Labels) > 0 {
+		if err := m.Store.SetSandboxLabels(ctx, sb.ID, cfg.Labels); err != nil {
+			_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
+			return nil, err
+		}
 	}
 	if err := pv.createUpper(ctx, sb, cfg, snap, opts.Patches); err != nil {
 		_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)

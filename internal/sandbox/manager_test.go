@@ -333,3 +333,47 @@ func TestOpenProc(t *testing.T) {
 		t.Errorf("openProc(no such pid) = %v; want errGone", err)
 	}
 }
+
+// TestSecretFilesRemoved: the boot environment (runtime/initramfs.cpio)
+// a killed sandbox process leaves behind is removed by a forced stop and by
+// the reconcile of the next Open.
+func TestSecretFilesRemoved(t *testing.T) {
+	plant := func(t *testing.T, m *Manager) string {
+		t.Helper()
+		p := m.Home.InitramfsPath("sb")
+		if err := os.WriteFile(p, []byte("MSB_ENV=API_TOKEN=secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("forced stop", func(t *testing.T) {
+		m, cfg := fakeManager(t, fakeReady)
+		p := mustCreate(t, m, "sb", cfg, false)
+		secret := plant(t, m)
+		if err := m.Stop(t.Context(), "sb", time.Minute, true); err != nil {
+			t.Fatalf("Stop(force) = %v", err)
+		}
+		p.Wait()
+		if _, err := os.Stat(secret); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after a forced stop, stat %s: %v; want it removed", secret, err)
+		}
+	})
+	t.Run("reconcile", func(t *testing.T) {
+		m, cfg := fakeManager(t, fakeReady)
+		p := mustCreate(t, m, "sb", cfg, false)
+		secret := plant(t, m)
+		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.Wait()
+		m2, err := OpenAt(t.Context(), m.Home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m2.Close()
+		wantStatus(t, m2, "sb", store.StatusCrashed)
+		if _, err := os.Stat(secret); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after reconcile, stat %s: %v; want it removed", secret, err)
+		}
+	})
+}

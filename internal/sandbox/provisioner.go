@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/msb-go/msb/internal/home"
@@ -65,6 +66,10 @@ func mergeImageConfig(cfg *Config, img *image.Image) {
 		cfg.User = img.Config.User
 	}
 	cfg.Command = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
+	if len(cfg.Entrypoint) > 0 {
+		// Docker: --entrypoint resets the image's CMD as well.
+		cfg.Command = slices.Clone(cfg.Entrypoint)
+	}
 }
 
 // createUpper makes a new sandbox's writable layer, writes patches into it

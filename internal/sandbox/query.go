@@ -35,7 +35,11 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("sandbox %q: %w", name, err)
 	}
-	return m.info(ctx, sb), nil
+	in := m.info(ctx, sb)
+	if l, err := m.Store.SandboxLabelsOf(ctx, sb.ID); err == nil && len(l) > 0 {
+		in.Config.Labels = l
+	}
+	return in, nil
 }
 
 // List returns every sandbox, by name.
@@ -44,9 +48,15 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	labels, err := m.Store.SandboxLabels(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Info, 0, len(sbs))
 	for _, sb := range sbs {
-		out = append(out, m.info(ctx, sb))
+		in := m.info(ctx, sb)
+		in.Config.Labels = labels[sb.ID]
+		out = append(out, in)
 	}
 	return out, nil
 }

@@ -50,6 +50,9 @@ func seedGolden(ctx context.Context, db *sql.DB, v int) error {
 			net_rx_bytes, net_tx_bytes, net_rx_packets, net_tx_packets, net_flows_denied, sampled_at, created_at)
 			VALUES (1, 1.5, 2048, 0, 0, 10, 20, 1, 2, 3, 1700000000950, 1700000000950)`)
 	}
+	if v >= 4 {
+		stmts = append(stmts, `INSERT INTO sandbox_label (sandbox_id, key, value) VALUES (1, 'team', 'golden')`)
+	}
 	for _, q := range stmts {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("seed v%d: %w", v, err)
@@ -238,6 +241,15 @@ func TestMigrateFromGolden(t *testing.T) {
 			}
 			if vol, err := s.Volume(ctx, "data"); err != nil || vol.QuotaMiB == nil || *vol.QuotaMiB != 64 {
 				t.Errorf("golden volume = %+v, %v", vol, err)
+			}
+			labels, err := s.SandboxLabelsOf(ctx, sb.ID)
+			switch {
+			case err != nil:
+				t.Errorf("golden labels: %v", err)
+			case v >= 4 && labels["team"] != "golden":
+				t.Errorf("golden labels = %v; want team=golden", labels)
+			case v < 4 && len(labels) != 0:
+				t.Errorf("labels after migrating v%d = %v; want none", v, labels)
 			}
 			// Tables added after v are usable.
 			if _, err := s.InsertSnapshot(ctx, Snapshot{Digest: "sha256:new", ArtifactPath: "/x", SizeBytes: 1}); err != nil {

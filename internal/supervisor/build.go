@@ -163,7 +163,7 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 	s.relayReady = true
 	// The kernel unpacked the initramfs long ago; its boot environment
 	// need not stay on disk while the sandbox runs.
-	_ = os.Remove(filepath.Join(s.home.RuntimeDir(s.launch.Name), "initramfs.cpio"))
+	_ = s.home.RemoveSecretFiles(s.launch.Name)
 	s.log.Info("agent ready", "boot_ms", ready.ReadyTimeNs/1e6)
 	return nil
 }
@@ -321,7 +321,7 @@ func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("tls certs: %w", err))
 		}
 	}
-	path := filepath.Join(s.home.RuntimeDir(l.Name), "initramfs.cpio")
+	path := s.home.InitramfsPath(l.Name)
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}

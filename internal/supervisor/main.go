@@ -48,7 +48,8 @@ func Main(ctx context.Context) int {
 		return 1
 	}
 	defer logs.Close()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: launch.SlogLevel(l.LogLevel, slog.LevelInfo)}))
+	logger.Debug("log level", "level", l.LogLevel)
 
 	s := &sandbox{launch: l, home: h, log: logger, stopReq: make(chan store.TerminationReason, 1), ready: func() {
 		writeStartup(startup, launch.Startup{Ready: true})

@@ -98,6 +98,9 @@ func (s *sandbox) run(ctx context.Context) error {
 	}
 	s.runID = run.ID
 
+	// A previous run killed before it could clean up may have left its
+	// boot environment behind; this run never needs it.
+	_ = s.home.RemoveSecretFiles(s.launch.Name)
 	var undo cleanups
 	defer undo.run()
 	if err := s.build(ctx, &undo); err != nil {
@@ -116,6 +119,7 @@ func (s *sandbox) run(ctx context.Context) error {
 
 // finish records the end of the run. It must record even when ctx is gone.
 func (s *sandbox) finish(reason store.TerminationReason, code *int) {
+	_ = s.home.RemoveSecretFiles(s.launch.Name)
 	if s.execLog != nil {
 		_ = s.execLog.Stopped()
 		_ = s.execLog.Close()
@@ -130,26 +134,51 @@ func (s *sandbox) finish(reason store.TerminationReason, code *int) {
 
 // exitReason turns how the VM ended into the recorded reason and exit code.
 func (s *sandbox) exitReason(exit machine.Exit) (store.TerminationReason, int) {
-	reason := s.getReason()
 	if exit.Err != nil {
 		s.log.Warn("vm ended with an error", "err", exit.Err)
 	}
-	if s.panics.Panicked() || exit.Err != nil {
-		if reason == "" || reason == store.ReasonCompleted {
-			reason = store.ReasonFailed
-		}
-		return reason, 1
+	reason, code, hint := verdict(s.getReason(), exit.Err, s.panics.Panicked())
+	if hint != "" {
+		s.log.Warn(hint)
 	}
-	if reason == "" {
-		reason = store.ReasonCompleted
-	}
-	return reason, 0
+	return reason, code
 }
 
-// errVM describes a VM failure, naming a guest panic when the console saw one.
+// verdict decides how a run ended from the host's view. requested is the
+// reason the host recorded when it asked the guest to stop ("" if it never
+// did); vmmErr is the VMM's own failure; panicked says the console showed
+// "Kernel panic". The console is guest-controlled text (any process that can
+// write to /dev/console can print the marker), so it never decides the
+// verdict by itself: an exit the host did not request is a failure whatever
+// the console says, and a requested stop stays what it was. A panic only
+// adds a hint for the log.
+func verdict(requested store.TerminationReason, vmmErr error, panicked bool) (reason store.TerminationReason, code int, hint string) {
+	switch {
+	case requested == "":
+		reason, code = store.ReasonFailed, 1
+		hint = "the VM exited without a stop request (guest poweroff, reboot or crash)"
+	case vmmErr != nil:
+		reason, code = requested, 1
+		if reason == store.ReasonCompleted {
+			reason = store.ReasonFailed
+		}
+	default:
+		reason, code = requested, 0
+	}
+	if panicked {
+		if hint != "" {
+			hint += "; "
+		}
+		hint += "the guest console showed a kernel panic (see kernel.log)"
+	}
+	return reason, code, hint
+}
+
+// errVM describes a VM failure. The agent not becoming ready is the
+// failure; panic text on the (guest-controlled) console only adds a hint.
 func (s *sandbox) errVM(err error) error {
 	if s.panics.Panicked() {
-		return launch.Fail(launch.PrefixVMEnter, fmt.Errorf("guest kernel panicked before the agent was ready (see kernel.log): %w", err))
+		return launch.Fail(launch.PrefixVMEnter, fmt.Errorf("agent not ready (the guest console showed a kernel panic; see kernel.log): %w", err))
 	}
 	return launch.Fail(launch.PrefixVMEnter, fmt.Errorf("agent not ready: %w", err))
 }

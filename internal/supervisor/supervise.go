@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
@@ -32,7 +33,7 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 	}
 	g.Go(func() error { watchSignals(gctx, request); return nil })
 	if l.Attached {
-		g.Go(func() error { watchParent(gctx, request); return nil })
+		g.Go(func() error { watchParent(gctx, launch.WatchdogFD, request); return nil })
 	}
 	if l.IdleTimeout > 0 || l.MaxDuration > 0 {
 		activity := Touched{Source: s.relay, Path: s.home.TouchPath(l.Name), Ready: time.Now()}
@@ -107,15 +108,21 @@ func watchSignals(ctx context.Context, request func(store.TerminationReason)) {
 	}
 }
 
-// watchParent requests a stop when the watchdog pipe reaches EOF: the parent
-// that holds its write end has exited.
-func watchParent(ctx context.Context, request func(store.TerminationReason)) {
-	f := os.NewFile(launch.WatchdogFD, "watchdog")
+// watchParent requests a stop when the watchdog pipe fd reaches EOF: the
+// parent that holds its write end has exited. It returns when ctx is done
+// even while the parent is alive (an SDK's Stop keeps its end open until the
+// sandbox process has exited, and supervise joins this goroutine first).
+func watchParent(ctx context.Context, fd int, request func(store.TerminationReason)) {
+	// The fd arrives in blocking mode (os/exec hands files over through
+	// Fd(), which clears O_NONBLOCK). A blocking read cannot be interrupted
+	// by Close, so make it pollable first; Close then wakes the Read.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "watchdog")
 	if f == nil {
 		return
 	}
-	// Closing the pipe wakes the read when the sandbox stops for another
-	// reason.
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
 	buf := make([]byte, 1)

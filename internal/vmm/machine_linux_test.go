@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
 )
@@ -259,17 +260,16 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // real VMX/SVM; kvm_pvm cannot run an unmodified Linux kernel.
 func TestBootLinux(t *testing.T) {
 	kvmtest.RequireHardwareVirt(t)
-	home, _ := os.UserHomeDir()
-	paths, _ := filepath.Glob(filepath.Join(home, ".cache/msb/kernel/*/vmlinux"))
-	if len(paths) == 0 {
-		t.Skip("no guest kernel in ~/.cache/msb/kernel/*/vmlinux")
+	kernel, err := guestkernel.Locate()
+	if err != nil {
+		t.Skipf("no guest kernel: %v", err)
 	}
 	var console syncBuffer
-	m := newMachine(t, Config{Kernel: paths[len(paths)-1], VCPUs: 2, MemoryMiB: 256, Console: &console})
+	m := newMachine(t, Config{Kernel: kernel, VCPUs: 2, MemoryMiB: 256, Console: &console})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := m.Run(ctx)
+	err = m.Run(ctx)
 	t.Logf("Run = %v after %v; stats %+v; console:\n%s", err, time.Since(start), m.Stats(), console.String())
 	if err != nil {
 		t.Fatalf("Run: %v", err)

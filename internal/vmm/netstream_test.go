@@ -90,3 +90,43 @@ func TestStreamBackendCloseUnblocksFullQueue(t *testing.T) {
 	}
 	peer.Close()
 }
+
+// byteConn is a stream holding fixed bytes; writes are discarded.
+type byteConn struct{ *bytes.Reader }
+
+func (byteConn) Write(p []byte) (int, error) { return len(p), nil }
+func (byteConn) Close() error                { return nil }
+
+// FuzzStreamBackend decodes arbitrary bytes as the length-prefixed frame
+// stream: frames come out in order, within maxStreamFrame, and a bad or cut
+// stream ends in an error, never a panic or a hang.
+func FuzzStreamBackend(f *testing.F) {
+	var two []byte
+	two = binary.BigEndian.AppendUint32(two, 3)
+	two = append(two, "abc"...)
+	two = binary.BigEndian.AppendUint32(two, 0)
+	f.Add(two)
+	f.Add(binary.BigEndian.AppendUint32(nil, maxStreamFrame+1))
+	f.Add([]byte{0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := newStreamBackend(byteConn{bytes.NewReader(data)})
+		defer s.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		buf := make([]byte, maxStreamFrame)
+		total := 0
+		for {
+			n, err := s.ReadFrame(ctx, buf)
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("ReadFrame hung on %d bytes", len(data))
+				}
+				return
+			}
+			total += 4 + n
+			if n > maxStreamFrame || total > len(data) {
+				t.Fatalf("frame of %d bytes (total %d) from %d bytes of input", n, total, len(data))
+			}
+		}
+	})
+}

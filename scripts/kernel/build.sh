@@ -4,32 +4,63 @@
 # prints the path of the cached vmlinux on stdout.
 #
 # Cache: ${MSB_CACHE:-~/.cache/msb}/kernel/<hash>/vmlinux, where <hash> covers
-# the config fragment, this script and the kernel source package version, so a
-# changed input rebuilds and an unchanged one is an instant cache hit.
+# the kernel's real inputs: the config fragment, any patches beside it
+# (scripts/kernel/*.patch), the kernel source package version and $recipe
+# (bump it when a change to this script changes the kernel it builds). Editing
+# the script otherwise keeps the cache. A changed input that still yields the
+# same final .config from the same source adopts the existing build instead of
+# compiling again.
+#
+# Every run (build or hit) pins the result: kernel/current holds
+# "<hash> <sha256 of vmlinux>", and msb boots only the pinned, verified
+# kernel (internal/guestkernel), never the newest directory.
+# MSB_KERNEL_NO_BUILD=1 fails instead of compiling when nothing cached fits.
 # Progress goes to stderr; the build log is kept beside the cache entry.
 set -euo pipefail
+umask 022 # nothing in the cache may be writable by others: msb refuses it
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-cache=${MSB_CACHE:-$HOME/.cache/msb}
+recipe=2
+if [ -n "${MSB_CACHE:-}" ]; then
+  cache=$MSB_CACHE
+elif [ -n "${XDG_CACHE_HOME:-}" ]; then
+  cache=$XDG_CACHE_HOME/msb
+elif [ -n "${HOME:-}" ]; then
+  cache=$HOME/.cache/msb
+else
+  echo "kernel: no HOME: set MSB_CACHE to a private directory" >&2
+  exit 1
+fi
 tarball=/usr/src/linux-source-6.1.tar.xz
 
 if [ ! -f "$tarball" ]; then
   "$root/scripts/setup.sh"
 fi
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)
-hash=$( { cat "$here/msb.config" "$here/build.sh"; echo "$srcver"; } | sha256sum | cut -c1-16)
+hash=$( { cat "$here/msb.config"; for p in "$here"/*.patch; do [ -f "$p" ] && cat "$p"; done; echo "$srcver recipe=$recipe"; } | sha256sum | cut -c1-16)
 out="$cache/kernel/$hash"
-if [ -f "$out/vmlinux" ]; then
+
+# pin records $out as the kernel to boot, with its hash, atomically.
+pin() {
+  local sum
+  sum=$(sha256sum "$out/vmlinux" | cut -d' ' -f1)
+  printf '%s %s\n' "$hash" "$sum" >"$cache/kernel/current.tmp.$$"
+  mv -f "$cache/kernel/current.tmp.$$" "$cache/kernel/current"
+}
+
+if [ -f "$out/vmlinux" ] && [ -f "$cache/kernel/current" ] && [ "$(cut -d' ' -f1 "$cache/kernel/current")" = "$hash" ]; then
   echo "$out/vmlinux"
   exit 0
 fi
 
+mkdir -p -m 0700 "$cache"
 mkdir -p "$cache/kernel"
 # One build at a time per cache: a second caller waits, then finds the result.
 exec 9>"$cache/kernel/.lock"
 flock 9
 if [ -f "$out/vmlinux" ]; then
+  pin
   echo "$out/vmlinux"
   exit 0
 fi
@@ -66,6 +97,30 @@ if [ "$bad" -ne 0 ]; then
   exit 1
 fi
 
+# The same final .config from the same source and no patches builds the same
+# kernel: adopt an existing build (one made under an older cache key) rather
+# than spend minutes compiling it again.
+for d in "$cache"/kernel/*/; do
+  d=${d%/}
+  [ -f "$d/vmlinux" ] && [ -f "$d/config" ] && [ -f "$d/build.json" ] || continue
+  ls "$here"/*.patch >/dev/null 2>&1 && break
+  if cmp -s .config "$d/config" && grep -q "\"source\":\"$srcver\"" "$d/build.json"; then
+    echo "kernel: same config and source as $d; reusing its vmlinux" >&2
+    mkdir -p "$out.tmp"
+    cp "$d/vmlinux" "$d/config" "$d/build.json" "$out.tmp/"
+    [ -f "$d/build.log" ] && cp "$d/build.log" "$out.tmp/"
+    rm -rf "$out"
+    mv "$out.tmp" "$out"
+    pin
+    echo "$out/vmlinux"
+    exit 0
+  fi
+done
+
+if [ -n "${MSB_KERNEL_NO_BUILD:-}" ]; then
+  echo "kernel: no cached build matches ($out) and MSB_KERNEL_NO_BUILD is set" >&2
+  exit 1
+fi
 jobs=$(nproc)
 echo "kernel: building vmlinux with -j$jobs (about 8 min on 2 cores; log: $log)" >&2
 if ! make ARCH=x86_64 -j"$jobs" vmlinux >>"$log" 2>&1; then
@@ -82,5 +137,6 @@ cp "$log" "$out.tmp/build.log"
 printf '{"source":"%s","seconds":%d,"bytes":%d}\n' "$srcver" $((end - start)) "$(stat -c %s vmlinux)" >"$out.tmp/build.json"
 rm -rf "$out"
 mv "$out.tmp" "$out"
+pin
 echo "kernel: built in $((end - start)) s: $out/vmlinux" >&2
 echo "$out/vmlinux"

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -197,6 +198,9 @@ func TestReliability(t *testing.T) {
 	})
 	run("disk full for the host's logs and store", func(t *testing.T) (string, string) {
 		return hostDiskFull(t, rootfs)
+	})
+	run("parent of an attached run killed", func(t *testing.T) (string, string) {
+		return parentDeath(t, c, rootfs)
 	})
 	run("locked database", func(t *testing.T) (string, string) {
 		return lockedDB(t, c, rootfs)
@@ -509,4 +513,65 @@ func concurrentRuns(t *testing.T, c *cli, rootfs string, n int) (string, string)
 	}
 	return fmt.Sprintf("%d/%d succeeded; p50 %v, p99 %v", len(times), n, m.Round(100*time.Millisecond),
 		p99.Round(100*time.Millisecond)), "none"
+}
+
+// parentDeath starts an attached `msb run` whose command runs for ten
+// minutes, kills that CLI with SIGKILL once the command has printed, and
+// checks the sandbox stops by itself (the watchdog pipe reaches EOF), leaves
+// no sandbox process or VM behind, keeps the output in exec.log, and starts
+// again.
+func parentDeath(t *testing.T, c *cli, rootfs string) (string, string) {
+	const name, marker = "rel-parent", "before-parent-death"
+	defer c.run(context.Background(), nil, "rm", "-f", name)
+	cmd := exec.Command(c.bin, "run", "--rootfs", rootfs, "--name", name, "-m", "256", "--",
+		"sh", "-c", "echo "+marker+"; sync; sleep 600")
+	cmd.Env = c.env
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	seen := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), marker) {
+				seen <- true
+				break
+			}
+		}
+		io.Copy(io.Discard, out)
+		close(seen)
+	}()
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Fatal("msb run ended before its command printed")
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("msb run: no output from its command in 3 min")
+	}
+	pid := c.ls()[name].PID
+	vmm := children(pid)
+	killed := time.Now()
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	e := waitStatus(t, c, name, time.Minute)
+	took := time.Since(killed).Round(100 * time.Millisecond)
+	outcome := fmt.Sprintf("%s/%s after %v", e.Status, e.Reason, took)
+	waitGone(t, 15*time.Second, append([]int{pid}, vmm...)...)
+	if e.Status != "Stopped" {
+		t.Errorf("after the parent died: %s; want Stopped", outcome)
+	}
+	lost := "none"
+	if logs := c.must(0, "logs", name); !strings.Contains(string(logs.stdout), marker) {
+		lost = "exec.log line before the fault"
+		t.Error(lost)
+	}
+	c.must(0, "start", name)
+	outcome += ", start recovers"
+	return outcome, lost
 }

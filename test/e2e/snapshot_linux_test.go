@@ -124,11 +124,20 @@ func TestSDKSnapshot(t *testing.T) {
 	if _, err := sb.Snapshot(ctx, "sdk"); !errors.Is(err, msb.ErrRunning) {
 		t.Errorf("Snapshot of a running sandbox = %v; want ErrRunning", err)
 	}
+	stopStart := time.Now()
 	if err := sb.Stop(ctx, 30*time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
+	t.Logf("Stop took %v", time.Since(stopStart).Round(time.Millisecond))
 	info, err := sb.Snapshot(ctx, "sdk", msb.WithSnapshotLabel("via", "sdk"))
 	if err != nil {
+		// What the store and the sandbox process said, for a failure seen
+		// once in CI (status still Running after Stop returned).
+		res, _ := c.run(ctx, nil, "inspect", "sdk-src")
+		t.Logf("inspect sdk-src:\n%s%s", res.stdout, res.stderr)
+		if b, rerr := os.ReadFile(filepath.Join(c.home, "sandboxes", "sdk-src", "logs", "runtime.log")); rerr == nil {
+			t.Logf("runtime.log:\n%s", b)
+		}
 		t.Fatalf("Snapshot: %v", err)
 	}
 	if info.ImageReference != ref || info.SourceSandbox != "sdk-src" || info.Labels["via"] != "sdk" {

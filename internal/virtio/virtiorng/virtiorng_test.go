@@ -72,3 +72,30 @@ func TestNotifyBeforeActivateAndAfterReset(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzRngRequest hands the device guest-shaped chains (readable bytes, a
+// split into buffers, a writable length): it never reports more bytes than
+// the chain can hold nor more than MaxBytesPerRequest.
+func FuzzRngRequest(f *testing.F) {
+	f.Add([]byte{}, uint16(0), uint32(64))
+	f.Add([]byte{1, 2, 3}, uint16(1), uint32(0))
+	f.Add([]byte{}, uint16(0), uint32(MaxBytesPerRequest+4096))
+	f.Fuzz(func(t *testing.T, rd []byte, split uint16, wlen uint32) {
+		d := New()
+		defer d.Close()
+		drv, q := virtiotest.NewQueue(t, 256<<10, 8, d.Features())
+		if len(rd) > 16<<10 {
+			rd = rd[:16<<10]
+		}
+		wlen %= 128 << 10
+		bufs := virtiotest.SplitBufs(rd, int(split), wlen)
+		if len(bufs) == 0 {
+			return
+		}
+		c, err := virtiotest.PopChain(t, drv, q, bufs...)
+		n := d.handle(c, err)
+		if uint64(n) > c.Writable.Len() || n > MaxBytesPerRequest {
+			t.Fatalf("used len %d; writable %d, cap %d", n, c.Writable.Len(), MaxBytesPerRequest)
+		}
+	})
+}

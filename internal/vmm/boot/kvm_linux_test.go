@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/guestmem"
 	"github.com/msb-go/msb/internal/vmm/kvm"
 	"github.com/msb-go/msb/internal/vmm/kvm/kvmtest"
@@ -144,25 +145,15 @@ func TestBzImageEntryOnKVM(t *testing.T) {
 	}
 }
 
-// newestKernel returns the most recently built msb guest kernel, if any.
+// newestKernel returns the pinned msb guest kernel, if any.
 func newestKernel(t *testing.T) string {
 	t.Helper()
-	home, err := os.UserHomeDir()
+	// The same resolver msb uses: the pinned, verified build.
+	p, err := guestkernel.Locate()
 	if err != nil {
-		t.Skipf("no home directory: %v", err)
+		t.Skipf("no guest kernel (build it with `make kernel`): %v", err)
 	}
-	paths, _ := filepath.Glob(filepath.Join(home, ".cache/msb/kernel/*/vmlinux"))
-	var best string
-	var bestTime time.Time
-	for _, p := range paths {
-		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(bestTime) {
-			best, bestTime = p, fi.ModTime()
-		}
-	}
-	if best == "" {
-		t.Skip("no guest kernel in ~/.cache/msb/kernel/*/vmlinux (build it with scripts/kernel)")
-	}
-	return best
+	return p
 }
 
 // TestRealKernel loads the msb guest kernel's vmlinux and checks the PVH

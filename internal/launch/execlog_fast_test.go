@@ -1,0 +1,88 @@
+package launch
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+)
+
+// The hand-built line must be what encoding/json would write for the same
+// record (text) and must read back as the lossy text (base64).
+func checkExecLine(t *testing.T, data []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	l := NewExecLog(&buf)
+	at := time.Date(2026, 5, 3, 8, 0, 0, 123e6, time.UTC)
+	l.now = func() time.Time { return at }
+	if err := l.Write(SourceStderr, 7, data); err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 {
+		if buf.Len() != 0 {
+			t.Fatalf("empty write produced %q", buf.String())
+		}
+		return
+	}
+	var rec execLine
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("line %q: %v", buf.String(), err)
+	}
+	if rec.E == "" {
+		want, err := json.Marshal(execLine{T: "2026-05-03T08:00:00.123Z", S: SourceStderr, D: string(data), ID: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.TrimSuffix(buf.Bytes(), []byte("\n")); !bytes.Equal(got, want) {
+			t.Errorf("line for %q:\n got %s\nwant %s", data, got, want)
+		}
+	}
+	got, ok := ParseExecRecord(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	if !ok {
+		t.Fatalf("line %q does not read back", buf.String())
+	}
+	if got.Data != lossyUTF8(data) || got.ID != 7 || got.Source != SourceStderr {
+		t.Errorf("read back %+v; want data %q", got, lossyUTF8(data))
+	}
+}
+
+func TestExecLogWriteMatchesJSON(t *testing.T) {
+	for _, s := range []string{
+		"plain", "quote \" and \\ backslash", "<html> & \u2028\u2029 sep", "\x00\x01\x1f\x7f ctl",
+		"tab\tcr\rnl\n", "ünïcödé 日本 🎉", "a\xff\xfeb\xc3", "\xed\xa0\x80 surrogate", "",
+	} {
+		checkExecLine(t, []byte(s))
+	}
+}
+
+func FuzzExecLogWrite(f *testing.F) {
+	for _, s := range []string{"x", "\"\\<>&\u2028", "\xff", "日本\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkExecLine(t, data) })
+}
+
+// BenchmarkExecLogWrite measures the tap's cost per byte of exec output:
+// text, and binary that is not UTF-8.
+func BenchmarkExecLogWrite(b *testing.B) {
+	text := bytes.Repeat([]byte("a line of build output, mostly ascii\n"), 3<<20/37)
+	bin := make([]byte, 3<<20)
+	for i := range bin {
+		bin[i] = byte(i*131 + i>>7)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"text", text}, {"binary", bin}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := NewExecLog(io.Discard)
+			b.SetBytes(int64(len(tc.data)))
+			for b.Loop() {
+				if err := l.Write(SourceStdout, 1, tc.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
