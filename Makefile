@@ -71,9 +71,12 @@ lint: ## gofmt, go vet (linux and darwin), staticcheck
 	GOOS=darwin $(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+docs: ## Regenerate docs/cli.md from the command tree
+	$(GO) run ./tools/gendocs > docs/cli.md
+
 check: lint test ## Everything CI runs
 
 clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
 	rm -rf $(BIN)
 
-.PHONY: help setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-fidelity test-reliability test-kvm fuzz bench compare lint check clean
+.PHONY: help docs setup build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-fidelity test-reliability test-kvm fuzz bench compare lint check clean

@@ -66,10 +66,11 @@ State lives in $MSB_HOME (default ~/.msb).`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.CompletionOptions.DisableDefaultCmd = true
 	for _, add := range commands {
 		root.AddCommand(add(stdio))
 	}
+	addNameCompletion(root)
 	return root
 }
 

@@ -43,6 +43,9 @@ func newImageLsCmd(stdio Stdio) *cobra.Command {
 		Short:   "List cached images",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
+			}
 			imgs, closeFn, err := openImages(cmd.Context(), nil, "")
 			if err != nil {
 				return err
@@ -72,11 +75,15 @@ func newImageLsCmd(stdio Stdio) *cobra.Command {
 }
 
 func newImageInspectCmd(stdio Stdio) *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show a cached image's manifest digest, layers and config as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "json"); err != nil {
+				return err
+			}
 			imgs, closeFn, err := openImages(cmd.Context(), nil, "")
 			if err != nil {
 				return err
@@ -89,6 +96,8 @@ func newImageInspectCmd(stdio Stdio) *cobra.Command {
 			return writeJSON(stdio.Out, img)
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "json", "output format: json (the only one; accepted for symmetry with the other commands)")
+	return cmd
 }
 
 func newImageRmCmd(stdio Stdio) *cobra.Command {

@@ -1,12 +1,13 @@
 package cli
 
 import (
-	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,11 +21,14 @@ func init() { commands = append(commands, newLogsCmd) }
 
 func newLogsCmd(stdio Stdio) *cobra.Command {
 	var (
-		follow     bool
-		sources    string
-		tail       int
-		timestamps bool
-		raw        bool
+		follow       bool
+		sources      string
+		tail         int
+		timestamps   bool
+		raw          bool
+		asJSON       bool
+		since, until string
+		grep         string
 	)
 	cmd := &cobra.Command{
 		Use:   "logs [flags] NAME",
@@ -33,16 +37,35 @@ func newLogsCmd(stdio Stdio) *cobra.Command {
 --source system the sandbox process's log and the guest kernel console too.
 
 Sources: stdout, stderr, output (terminal sessions), system, all; comma-separated.
+--since and --until take an RFC 3339 time (2026-05-03T08:00:00Z) or a
+duration back from now (90s, 10m, 2h); since is inclusive, until exclusive.
+--follow keeps reading as the sandbox writes, across log rotations, until
+interrupted, or until the --until time has passed.
 
 Examples:
   msb logs dev
   msb logs --source system dev     # why did it not boot?
-  msb logs -f --tail 20 dev`,
+  msb logs -f --tail 20 dev
+  msb logs --since 10m --grep 'error|panic' dev
+  msb logs --json dev | jq -r .text`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mask, err := parseSources(sources)
 			if err != nil {
 				return err
+			}
+			now := time.Now()
+			filter := launch.ExecLogFilter{Sources: mask}
+			if filter.Since, err = parseLogTime("--since", since, now); err != nil {
+				return err
+			}
+			if filter.Until, err = parseLogTime("--until", until, now); err != nil {
+				return err
+			}
+			if grep != "" {
+				if filter.Grep, err = regexp.Compile(grep); err != nil {
+					return fmt.Errorf("--grep: %w", err)
+				}
 			}
 			h, err := home.Resolve()
 			if err != nil {
@@ -52,25 +75,44 @@ Examples:
 			if _, err := os.Stat(h.SandboxDir(name)); err != nil {
 				return fmt.Errorf("sandbox %q: no such sandbox (see `msb ls`)", name)
 			}
-			printed := 0
-			for first := true; ; first = false {
-				recs, err := readLogs(h, name, mask)
+			emit := func(rec launch.ExecRecord) error {
+				if asJSON {
+					return writeLogJSON(stdio.Out, rec)
+				}
+				printRecord(stdio.Out, rec, timestamps, raw)
+				return nil
+			}
+			if !follow {
+				filter.Tail = tail
+				recs, err := launch.ReadLogs(h.ExecLogPath(name), h.RuntimeLogPath(name), h.KernelLogPath(name), filter)
 				if err != nil {
 					return err
 				}
-				start := printed
+				for _, rec := range recs {
+					if err := emit(rec); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			r := launch.NewLogReader(h.ExecLogPath(name), h.RuntimeLogPath(name), h.KernelLogPath(name), mask)
+			defer r.Close()
+			for first := true; ; first = false {
+				recs, err := r.Next()
+				if err != nil {
+					return err
+				}
+				recs = slices.DeleteFunc(recs, func(rec launch.ExecRecord) bool { return !filter.Match(rec) })
 				if first && tail > 0 && len(recs) > tail {
-					start = len(recs) - tail
+					recs = recs[len(recs)-tail:]
 				}
-				if start > len(recs) { // rotated under us
-					start = 0
+				for _, rec := range recs {
+					if err := emit(rec); err != nil {
+						return err
+					}
 				}
-				for _, r := range recs[start:] {
-					printRecord(stdio.Out, r, timestamps, raw)
-				}
-				printed = len(recs)
-				if !follow {
-					return nil
+				if !filter.Until.IsZero() && time.Now().After(filter.Until) {
+					return nil // later records cannot be before --until
 				}
 				select {
 				case <-cmd.Context().Done():
@@ -81,12 +123,59 @@ Examples:
 		},
 	}
 	fl := cmd.Flags()
-	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new output (across log rotations) until interrupted")
 	fl.StringVar(&sources, "source", "stdout,stderr,output", "which logs: stdout,stderr,output,system,all")
 	fl.IntVar(&tail, "tail", 0, "show only the last N lines")
 	fl.BoolVar(&timestamps, "timestamps", false, "prefix each line with its time")
 	fl.BoolVar(&raw, "raw", false, "print guest output as written, escape sequences and control characters included (by default they are removed or shown as U+FFFD, so a guest cannot drive your terminal)")
+	fl.BoolVar(&asJSON, "json", false, `print one JSON object per record: {"time","source","id","text"} (text is JSON-escaped, so it is safe for a terminal)`)
+	fl.StringVar(&since, "since", "", "show records from this time on: RFC 3339, or a duration back from now (10m)")
+	fl.StringVar(&until, "until", "", "show records before this time: RFC 3339, or a duration back from now")
+	fl.StringVar(&grep, "grep", "", "show only records whose text matches this regular expression (RE2 syntax)")
 	return cmd
+}
+
+// parseLogTime parses a --since/--until value: empty (no bound), an RFC 3339
+// time, or a duration counted back from now ("10m", "1h30m", "2d").
+func parseLogTime(flag, s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time (2026-05-03T08:00:00Z) or a duration such as 30s, 10m, 2h or 1d", flag, s)
+}
+
+// logJSON is one record of `msb logs --json`.
+type logJSON struct {
+	Time   string `json:"time"`
+	Source string `json:"source"`
+	ID     uint64 `json:"id,omitempty"`
+	Text   string `json:"text"`
+}
+
+func writeLogJSON(w io.Writer, r launch.ExecRecord) error {
+	b, err := json.Marshal(logJSON{
+		Time:   r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+		Source: string(r.Source),
+		ID:     r.ID,
+		Text:   r.Data,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func parseSources(s string) (launch.SourceMask, error) {
@@ -112,62 +201,6 @@ func parseSources(s string) (launch.SourceMask, error) {
 		m = launch.DefaultSources
 	}
 	return m, nil
-}
-
-func readLogs(h home.Home, name string, mask launch.SourceMask) ([]launch.ExecRecord, error) {
-	recs, err := launch.ReadExecLog(launch.LogFiles(h.ExecLogPath(name)), launch.ExecLogFilter{Sources: mask})
-	if err != nil {
-		return nil, err
-	}
-	if mask&launch.MaskSystem != 0 {
-		for _, p := range [][]string{launch.LogFiles(h.RuntimeLogPath(name)), launch.LogFiles(h.KernelLogPath(name))} {
-			for _, f := range p {
-				recs = append(recs, textLogRecords(f)...)
-			}
-		}
-		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
-	}
-	return recs, nil
-}
-
-var (
-	stampRE  = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))`)
-	slogTime = regexp.MustCompile(`^time=(\S+)`)
-)
-
-// textLogRecords turns runtime.log / kernel.log lines into system records:
-// a leading RFC 3339 stamp gives the time, else the file's mtime.
-func textLogRecords(path string) []launch.ExecRecord {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	mtime := time.Time{}
-	if st, err := f.Stat(); err == nil {
-		mtime = st.ModTime()
-	}
-	var out []launch.ExecRecord
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" {
-			continue
-		}
-		t := mtime
-		if m := stampRE.FindString(line); m != "" {
-			if pt, err := time.Parse(time.RFC3339Nano, m); err == nil {
-				t = pt
-			}
-		} else if m := slogTime.FindStringSubmatch(line); m != nil {
-			if pt, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
-				t = pt
-			}
-		}
-		out = append(out, launch.ExecRecord{Time: t, Source: launch.SourceSystem, Data: line + "\n"})
-	}
-	return out
 }
 
 // printRecord writes one record; guest-written text is neutralized unless

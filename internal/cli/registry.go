@@ -154,12 +154,16 @@ func newRegistryLogoutCmd(stdio Stdio) *cobra.Command {
 }
 
 func newRegistryLsCmd(stdio Stdio) *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List saved registry logins (no passwords)",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "table", "json"); err != nil {
+				return err
+			}
 			imgs, closeFn, err := openImages(cmd.Context(), nil, "")
 			if err != nil {
 				return err
@@ -169,6 +173,12 @@ func newRegistryLsCmd(stdio Stdio) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if format == "json" {
+				if logins == nil {
+					logins = []image.Login{}
+				}
+				return writeJSON(stdio.Out, logins)
+			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REGISTRY\tUSERNAME")
 			for _, l := range logins {
@@ -177,4 +187,6 @@ func newRegistryLsCmd(stdio Stdio) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
 }

@@ -120,3 +120,21 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetEscapeHTML(false) // ports read 127.0.0.1:8080->80/tcp
 	return enc.Encode(v)
 }
+
+// writeJSONLine writes v as one line of JSON (for streams: --watch, --json).
+func writeJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// checkFormat validates a --format value against the formats a command
+// prints.
+func checkFormat(format string, allowed ...string) error {
+	for _, a := range allowed {
+		if format == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("--format %q: want %s", format, strings.Join(allowed, " or "))
+}

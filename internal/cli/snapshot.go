@@ -102,6 +102,9 @@ func newSnapshotLsCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			if format == "json" {
+				if list == nil {
+					list = []msb.SnapshotInfo{}
+				}
 				return writeJSON(stdio.Out, list)
 			}
 			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)

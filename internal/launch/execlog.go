@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,9 +295,13 @@ type ExecLogFilter struct {
 	Since   time.Time  // inclusive; zero means no lower bound
 	Until   time.Time  // exclusive; zero means no upper bound
 	Tail    int        // keep only the last Tail matches; <= 0 keeps all
+	// Grep, when set, keeps only records whose text it matches.
+	Grep *regexp.Regexp
 }
 
-func (f ExecLogFilter) match(r ExecRecord) bool {
+// Match reports whether r passes the filter's sources, time bounds and
+// pattern (Tail is not a property of one record).
+func (f ExecLogFilter) Match(r ExecRecord) bool {
 	mask := f.Sources
 	if mask == 0 {
 		mask = DefaultSources
@@ -308,6 +313,9 @@ func (f ExecLogFilter) match(r ExecRecord) bool {
 		return false
 	}
 	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	if f.Grep != nil && !f.Grep.MatchString(r.Data) {
 		return false
 	}
 	return true
@@ -355,7 +363,7 @@ func readExecLogFrom(r io.Reader, filter ExecLogFilter, out []ExecRecord) ([]Exe
 			continue
 		}
 		if !tooLong {
-			if rec, ok := ParseExecRecord(line); ok && filter.match(rec) {
+			if rec, ok := ParseExecRecord(line); ok && filter.Match(rec) {
 				out = append(out, rec)
 				if filter.Tail > 0 && len(out) > 2*filter.Tail {
 					// Keep memory proportional to Tail on long logs.
