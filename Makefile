@@ -6,6 +6,8 @@ FUZZTIME ?= 30s
 # Packages whose tests boot real guests; they run serially after the unit tier.
 E2E_PKGS := ./test/e2e/...
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /test/e2e)
+# The SDK's Example functions, run against real sandboxes (examples_run_test.go).
+EXAMPLES := MSB_RUN_EXAMPLES=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -timeout 10m -v -run '^TestExamplesRun$$' .
 LDFLAGS := -s -w -X github.com/msb-go/msb/internal/cli.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .DEFAULT_GOAL := help
@@ -32,16 +34,18 @@ rootfs: setup ## Build (or reuse) the busybox demo root directory
 demo: build kernel rootfs ## Run a command in a sandbox built from the busybox demo rootfs
 	@scripts/demo.sh
 
-test: setup kernel ## Unit tests (-race), then the e2e tier under QEMU, serially
+test: setup kernel ## Unit tests (-race), then the e2e tier under QEMU (the SDK's examples included), serially
 	$(GO) test -race -shuffle=on -timeout 20m $(UNIT_PKGS)
 	CGO_ENABLED=0 $(GO) test -count=1 -run 'Harden' ./internal/supervisor ./internal/vmm
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	$(EXAMPLES) 2>&1 | scripts/e2e-summary.sh
 
 test-unit: ## Unit tests only (no QEMU)
 	$(GO) test -race -shuffle=on $(UNIT_PKGS)
 
-test-e2e: kernel ## The e2e tier only
+test-e2e: kernel ## The e2e tier only, the SDK's examples included
 	MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	$(EXAMPLES) 2>&1 | scripts/e2e-summary.sh
 
 test-e2e-full: kernel ## The e2e tier with the full-size suites (msb cp of ~100 MiB in ~3000 files)
 	MSB_E2E_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh

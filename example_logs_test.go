@@ -11,9 +11,9 @@ import (
 )
 
 // The last hour of a sandbox's errors, then new ones as they are written
-// (across log rotations) until the context ends.
+// (across log rotations) until the context ends, here after three seconds.
 func ExampleSandbox_Logs() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	sb, err := msb.Get(ctx, "dev")
 	if err != nil {
@@ -32,7 +32,7 @@ func ExampleSandbox_Logs() {
 	}
 }
 
-// CPU and memory once a second, for ten samples.
+// CPU and memory once a second, for three samples.
 func ExampleSandbox_MetricsStream() {
 	ctx := context.Background()
 	sb, err := msb.Get(ctx, "dev")
@@ -46,7 +46,7 @@ func ExampleSandbox_MetricsStream() {
 			log.Fatal(err)
 		}
 		fmt.Printf("cpu %.1f%% mem %d MiB\n", m.CPUPercent, m.MemoryBytes>>20)
-		if n++; n == 10 {
+		if n++; n == 3 {
 			break
 		}
 	}

@@ -66,7 +66,7 @@ func ExampleSandbox_Attach() {
 	res, err := sb.Attach(ctx, msb.WithTerminal(os.Stdin, os.Stdout), msb.WithDetachKeys("ctrl-p,ctrl-q"))
 	switch {
 	case errors.Is(err, msb.ErrNotTerminal):
-		log.Fatal("stdin is not a terminal: use Exec or Shell")
+		fmt.Println("stdin is not a terminal: use Exec or Shell")
 	case err != nil:
 		log.Fatal(err)
 	case res.Detached:
@@ -85,7 +85,7 @@ func ExampleSandbox_Shell() {
 		log.Fatal(err)
 	}
 	defer sb.Close()
-	res, err := sb.Shell(ctx, "cd /work && ls | wc -l")
+	res, err := sb.Shell(ctx, "cd /tmp && echo $((6 * 7)) > answer && cat answer")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/msb-go/msb/internal/attach"
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 )
@@ -29,6 +30,9 @@ func newLogsCmd(stdio Stdio) *cobra.Command {
 		asJSON       bool
 		since, until string
 		grep         string
+		color        string
+		showID       bool
+		colorSession bool
 	)
 	cmd := &cobra.Command{
 		Use:   "logs [flags] NAME",
@@ -42,12 +46,18 @@ duration back from now (90s, 10m, 2h); since is inclusive, until exclusive.
 --follow keeps reading as the sandbox writes, across log rotations, until
 interrupted, or until the --until time has passed.
 
+--color colours stderr red and system records dim: auto (the default) does so
+only when stdout is a terminal and NO_COLOR is unset. --show-id prefixes
+each line with the id of the session (one exec or terminal) that wrote it,
+"-" for system records; --color-sessions gives each session its own colour.
+
 Examples:
   msb logs dev
   msb logs --source system dev     # why did it not boot?
   msb logs -f --tail 20 dev
   msb logs --since 10m --grep 'error|panic' dev
-  msb logs --json dev | jq -r .text`,
+  msb logs --json dev | jq -r .text
+  msb logs --show-id --color-sessions dev   # tell concurrent commands apart`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mask, err := parseSources(sources)
@@ -67,6 +77,17 @@ Examples:
 					return fmt.Errorf("--grep: %w", err)
 				}
 			}
+			p := logPrinter{timestamps: timestamps, raw: raw, showID: showID}
+			switch color {
+			case "always":
+				p.color = true
+			case "auto":
+				p.color = os.Getenv("NO_COLOR") == "" && isTerminalWriter(stdio.Out)
+			case "never":
+			default:
+				return fmt.Errorf("--color %q: want auto, always or never", color)
+			}
+			p.colorSessions = p.color && colorSession
 			h, err := home.Resolve()
 			if err != nil {
 				return err
@@ -79,8 +100,7 @@ Examples:
 				if asJSON {
 					return writeLogJSON(stdio.Out, rec)
 				}
-				printRecord(stdio.Out, rec, timestamps, raw)
-				return nil
+				return p.print(stdio.Out, rec)
 			}
 			if !follow {
 				filter.Tail = tail
@@ -132,6 +152,9 @@ Examples:
 	fl.StringVar(&since, "since", "", "show records from this time on: RFC 3339, or a duration back from now (10m)")
 	fl.StringVar(&until, "until", "", "show records before this time: RFC 3339, or a duration back from now")
 	fl.StringVar(&grep, "grep", "", "show only records whose text matches this regular expression (RE2 syntax)")
+	fl.StringVar(&color, "color", "auto", "colour stderr red and system records dim: auto (when stdout is a terminal and NO_COLOR is unset), always or never")
+	fl.BoolVar(&showID, "show-id", false, "prefix each line with the id of the session that wrote it (- for system records)")
+	fl.BoolVar(&colorSession, "color-sessions", false, "give each session id its own colour (needs colour: see --color)")
 	return cmd
 }
 
@@ -203,14 +226,93 @@ func parseSources(s string) (launch.SourceMask, error) {
 	return m, nil
 }
 
-// printRecord writes one record; guest-written text is neutralized unless
-// raw (--raw).
-func printRecord(w io.Writer, r launch.ExecRecord, timestamps, raw bool) {
-	if timestamps {
-		fmt.Fprintf(w, "%s ", r.Time.UTC().Format("2006-01-02T15:04:05.000Z"))
+// SGR sequences of msb logs' colours.
+const (
+	sgrReset = "\x1b[0m"
+	sgrRed   = "\x1b[31m"
+	sgrDim   = "\x1b[2m"
+)
+
+// sessionColors are the colours --color-sessions cycles through by session
+// id: green, yellow, blue, magenta, cyan and their bright forms (red is
+// stderr's, so no session gets it).
+var sessionColors = [...]string{
+	"\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[35m", "\x1b[36m",
+	"\x1b[92m", "\x1b[93m", "\x1b[94m", "\x1b[95m", "\x1b[96m",
+}
+
+// sessionColor is session id's colour under --color-sessions.
+func sessionColor(id uint64) string {
+	return sessionColors[(id-1)%uint64(len(sessionColors))]
+}
+
+// logPrinter prints records as text, the way msb logs' flags ask.
+type logPrinter struct {
+	timestamps    bool // --timestamps
+	raw           bool // --raw: guest text as written
+	showID        bool // --show-id
+	color         bool // --color resolved: write SGR sequences
+	colorSessions bool // --color-sessions, with colour on
+}
+
+// print writes r, each of its lines with the prefixes asked for. Guest text
+// is neutralized unless raw, before any colour of msb's own is added; a
+// coloured line is reset before its newline, so a partial line cannot leak
+// its colour into the next record.
+func (p logPrinter) print(w io.Writer, r launch.ExecRecord) error {
+	data := r.Data
+	if !p.raw {
+		data = neutralize(data)
 	}
-	if !raw {
-		r.Data = neutralize(r.Data)
+	var prefix, idColor, textColor string
+	if p.timestamps {
+		prefix = r.Time.UTC().Format("2006-01-02T15:04:05.000Z") + " "
 	}
-	io.WriteString(w, r.Data)
+	if p.colorSessions && r.ID != 0 {
+		idColor = sessionColor(r.ID)
+	}
+	if p.showID {
+		id := "-"
+		if r.ID != 0 {
+			id = strconv.FormatUint(r.ID, 10)
+		}
+		if idColor != "" {
+			id = idColor + id + sgrReset
+		}
+		prefix += "[" + id + "] "
+	}
+	if p.color {
+		switch {
+		case r.Source == launch.SourceStderr:
+			textColor = sgrRed
+		case r.Source == launch.SourceSystem:
+			textColor = sgrDim
+		case idColor != "" && !p.showID:
+			// Without an id prefix to carry it, the session's
+			// colour goes on the text.
+			textColor = idColor
+		}
+	}
+	var b strings.Builder
+	for data != "" {
+		line, rest, nl := strings.Cut(data, "\n")
+		data = rest
+		b.WriteString(prefix)
+		if textColor != "" && line != "" {
+			b.WriteString(textColor + line + sgrReset)
+		} else {
+			b.WriteString(line)
+		}
+		if nl {
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// isTerminalWriter reports whether w is a terminal.
+func isTerminalWriter(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && attach.IsTerminal(f)
 }

@@ -65,6 +65,21 @@ func TestLogsFilters(t *testing.T) {
 			`{"time":"2026-05-03T08:00:03.000Z","source":"output","id":2,"text":"\u001b[31mred\u001b[0m\n"}` + "\n"},
 		{"since a duration ago", []string{"--since", "1h"}, ""},
 		{"follow ends at a past until", []string{"-f", "--until", "2026-05-03T08:00:02Z"}, "hello\n"},
+		{"show id", []string{"--show-id", "--source", "all", "--until", "2026-05-03T08:00:03Z"},
+			"[-] --- sandbox started ---\n[-] 2026-05-03T08:00:00.500Z INFO sandbox: booted\n[1] hello\n[1] warning: disk\n"},
+		{"show id and timestamps", []string{"--show-id", "--timestamps", "--grep", "boom"},
+			"2026-05-03T08:00:04.000Z [3] error: boom\n"},
+		// Not a terminal: auto is no colour, --color-sessions included.
+		{"color auto", []string{"--color-sessions", "--show-id", "--source", "stderr"}, "[1] warning: disk\n"},
+		{"color never", []string{"--color", "never", "--color-sessions", "--source", "stderr"}, "warning: disk\n"},
+		{"color always", []string{"--color", "always", "--source", "all", "--until", "2026-05-03T08:00:03Z"},
+			"\x1b[2m--- sandbox started ---\x1b[0m\n\x1b[2m2026-05-03T08:00:00.500Z INFO sandbox: booted\x1b[0m\n" +
+				"hello\n\x1b[31mwarning: disk\x1b[0m\n"},
+		// The guest's own escapes are neutralized before msb adds its own.
+		{"color sessions on the text", []string{"--color", "always", "--color-sessions", "--since", "2026-05-03T08:00:03Z"},
+			"\x1b[33mred\x1b[0m\n\x1b[34merror: boom\x1b[0m\n"},
+		{"color sessions on the id", []string{"--color", "always", "--color-sessions", "--show-id", "--since", "2026-05-03T08:00:02Z"},
+			"[\x1b[32m1\x1b[0m] \x1b[31mwarning: disk\x1b[0m\n[\x1b[33m2\x1b[0m] red\n[\x1b[34m3\x1b[0m] error: boom\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := runMSB(t, append(append([]string{"logs"}, tc.args...), "dev")...)
@@ -88,6 +103,7 @@ func TestLogsBadFlags(t *testing.T) {
 		{[]string{"--until", "-5m"}, `--until "-5m"`},
 		{[]string{"--grep", "("}, "--grep: error parsing regexp"},
 		{[]string{"--source", "sys"}, `unknown source "sys"`},
+		{[]string{"--color", "yes"}, `--color "yes": want auto, always or never`},
 	} {
 		code, _, errs := runMSB(t, append(append([]string{"logs"}, tc.args...), "dev")...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
@@ -113,6 +129,32 @@ func TestParseLogTime(t *testing.T) {
 		if err != nil || !got.Equal(tc.want) {
 			t.Errorf("parseLogTime(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestLogPrinterLines checks that every line of a record gets the prefixes
+// and its own colour, and that a partial line is reset before it ends.
+func TestLogPrinterLines(t *testing.T) {
+	p := logPrinter{showID: true, color: true, colorSessions: true}
+	var b bytes.Buffer
+	rec := launch.ExecRecord{Source: launch.SourceStderr, ID: 11, Data: "a\n\nb"}
+	if err := p.print(&b, rec); err != nil {
+		t.Fatal(err)
+	}
+	want := "[\x1b[32m11\x1b[0m] \x1b[31ma\x1b[0m\n[\x1b[32m11\x1b[0m] \n[\x1b[32m11\x1b[0m] \x1b[31mb\x1b[0m"
+	if got := b.String(); got != want {
+		t.Errorf("print(%q) = %q; want %q", rec.Data, got, want)
+	}
+	seen := map[string]uint64{}
+	for id := uint64(1); id <= uint64(len(sessionColors)); id++ {
+		c := sessionColor(id)
+		if prev, ok := seen[c]; ok {
+			t.Errorf("sessions %d and %d share colour %q", prev, id, c)
+		}
+		if c == sgrRed {
+			t.Errorf("session %d is red, stderr's colour", id)
+		}
+		seen[c] = id
 	}
 }
 
