@@ -85,8 +85,50 @@ func (g *fakeGuest) sendReady() {
 	g.send(0, agentproto.TypeReady, agentproto.Ready{ReadyTimeNs: 42, ProtocolVersion: 1, Capabilities: []string{"fs"}})
 }
 
-// serve runs until the stream ends.
+// serve runs until the stream ends. It records each message as it arrives
+// and hands it, in order, to a handler goroutine: like agentd, the reader
+// never waits on the guest's own output, so a handler blocked sending into a
+// relay that is holding the guest back (flow control, over a net.Pipe with
+// no buffer) cannot stop the relay's later frames — a kill of a flood, say —
+// from being read.
 func (g *fakeGuest) serve() {
+	var (
+		qmu     sync.Mutex
+		queue   []agentproto.Message
+		done    bool
+		pending = make(chan struct{}, 1)
+	)
+	g.wg.Go(func() {
+		for {
+			qmu.Lock()
+			for len(queue) == 0 && !done {
+				qmu.Unlock()
+				<-pending
+				qmu.Lock()
+			}
+			if len(queue) == 0 {
+				qmu.Unlock()
+				return
+			}
+			m := queue[0]
+			queue = queue[1:]
+			qmu.Unlock()
+			g.handle(m)
+		}
+	})
+	push := func(m *agentproto.Message) {
+		qmu.Lock()
+		if m != nil {
+			queue = append(queue, *m)
+		} else {
+			done = true
+		}
+		qmu.Unlock()
+		select {
+		case pending <- struct{}{}:
+		default:
+		}
+	}
 	dec := agentproto.NewDecoder(g.conn)
 	for {
 		m, err := dec.Decode()
@@ -97,6 +139,7 @@ func (g *fakeGuest) serve() {
 			}
 			g.floods = map[uint32]chan struct{}{}
 			g.mu.Unlock()
+			push(nil)
 			return
 		}
 		g.mu.Lock()
@@ -104,7 +147,7 @@ func (g *fakeGuest) serve() {
 		close(g.changed)
 		g.changed = make(chan struct{})
 		g.mu.Unlock()
-		g.handle(m)
+		push(&m)
 	}
 }
 
@@ -237,7 +280,13 @@ func numberedLine(i int) []byte {
 // waitFor waits until the guest has received a message matching pred.
 func (g *fakeGuest) waitFor(t *testing.T, what string, pred func(agentproto.Message) bool) agentproto.Message {
 	t.Helper()
-	deadline := time.After(testWait)
+	return g.waitWithin(t, testWait, what, pred)
+}
+
+// waitWithin is waitFor with its own time limit.
+func (g *fakeGuest) waitWithin(t *testing.T, d time.Duration, what string, pred func(agentproto.Message) bool) agentproto.Message {
+	t.Helper()
+	deadline := time.After(d)
 	seen := 0
 	for {
 		g.mu.Lock()
