@@ -56,6 +56,18 @@ func newCLI(t testing.TB) *cli {
 	return c
 }
 
+// sdkFor points the SDK in this test process at c: its msb binary, home
+// and kernel.
+func sdkFor(tb testing.TB, c *cli) {
+	tb.Setenv("MSB_PATH", c.bin)
+	tb.Setenv("MSB_HOME", c.home)
+	for _, kv := range c.env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == "MSB_KERNEL" {
+			tb.Setenv(k, v)
+		}
+	}
+}
+
 type result struct {
 	stdout, stderr []byte
 	code           int

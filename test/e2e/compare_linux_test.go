@@ -35,17 +35,6 @@ func medianOfDur(d []time.Duration) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// sdkFor points the SDK at c's binaries and home for the rest of the test.
-func sdkFor(b *testing.B, c *cli) {
-	b.Setenv("MSB_PATH", c.bin)
-	b.Setenv("MSB_HOME", c.home)
-	for _, kv := range c.env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == "MSB_KERNEL" {
-			b.Setenv("MSB_KERNEL", v)
-		}
-	}
-}
-
 // BenchmarkCompareBoot times `msb run --rootfs DIR -- true` from CLI start
 // to exit next to a bare QEMU boot of the same kernel with the same
 // machine flags and memory, whose init (agentd in probe mode) powers off

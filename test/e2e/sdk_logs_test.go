@@ -16,13 +16,7 @@ import (
 func TestSDKLogsMetrics(t *testing.T) {
 	c := newCLI(t)
 	rootfs := busyboxRootfs(t)
-	t.Setenv("MSB_PATH", c.bin)
-	t.Setenv("MSB_HOME", c.home)
-	for _, kv := range c.env {
-		if strings.HasPrefix(kv, "MSB_KERNEL=") {
-			t.Setenv("MSB_KERNEL", strings.TrimPrefix(kv, "MSB_KERNEL="))
-		}
-	}
+	sdkFor(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	sb, err := msb.Create(ctx, "logs", msb.WithRootfs(rootfs), msb.WithMemory(256))

@@ -22,13 +22,7 @@ import (
 func TestSDK(t *testing.T) {
 	c := newCLI(t) // builds msb + agentd and a private home
 	rootfs := busyboxRootfs(t)
-	t.Setenv("MSB_PATH", c.bin)
-	t.Setenv("MSB_HOME", c.home)
-	for _, kv := range c.env {
-		if strings.HasPrefix(kv, "MSB_KERNEL=") {
-			t.Setenv("MSB_KERNEL", strings.TrimPrefix(kv, "MSB_KERNEL="))
-		}
-	}
+	sdkFor(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

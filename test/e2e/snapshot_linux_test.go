@@ -103,13 +103,7 @@ func TestSDKSnapshot(t *testing.T) {
 	c := newCLI(t)
 	const ref = "localhost/snap/busybox:sdk"
 	c.must(0, "image", "import", busyboxRootfs(t), ref)
-	t.Setenv("MSB_PATH", c.bin)
-	t.Setenv("MSB_HOME", c.home)
-	for _, kv := range c.env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == "MSB_KERNEL" {
-			t.Setenv(k, v)
-		}
-	}
+	sdkFor(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
