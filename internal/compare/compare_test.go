@@ -191,3 +191,14 @@ func TestProgress(t *testing.T) {
 		t.Errorf("progress wrote %q; want %q", out.String(), want)
 	}
 }
+
+// A pipe in a cell must not split the Markdown row.
+func TestMarkdownEscapesPipes(t *testing.T) {
+	rep := Report{Rounds: 1, Rows: []Result{{Title: "a | b", PeerName: "cat | pipe", Goal: "≥ 0.5×", Msb: 1, PeerVal: 2, Ratio: 0.5, Unit: "MB/s"}}}
+	md := rep.Markdown()
+	lines := strings.Split(strings.TrimSpace(md), "\n")
+	row := lines[len(lines)-1]
+	if got, want := strings.Count(row, "|")-strings.Count(row, `\|`), 7; got != want {
+		t.Errorf("row %q has %d cell separators; want %d", row, got, want)
+	}
+}

@@ -145,14 +145,17 @@ func (rep Report) Markdown() string {
 	b.WriteString("| measure | msb | peer | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
 	for _, r := range rep.Rows {
 		if r.Error != "" {
-			fmt.Fprintf(&b, "| %s | – | – | – | %s | not measured |\n", r.Title, r.Goal)
+			fmt.Fprintf(&b, "| %s | – | – | – | %s | not measured |\n", cell(r.Title), cell(r.Goal))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s %s | %s %s (%s) | %s× | %s | %s |\n", r.Title, num(r.Msb), r.Unit, num(r.PeerVal),
-			r.Unit, r.PeerName, num(r.Ratio), r.Goal, r.verdict())
+		fmt.Fprintf(&b, "| %s | %s %s | %s %s (%s) | %s× | %s | %s |\n", cell(r.Title), num(r.Msb), r.Unit, num(r.PeerVal),
+			r.Unit, cell(r.PeerName), num(r.Ratio), cell(r.Goal), r.verdict())
 	}
 	return b.String()
 }
+
+// cell escapes the pipes in a Markdown table cell ("cat | pipe").
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 // JSON encodes the report as compare.json.
 func (rep Report) JSON() ([]byte, error) {
