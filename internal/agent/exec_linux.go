@@ -294,15 +294,17 @@ func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStat
 // renewed before each read so that time spent blocked on a full output
 // queue never cuts the drain short.
 func (ss *session) readOutput(r *os.File, t agentproto.Type) {
-	buf := make([]byte, agentproto.MaxExecChunk)
+	const size = agentproto.DataHeadroom + agentproto.MaxExecChunk
+	buf := make([]byte, size)
 	for {
 		if ss.exited.Load() {
 			r.SetReadDeadline(time.Now().Add(lingerAfterExit))
 		}
-		n, err := r.Read(buf)
-		if n > 0 {
-			// send encodes before it returns: buf may be reused.
-			ss.srv.send(ss.id, t, agentproto.ExecData{Data: buf[:n]})
+		// Read straight into the frame: a full chunk goes out without
+		// a copy.
+		n, err := r.Read(buf[agentproto.DataHeadroom:])
+		if n > 0 && !ss.srv.sendData(ss.id, t, buf, n) {
+			buf = make([]byte, size)
 		}
 		if err != nil {
 			// EOF (pipe), EIO (PTY without slave), deadline or close.

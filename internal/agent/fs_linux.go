@@ -111,7 +111,11 @@ func (s *server) fsError(id uint32, step string, err error) {
 	s.send(id, agentproto.TypeFsResponse, agentproto.FsResponse{OK: false, Error: &msg})
 }
 
-// fsRead streams the file as fs.data chunks of at most MaxDataChunk bytes.
+// fsRead streams the file as fs.data chunks of agentproto.BulkChunk bytes:
+// large enough that the per-frame costs vanish, small enough that the
+// frames of a stream overlap on the hops (agent, relay, client) and that
+// the agent's output queue (outQueueLen frames) stays at a few tens of
+// MiB. It is below MaxDataChunk, the most a reader must accept.
 func (s *server) fsRead(id uint32, name string) error {
 	f, err := os.Open(name)
 	if err != nil {
@@ -125,13 +129,21 @@ func (s *server) fsRead(id uint32, name string) error {
 	if fi.IsDir() {
 		return &fs.PathError{Op: "read", Path: name, Err: syscall.EISDIR}
 	}
-	// send encodes the payload before it returns, so one buffer serves
-	// every chunk.
-	buf := make([]byte, min(agentproto.MaxDataChunk, max(fi.Size(), 4096)))
+	// The file is read straight into each frame's buffer; a buffer that
+	// is sent belongs to the writer, which recycles bulk ones.
+	chunk := int(min(agentproto.BulkChunk, max(fi.Size(), 4096)))
+	newBuf := func() []byte {
+		if chunk == agentproto.BulkChunk {
+			return agentproto.GetBulk()
+		}
+		return make([]byte, agentproto.DataHeadroom+chunk)
+	}
+	buf := newBuf()
+	defer func() { agentproto.PutBulk(buf) }()
 	for {
-		n, err := io.ReadFull(f, buf)
-		if n > 0 {
-			s.send(id, agentproto.TypeFsData, agentproto.FsData{Data: buf[:n]})
+		n, err := io.ReadFull(f, buf[agentproto.DataHeadroom:])
+		if n > 0 && !s.sendData(id, agentproto.TypeFsData, buf, n) {
+			buf = newBuf()
 		}
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -204,11 +216,12 @@ func unixMode(m uint32) os.FileMode {
 // fsData handles core.fs.data for a Write session. Writing to a local file
 // is done inline: it does not depend on any child process.
 func (s *server) fsData(m agentproto.Message) {
-	var d agentproto.FsData
-	if err := m.Decode(&d); err != nil {
+	data, err := m.Data()
+	if err != nil {
 		s.log.Warn("bad fs.data frame", "id", m.ID, "err", err)
 		return
 	}
+	d := agentproto.FsData{Data: data}
 	s.mu.Lock()
 	w := s.writes[m.ID]
 	if w != nil && len(d.Data) == 0 {
@@ -228,7 +241,7 @@ func (s *server) fsData(m agentproto.Message) {
 		}
 		return
 	}
-	err := w.err
+	err = w.err
 	if cerr := w.file.Close(); err == nil {
 		err = cerr
 	}

@@ -94,7 +94,7 @@ type server struct {
 	conn io.ReadWriteCloser
 	enc  *agentproto.Encoder
 
-	out    chan agentproto.Message
+	out    chan outFrame
 	reaper *reaper
 	stdin  *stdinPool
 
@@ -126,7 +126,7 @@ func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
 		log:      log,
 		conn:     conn,
 		enc:      agentproto.NewEncoder(conn),
-		out:      make(chan agentproto.Message, outQueueLen),
+		out:      make(chan outFrame, outQueueLen),
 		stdin:    newStdinPool(stdinPoolBytes),
 		sessions: map[uint32]*session{},
 		writes:   map[uint32]*fsWrite{},
@@ -223,7 +223,7 @@ var errShutdown = errors.New("shutdown")
 func (s *server) readLoop() error {
 	br := bufio.NewReaderSize(s.conn, 64<<10)
 	for {
-		raw, err := agentproto.ReadRawFrame(br)
+		raw, err := agentproto.ReadRawFrameBulk(br)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -241,7 +241,12 @@ func (s *server) readLoop() error {
 			s.log.Warn("skip undecodable frame", "id", raw.ID(), "err", err)
 			continue
 		}
-		if err := s.dispatch(m); err != nil {
+		err = s.dispatch(m)
+		if m.Type == agentproto.TypeFsData {
+			// fsData is done with the frame: the data is in the file.
+			agentproto.PutBulk(raw)
+		}
+		if err != nil {
 			if errors.Is(err, errShutdown) {
 				return nil
 			}
@@ -255,13 +260,13 @@ func (s *server) dispatch(m agentproto.Message) error {
 	case agentproto.TypeExecRequest:
 		s.startExec(m)
 	case agentproto.TypeExecStdin:
-		var d agentproto.ExecData
-		if err := m.Decode(&d); err != nil {
+		data, err := m.Data()
+		if err != nil {
 			s.log.Warn("bad stdin frame", "id", m.ID, "err", err)
 			return nil
 		}
 		if ss := s.session(m.ID); ss != nil {
-			ss.stdin.push(d.Data)
+			ss.stdin.push(data)
 		}
 	case agentproto.TypeExecResize:
 		var r agentproto.ExecResize
@@ -304,26 +309,61 @@ func (s *server) dispatch(m agentproto.Message) error {
 // returns, so the caller may reuse its buffers.
 func (s *server) send(id uint32, t agentproto.Type, payload any) {
 	m, err := agentproto.New(id, t, payload)
-	if err != nil {
-		// Only a host invariant can fail here: every payload is ours.
-		s.log.Error("encode frame", "id", id, "type", t, "err", err)
-		return
+	if err == nil {
+		var f agentproto.RawFrame
+		if f, err = m.Marshal(); err == nil {
+			s.out <- outFrame{f: f}
+			return
+		}
 	}
-	s.out <- m
+	// Only a host invariant can fail here: every payload is ours.
+	s.log.Error("encode frame", "id", id, "type", t, "err", err)
+}
+
+// sendData queues a data message (exec output, fs.data) whose data sits at
+// buf[DataHeadroom:DataHeadroom+n]. The frame is built in place, so buf
+// belongs to the writer from here on, unless the data is small: then it is
+// copied out (the caller learns through the result that it may reuse buf),
+// so that a trickle of small reads does not queue a large buffer each.
+func (s *server) sendData(id uint32, t agentproto.Type, buf []byte, n int) (reuse bool) {
+	var f agentproto.RawFrame
+	var err error
+	if reuse = n < len(buf)/4; reuse {
+		f, err = agentproto.DataFrame(id, t, buf[agentproto.DataHeadroom:agentproto.DataHeadroom+n])
+	} else {
+		f, err = agentproto.PutDataFrame(buf, id, t, n)
+	}
+	if err != nil {
+		s.log.Error("encode frame", "id", id, "type", t, "err", err)
+		return true
+	}
+	if reuse {
+		s.out <- outFrame{f: f}
+	} else {
+		s.out <- outFrame{f: f, buf: buf}
+	}
+	return reuse
+}
+
+// outFrame is a frame queued for the console writer, with the buffer it
+// lives in when the writer is to recycle it (agentproto.PutBulk).
+type outFrame struct {
+	f   agentproto.RawFrame
+	buf []byte
 }
 
 // writeLoop is the only writer of conn. After a write error it keeps
 // draining out so that producers never block on a dead console.
 func (s *server) writeLoop() {
 	var werr error
-	for m := range s.out {
-		if werr != nil {
-			continue
+	for o := range s.out {
+		if werr == nil {
+			if werr = s.enc.WriteRaw(o.f); werr != nil {
+				s.log.Warn("console write", "err", werr)
+				s.closeConn()
+			}
 		}
-		if werr = s.enc.Encode(m); werr != nil {
-			s.log.Warn("console write", "err", werr)
-			s.closeConn()
-		}
+		agentproto.PutBulk(o.buf)
 	}
 }
 

@@ -270,17 +270,28 @@ func (c *Client) unregister(id uint32, h handler) {
 }
 
 // send encodes and writes one message.
-func (c *Client) send(id uint32, t agentproto.Type, payload any) error {
-	if err := c.closedErr(); err != nil {
-		return err
+func (c *Client) send(id uint32, t agentproto.Type, payload any) (err error) {
+	var f agentproto.RawFrame
+	if d, ok := payload.(agentproto.ExecData); ok {
+		// Data messages are built by hand with one copy of the data.
+		f, err = agentproto.DataFrame(id, t, d.Data)
+	} else {
+		var m agentproto.Message
+		if m, err = agentproto.New(id, t, payload); err == nil {
+			f, err = m.Marshal()
+		}
 	}
-	m, err := agentproto.New(id, t, payload)
-	if err != nil {
-		return err
-	}
-	f, err := m.Marshal()
 	if err != nil {
 		return err // e.g. ErrFrameTooLarge: the connection is fine
+	}
+	return c.sendRaw(f)
+}
+
+// sendRaw writes an encoded frame; the frame's memory may be reused once
+// it returns.
+func (c *Client) sendRaw(f agentproto.RawFrame) error {
+	if err := c.closedErr(); err != nil {
+		return err
 	}
 	if err := c.enc.WriteRaw(f); err != nil {
 		if cerr := c.closedErr(); cerr != nil {

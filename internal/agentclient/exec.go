@@ -225,8 +225,8 @@ func (s *Session) handle(m agentproto.Message) {
 		}
 		s.mu.Unlock()
 	case agentproto.TypeExecStdout, agentproto.TypeExecStderr:
-		var p agentproto.ExecData
-		if err := m.Decode(&p); err != nil {
+		data, err := m.Data()
+		if err != nil {
 			s.fail(fmt.Errorf("%w: %w", ErrProtocol, err))
 			return
 		}
@@ -234,7 +234,7 @@ func (s *Session) handle(m agentproto.Message) {
 		if m.Type == agentproto.TypeExecStderr {
 			dst = s.stderr
 		}
-		dst.write(p.Data)
+		dst.write(data)
 	case agentproto.TypeExecExited:
 		var p agentproto.ExecExited
 		if err := m.Decode(&p); err != nil {

@@ -157,12 +157,12 @@ type fileReader struct {
 func (r *fileReader) handle(m agentproto.Message) {
 	switch m.Type {
 	case agentproto.TypeFsData:
-		var d agentproto.FsData
-		if err := m.Decode(&d); err != nil {
+		data, err := m.Data()
+		if err != nil {
 			r.fail(fmt.Errorf("%w: %w", ErrProtocol, err))
 			return
 		}
-		r.p.write(d.Data)
+		r.p.write(data)
 	case agentproto.TypeFsResponse:
 		if _, err := fsResponse(m, "read", r.path); err != nil {
 			r.fail(err)
@@ -248,7 +248,9 @@ func (c *Client) writeFile(ctx context.Context, path string, mode *uint32, src i
 		c.unregister(id, rep)
 		return err
 	}
-	buf := make([]byte, writeChunk)
+	// The source is read straight into the frame, which is written
+	// before the next read: one buffer, no copy.
+	buf := make([]byte, agentproto.DataHeadroom+writeChunk)
 	for {
 		// An early answer is a failure (the agent does not answer a
 		// successful open); stop sending.
@@ -270,9 +272,13 @@ func (c *Client) writeFile(ctx context.Context, path string, mode *uint32, src i
 			_ = c.send(id, agentproto.TypeFsData, agentproto.FsData{})
 			return err
 		}
-		n, rerr := io.ReadFull(src, buf)
+		n, rerr := io.ReadFull(src, buf[agentproto.DataHeadroom:])
 		if n > 0 {
-			if err := c.send(id, agentproto.TypeFsData, agentproto.FsData{Data: buf[:n]}); err != nil {
+			f, err := agentproto.PutDataFrame(buf, id, agentproto.TypeFsData, n)
+			if err == nil {
+				err = c.sendRaw(f)
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package agentproto
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -41,35 +40,7 @@ func ReadRawFrame(r io.Reader) (RawFrame, error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrameLen {
-		return nil, fmt.Errorf("%w: length %d", ErrFrameTooLarge, n)
-	}
-	if n < MinFrameLen {
-		return nil, fmt.Errorf("%w: length %d", ErrFrameTooShort, n)
-	}
-	total := 4 + int(n)
-	// Start small and double: a peer must send the bytes it announces
-	// before we allocate for them.
-	const initial = 64 << 10
-	f := make([]byte, 4, min(total, initial))
-	copy(f, hdr[:])
-	for len(f) < total {
-		if len(f) == cap(f) {
-			nf := make([]byte, len(f), min(2*cap(f), total))
-			copy(nf, f)
-			f = nf
-		}
-		k, err := io.ReadFull(r, f[len(f):cap(f)])
-		f = f[:len(f)+k]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-	}
-	return RawFrame(f), nil
+	return readFrameRest(r, hdr)
 }
 
 // Encoder writes frames to a stream. It is safe for concurrent use: each

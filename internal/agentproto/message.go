@@ -290,6 +290,14 @@ func envelopeLen(typeLen, payloadLen int) int {
 
 // decodeBody decodes a frame body (the CBOR envelope).
 func decodeBody(id uint32, body []byte) (Message, error) {
+	// The canonical encoding (every frame msb and 0.4.4 write) is read in
+	// place: Payload aliases the frame.
+	if t, p, ok := parseEnvelope(body); ok {
+		if !Type(t).Valid() {
+			return Message{}, fmt.Errorf("%w: %q", ErrUnknownType, t)
+		}
+		return Message{ID: id, Type: Type(t), Payload: p}, nil
+	}
 	var env envelope
 	if err := decMode.Unmarshal(body, &env); err != nil {
 		return Message{}, fmt.Errorf("agentproto: decode envelope: %w", err)

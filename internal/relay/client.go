@@ -188,6 +188,9 @@ func (c *relayClient) writeLoop() {
 			}
 		}
 		c.mu.Unlock()
+		// Written and out of the queue: nobody refers to f any more
+		// (the exec.log tap ran before it was queued).
+		agentproto.PutBulk(f)
 		c.r.signalDrained()
 	}
 }
@@ -198,7 +201,7 @@ func (c *relayClient) readLoop() {
 	defer c.r.wg.Done()
 	defer c.cleanup()
 	for {
-		f, err := agentproto.ReadRawFrame(c.conn)
+		f, err := agentproto.ReadRawFrameBulk(c.conn)
 		if err != nil {
 			select {
 			case <-c.gone:

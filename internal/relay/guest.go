@@ -42,7 +42,9 @@ func (r *Relay) readGuest() {
 	defer r.wg.Done()
 	ready := false
 	for {
-		f, err := agentproto.ReadRawFrame(r.guest)
+		// Bulk frames come from the pool; the client writer recycles
+		// them once written (clientConn.writeLoop).
+		f, err := agentproto.ReadRawFrameBulk(r.guest)
 		if err != nil {
 			// A framing error desynchronises the stream for good.
 			if errors.Is(err, io.EOF) {
@@ -91,6 +93,8 @@ func (r *Relay) writeGuest() {
 				r.guestFailed(fmt.Errorf("%w: write: %w", ErrGuestClosed, err))
 				return
 			}
+			// The writer is a client frame's last user.
+			agentproto.PutBulk(f)
 		case <-r.done:
 			return
 		case <-r.guestDone:

@@ -26,11 +26,11 @@ func (r *Relay) tap(s *relaySession, m agentproto.Message, terminal bool) {
 	default:
 		return
 	}
-	var d agentproto.ExecData
-	if err := m.Decode(&d); err != nil {
+	data, err := m.Data()
+	if err != nil {
 		return
 	}
-	r.logExec(s, stream, d.Data, false)
+	r.logExec(s, stream, data, false)
 }
 
 // logExec writes data (after any carried partial character) to exec.log,

@@ -1,0 +1,115 @@
+package agentproto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Bulk transfers (fs.data of a file read or write) move in frames of about
+// BulkChunk bytes. Allocating a fresh buffer for each such frame on each
+// hop costs more than copying it: the runtime zeroes every new buffer and
+// the kernel faults its pages in again once the scavenger has returned
+// them. Their buffers are recycled instead, by the code that owns a frame
+// from its read to its last use (the relay, agentd's writer and file
+// writes); everything else keeps allocating and leaves frames to the GC.
+
+// BulkChunk is the data size of a bulk frame: the fs.data chunk agentd
+// reads and the client writes.
+const BulkChunk = 1 << 20
+
+// bulkBufSize is the size of a pooled buffer: a whole bulk frame.
+const bulkBufSize = DataHeadroom + BulkChunk
+
+// bulkMin is the smallest frame ReadRawFrameBulk reads into a pooled
+// buffer. Below it frames are allocated to size, so that a queue of small
+// frames never pins a pooled buffer each (queues are charged by length).
+const bulkMin = bulkBufSize / 2
+
+var bulkPool = sync.Pool{New: func() any {
+	b := make([]byte, bulkBufSize)
+	return &b
+}}
+
+// GetBulk returns a buffer for one bulk frame (DataHeadroom+BulkChunk
+// bytes). Give it back with PutBulk once nothing refers to it.
+func GetBulk() []byte { return *(bulkPool.Get().(*[]byte)) }
+
+// PutBulk recycles the buffer of b if b starts a bulk buffer (from GetBulk,
+// or a frame from ReadRawFrameBulk); anything else is left to the GC. The
+// caller must be the last user of b and of every slice of it.
+func PutBulk(b []byte) {
+	if cap(b) != bulkBufSize {
+		return
+	}
+	b = b[:bulkBufSize]
+	bulkPool.Put(&b)
+}
+
+// ReadRawFrameBulk is ReadRawFrame for a reader that owns each frame until
+// its last use: a frame of at least half a bulk buffer is read into a
+// pooled buffer, which its owner gives back with PutBulk(f). Frames that
+// are never given back are simply collected.
+func ReadRawFrameBulk(r io.Reader) (RawFrame, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	total := 4 + int(n)
+	if n < MinFrameLen || total < bulkMin || total > bulkBufSize {
+		return readFrameRest(r, hdr)
+	}
+	// A lying length prefix costs one pooled buffer for as long as the
+	// read lasts, and nothing more: the buffer goes back on error.
+	f := GetBulk()[:total]
+	copy(f, hdr[:])
+	if _, err := io.ReadFull(r, f[4:]); err != nil {
+		PutBulk(f)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return RawFrame(f), nil
+}
+
+// readFrameRest reads the frame whose length prefix hdr was read already.
+func readFrameRest(r io.Reader, hdr [4]byte) (RawFrame, error) {
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrameLen {
+		return nil, fmt.Errorf("%w: length %d", ErrFrameTooLarge, n)
+	}
+	if n < MinFrameLen {
+		return nil, fmt.Errorf("%w: length %d", ErrFrameTooShort, n)
+	}
+	total := 4 + int(n)
+	// Start small: a peer must send the first 128 KiB of what it
+	// announces before we allocate the rest, so a lying prefix on a short
+	// stream costs 128 KiB, and one that is followed by 128 KiB costs at
+	// most MaxFrameLen for as long as this one read lasts. Growing
+	// straight to the full size (rather than doubling) copies at most
+	// 128 KiB of a larger frame once; exec output frames (MaxExecChunk of
+	// data) fit in the first allocation.
+	const initial = 128 << 10
+	f := make([]byte, 4, min(total, initial))
+	copy(f, hdr[:])
+	for len(f) < total {
+		if len(f) == cap(f) {
+			nf := make([]byte, len(f), total)
+			copy(nf, f)
+			f = nf
+		}
+		k, err := io.ReadFull(r, f[len(f):cap(f)])
+		f = f[:len(f)+k]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return RawFrame(f), nil
+}
