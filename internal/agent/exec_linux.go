@@ -230,6 +230,11 @@ func (ss *session) openIO() (*childIO, *spawnError) {
 			return nil, errnoFailure(classifyErrno(err), "pipe", ss.req.Cmd, err)
 		}
 		p[i], p[i+1] = r, w
+		// A pipe of 64 KiB (the default) makes a bulk stream 64 KiB
+		// frames with a wake-up on both sides for each; larger pipes
+		// let one read fill a whole chunk. Best effort: the size may be
+		// capped (fs.pipe-max-size, the user's pipe quota).
+		unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, pipeSize)
 	}
 	return &childIO{child: []*os.File{p[0], p[3], p[5]}, readers: []*os.File{p[2], p[4]}, stdin: p[1]}, nil
 }
@@ -288,6 +293,10 @@ func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStat
 	}
 	return pid, exitc, nil
 }
+
+// pipeSize is the buffer size asked for the pipes of a session's stdin,
+// stdout and stderr: a little more than one output chunk.
+const pipeSize = 256 << 10
 
 // readOutput forwards r to the host in chunks of at most MaxExecChunk bytes.
 // Once the child has exited, every read gets a deadline of lingerAfterExit,

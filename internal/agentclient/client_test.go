@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -254,6 +255,51 @@ func TestExecStreamStdin(t *testing.T) {
 	}
 	if err := s.Signal(9); !errors.Is(err, ErrSessionFinished) {
 		t.Errorf("Signal after exit error = %v; want ErrSessionFinished", err)
+	}
+}
+
+// TestExecStreamCopy: io.Copy into stdin reads the source straight into
+// frames (stdinWriter.ReadFrom) and io.Copy out of stdout hands whole
+// chunks over (pipe.WriteTo); the bytes arrive whole either way.
+func TestExecStreamCopy(t *testing.T) {
+	c, a := startDirect(t)
+	s, err := c.ExecStream(t.Context(), agentproto.ExecRequest{Cmd: "cat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]byte, 3*maxStdinChunk+123)
+	rand.Read(in)
+	var out bytes.Buffer
+	var copied int64
+	var copyErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { copied, copyErr = io.Copy(&out, s.Stdout()) })
+	// Hide bytes.Reader's WriteTo so that io.Copy uses stdin's ReadFrom.
+	if n, err := io.Copy(s.Stdin(), struct{ io.Reader }{bytes.NewReader(in)}); err != nil || n != int64(len(in)) {
+		t.Fatalf("io.Copy to stdin = %d, %v; want %d, nil", n, err, len(in))
+	}
+	boom := errors.New("boom")
+	if _, err := io.Copy(s.Stdin(), struct{ io.Reader }{iotest.ErrReader(boom)}); !errors.Is(err, boom) {
+		t.Errorf("io.Copy of a failing source = %v; want %v", err, boom)
+	}
+	if err := s.Stdin().Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(s.Stdin(), struct{ io.Reader }{bytes.NewReader(in)}); !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("io.Copy after Close = %v; want io.ErrClosedPipe", err)
+	}
+	if code, err := s.Wait(); err != nil || code != 0 {
+		t.Errorf("Wait = %d, %v; want 0, nil", code, err)
+	}
+	wg.Wait()
+	if copyErr != nil || copied != int64(len(in)) || !bytes.Equal(out.Bytes(), in) {
+		t.Errorf("io.Copy from stdout = %d, %v; want the %d bytes sent", copied, copyErr, len(in))
+	}
+	a.mu.Lock()
+	maxStdin := a.maxStdin
+	a.mu.Unlock()
+	if maxStdin != maxStdinChunk {
+		t.Errorf("largest stdin frame = %d bytes; want %d", maxStdin, maxStdinChunk)
 	}
 }
 

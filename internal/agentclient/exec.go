@@ -12,7 +12,7 @@ import (
 )
 
 // maxStdinChunk is the largest stdin frame payload the client sends.
-const maxStdinChunk = 64 << 10
+const maxStdinChunk = agentproto.MaxExecChunk
 
 // ExecResult is the outcome of a collected Exec.
 type ExecResult struct {
@@ -151,7 +151,7 @@ func (s *Session) Stdout() io.Reader { return s.stdout }
 func (s *Session) Stderr() io.Reader { return s.stderr }
 
 // Stdin returns the process's standard input. Writes are sent in frames of
-// at most 64 KiB; Close sends EOF.
+// at most agentproto.MaxExecChunk bytes (about 128 KiB); Close sends EOF.
 func (s *Session) Stdin() io.WriteCloser { return &s.stdin }
 
 // Signal sends signal sig to the process.
@@ -320,6 +320,43 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 		n += len(chunk)
 	}
 	return n, nil
+}
+
+// ReadFrom implements io.ReaderFrom: io.Copy into stdin reads the source
+// straight into each frame (up to MaxExecChunk bytes per read) instead of
+// through io.Copy's 32 KiB buffer and a copy into the frame. Like Write,
+// it does not send EOF.
+func (w *stdinWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, fmt.Errorf("stdin: %w", io.ErrClosedPipe)
+	}
+	// Each frame is written before the next read: one buffer serves.
+	buf := make([]byte, agentproto.DataHeadroom+maxStdinChunk)
+	var total int64
+	for {
+		if err := w.s.live(); err != nil {
+			return total, fmt.Errorf("stdin: %w", err)
+		}
+		n, rerr := r.Read(buf[agentproto.DataHeadroom:])
+		if n > 0 {
+			f, err := agentproto.PutDataFrame(buf, w.s.id, agentproto.TypeExecStdin, n)
+			if err == nil {
+				err = w.s.c.sendRaw(f)
+			}
+			if err != nil {
+				return total, fmt.Errorf("stdin: %w", err)
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
 }
 
 // Close sends EOF (an empty stdin frame). It is a no-op after the first

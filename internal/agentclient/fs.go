@@ -180,6 +180,9 @@ func (r *fileReader) fail(err error) { r.p.closeWrite(err) }
 
 func (r *fileReader) Read(b []byte) (int, error) { return r.p.Read(b) }
 
+// WriteTo implements io.WriterTo, so io.Copy moves whole chunks.
+func (r *fileReader) WriteTo(w io.Writer) (int64, error) { return r.p.WriteTo(w) }
+
 // Close abandons the rest of the file. The agent still sends it; the
 // frames are discarded.
 func (r *fileReader) Close() error {

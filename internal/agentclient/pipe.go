@@ -112,6 +112,49 @@ func (p *pipe) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo implements io.WriterTo: io.Copy from a stream hands whole
+// chunks (up to a frame's data) to w instead of copying them through a
+// small buffer. It returns at the end of the stream (nil for a clean end)
+// or at w's first error.
+func (p *pipe) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		p.mu.Lock()
+		for p.n == 0 && p.werr == nil && p.rerr == nil {
+			p.cond.Wait()
+		}
+		if p.rerr != nil {
+			p.mu.Unlock()
+			return total, p.rerr
+		}
+		if p.n == 0 {
+			err := p.werr
+			p.mu.Unlock()
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+		chunk := p.chunks[0]
+		p.chunks[0] = nil
+		p.chunks = p.chunks[1:]
+		if len(p.chunks) == 0 {
+			p.chunks = nil
+		}
+		p.n -= len(chunk)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		k, err := w.Write(chunk)
+		total += int64(k)
+		if err == nil && k < len(chunk) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // buffered reports whether unread data is waiting.
 func (p *pipe) buffered() bool {
 	p.mu.Lock()

@@ -16,9 +16,10 @@ const (
 	MaxFrameLen = 4 << 20
 	// MaxDataChunk is the largest fs.data chunk.
 	MaxDataChunk = 3 << 20
-	// MaxExecChunk is the stdout/stderr chunk size agentd uses. It is not
-	// enforced on decode.
-	MaxExecChunk = 64 << 10
+	// MaxExecChunk is the stdout/stderr chunk size agentd uses: its frame
+	// fits the first buffer ReadRawFrame allocates. It is not enforced on
+	// decode.
+	MaxExecChunk = 128<<10 - DataHeadroom
 	// Version is the value of the envelope's "v" field.
 	Version = 1
 	// ProtocolVersion is the newest protocol version this package speaks,

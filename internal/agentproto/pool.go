@@ -48,6 +48,10 @@ func PutBulk(b []byte) {
 	bulkPool.Put(&b)
 }
 
+// IsBulk reports whether f lives in a pooled buffer (see PutBulk): whoever
+// keeps a slice of it past its owner's last use must copy it.
+func IsBulk(f RawFrame) bool { return cap(f) == bulkBufSize }
+
 // ReadRawFrameBulk is ReadRawFrame for a reader that owns each frame until
 // its last use: a frame of at least half a bulk buffer is read into a
 // pooled buffer, which its owner gives back with PutBulk(f). Frames that

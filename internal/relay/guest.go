@@ -40,6 +40,10 @@ func (r *Relay) guestFailed(err error) {
 // (reference §1.3), afterwards it routes them to clients.
 func (r *Relay) readGuest() {
 	defer r.wg.Done()
+	if r.tapq != nil {
+		// The reader is the tap's only producer.
+		defer close(r.tapq)
+	}
 	ready := false
 	for {
 		// Bulk frames come from the pool; the client writer recycles
@@ -199,8 +203,8 @@ func (r *Relay) route(f agentproto.RawFrame) {
 		r.endSession(id, s)
 	}
 	r.mu.Unlock()
-	if s.exec && r.opts.ExecLog != nil {
-		r.tap(s, m, terminal)
+	if s.exec && r.tapq != nil {
+		r.queueTap(s, f, m, terminal)
 	}
 	if target == nil {
 		r.log.Debug("relay: dropping output of a departed client's session", "id", id)

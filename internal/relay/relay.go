@@ -142,6 +142,7 @@ type Relay struct {
 	log   *slog.Logger
 
 	toGuest   chan agentproto.RawFrame
+	tapq      chan tapItem  // exec output for exec.log; nil without ExecLog
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup // every goroutine the relay started
@@ -239,6 +240,11 @@ func NewRelay(guest io.ReadWriter, opts RelayOptions) *Relay {
 		sessions:  make(map[uint32]*relaySession),
 	}
 	r.wg.Add(2)
+	if r.opts.ExecLog != nil {
+		r.tapq = make(chan tapItem, tapQueueLen)
+		r.wg.Add(1)
+		go r.runTap()
+	}
 	go r.readGuest()
 	go r.writeGuest()
 	return r

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -982,6 +983,35 @@ func TestRelayExecLogTap(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, gotRecs); diff != "" {
 		t.Errorf("exec.log mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestRelayExecLogBeforeExit: exec.log is written by a goroutine of its
+// own, yet a session's output is in it by the time its client gets the
+// exit (msb exec, then msb logs, must show the output).
+func TestRelayExecLogBeforeExit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exec.log")
+	el, err := launch.OpenExecLog(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer el.Close()
+	env := newRelayEnv(t, RelayOptions{ExecLog: el})
+	a := env.dial(t)
+	for i := range 30 {
+		arg := strconv.Itoa(i)
+		a.exec(a.offset+1+uint32(i), "echo", arg)
+		got, err := launch.ReadExecLog([]string{path}, launch.ExecLogFilter{Sources: launch.AllSources})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last []string
+		for _, r := range got[max(0, len(got)-2):] {
+			last = append(last, r.Data)
+		}
+		if want := []string{"out:" + arg, "err:" + arg}; !slices.Equal(last, want) {
+			t.Fatalf("exec %d: last records of exec.log after its exit = %q; want %q", i, last, want)
+		}
 	}
 }
 

@@ -3,13 +3,66 @@ package relay
 // The tap: exec session output copied into exec.log as it passes.
 
 import (
+	"bytes"
 	"unicode/utf8"
 
 	"github.com/msb-go/msb/internal/agentproto"
 	"github.com/msb-go/msb/internal/launch"
 )
 
+// The tap runs in a goroutine of its own, fed by the guest reader through
+// a short queue: formatting and writing exec.log costs about as much CPU as
+// the rest of the relay's work on exec output, and done inline it stalled
+// reading the guest for every frame. The reader waits for the tap at the
+// end of each exec session (and when the queue is full), so exec.log holds
+// all of a session's output before its client learns that it ended.
+
+// tapQueueLen is the number of frames queued for the tap: exec output
+// frames are at most MaxExecChunk bytes, so about 2 MiB.
+const tapQueueLen = 16
+
+// tapItem is one exec output frame, or a session's end, for the tap.
+type tapItem struct {
+	s        *relaySession
+	m        agentproto.Message
+	terminal bool
+	done     chan struct{} // closed once a terminal item is written
+}
+
+// runTap writes queued exec output to exec.log until the guest reader
+// closes the queue.
+func (r *Relay) runTap() {
+	defer r.wg.Done()
+	for it := range r.tapq {
+		r.tap(it.s, it.m, it.terminal)
+		if it.done != nil {
+			close(it.done)
+		}
+	}
+}
+
+// queueTap hands exec frame f (decoded as m) to the tap, waiting while the
+// queue is full and, for a session's last frame, until it is written.
+// Called by the guest reader only.
+func (r *Relay) queueTap(s *relaySession, f agentproto.RawFrame, m agentproto.Message, terminal bool) {
+	if agentproto.IsBulk(f) {
+		// Only a lying guest sends exec output this large; its buffer
+		// goes back to the pool once the client has it, before the tap
+		// may be done with it.
+		m.Payload = bytes.Clone(m.Payload)
+	}
+	it := tapItem{s: s, m: m, terminal: terminal}
+	if terminal {
+		it.done = make(chan struct{})
+	}
+	r.tapq <- it
+	if it.done != nil {
+		<-it.done
+	}
+}
+
 // tap copies exec output (m, already decoded by route) into exec.log.
+// Called by the tap goroutine only: it alone touches the sessions' carry.
 func (r *Relay) tap(s *relaySession, m agentproto.Message, terminal bool) {
 	if terminal {
 		for i := range s.carry {
