@@ -85,15 +85,10 @@ func medianOf(ts []bootTiming, field func(bootTiming) time.Duration) time.Durati
 // option ROM, both from <prefix>/share/qemu next to <prefix>/bin.
 var qemuDataFiles = []string{"qboot.rom", "pvh.bin"}
 
-// nestedBench boots one L1 in which the driver boots msb's guest kernel with
-// agentd n times on the native VMM and n times under QEMU microvm with KVM,
-// and returns the parsed timings and the L1 run.
-func nestedBench(tb testing.TB, n int) (map[string][]bootTiming, nested.Result) {
+// nestedQEMU returns the host's QEMU, its libraries and data files packed
+// for L1 (at their host paths), and the path of the binary.
+func nestedQEMU(tb testing.TB, env nested.Env) ([]nested.File, string) {
 	tb.Helper()
-	env := nested.Require(tb)
-	guestEnv := e2etest.Require(tb) // the guest kernel
-	driver := e2etest.Build(tb, "./test/e2e/testdata/nestedbench")
-	agentd := e2etest.Build(tb, "./cmd/agentd")
 	qemuBin, err := filepath.EvalSymlinks(env.QEMU)
 	if err != nil {
 		tb.Fatalf("qemu: %v", err)
@@ -109,10 +104,23 @@ func nestedBench(tb testing.TB, n int) (map[string][]bootTiming, nested.Result) 
 			data = append(data, p)
 		}
 	}
-	qemuFiles, err := nested.HostBinary(qemuBin, data...)
+	files, err := nested.HostBinary(qemuBin, data...)
 	if err != nil {
 		tb.Fatalf("pack QEMU for L1: %v", err)
 	}
+	return files, qemuBin
+}
+
+// nestedBench boots one L1 in which the driver boots msb's guest kernel with
+// agentd n times on the native VMM and n times under QEMU microvm with KVM,
+// and returns the parsed timings and the L1 run.
+func nestedBench(tb testing.TB, n int) (map[string][]bootTiming, nested.Result) {
+	tb.Helper()
+	env := nested.Require(tb)
+	guestEnv := e2etest.Require(tb) // the guest kernel
+	driver := e2etest.Build(tb, "./test/e2e/testdata/nestedbench")
+	agentd := e2etest.Build(tb, "./cmd/agentd")
+	qemuFiles, qemuBin := nestedQEMU(tb, env)
 	files := append([]nested.File{
 		{Path: "/bin/nestedbench", HostPath: driver, Mode: 0o755},
 		{Path: "/guest/vmlinux", HostPath: guestEnv.Kernel, Mode: 0o644},
