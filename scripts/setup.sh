@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# setup.sh installs the Debian packages msb's build and tests need: QEMU (the
-# e2e harness), the kernel source and its build tools, and the test oracles.
+# setup.sh installs the Debian packages msb needs, by profile:
+#   setup.sh demo  what `make demo` needs: QEMU, the kernel source and its
+#                  build tools, busybox for the demo rootfs;
+#   setup.sh test  (the default) that and the tests' oracles and peers.
+# A fresh machine's first `make demo` installs only the first set, so it
+# does not wait for a registry, skopeo and debootstrap it never runs.
 # Idempotent: packages already present are not touched, and apt-get update runs
 # only when something is missing.
 set -euo pipefail
 
+profile=${1:-test}
 pkgs=(
-  qemu-system-x86            # e2e harness: QEMU microvm under TCG
+  qemu-system-x86            # the QEMU backend (microvm; TCG here, KVM where real)
   linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils make gcc cpio  # guest kernel build
   busybox-static             # demo rootfs and test userland
-  erofs-utils e2fsprogs      # fsck.erofs / e2fsck oracles, mkfs.erofs bench peer
-  docker-registry skopeo     # image e2e: local registry and an independent OCI client
-  debootstrap                # image e2e: Debian+python3 test image (scripts/images/debian-python.sh)
 )
+case "$profile" in
+  demo) ;;
+  test)
+    pkgs+=(
+      erofs-utils e2fsprogs      # fsck.erofs / e2fsck oracles, mkfs.erofs bench peer
+      docker-registry skopeo     # image e2e: local registry and an independent OCI client
+      debootstrap                # image e2e: Debian+python3 test image (scripts/images/debian-python.sh)
+    ) ;;
+  *) echo "setup: unknown profile $profile (want demo or test)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -16,7 +16,7 @@ busybox=/bin/busybox
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [ ! -x "$busybox" ]; then
-  "$script_dir/../setup.sh" >&2
+  "$script_dir/../setup.sh" demo >&2
 fi
 if [ ! -x "$busybox" ]; then
   echo "busybox-rootfs: $busybox missing; install the Debian package busybox-static" >&2

@@ -31,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 if ! command -v debootstrap >/dev/null; then
-  "$script_dir/../setup.sh" >&2
+  "$script_dir/../setup.sh" test >&2
 fi
 command -v debootstrap >/dev/null || { echo "debian-python: install the Debian package debootstrap" >&2; exit 1; }
 

@@ -35,7 +35,7 @@ fi
 tarball=/usr/src/linux-source-6.1.tar.xz
 
 if [ ! -f "$tarball" ]; then
-  "$root/scripts/setup.sh"
+  "$root/scripts/setup.sh" demo
 fi
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)
 hash=$( { cat "$here/msb.config"; for p in "$here"/*.patch; do [ -f "$p" ] && cat "$p"; done; echo "$srcver recipe=$recipe"; } | sha256sum | cut -c1-16)
