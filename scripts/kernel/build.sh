@@ -122,8 +122,20 @@ if [ -n "${MSB_KERNEL_NO_BUILD:-}" ]; then
   exit 1
 fi
 jobs=$(nproc)
-echo "kernel: building vmlinux with -j$jobs (about 8 min on 2 cores; log: $log)" >&2
-if ! make ARCH=x86_64 -j"$jobs" vmlinux >>"$log" 2>&1; then
+echo "kernel: building vmlinux with -j$jobs (about 6 min on 2 cores; log: $log)" >&2
+make ARCH=x86_64 -j"$jobs" vmlinux >>"$log" 2>&1 &
+mk=$!
+# Progress every 30 s: the files compiled so far of about 1080 (the count
+# this config gave with linux-source 6.1; an estimate, not a promise).
+ticks=0
+while kill -0 "$mk" 2>/dev/null; do
+  sleep 1
+  ticks=$((ticks + 1))
+  if [ $((ticks % 30)) -eq 0 ]; then
+    echo "kernel: $(grep -c '^  CC ' "$log" || true) of ~1080 files compiled, $(( $(date +%s) - start )) s" >&2
+  fi
+done
+if ! wait "$mk"; then
   tail -40 "$log" >&2
   echo "kernel: build failed" >&2
   exit 1
