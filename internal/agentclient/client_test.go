@@ -267,7 +267,7 @@ func TestExecStreamCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := make([]byte, 3*maxStdinChunk+123)
+	in := make([]byte, 2*stdinCopyChunk+123)
 	rand.Read(in)
 	var out bytes.Buffer
 	var copied int64
@@ -298,8 +298,8 @@ func TestExecStreamCopy(t *testing.T) {
 	a.mu.Lock()
 	maxStdin := a.maxStdin
 	a.mu.Unlock()
-	if maxStdin != maxStdinChunk {
-		t.Errorf("largest stdin frame = %d bytes; want %d", maxStdin, maxStdinChunk)
+	if maxStdin != stdinCopyChunk {
+		t.Errorf("largest stdin frame = %d bytes; want %d", maxStdin, stdinCopyChunk)
 	}
 }
 

@@ -14,6 +14,10 @@ import (
 // maxStdinChunk is the largest stdin frame payload the client sends.
 const maxStdinChunk = agentproto.MaxExecChunk
 
+// stdinCopyChunk is the largest stdin frame payload of an io.Copy into
+// stdin (stdinWriter.ReadFrom).
+const stdinCopyChunk = agentproto.BulkChunk
+
 // ExecResult is the outcome of a collected Exec.
 type ExecResult struct {
 	Stdout, Stderr []byte
@@ -332,8 +336,10 @@ func (w *stdinWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.closed {
 		return 0, fmt.Errorf("stdin: %w", io.ErrClosedPipe)
 	}
-	// Each frame is written before the next read: one buffer serves.
-	buf := make([]byte, agentproto.DataHeadroom+maxStdinChunk)
+	// Each frame is written before the next read: one buffer serves. A
+	// copy from a file or a pipe fills bulk-sized frames, which the relay
+	// and agentd move in recycled buffers.
+	buf := make([]byte, agentproto.DataHeadroom+stdinCopyChunk)
 	var total int64
 	for {
 		if err := w.s.live(); err != nil {
