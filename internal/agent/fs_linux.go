@@ -114,8 +114,8 @@ func (s *server) fsError(id uint32, step string, err error) {
 // fsRead streams the file as fs.data chunks of agentproto.BulkChunk bytes:
 // large enough that the per-frame costs vanish, small enough that the
 // frames of a stream overlap on the hops (agent, relay, client) and that
-// the agent's output queue (outQueueLen frames) stays at a few tens of
-// MiB. It is below MaxDataChunk, the most a reader must accept.
+// the agent's output queue (outQueueLen frames) stays at 16 MiB. It is
+// below MaxDataChunk, the most a reader must accept.
 func (s *server) fsRead(id uint32, name string) error {
 	f, err := os.Open(name)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 const maxStdinChunk = agentproto.MaxExecChunk
 
 // stdinCopyChunk is the largest stdin frame payload of an io.Copy into
-// stdin (stdinWriter.ReadFrom).
+// stdin (stdinWriter.ReadFrom): a bulk frame.
 const stdinCopyChunk = agentproto.BulkChunk
 
 // ExecResult is the outcome of a collected Exec.

@@ -10,9 +10,9 @@ import (
 	"github.com/msb-go/msb/internal/agentproto"
 )
 
-// writeChunk is the fs.data chunk size WriteFile sends; it stays well under
-// agentproto.MaxDataChunk so that a chunk's frame never nears MaxFrameLen.
-const writeChunk = 1 << 20
+// writeChunk is the fs.data chunk size WriteFile sends: a bulk frame,
+// which the relay and agentd move in recycled buffers.
+const writeChunk = agentproto.BulkChunk
 
 // reply waits for the terminal frame of a request.
 type reply struct {

@@ -15,8 +15,8 @@ func TestReadRawFrameBulk(t *testing.T) {
 	}{
 		{name: "small", data: 10},
 		{name: "exec chunk", data: MaxExecChunk},
-		{name: "below half a bulk buffer", data: bulkMin - DataHeadroom - 1},
-		{name: "half a bulk buffer", data: bulkMin, pooled: true},
+		{name: "just below the pooling threshold", data: bulkMin - DataHeadroom - 1},
+		{name: "at the pooling threshold", data: bulkMin, pooled: true},
 		{name: "bulk chunk", data: BulkChunk, pooled: true},
 		{name: "above a bulk buffer", data: BulkChunk + DataHeadroom},
 	}
