@@ -34,6 +34,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		s.log.Warn("exec log unavailable", "err", err)
 	}
 	s.execLog = execLog
+	s.tl.Mark("sandbox process: exec.log open")
 
 	backend, why, err := s.backend()
 	if err != nil {
@@ -51,6 +52,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err := s.machineSpec(spec, undo); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: machine spec and initramfs")
 	if backend.Name() == machine.BackendQEMU {
 		if err := s.serveShares(spec, undo); err != nil {
 			return err
@@ -68,15 +70,18 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err := s.bindAgentSock(undo); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: relay and agent.sock")
 	// Files first: a QEMU started below inherits the Landlock domain.
 	if err := s.confineFiles(spec); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: landlock")
 	handedOver = true
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return launch.Fail(launch.PrefixBuildVM, err)
 	}
+	s.tl.Mark("sandbox process: VMM started")
 	s.vm = vm
 	undo.add(func() { _ = vm.Kill(); vm.Wait() })
 	s.log.Info("vm started", "backend", backend.Name(), "why", why, "pid", vm.PID())
@@ -87,6 +92,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		if err := s.confineSyscalls(vm.PID()); err != nil {
 			return err
 		}
+		s.tl.Mark("sandbox process: seccomp")
 	}
 	return s.awaitAgent(ctx)
 }
@@ -126,6 +132,14 @@ func (s *sandbox) wireConsole(spec *machine.Spec, undo *cleanups) error {
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
+		// The first byte is marked apart: one read of the pipe may
+		// carry a whole burst of boot messages.
+		var first [1]byte
+		if n, _ := consoleR.Read(first[:]); n == 1 {
+			s.tl.Mark("sandbox process: first console byte")
+			_, _ = console.Write(first[:])
+			_, _ = s.panics.Write(first[:])
+		}
 		_, _ = io.Copy(io.MultiWriter(console, s.panics), consoleR)
 		consoleR.Close()
 	}()
@@ -161,6 +175,7 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		return s.errVM(err)
 	}
 	s.relayReady = true
+	s.tl.Mark("sandbox process: agentd core.ready")
 	// The kernel unpacked the initramfs long ago; its boot environment
 	// need not stay on disk while the sandbox runs.
 	_ = s.home.RemoveSecretFiles(s.launch.Name)
