@@ -1,7 +1,7 @@
 package supervisor
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +40,12 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err != nil {
 		return err
 	}
+	// qemu --version is a process of its own (50-100 ms on a busy
+	// machine): it runs while the rest is built.
+	var qemuVersion func() error
+	if qb, ok := backend.(*qemu.Backend); ok {
+		qemuVersion = s.askQEMUVersion(ctx, qb)
+	}
 	spec := &machine.Spec{}
 	// The guest ends of the agent, network and share streams are ours to
 	// close until the backend takes them in Start.
@@ -52,7 +58,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err := s.machineSpec(spec, undo); err != nil {
 		return err
 	}
-	s.tl.Mark("sandbox process: machine spec and initramfs")
+	s.tl.Mark("sandbox process: initramfs written")
 	if backend.Name() == machine.BackendQEMU {
 		if err := s.serveShares(spec, undo); err != nil {
 			return err
@@ -71,6 +77,12 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		return err
 	}
 	s.tl.Mark("sandbox process: relay and agent.sock")
+	if qemuVersion != nil {
+		// Before Landlock: the probe must not outlive the rules' setup.
+		if err := qemuVersion(); err != nil {
+			return err
+		}
+	}
 	// Files first: a QEMU started below inherits the Landlock domain.
 	if err := s.confineFiles(spec); err != nil {
 		return err
@@ -220,6 +232,7 @@ func (s *sandbox) machineSpec(spec *machine.Spec, undo *cleanups) error {
 	if err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: network stack")
 	mountEnv, err := s.mounts(spec)
 	if err != nil {
 		return err
@@ -251,6 +264,28 @@ func (s *sandbox) backend() (machine.Backend, string, error) {
 		s.qemuBinary = bin
 		cfg := qemu.Config{Binary: bin, Accel: qemu.Accel(l.Accel), NoSandbox: l.NoHarden}
 		return &qemu.Backend{Config: cfg}, why, nil
+	}
+}
+
+// askQEMUVersion starts qemu --version for b's binary and returns the
+// function that waits for it and records the answer in b's configuration.
+func (s *sandbox) askQEMUVersion(ctx context.Context, b *qemu.Backend) func() error {
+	type answer struct {
+		v   [2]int
+		err error
+	}
+	c := make(chan answer, 1)
+	go func() {
+		v, err := qemu.Version(ctx, b.Config.Binary)
+		c <- answer{v, err}
+	}()
+	return func() error {
+		a := <-c
+		if a.err != nil {
+			return launch.Fail(launch.PrefixBuildVM, a.err)
+		}
+		b.Config.Version = a.v
+		return nil
 	}
 }
 
@@ -308,12 +343,22 @@ func (s *sandbox) confineSyscalls(childPID int) error {
 // environment archive.
 func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 	l := s.launch
-	agentd, err := os.ReadFile(l.Agentd)
+	// agentd is mapped, not read, and the archive goes straight to its
+	// file: buffering both on the heap (agentd is several MiB) cost tens of
+	// ms of copying and left the heap that large for the sandbox's life.
+	agentd, unmap, err := mapFile(l.Agentd)
 	if err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agentd: %w", err))
 	}
-	var buf bytes.Buffer
-	if err := guestkernel.WriteInitramfs(&buf, agentd); err != nil {
+	defer unmap()
+	path := s.home.InitramfsPath(l.Name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	defer f.Close()
+	buf := bufio.NewWriterSize(f, 64<<10)
+	if err := guestkernel.WriteInitramfs(buf, agentd); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}
 	env := append(append([]string{}, l.Env...), netEnv...)
@@ -322,25 +367,49 @@ func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 	if l.Lower != "" {
 		env = append(env, "MSB_BLOCK_ROOT=kind=oci-erofs,lower=/dev/vda,upper=/dev/vdb,upper_fstype=ext4")
 	}
-	if err := guestkernel.WriteBootEnv(&buf, env); err != nil {
+	if err := guestkernel.WriteBootEnv(buf, env); err != nil {
 		return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("boot env: %w", err))
 	}
 	if len(l.Scripts) > 0 {
-		if err := guestkernel.WriteScripts(&buf, l.Scripts); err != nil {
+		if err := guestkernel.WriteScripts(buf, l.Scripts); err != nil {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("scripts: %w", err))
 		}
 	}
 	if len(s.guestCA) > 0 {
 		// agentd installs it into the guest's trust stores.
-		if err := guestkernel.WriteTLSCerts(&buf, s.guestCA, nil); err != nil {
+		if err := guestkernel.WriteTLSCerts(buf, s.guestCA, nil); err != nil {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("tls certs: %w", err))
 		}
 	}
-	path := s.home.InitramfsPath(l.Name)
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+	if err := buf.Flush(); err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	if err := f.Close(); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}
 	return path, nil
+}
+
+// mapFile maps the regular file path read-only and returns its bytes and
+// the function that unmaps them.
+func mapFile(path string) ([]byte, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil, nil, fmt.Errorf("%s: not a non-empty regular file", path)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return b, func() { _ = syscall.Munmap(b) }, nil
 }
 
 func socketPair(name string) (host, guest *os.File, err error) {
