@@ -161,6 +161,9 @@ type Startup struct {
 type Timing struct {
 	Name string    `json:"name"`
 	At   time.Time `json:"at"`
+	// By is who saw it: "sandbox", or "guest" for the agent's own times
+	// placed on the host clock.
+	By string `json:"by,omitempty"`
 }
 
 // OpenFD returns the inherited launch pipe.

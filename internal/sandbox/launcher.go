@@ -202,7 +202,7 @@ func (ln launcher) awaitReady(ctx context.Context, p *Process, stdout io.Reader)
 			if st.Ready {
 				tl := timeline.From(ctx)
 				for _, sg := range st.Timings {
-					tl.Add(timeline.Mark{Stage: sg.Name, At: sg.At, By: "sandbox"})
+					tl.Add(timeline.Mark{Stage: sg.Name, At: sg.At, By: sg.By})
 				}
 				tl.Mark("startup pipe: ready line")
 				return nil

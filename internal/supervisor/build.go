@@ -19,6 +19,7 @@ import (
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 	"github.com/msb-go/msb/internal/vmm"
 	"github.com/msb-go/msb/internal/vmm/qemu"
 )
@@ -187,7 +188,14 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		return s.errVM(err)
 	}
 	s.relayReady = true
-	s.tl.Mark("sandbox process: agentd core.ready")
+	now := time.Now()
+	// The guest's times are its CLOCK_BOOTTIME; placed on this clock by
+	// the arrival of core.ready (the relay's latency is left in).
+	s.tl.Add(
+		timeline.Mark{Stage: "guest: kernel clock starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs)), By: "guest"},
+		timeline.Mark{Stage: "guest: agentd starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs - ready.InitTimeNs)), By: "guest"},
+		timeline.Mark{Stage: "sandbox process: agentd core.ready", At: now, By: "sandbox"},
+	)
 	// The kernel unpacked the initramfs long ago; its boot environment
 	// need not stay on disk while the sandbox runs.
 	_ = s.home.RemoveSecretFiles(s.launch.Name)

@@ -54,8 +54,12 @@ func Main(ctx context.Context) int {
 	defer logs.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: launch.SlogLevel(l.LogLevel, slog.LevelInfo)}))
 	logger.Debug("log level", "level", l.LogLevel)
+	text, err := textRanges()
+	if err != nil {
+		logger.Warn("executable mappings unknown; its pages stay resident", "err", err)
+	}
 
-	s := &sandbox{launch: l, home: h, log: logger, tl: tl, stopReq: make(chan store.TerminationReason, 1), ready: func() {
+	s := &sandbox{launch: l, home: h, log: logger, tl: tl, text: text, stopReq: make(chan store.TerminationReason, 1), ready: func() {
 		tl.Mark("sandbox process: ready line sent")
 		writeStartup(startup, launch.Startup{Ready: true, Timings: timings(tl)})
 		closeStartup()
@@ -81,7 +85,7 @@ func Main(ctx context.Context) int {
 func timings(tl *timeline.Recorder) []launch.Timing {
 	var out []launch.Timing
 	for _, m := range tl.Marks() {
-		out = append(out, launch.Timing{Name: m.Stage, At: m.At})
+		out = append(out, launch.Timing{Name: m.Stage, At: m.At, By: m.By})
 	}
 	return out
 }

@@ -35,6 +35,9 @@ type sandbox struct {
 	log    *slog.Logger
 	// tl records the stages of the start for the ready line.
 	tl *timeline.Recorder
+	// text are the executable's read-only mappings (textRanges), which
+	// trimResident releases once the sandbox is up.
+	text [][2]uintptr
 	// ready is called once, when the agent is ready and agent.sock bound.
 	ready func()
 
