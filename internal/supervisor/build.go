@@ -275,9 +275,16 @@ func (s *sandbox) backend() (machine.Backend, string, error) {
 	}
 }
 
-// askQEMUVersion starts qemu --version for b's binary and returns the
-// function that waits for it and records the answer in b's configuration.
+// askQEMUVersion records the version of b's binary in b's configuration:
+// from the cache when this binary was asked before, else by running qemu
+// --version in the background. It returns the function that waits for the
+// answer.
 func (s *sandbox) askQEMUVersion(ctx context.Context, b *qemu.Backend) func() error {
+	cache := qemuVersionCache{path: filepath.Join(s.home.CacheDir(), "qemu-version.json")}
+	if v, ok := cache.get(b.Config.Binary); ok {
+		b.Config.Version = v
+		return func() error { return nil }
+	}
 	type answer struct {
 		v   [2]int
 		err error
@@ -293,6 +300,9 @@ func (s *sandbox) askQEMUVersion(ctx context.Context, b *qemu.Backend) func() er
 			return launch.Fail(launch.PrefixBuildVM, a.err)
 		}
 		b.Config.Version = a.v
+		if err := cache.put(b.Config.Binary, a.v); err != nil {
+			s.log.Debug("qemu version not cached", "err", err)
+		}
 		return nil
 	}
 }
