@@ -11,6 +11,7 @@ import (
 
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/sandbox"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 // Info describes a sandbox as List and Get report it.
@@ -53,6 +54,7 @@ func open(ctx context.Context, opts []Option) (config, *sandbox.Manager, error) 
 		return c, nil, err
 	}
 	m, err := openManager(ctx, c.home)
+	timeline.MarkCtx(ctx, "store open")
 	return c, m, err
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/attach"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 func init() { commands = append(commands, newExecCmd) }
@@ -219,10 +220,12 @@ func execInteractive(ctx context.Context, stdio Stdio, sb *msb.Sandbox, argv []s
 			opts = append(opts, msb.WithExecEnv("TERM", "xterm"))
 		}
 	}
+	timeline.MarkCtx(ctx, "cli: exec sent")
 	ex, err := sb.ExecStream(ctx, argv[0], argv[1:], opts...)
 	if err != nil {
 		return 0, err
 	}
+	timeline.MarkCtx(ctx, "cli: exec started")
 	// Stdin: streamed when it is a pipe or file; a terminal without -t
 	// gets EOF at once (like docker run without -i).
 	go func() {
@@ -237,6 +240,7 @@ func execInteractive(ctx context.Context, stdio Stdio, sb *msb.Sandbox, argv []s
 	go func() { defer wg.Done(); _, _ = io.Copy(stdio.Out, ex.Stdout()) }()
 	go func() { defer wg.Done(); _, _ = io.Copy(stdio.Err, ex.Stderr()) }()
 	code, err := ex.Wait()
+	timeline.MarkCtx(ctx, "cli: exec exited")
 	wg.Wait()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

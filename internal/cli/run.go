@@ -11,13 +11,14 @@ import (
 
 	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/attach"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 func init() { commands = append(commands, newRunCmd, newCreateCmd, newStartCmd) }
 
 func newRunCmd(stdio Stdio) *cobra.Command {
 	var f sandboxFlags
-	var detach, tty bool
+	var detach, tty, timings bool
 	var timeout time.Duration
 	var detachKeys string
 	cmd := &cobra.Command{
@@ -68,7 +69,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			ctx, printTimings := withTimings(cmd.Context(), stdio, timings)
+			defer printTimings()
 			if image != "" {
 				opts = append(opts, pullProgressOption(ctx, stdio, f.quiet)...)
 			}
@@ -105,14 +107,19 @@ Examples:
 				fmt.Fprintln(stdio.Out, sb.Name())
 				return nil
 			}
+			timeline.MarkCtx(ctx, "cli: sandbox ready")
 			code, err := execInteractive(ctx, stdio, sb, argv, execFlags{tty: tty, timeout: timeout, detachKeys: detachKeys})
+			timeline.MarkCtx(ctx, "cli: shutdown sent")
 			if named {
 				_ = sb.Stop(context.WithoutCancel(ctx), 10*time.Second)
 				_ = sb.Close()
+				timeline.MarkCtx(ctx, "cli: sandbox process exited (VMM gone)")
 			} else {
 				_ = sb.Kill(context.WithoutCancel(ctx))
 				_ = sb.Close()
+				timeline.MarkCtx(ctx, "cli: sandbox process exited (VMM gone)")
 				_ = msb.Remove(context.WithoutCancel(ctx), sb.Name(), true)
+				timeline.MarkCtx(ctx, "cli: sandbox removed")
 			}
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
@@ -128,6 +135,7 @@ Examples:
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run CMD on a terminal (interactive programs); on your terminal it attaches as \"msb attach\" does")
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", attach.DefaultDetachKeys, detachKeysHelp+" (with -t)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, timeoutHelp)
+	addTimings(cmd, &timings)
 	return cmd
 }
 
@@ -179,6 +187,7 @@ func splitImageArgs(cmd *cobra.Command, args []string) (string, []string) {
 
 func newCreateCmd(stdio Stdio) *cobra.Command {
 	var f sandboxFlags
+	var timings bool
 	cmd := &cobra.Command{
 		Use:   "create [flags] [IMAGE]",
 		Short: "Create and start a sandbox that keeps running",
@@ -197,10 +206,12 @@ Example:
 			if err != nil {
 				return err
 			}
+			ctx, printTimings := withTimings(cmd.Context(), stdio, timings)
+			defer printTimings()
 			if image != "" {
-				opts = append(opts, pullProgressOption(cmd.Context(), stdio, f.quiet)...)
+				opts = append(opts, pullProgressOption(ctx, stdio, f.quiet)...)
 			}
-			sb, err := msb.Create(cmd.Context(), f.name, append(opts, msb.Detached())...)
+			sb, err := msb.Create(ctx, f.name, append(opts, msb.Detached())...)
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
 			}
@@ -209,16 +220,20 @@ Example:
 		},
 	}
 	f.register(cmd)
+	addTimings(cmd, &timings)
 	return cmd
 }
 
 func newStartCmd(stdio Stdio) *cobra.Command {
-	return &cobra.Command{
+	var timings bool
+	cmd := &cobra.Command{
 		Use:   "start NAME",
 		Short: "Start a stopped sandbox again, keeping its files",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sb, err := msb.Start(cmd.Context(), args[0], msb.Detached())
+			ctx, printTimings := withTimings(cmd.Context(), stdio, timings)
+			defer printTimings()
+			sb, err := msb.Start(ctx, args[0], msb.Detached())
 			if err != nil {
 				return &exitError{code: renderError(stdio.Err, err)}
 			}
@@ -226,4 +241,6 @@ func newStartCmd(stdio Stdio) *cobra.Command {
 			return sb.Close()
 		},
 	}
+	addTimings(cmd, &timings)
+	return cmd
 }

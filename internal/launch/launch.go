@@ -151,6 +151,19 @@ func WriteLaunch(w io.Writer, l *Launch) error {
 type Startup struct {
 	PID   int  `json:"pid,omitempty"`
 	Ready bool `json:"ready,omitempty"`
+	// Timings, on the ready line, are when the sandbox process reached
+	// each step of its start (`msb run --timings`).
+	Timings []Timing `json:"timings,omitempty"`
+}
+
+// Timing is a named moment of the sandbox process's start. At is wall-clock
+// time: parent and child share no monotonic clock.
+type Timing struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+	// By is who saw it: "sandbox", or "guest" for the agent's own times
+	// placed on the host clock.
+	By string `json:"by,omitempty"`
 }
 
 // OpenFD returns the inherited launch pipe.

@@ -12,6 +12,10 @@ import (
 // DefaultUpperSize is the size of an upper image when CreateUpper is given 0.
 const DefaultUpperSize int64 = 4 << 30
 
+// UpperLayout names what CreateUpper writes; callers that cache its images
+// key them by it. Change it whenever the image's contents change.
+const UpperLayout = "ext4-upper-work-v1"
+
 // minUpperSize keeps go-diskfs away from degenerate geometries (one partial
 // block group) that it does not lay out correctly.
 const minUpperSize int64 = 16 << 20

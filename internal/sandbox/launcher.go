@@ -16,6 +16,7 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 	"github.com/msb-go/msb/internal/volume"
 )
 
@@ -118,10 +119,13 @@ func guestEnv(name string, cfg Config) []string {
 // the child's logs/boot-error.json says why (a *BootError). A cancelled ctx
 // or the startup timeout kills the child.
 func (ln launcher) spawn(ctx context.Context, l *launch.Launch) (*Process, error) {
+	tl := timeline.From(ctx)
+	tl.Mark("spawn sandbox process")
 	p, stdout, err := ln.start(l)
 	if err != nil {
 		return nil, err
 	}
+	tl.Mark("launch document written")
 	if err := ln.awaitReady(ctx, p, stdout); err != nil {
 		p.kill()
 		return nil, err
@@ -193,8 +197,14 @@ func (ln launcher) awaitReady(ctx context.Context, p *Process, stdout io.Reader)
 			}
 			if st.PID != 0 {
 				p.PID = st.PID
+				timeline.MarkCtx(ctx, "startup pipe: pid line")
 			}
 			if st.Ready {
+				tl := timeline.From(ctx)
+				for _, sg := range st.Timings {
+					tl.Add(timeline.Mark{Stage: sg.Name, At: sg.At, By: sg.By})
+				}
+				tl.Mark("startup pipe: ready line")
 				return nil
 			}
 		case <-timeout.C:

@@ -15,6 +15,7 @@ import (
 	"github.com/msb-go/msb/internal/rootfs"
 	"github.com/msb-go/msb/internal/snapshot"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 // Errors callers test with errors.Is.
@@ -163,6 +164,7 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 	if err != nil {
 		return nil, err
 	}
+	timeline.MarkCtx(ctx, "config resolved, sandbox locked")
 	sb, err := m.Store.CreateSandbox(ctx, name, raw, store.StatusStopped)
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -176,10 +178,12 @@ func (m *Manager) Create(ctx context.Context, name string, cfg Config, opts Crea
 			return nil, err
 		}
 	}
+	timeline.MarkCtx(ctx, "sandbox row created")
 	if err := pv.createUpper(ctx, sb, cfg, snap, opts.Patches); err != nil {
 		_ = m.Store.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
 		return nil, err
 	}
+	timeline.MarkCtx(ctx, "upper layer created")
 	return m.boot(ctx, sb, cfg, opts)
 }
 
@@ -224,6 +228,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	if err != nil {
 		return fail(err)
 	}
+	timeline.MarkCtx(ctx, "root images resolved (rootfs packed or cached)")
 	l := newLaunch(m.Home, sb, cfg, opts, bins, lower, upper)
 	if l.Secrets, err = secretValues(cfg.Secrets, opts.SecretValues, os.LookupEnv); err != nil {
 		return fail(err)
@@ -231,6 +236,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	if err := m.Store.SetSandboxStatus(ctx, sb.ID, store.StatusRunning); err != nil {
 		return fail(err)
 	}
+	timeline.MarkCtx(ctx, "status running recorded")
 	_ = launch.DeleteBootError(m.Home.BootErrorPath(sb.Name))
 	p, err := launcher{home: m.Home, exe: bins.exe}.spawn(ctx, l)
 	if err != nil {

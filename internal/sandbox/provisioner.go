@@ -87,7 +87,7 @@ func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Conf
 		if err := p.copySnapshotUpper(ctx, *snap, p.home.UpperPath(sb.Name)); err != nil {
 			return err
 		}
-	} else if err := rootfs.CreateUpper(ctx, p.home.UpperPath(sb.Name), cfg.UpperSizeBytes); err != nil {
+	} else if err := p.freshUpper(ctx, p.home.UpperPath(sb.Name), cfg.UpperSizeBytes); err != nil {
 		return fmt.Errorf("rootfs: upper: %w", err)
 	}
 	if len(patches) > 0 {
@@ -103,6 +103,36 @@ func (p provisioner) createUpper(ctx context.Context, sb store.Sandbox, cfg Conf
 		}
 	}
 	return nil
+}
+
+// freshUpper makes path a new, empty upper image of size bytes (0: the
+// default). Formatting ext4 and syncing it took 350-460 ms of every create;
+// the formatted image depends only on its size, so it is made once per size
+// in the cache and each sandbox gets a sparse copy of it (its few MiB of
+// metadata). The copies share the file system's UUID, as snapshot copies
+// already do: each is a different guest's disk.
+func (p provisioner) freshUpper(ctx context.Context, path string, size int64) error {
+	if size == 0 {
+		size = rootfs.DefaultUpperSize
+	}
+	dir := filepath.Join(p.home.CacheDir(), "upper")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmpl := filepath.Join(dir, fmt.Sprintf("%s-%d.ext4", rootfs.UpperLayout, size))
+	if _, err := os.Stat(tmpl); err != nil {
+		unlock, err := store.Lock(ctx, tmpl+".lock")
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if _, err := os.Stat(tmpl); err != nil {
+			if err := rootfs.CreateUpper(ctx, tmpl, size); err != nil {
+				return err
+			}
+		}
+	}
+	return rootfs.CopyUpper(ctx, tmpl, path)
 }
 
 // roots returns the lower and upper images a sandbox boots from; both are

@@ -1,7 +1,7 @@
 package supervisor
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +19,7 @@ import (
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 	"github.com/msb-go/msb/internal/vmm"
 	"github.com/msb-go/msb/internal/vmm/qemu"
 )
@@ -34,10 +35,17 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		s.log.Warn("exec log unavailable", "err", err)
 	}
 	s.execLog = execLog
+	s.tl.Mark("sandbox process: exec.log open")
 
 	backend, why, err := s.backend()
 	if err != nil {
 		return err
+	}
+	// qemu --version is a process of its own (50-100 ms on a busy
+	// machine): it runs while the rest is built.
+	var qemuVersion func() error
+	if qb, ok := backend.(*qemu.Backend); ok {
+		qemuVersion = s.askQEMUVersion(ctx, qb)
 	}
 	spec := &machine.Spec{}
 	// The guest ends of the agent, network and share streams are ours to
@@ -51,6 +59,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err := s.machineSpec(spec, undo); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: initramfs written")
 	if backend.Name() == machine.BackendQEMU {
 		if err := s.serveShares(spec, undo); err != nil {
 			return err
@@ -68,15 +77,24 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	if err := s.bindAgentSock(undo); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: relay and agent.sock")
+	if qemuVersion != nil {
+		// Before Landlock: the probe must not outlive the rules' setup.
+		if err := qemuVersion(); err != nil {
+			return err
+		}
+	}
 	// Files first: a QEMU started below inherits the Landlock domain.
 	if err := s.confineFiles(spec); err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: landlock")
 	handedOver = true
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return launch.Fail(launch.PrefixBuildVM, err)
 	}
+	s.tl.Mark("sandbox process: VMM started")
 	s.vm = vm
 	undo.add(func() { _ = vm.Kill(); vm.Wait() })
 	s.log.Info("vm started", "backend", backend.Name(), "why", why, "pid", vm.PID())
@@ -87,6 +105,7 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		if err := s.confineSyscalls(vm.PID()); err != nil {
 			return err
 		}
+		s.tl.Mark("sandbox process: seccomp")
 	}
 	return s.awaitAgent(ctx)
 }
@@ -126,6 +145,14 @@ func (s *sandbox) wireConsole(spec *machine.Spec, undo *cleanups) error {
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
+		// The first byte is marked apart: one read of the pipe may
+		// carry a whole burst of boot messages.
+		var first [1]byte
+		if n, _ := consoleR.Read(first[:]); n == 1 {
+			s.tl.Mark("sandbox process: first console byte")
+			_, _ = console.Write(first[:])
+			_, _ = s.panics.Write(first[:])
+		}
 		_, _ = io.Copy(io.MultiWriter(console, s.panics), consoleR)
 		consoleR.Close()
 	}()
@@ -161,6 +188,14 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		return s.errVM(err)
 	}
 	s.relayReady = true
+	now := time.Now()
+	// The guest's times are its CLOCK_BOOTTIME; placed on this clock by
+	// the arrival of core.ready (the relay's latency is left in).
+	s.tl.Add(
+		timeline.Mark{Stage: "guest: kernel clock starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs)), By: "guest"},
+		timeline.Mark{Stage: "guest: agentd starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs - ready.InitTimeNs)), By: "guest"},
+		timeline.Mark{Stage: "sandbox process: agentd core.ready", At: now, By: "sandbox"},
+	)
 	// The kernel unpacked the initramfs long ago; its boot environment
 	// need not stay on disk while the sandbox runs.
 	_ = s.home.RemoveSecretFiles(s.launch.Name)
@@ -205,6 +240,7 @@ func (s *sandbox) machineSpec(spec *machine.Spec, undo *cleanups) error {
 	if err != nil {
 		return err
 	}
+	s.tl.Mark("sandbox process: network stack")
 	mountEnv, err := s.mounts(spec)
 	if err != nil {
 		return err
@@ -236,6 +272,38 @@ func (s *sandbox) backend() (machine.Backend, string, error) {
 		s.qemuBinary = bin
 		cfg := qemu.Config{Binary: bin, Accel: qemu.Accel(l.Accel), NoSandbox: l.NoHarden}
 		return &qemu.Backend{Config: cfg}, why, nil
+	}
+}
+
+// askQEMUVersion records the version of b's binary in b's configuration:
+// from the cache when this binary was asked before, else by running qemu
+// --version in the background. It returns the function that waits for the
+// answer.
+func (s *sandbox) askQEMUVersion(ctx context.Context, b *qemu.Backend) func() error {
+	cache := qemuVersionCache{path: filepath.Join(s.home.CacheDir(), "qemu-version.json")}
+	if v, ok := cache.get(b.Config.Binary); ok {
+		b.Config.Version = v
+		return func() error { return nil }
+	}
+	type answer struct {
+		v   [2]int
+		err error
+	}
+	c := make(chan answer, 1)
+	go func() {
+		v, err := qemu.Version(ctx, b.Config.Binary)
+		c <- answer{v, err}
+	}()
+	return func() error {
+		a := <-c
+		if a.err != nil {
+			return launch.Fail(launch.PrefixBuildVM, a.err)
+		}
+		b.Config.Version = a.v
+		if err := cache.put(b.Config.Binary, a.v); err != nil {
+			s.log.Debug("qemu version not cached", "err", err)
+		}
+		return nil
 	}
 }
 
@@ -293,12 +361,22 @@ func (s *sandbox) confineSyscalls(childPID int) error {
 // environment archive.
 func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 	l := s.launch
-	agentd, err := os.ReadFile(l.Agentd)
+	// agentd is mapped, not read, and the archive goes straight to its
+	// file: buffering both on the heap (agentd is several MiB) cost tens of
+	// ms of copying and left the heap that large for the sandbox's life.
+	agentd, unmap, err := mapFile(l.Agentd)
 	if err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("agentd: %w", err))
 	}
-	var buf bytes.Buffer
-	if err := guestkernel.WriteInitramfs(&buf, agentd); err != nil {
+	defer unmap()
+	path := s.home.InitramfsPath(l.Name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	defer f.Close()
+	buf := bufio.NewWriterSize(f, 64<<10)
+	if err := guestkernel.WriteInitramfs(buf, agentd); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}
 	env := append(append([]string{}, l.Env...), netEnv...)
@@ -307,25 +385,49 @@ func (s *sandbox) writeInitramfs(netEnv []string) (string, error) {
 	if l.Lower != "" {
 		env = append(env, "MSB_BLOCK_ROOT=kind=oci-erofs,lower=/dev/vda,upper=/dev/vdb,upper_fstype=ext4")
 	}
-	if err := guestkernel.WriteBootEnv(&buf, env); err != nil {
+	if err := guestkernel.WriteBootEnv(buf, env); err != nil {
 		return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("boot env: %w", err))
 	}
 	if len(l.Scripts) > 0 {
-		if err := guestkernel.WriteScripts(&buf, l.Scripts); err != nil {
+		if err := guestkernel.WriteScripts(buf, l.Scripts); err != nil {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("scripts: %w", err))
 		}
 	}
 	if len(s.guestCA) > 0 {
 		// agentd installs it into the guest's trust stores.
-		if err := guestkernel.WriteTLSCerts(&buf, s.guestCA, nil); err != nil {
+		if err := guestkernel.WriteTLSCerts(buf, s.guestCA, nil); err != nil {
 			return "", launch.Fail(launch.PrefixInvalidConfig, fmt.Errorf("tls certs: %w", err))
 		}
 	}
-	path := s.home.InitramfsPath(l.Name)
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+	if err := buf.Flush(); err != nil {
+		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
+	}
+	if err := f.Close(); err != nil {
 		return "", launch.Fail(launch.PrefixBuildVM, fmt.Errorf("initramfs: %w", err))
 	}
 	return path, nil
+}
+
+// mapFile maps the regular file path read-only and returns its bytes and
+// the function that unmaps them.
+func mapFile(path string) ([]byte, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil, nil, fmt.Errorf("%s: not a non-empty regular file", path)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return b, func() { _ = syscall.Munmap(b) }, nil
 }
 
 func socketPair(name string) (host, guest *os.File, err error) {

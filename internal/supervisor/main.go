@@ -15,6 +15,7 @@ import (
 	"github.com/msb-go/msb/internal/home"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 // Main is the sandbox process: `msb sandbox` runs it with the launch
@@ -27,6 +28,8 @@ func Main(ctx context.Context) int {
 	// process with SIGPIPE (Go's default for fds 1 and 2), so that the
 	// parent's death is handled as a stop.
 	signal.Ignore(syscall.SIGPIPE)
+	tl := timeline.New("sandbox", time.Now())
+	tl.Mark("sandbox process: main")
 	l, err := launch.ReadLaunch(launch.OpenFD())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox error: %v\n", err)
@@ -41,6 +44,7 @@ func Main(ctx context.Context) int {
 	// learns it even if boot then fails. stdout stays the startup pipe
 	// until the ready line.
 	startup := os.NewFile(1, "startup")
+	tl.Mark("sandbox process: launch read")
 	writeStartup(startup, launch.Startup{PID: os.Getpid()})
 	logs, err := redirectStderr(h.RuntimeLogPath(l.Name))
 	if err != nil {
@@ -50,9 +54,14 @@ func Main(ctx context.Context) int {
 	defer logs.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: launch.SlogLevel(l.LogLevel, slog.LevelInfo)}))
 	logger.Debug("log level", "level", l.LogLevel)
+	text, err := textRanges()
+	if err != nil {
+		logger.Warn("executable mappings unknown; its pages stay resident", "err", err)
+	}
 
-	s := &sandbox{launch: l, home: h, log: logger, stopReq: make(chan store.TerminationReason, 1), ready: func() {
-		writeStartup(startup, launch.Startup{Ready: true})
+	s := &sandbox{launch: l, home: h, log: logger, tl: tl, text: text, stopReq: make(chan store.TerminationReason, 1), ready: func() {
+		tl.Mark("sandbox process: ready line sent")
+		writeStartup(startup, launch.Startup{Ready: true, Timings: timings(tl)})
 		closeStartup()
 	}}
 	// The sandbox process handles SIGTERM and SIGINT itself (a graceful
@@ -70,6 +79,15 @@ func Main(ctx context.Context) int {
 		return 1
 	}
 	return 0
+}
+
+// timings converts the sandbox process's marks for the ready line.
+func timings(tl *timeline.Recorder) []launch.Timing {
+	var out []launch.Timing
+	for _, m := range tl.Marks() {
+		out = append(out, launch.Timing{Name: m.Stage, At: m.At, By: m.By})
+	}
+	return out
 }
 
 func writeStartup(f *os.File, s launch.Startup) {

@@ -15,6 +15,7 @@ import (
 	"github.com/msb-go/msb/internal/netstack"
 	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
+	"github.com/msb-go/msb/internal/timeline"
 )
 
 // Timings of the sandbox process (reference §1.4, with msb's stop window).
@@ -32,6 +33,11 @@ type sandbox struct {
 	launch *launch.Launch
 	home   home.Home
 	log    *slog.Logger
+	// tl records the stages of the start for the ready line.
+	tl *timeline.Recorder
+	// text are the executable's read-only mappings (textRanges), which
+	// trimResident releases once the sandbox is up.
+	text [][2]uintptr
 	// ready is called once, when the agent is ready and agent.sock bound.
 	ready func()
 
@@ -91,12 +97,14 @@ func (s *sandbox) run(ctx context.Context) error {
 		return launch.Fail(launch.PrefixDatabaseConnect, err)
 	}
 	defer st.Close()
+	s.tl.Mark("sandbox process: store open")
 	s.store = st
 	run, err := st.InsertRun(ctx, s.launch.SandboxID, os.Getpid())
 	if err != nil {
 		return launch.Fail(launch.PrefixInsertRun, err)
 	}
 	s.runID = run.ID
+	s.tl.Mark("sandbox process: run recorded")
 
 	// A previous run killed before it could clean up may have left its
 	// boot environment behind; this run never needs it.

@@ -52,6 +52,7 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 
 	// The relay is serving: the parent may connect now.
 	s.ready()
+	trimResident(s.text)
 
 	var exit machine.Exit
 	select {

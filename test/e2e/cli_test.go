@@ -164,6 +164,31 @@ func TestCLIRun(t *testing.T) {
 	}
 }
 
+// TestCLIRunTimings checks that `msb run --timings` leaves the command's
+// output alone and prints, on stderr, the stages of both processes and of
+// the guest in order.
+func TestCLIRunTimings(t *testing.T) {
+	c := newCLI(t)
+	r := c.must(0, "run", "--timings", "--rootfs", busyboxRootfs(t), "--", "echo", "hi")
+	if string(r.stdout) != "hi\n" {
+		t.Errorf("stdout = %q; want %q", r.stdout, "hi\n")
+	}
+	stderr := string(r.stderr)
+	last := -1
+	for _, stage := range []string{
+		"store open", "upper layer created", "spawn sandbox process", "sandbox process: main",
+		"sandbox process: VMM started", "guest: agentd starts",
+		"sandbox process: agentd core.ready", "cli: exec exited", "cli: sandbox process exited", "cli: exit",
+	} {
+		i := strings.Index(stderr, stage)
+		if i < 0 || i < last {
+			t.Errorf("--timings output lacks %q after the stages before it:\n%s", stage, stderr)
+			continue
+		}
+		last = i
+	}
+}
+
 // TestCLILifecycle drives a named sandbox through create, exec, stop, start,
 // exec and rm, with files surviving the restart and two concurrent clients.
 func TestCLILifecycle(t *testing.T) {

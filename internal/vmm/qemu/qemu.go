@@ -53,6 +53,10 @@ type Config struct {
 	// only: with it QEMU may not spawn processes, gain privileges, use
 	// obsolete syscalls or change resource limits and scheduling.
 	NoSandbox bool
+	// Version is the binary's version when the caller already asked it
+	// (Version), e.g. while it prepared other things; zero means Start
+	// runs qemu --version itself.
+	Version [2]int
 }
 
 // DefaultAccel picks the accelerator for this host: hvf on macOS, kvm where
@@ -277,9 +281,11 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 	if err != nil {
 		return nil, fmt.Errorf("build VM: %w", err)
 	}
-	v, err := Version(ctx, bin)
-	if err != nil {
-		return nil, fmt.Errorf("build VM: %w", err)
+	v := cfg.Version
+	if v == [2]int{} {
+		if v, err = Version(ctx, bin); err != nil {
+			return nil, fmt.Errorf("build VM: %w", err)
+		}
 	}
 	if v[0] < MinVersion[0] || (v[0] == MinVersion[0] && v[1] < MinVersion[1]) {
 		return nil, fmt.Errorf("build VM: qemu %d.%d is too old (need %d.%d or newer): upgrade qemu-system-x86", v[0], v[1], MinVersion[0], MinVersion[1])
