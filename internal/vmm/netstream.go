@@ -34,11 +34,10 @@ type streamBackend struct {
 }
 
 // Frame bounds: a frame larger than maxStreamFrame means the peer is
-// broken (the largest is a TSO frame from the guest: the largest IP packet
-// behind an Ethernet header), and the queue bounds buffered memory to
-// streamQueue*maxStreamFrame.
+// broken (virtio-net's largest frame without GSO is far smaller), and the
+// queue bounds buffered memory to streamQueue*maxStreamFrame.
 const (
-	maxStreamFrame = 65535 + 14
+	maxStreamFrame = 64 << 10
 	streamQueue    = 64
 )
 
