@@ -115,7 +115,7 @@ grep -E 'network|error' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runti
 	var loop, guest []time.Duration
 	for i, r := range runs {
 		if r.Bytes != size || r.Bad != 0 {
-			b.Fatalf("connection %d: %d bytes, %d bad reads; want %d bytes, none bad", i+1, r.Bytes, r.Bad, size)
+			b.Fatalf("connection %d: %d bytes, %d bad reads; want %d bytes, none bad\nL1 console:\n%s", i+1, r.Bytes, r.Bad, size, nested.Excerpt(res.Console))
 		}
 		if i%2 == 0 {
 			loop = append(loop, r.Elapsed)
