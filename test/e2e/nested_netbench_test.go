@@ -136,3 +136,39 @@ func medianDuration(d []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[(len(s)-1)/2]
 }
+
+func TestParseNetsink(t *testing.T) {
+	line := func(conn int, bytes, ms string, bad int) string {
+		return fmt.Sprintf("netsink: result conn=%d bytes=%s ms=%s bad=%d\r\n", conn, bytes, ms, bad)
+	}
+	tests := []struct {
+		name    string
+		console string
+		want    []netRun
+		wantErr bool
+	}{
+		{name: "empty", console: ""},
+		{
+			name:    "two among noise",
+			console: "[ 1.0] booting\r\n" + line(1, "1024", "2.500", 0) + "netsink: error conn=2 err=\"x\"\r\n" + line(2, "2048", "1000.000", 1),
+			want: []netRun{
+				{Bytes: 1024, Elapsed: 2500 * time.Microsecond},
+				{Bytes: 2048, Elapsed: time.Second, Bad: 1},
+			},
+		},
+		{name: "out of order", console: line(2, "1", "1.000", 0), wantErr: true},
+		{name: "zero time", console: line(1, "1", "0.000", 0), wantErr: true},
+		{name: "absurd time", console: line(1, "1", "99999999999.000", 0), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseNetsink(tt.console)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseNetsink error = %v; want error %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && !slices.Equal(got, tt.want) {
+				t.Errorf("parseNetsink = %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+}
