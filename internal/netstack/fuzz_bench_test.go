@@ -43,35 +43,98 @@ func FuzzFrames(f *testing.F) {
 	})
 }
 
+// BenchmarkLoopbackTCP is the yardstick for BenchmarkGuestToHostTCP: the
+// same writes and the same checking sink, over the host's loopback.
 func BenchmarkLoopbackTCP(b *testing.B) {
-	sink := loopbackServer(b, func(c net.Conn) { io.Copy(io.Discard, c) })
+	sink, got := patternSink(b)
 	c, err := net.Dial("tcp", sink.String())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	benchWrite(b, c)
+	benchSend(b, c, got)
 }
 
+// BenchmarkGuestToHostTCP sends from the fake guest through the Stack to a
+// loopback sink; compare with BenchmarkLoopbackTCP.
 func BenchmarkGuestToHostTCP(b *testing.B) {
-	sink := loopbackServer(b, func(c net.Conn) { io.Copy(io.Discard, c) })
+	sink, got := patternSink(b)
 	r := newRig(b, Config{})
 	c, err := r.dialTCP(ctxT(b, 10*time.Second), netip.AddrPortFrom(r.addr.GatewayV4, sink.Port()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	benchWrite(b, c)
+	benchSend(b, c, got)
 }
 
-func benchWrite(b *testing.B, c net.Conn) {
-	buf := make([]byte, 64<<10)
-	b.SetBytes(int64(len(buf)))
+// patternMod is the period of the benchmark's byte pattern: prime, so a
+// dropped or repeated power-of-two chunk cannot line up with it.
+const patternMod = 251
+
+func pattern(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i % patternMod)
+	}
+	return p
+}
+
+// sinkResult is what patternSink saw on one connection.
+type sinkResult struct {
+	bytes, bad int64 // bad counts reads that differed from the pattern
+}
+
+// patternSink is a loopback server that reads each connection to EOF,
+// checks it against the pattern (a memory compare, cheap next to the
+// transfer) and sends the result on the returned channel.
+func patternSink(t testing.TB) (netip.AddrPort, <-chan sinkResult) {
+	got := make(chan sinkResult, 1)
+	addr := loopbackServer(t, func(c net.Conn) {
+		buf := make([]byte, 256<<10)
+		run := pattern(len(buf) + patternMod)
+		var r sinkResult
+		for {
+			n, err := c.Read(buf)
+			off := r.bytes % patternMod
+			if !bytes.Equal(buf[:n], run[off:off+int64(n)]) {
+				r.bad++
+			}
+			r.bytes += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		got <- r
+	})
+	return addr, got
+}
+
+// benchSend writes b.N chunks of 64 KiB of the pattern to c, half-closes
+// it, and stops the clock only once the sink has read and checked every
+// byte: bytes still queued in the stack when the loop ends do not count as
+// sent.
+func benchSend(b *testing.B, c net.Conn, got <-chan sinkResult) {
+	const chunk = 64 << 10
+	run := pattern(chunk + patternMod)
+	b.SetBytes(chunk)
 	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Write(buf); err != nil {
+	b.ResetTimer()
+	var sent int64
+	for range b.N {
+		off := sent % patternMod
+		if _, err := c.Write(run[off : off+chunk]); err != nil {
 			b.Fatal(err)
 		}
+		sent += chunk
+	}
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		b.Fatal(err)
+	}
+	r := <-got
+	b.StopTimer()
+	if r.bytes != sent || r.bad != 0 {
+		b.Fatalf("sink read %d bytes (%d reads off the pattern); want %d, none off", r.bytes, r.bad, sent)
 	}
 }
 

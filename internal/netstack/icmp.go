@@ -27,9 +27,12 @@ const (
 // interceptICMP takes guest ICMP that is not for the gateway away from
 // gVisor, which in promiscuous mode would answer echo requests to any address
 // by itself. Echo requests go to the host-ping path; the rest is dropped.
-// IPv4 fragments and IPv6 extension headers (which could hide an echo
-// request) towards other addresses are dropped too. It reports whether it
-// consumed the frame.
+// IPv4 fragments and IPv6 fragments (either could hide an echo request
+// until gVisor reassembles it) towards other addresses are dropped too, and
+// so are IPv6 packets whose extension-header chain is malformed, too long,
+// or ends in ESP. TCP and UDP behind other IPv6 extension headers (hop-by-
+// hop, routing, destination options) go to gVisor like any other packet.
+// It reports whether it consumed the frame.
 func (s *Stack) interceptICMP(f []byte) bool {
 	eth := header.Ethernet(f)
 	l3 := f[header.EthernetMinimumSize:]
@@ -60,9 +63,13 @@ func (s *Stack) interceptICMP(f []byte) bool {
 		if dst == s.gwV6 || header.IsV6MulticastAddress(dst) {
 			return false
 		}
-		switch tcpip.TransportProtocolNumber(ip.NextHeader()) { // deliberately unparsed: see below
+		upper, off, fragment, ok := ipv6Upper(ip[:header.IPv6MinimumSize+int(ip.PayloadLength())])
+		if !ok || fragment {
+			return true
+		}
+		switch tcpip.TransportProtocolNumber(upper) {
 		case header.ICMPv6ProtocolNumber:
-			m := header.ICMPv6(ip.Payload())
+			m := header.ICMPv6(ip[off : header.IPv6MinimumSize+int(ip.PayloadLength())])
 			if len(m) >= header.ICMPv6EchoMinimumSize && m.Type() == header.ICMPv6EchoRequest {
 				s.echo(f, addrFromTCPIP(dst), true, m.Ident(), m.Sequence(), m.Payload())
 				return true
@@ -70,8 +77,8 @@ func (s *Stack) interceptICMP(f []byte) bool {
 			// Neighbor discovery for the gateway is addressed to the
 			// gateway or multicast; anything else is not ours to answer.
 			return true
-		case 0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254: // RFC 8200 extension headers
-			return true
+		case ipv6ESP:
+			return true // opaque: could hide anything
 		}
 	}
 	return false
@@ -177,7 +184,17 @@ func (s *Stack) sendEchoReply(f []byte) {
 		m.SetChecksum(^checksum.Checksum(m, 0))
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(l3)
-		f = f[:header.EthernetMinimumSize+header.IPv6MinimumSize+int(ip.PayloadLength())]
+		end := header.IPv6MinimumSize + int(ip.PayloadLength())
+		// The reply carries none of the request's extension headers: the
+		// echo message moves up behind the fixed header.
+		_, off, _, ok := ipv6Upper(ip[:end])
+		if !ok {
+			return
+		}
+		n := copy(l3[header.IPv6MinimumSize:], l3[off:end])
+		ip.SetPayloadLength(uint16(n))
+		ip.SetNextHeader(uint8(header.ICMPv6ProtocolNumber))
+		f = f[:header.EthernetMinimumSize+header.IPv6MinimumSize+n]
 		a, b := ip.SourceAddress(), ip.DestinationAddress()
 		ip.SetSourceAddress(b)
 		ip.SetDestinationAddress(a)
@@ -194,4 +211,53 @@ func (s *Stack) sendEchoReply(f []byte) {
 	pl.PushBack(pkt)
 	s.chEP.WritePackets(pl) // a full queue drops it, as a lossy link would
 	pkt.DecRef()
+}
+
+// IPv6 next-header values of extension headers (RFC 8200 §4, RFC 7045).
+const (
+	ipv6HopByHop  = 0
+	ipv6Routing   = 43
+	ipv6Fragment  = 44
+	ipv6ESP       = 50
+	ipv6AH        = 51
+	ipv6DestOpts  = 60
+	ipv6Mobility  = 135
+	ipv6HIP       = 139
+	ipv6Shim6     = 140
+	ipv6Exp1      = 253
+	ipv6Exp2      = 254
+	maxExtHeaders = 8 // more than any sane packet; bounds the walk
+)
+
+// ipv6Upper walks the extension-header chain of ip, a valid IPv6 packet cut
+// to its payload length, and returns the upper-layer protocol (or ESP,
+// whose content is opaque), its offset in ip, and whether a Fragment header
+// was seen. ok is false when a header runs past the packet or the chain has
+// more than maxExtHeaders headers.
+func ipv6Upper(ip header.IPv6) (proto uint8, off int, fragment, ok bool) {
+	proto, off = ip.NextHeader(), header.IPv6MinimumSize
+	for range maxExtHeaders {
+		var n int
+		switch proto {
+		case ipv6HopByHop, ipv6Routing, ipv6DestOpts, ipv6Mobility, ipv6HIP, ipv6Shim6, ipv6Exp1, ipv6Exp2:
+			if len(ip)-off < 2 {
+				return 0, 0, false, false
+			}
+			n = (int(ip[off+1]) + 1) * 8 // RFC 8200 §4.3, RFC 6564
+		case ipv6Fragment:
+			n, fragment = 8, true // RFC 8200 §4.5
+		case ipv6AH:
+			if len(ip)-off < 2 {
+				return 0, 0, false, false
+			}
+			n = (int(ip[off+1]) + 2) * 4 // RFC 4302 §2.2
+		default:
+			return proto, off, fragment, true
+		}
+		if len(ip)-off < n {
+			return 0, 0, false, false
+		}
+		proto, off = ip[off], off+n
+	}
+	return 0, 0, false, false
 }

@@ -52,9 +52,23 @@ func newFrameReader(r io.Reader) *frameReader {
 	return &frameReader{r: bufio.NewReaderSize(r, readBatch), buf: make([]byte, maxFrameLen)}
 }
 
+// buffered reports whether a whole frame is already buffered, so that next
+// will not block.
+func (fr *frameReader) buffered() bool {
+	if fr.r.Buffered() < frameHeaderLen {
+		return false // and Peek would block
+	}
+	h, err := fr.r.Peek(frameHeaderLen)
+	if err != nil {
+		return false
+	}
+	return uint64(fr.r.Buffered()-frameHeaderLen) >= uint64(binary.BigEndian.Uint32(h))
+}
+
 // next returns the next frame, valid until the following call. A zero-length
 // frame is returned as an empty slice (the caller counts it as malformed).
-// io.EOF is returned only at a frame boundary.
+// io.EOF is returned only at a frame boundary. A frame already whole in the
+// read buffer is returned in place, saving a copy per frame.
 func (fr *frameReader) next() ([]byte, error) {
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		return nil, err
@@ -62,6 +76,11 @@ func (fr *frameReader) next() ([]byte, error) {
 	n := binary.BigEndian.Uint32(fr.hdr[:])
 	if n > maxFrameLen {
 		return nil, fmt.Errorf("read frame: length %d: %w", n, errFrameTooLong)
+	}
+	if int(n) <= fr.r.Buffered() {
+		f, _ := fr.r.Peek(int(n)) // cannot fail: n bytes are buffered
+		fr.r.Discard(int(n))      // the slice stays valid until the next read
+		return f, nil
 	}
 	f := fr.buf[:n]
 	if _, err := io.ReadFull(fr.r, f); err != nil {

@@ -1,7 +1,9 @@
 package netstack
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -174,7 +177,7 @@ func newRig(t testing.TB, cfg Config) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Go(func() { r.serveErr <- s.Serve(ctx, r.hostC) })
-	r.wg.Go(func() { writeLoop(ctx, r.gEP, r.guestC, nil) })
+	r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, r.guestC) })
 	r.wg.Go(func() {
 		fr := newFrameReader(r.guestC)
 		for {
@@ -208,10 +211,15 @@ func newGuestStack(t testing.TB, a Addressing) (*stack.Stack, *channel.Endpoint)
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	ep, err := attachNIC(gs, a.GuestMAC, a.MTU)
+	ep, _, err := attachNIC(gs, a.GuestMAC, a.MTU, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Like a Linux guest whose virtio-net offers no TSO, the fake guest's
+	// TCP builds large segments and its "driver" (guestWriteLoop) cuts them
+	// into MTU-sized frames: the stream carries the same frames, without
+	// gVisor's much dearer per-segment send path standing in for Linux's.
+	ep.SupportedGSOKind = stack.HostGSOSupported
 	tuneTCP(gs) // a Linux guest autotunes too
 	if err := addAddr(gs, a.GuestV4, a.PrefixV4); err != nil {
 		t.Fatal(err)
@@ -291,4 +299,86 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// guestWriteLoop is the fake guest's writeLoop: it writes what the guest
+// stack queued on ep to w as frames, segmenting TCP GSO packets as a guest
+// kernel does for a NIC without TSO.
+func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer) {
+	var buf []byte
+	var payload bytes.Buffer
+	for {
+		pkt := ep.ReadContext(ctx)
+		if pkt == nil {
+			return
+		}
+		buf = buf[:0]
+		for pkt != nil {
+			if pkt.GSOOptions.Type == stack.GSONone {
+				buf = appendFrame(buf, pkt)
+			} else {
+				payload.Reset()
+				pkt.Data().ReadTo(&payload, true)
+				buf = appendSegments(buf, pkt, payload.Bytes())
+			}
+			pkt.DecRef()
+			if len(buf) >= writeBatch {
+				break
+			}
+			pkt = ep.Read()
+		}
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// appendSegments appends the TCP GSO packet pkt (headers, with the TCP
+// checksum holding only the pseudo-header sum) and its payload to b as
+// frames of at most MSS payload bytes each, with their own lengths,
+// sequence numbers, IPv4 IDs and checksums; PSH and FIN stay on the last.
+func appendSegments(b []byte, pkt *stack.PacketBuffer, payload []byte) []byte {
+	gso := pkt.GSOOptions
+	eth := pkt.LinkHeader().Slice()
+	l3 := pkt.NetworkHeader().Slice()
+	l4 := pkt.TransportHeader().Slice()
+	mss := int(gso.MSS)
+	first := header.TCP(l4)
+	for off := 0; ; off += mss {
+		end := min(off+mss, len(payload))
+		seg := len(l4) + end - off
+		b = binary.BigEndian.AppendUint32(b, uint32(len(eth)+len(l3)+seg))
+		start := len(b)
+		b = append(b, eth...)
+		b = append(b, l3...)
+		b = append(b, l4...)
+		b = append(b, payload[off:end]...)
+		ip := b[start+len(eth) : start+len(eth)+len(l3)]
+		var src, dst tcpip.Address
+		if gso.Type == stack.GSOTCPv4 {
+			h := header.IPv4(ip)
+			h.SetTotalLength(uint16(len(l3) + seg))
+			h.SetID(h.ID() + uint16(off/mss))
+			h.SetChecksum(0)
+			h.SetChecksum(^h.CalculateChecksum())
+			src, dst = h.SourceAddress(), h.DestinationAddress()
+		} else {
+			h := header.IPv6(ip)
+			h.SetPayloadLength(uint16(seg))
+			src, dst = h.SourceAddress(), h.DestinationAddress()
+		}
+		tcp := header.TCP(b[start+len(eth)+len(l3) : start+len(eth)+len(l3)+len(l4)])
+		tcp.SetSequenceNumber(first.SequenceNumber() + uint32(off))
+		last := end == len(payload)
+		if !last {
+			tcp.SetFlags(uint8(first.Flags() &^ (header.TCPFlagPsh | header.TCPFlagFin)))
+		}
+		tcp.SetChecksum(0)
+		xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(seg))
+		xsum = checksum.Checksum(payload[off:end], xsum)
+		tcp.SetChecksum(^tcp.CalculateChecksum(xsum))
+		if last {
+			return b
+		}
+	}
 }
