@@ -183,7 +183,9 @@ func checksumsValid(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) 
 		if !ip.IsValid(size) {
 			return true
 		}
-		src, dst, tp = ip.SourceAddress(), ip.DestinationAddress(), ip.TransportProtocol()
+		// The fixed header's next header only: behind extension headers the
+		// transport is not found and the packet is left unchecked (as above).
+		src, dst, tp = ip.SourceAddress(), ip.DestinationAddress(), tcpip.TransportProtocolNumber(ip.NextHeader())
 		l4 = b[header.IPv6MinimumSize : header.IPv6MinimumSize+int(ip.PayloadLength())]
 	default:
 		return true // ARP has no checksum
