@@ -941,14 +941,21 @@ func TestRelayActivity(t *testing.T) {
 	}
 }
 
-func TestRelayExecLogTap(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "exec.log")
+// execLogRelay returns a relay over the fake guest that taps exec output
+// into an exec.log at path; the log is closed after the relay.
+func execLogRelay(t *testing.T) (env *relayEnv, path string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "exec.log")
 	el, err := launch.OpenExecLog(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer el.Close()
-	env := newRelayEnv(t, RelayOptions{ExecLog: el})
+	t.Cleanup(func() { el.Close() })
+	return newRelayEnv(t, RelayOptions{ExecLog: el}), path
+}
+
+func TestRelayExecLogTap(t *testing.T) {
+	env, path := execLogRelay(t)
 	a := env.dial(t)
 	b := env.dial(t)
 	a.exec(a.offset+1, "echo", "one")
@@ -990,13 +997,7 @@ func TestRelayExecLogTap(t *testing.T) {
 // own, yet a session's output is in it by the time its client gets the
 // exit (msb exec, then msb logs, must show the output).
 func TestRelayExecLogBeforeExit(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "exec.log")
-	el, err := launch.OpenExecLog(path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer el.Close()
-	env := newRelayEnv(t, RelayOptions{ExecLog: el})
+	env, path := execLogRelay(t)
 	a := env.dial(t)
 	for i := range 30 {
 		arg := strconv.Itoa(i)
