@@ -279,6 +279,19 @@ func TestRunResize(t *testing.T) {
 		}
 	}
 	send()
+	// A send is taken before it is handled: the size may change only once
+	// the first resize has reached the session, or it reads the new one.
+	for deadline := time.Now().Add(testWait); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		n := len(s.resizes)
+		s.mu.Unlock()
+		if n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first resize never reached the session")
+		}
+	}
 	mu.Lock()
 	size = [2]uint16{50, 132}
 	mu.Unlock()
