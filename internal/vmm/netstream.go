@@ -34,10 +34,11 @@ type streamBackend struct {
 }
 
 // Frame bounds: a frame larger than maxStreamFrame means the peer is
-// broken (virtio-net's largest frame without GSO is far smaller), and the
-// queue bounds buffered memory to streamQueue*maxStreamFrame.
+// broken (the largest is a TSO frame from the guest: the largest IP packet
+// behind an Ethernet header), and the queue bounds buffered memory to
+// streamQueue*maxStreamFrame.
 const (
-	maxStreamFrame = 64 << 10
+	maxStreamFrame = 65535 + 14
 	streamQueue    = 64
 )
 

@@ -8,6 +8,9 @@ const (
 	VIRTIO_NET_F_GUEST_CSUM = 1
 	VIRTIO_NET_F_MTU        = 3
 	VIRTIO_NET_F_MAC        = 5
+	VIRTIO_NET_F_HOST_TSO4  = 11
+	VIRTIO_NET_F_HOST_TSO6  = 12
+	VIRTIO_NET_F_HOST_ECN   = 13
 	VIRTIO_NET_F_MRG_RXBUF  = 15
 	VIRTIO_NET_F_STATUS     = 16
 )
@@ -18,6 +21,9 @@ const (
 	VIRTIO_NET_HDR_F_DATA_VALID = 2
 	VIRTIO_NET_HDR_F_RSC_INFO   = 4
 	VIRTIO_NET_HDR_GSO_NONE     = 0
+	VIRTIO_NET_HDR_GSO_TCPV4    = 1
+	VIRTIO_NET_HDR_GSO_TCPV6    = 4
+	VIRTIO_NET_HDR_GSO_ECN      = 0x80
 )
 
 // Link status bits in the config space, §5.1.4.
@@ -38,4 +44,8 @@ const (
 	// ethOverhead is the Ethernet header plus one VLAN tag.
 	ethOverhead = 14 + 4
 	ethHeader   = 14
+	// maxTSOFrame bounds a segmentation-offload frame: the largest IP
+	// packet behind an Ethernet header (what the host stack's stream
+	// framing accepts; Linux's TSO segments stay below it).
+	maxTSOFrame = 65535 + ethHeader
 )

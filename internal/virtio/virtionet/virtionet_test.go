@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/virtiotest"
 )
 
@@ -67,7 +68,13 @@ type rig struct {
 	be  *chanBackend
 }
 
-func newRig(t *testing.T) rig {
+// plainFeatures are the device's features without the transmit offloads.
+const plainFeatures = virtio.CommonFeatures | 1<<VIRTIO_NET_F_MAC | 1<<VIRTIO_NET_F_STATUS | 1<<VIRTIO_NET_F_MTU
+
+func newRig(t *testing.T) rig { return newRigFeatures(t, 0) }
+
+// newRigFeatures negotiates features (zero: all the device offers).
+func newRigFeatures(t *testing.T, features uint64) rig {
 	t.Helper()
 	be := newChanBackend()
 	dev, err := New(Config{Backend: be, MAC: mac})
@@ -75,7 +82,93 @@ func newRig(t *testing.T) rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	return rig{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{MemoryBytes: 2 << 20}), dev: dev, be: be}
+	return rig{Rig: virtiotest.NewRig(t, dev, virtiotest.Options{MemoryBytes: 2 << 20, Features: features}), dev: dev, be: be}
+}
+
+// tcpFrame returns an Ethernet frame carrying an IPv4 TCP segment with
+// payload bytes, whose TCP checksum field holds only the pseudo-header sum
+// (what a driver leaves for NEEDS_CSUM), and the offsets the header names.
+func tcpFrame(payload int) (f []byte, csumStart, csumOffset uint16) {
+	const eth, ip, tcp = 14, 20, 20
+	f = ethFrame(eth+ip+tcp+payload, 7)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	binary.BigEndian.PutUint16(f[eth+2:], uint16(ip+tcp+payload))
+	f[eth+9] = 6 // TCP
+	var pseudo [12]byte
+	copy(pseudo[:8], f[eth+12:eth+20])
+	pseudo[9] = 6
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(tcp+payload))
+	binary.BigEndian.PutUint16(f[eth+ip+16:], onesSum(pseudo[:]))
+	return f, eth + ip, 16
+}
+
+// tcpChecksumOK reports whether f's TCP checksum is right, pseudo-header
+// included.
+func tcpChecksumOK(f []byte) bool {
+	const eth, ip = 14, 20
+	seg := f[eth+ip:]
+	pseudo := make([]byte, 12, 12+len(seg)+1)
+	copy(pseudo[:8], f[eth+12:eth+20])
+	pseudo[9] = 6
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(seg)))
+	return onesSum(append(pseudo, seg...)) == 0xffff
+}
+
+func csumHdr(gso byte, start, offset uint16) []byte {
+	h := netHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso)
+	binary.LittleEndian.PutUint16(h[6:], start)
+	binary.LittleEndian.PutUint16(h[8:], offset)
+	return h
+}
+
+func TestTransmitOffload(t *testing.T) {
+	small, start, off := tcpFrame(100)
+	big, _, _ := tcpFrame(60000)
+	odd, _, _ := tcpFrame(101)
+	tests := []struct {
+		name     string
+		features uint64 // zero: everything offered
+		hdr      []byte
+		frame    []byte
+		sent     bool
+	}{
+		{"checksum completed", 0, csumHdr(0, start, off), small, true},
+		{"checksum of odd length", 0, csumHdr(0, start, off), odd, true},
+		{"tso4 frame passed whole", 0, csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, start, off), big, true},
+		{"tso with ecn", 0, csumHdr(VIRTIO_NET_HDR_GSO_TCPV4|VIRTIO_NET_HDR_GSO_ECN, start, off), big, true},
+		{"tso-sized frame without gso", 0, csumHdr(0, start, off), big, false},
+		{"tso without needs_csum", 0, netHdr(0, VIRTIO_NET_HDR_GSO_TCPV4), big, false},
+		{"ecn without gso", 0, csumHdr(VIRTIO_NET_HDR_GSO_ECN, start, off), small, false},
+		{"udp gso", 0, csumHdr(3, start, off), small, false},
+		{"csum_offset past the end", 0, csumHdr(0, start, uint16(len(small))-start-1), small, false},
+		{"csum_start past the end", 0, csumHdr(0, uint16(len(small)), 0), small, false},
+		{"tso not negotiated", plainFeatures | 1<<VIRTIO_NET_F_CSUM, csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, start, off), big, false},
+		{"csum not negotiated", plainFeatures, csumHdr(0, start, off), small, false},
+		{"ecn not negotiated", plainFeatures | 1<<VIRTIO_NET_F_CSUM | 1<<VIRTIO_NET_F_HOST_TSO4, csumHdr(VIRTIO_NET_HDR_GSO_TCPV4|VIRTIO_NET_HDR_GSO_ECN, start, off), big, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRigFeatures(t, tc.features)
+			r.Do(txQueue, virtiotest.Readable(tc.hdr), virtiotest.Readable(tc.frame))
+			var got []byte
+			select {
+			case got = <-r.be.fromGuest:
+			default:
+			}
+			if (got != nil) != tc.sent {
+				t.Fatalf("frame sent = %v; want %v (stats %+v)", got != nil, tc.sent, r.dev.Stats())
+			}
+			if got == nil {
+				return
+			}
+			if len(got) != len(tc.frame) {
+				t.Errorf("sent %d bytes; want %d", len(got), len(tc.frame))
+			}
+			if !tcpChecksumOK(got) {
+				t.Errorf("TCP checksum of the sent frame is wrong")
+			}
+		})
+	}
 }
 
 func TestTransmit(t *testing.T) {
@@ -96,7 +189,7 @@ func TestTransmit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t)
+			r := newRigFeatures(t, plainFeatures)
 			if rp := r.Do(txQueue, tc.bufs...); rp.Len != 0 {
 				t.Errorf("used = %+v; want len 0", rp.Used)
 			}
@@ -170,8 +263,9 @@ func TestConfig(t *testing.T) {
 	if diff := cmp.Diff(want, b); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
-	if f := d.Features(); f&(1<<VIRTIO_NET_F_MAC) == 0 || f&(1<<VIRTIO_NET_F_CSUM) != 0 {
-		t.Errorf("features = %#x; want MAC without CSUM", f)
+	want64 := uint64(1<<VIRTIO_NET_F_MAC | 1<<VIRTIO_NET_F_CSUM | 1<<VIRTIO_NET_F_HOST_TSO4 | 1<<VIRTIO_NET_F_HOST_TSO6)
+	if f := d.Features(); f&want64 != want64 || f&(1<<VIRTIO_NET_F_GUEST_CSUM) != 0 || f&(1<<VIRTIO_NET_F_MRG_RXBUF) != 0 {
+		t.Errorf("features = %#x; want MAC, CSUM and HOST_TSO4/6, nothing on receive", f)
 	}
 }
 
@@ -185,6 +279,9 @@ func FuzzNetHeader(f *testing.F) {
 	f.Add(netHdr(0, 0)[:10], uint16(0))
 	f.Add(netHdr(0, 0), uint16(1519))
 	f.Add(netHdr(0, 0), uint16(13))
+	f.Add(csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, 34, 16), uint16(9000))
+	f.Add(csumHdr(0, 34, 16), uint16(100))
+	f.Add(csumHdr(0, 200, 16), uint16(100))
 	f.Fuzz(func(t *testing.T, hdr []byte, frameLen uint16) {
 		be := newChanBackend()
 		dev, err := New(Config{Backend: be, MAC: mac})
@@ -203,7 +300,7 @@ func FuzzNetHeader(f *testing.F) {
 			return
 		}
 		c, err := virtiotest.PopChain(t, drv, q, bufs...)
-		dev.transmit(context.Background(), c, err)
+		dev.transmit(context.Background(), c, err, dev.Features())
 		var got []byte
 		select {
 		case got = <-be.fromGuest:
@@ -212,9 +309,16 @@ func FuzzNetHeader(f *testing.F) {
 		// The header may continue into the frame's descriptor (§2.7.4:
 		// framing is independent of descriptor boundaries).
 		all := append(bytes.Clone(hdr), ethFrame(int(frameLen), 0)...)
-		valid := parseHeader(all[:min(len(all), HeaderSize)]) == nil
+		h, err := parseHeader(all[:min(len(all), HeaderSize)], dev.Features())
 		total := len(all) - HeaderSize
-		wantSent := valid && total >= ethHeader && total <= 1518
+		limit := 1518
+		if h.gsoType != VIRTIO_NET_HDR_GSO_NONE {
+			limit = maxTSOFrame
+		}
+		wantSent := err == nil && total >= ethHeader && total <= limit
+		if wantSent && h.flags&VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+			wantSent = int(h.csumStart) < total && int(h.csumOffset) <= total-int(h.csumStart)-2
+		}
 		if (got != nil) != wantSent {
 			t.Fatalf("sent = %v; want %v (hdr %x, frame %d)", got != nil, wantSent, hdr, frameLen)
 		}
