@@ -59,6 +59,15 @@ func Main(ctx context.Context) int {
 		logger.Warn("executable mappings unknown; its pages stay resident", "err", err)
 	}
 
+	if os.Getenv(CPUProfileEnv) != "" {
+		stop, err := startCPUProfile(filepath.Join(h.LogsDir(l.Name), "cpu.pprof"))
+		if err != nil {
+			logger.Warn("cpu profile", "err", err)
+		} else {
+			defer stop()
+		}
+	}
+
 	s := &sandbox{launch: l, home: h, log: logger, tl: tl, text: text, stopReq: make(chan store.TerminationReason, 1), ready: func() {
 		tl.Mark("sandbox process: ready line sent")
 		writeStartup(startup, launch.Startup{Ready: true, Timings: timings(tl)})

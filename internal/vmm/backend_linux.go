@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/msb-go/msb/internal/machine"
+	"github.com/msb-go/msb/internal/virtio/virtionet"
 )
 
 // Backend runs machine specs on the native VMM, in this process.
@@ -70,6 +71,13 @@ func startRunning(ctx context.Context, m *Machine, log *slog.Logger) *running {
 		st := m.Stats()
 		log.Info("vm exits", "io", st.IO, "mmio", st.MMIO, "interrupted", st.Interrupted,
 			"other", st.Other, "unhandled", st.Unhandled, "ioeventfd_notifications", st.Notifications)
+		for _, vd := range m.virtio {
+			if n, ok := vd.t.Device().(*virtionet.Device); ok {
+				ns := n.Stats()
+				log.Info("virtio-net frames", "tx", ns.TxFrames, "tx_dropped", ns.TxDropped,
+					"rx", ns.RxFrames, "rx_dropped", ns.RxDropped)
+			}
+		}
 		if cerr := m.Close(); cerr != nil && err == nil {
 			err = cerr
 		}

@@ -1,22 +1,29 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/msb-go/msb/internal/e2etest"
 	"github.com/msb-go/msb/internal/e2etest/nested"
 	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/supervisor"
 )
 
 // netsinkRE matches netsink's per-connection result lines
 // (test/e2e/testdata/netsink).
 var netsinkRE = regexp.MustCompile(`(?m)^netsink: result conn=(\d+) bytes=(\d+) ms=(\d+\.\d+) bad=(\d+)\r?$`)
+
+// l2sinkRE matches the same lines of a netsink run inside the L2 guest,
+// renamed by the script so they cannot be taken for L1's.
+var l2sinkRE = regexp.MustCompile(`(?m)^l2sink: result conn=(\d+) bytes=(\d+) ms=(\d+\.\d+) bad=(\d+)\r?$`)
 
 // netRun is one connection netsink served.
 type netRun struct {
@@ -28,11 +35,22 @@ type netRun struct {
 // parseNetsink returns the result lines in connection order, and an error
 // for a malformed or out-of-order line.
 func parseNetsink(console string) ([]netRun, error) {
+	return parseSink(netsinkRE, console, true)
+}
+
+// parseSink returns the runs re matches in console; ordered requires the
+// connection numbers 1, 2, 3… (one server), otherwise each line is conn 1
+// (one server per run).
+func parseSink(re *regexp.Regexp, console string, ordered bool) ([]netRun, error) {
 	var out []netRun
-	for _, m := range netsinkRE.FindAllStringSubmatch(console, -1) {
+	for _, m := range re.FindAllStringSubmatch(console, -1) {
 		conn, err := strconv.Atoi(m[1])
-		if err != nil || conn != len(out)+1 {
-			return nil, fmt.Errorf("result line %q: conn %s; want %d", m[0], m[1], len(out)+1)
+		want := len(out) + 1
+		if !ordered {
+			want = 1
+		}
+		if err != nil || conn != want {
+			return nil, fmt.Errorf("result line %q: conn %s; want %d", m[0], m[1], want)
 		}
 		n, err1 := strconv.ParseInt(m[2], 10, 64)
 		ms, err2 := strconv.ParseFloat(m[3], 64)
@@ -75,6 +93,13 @@ func BenchmarkNestedNetGuestToHost(b *testing.B) {
 		{Path: "/opt/msb/netsink", HostPath: sink, Mode: 0o755},
 	}
 	rounds := b.N
+	// MSB_NETBENCH_PROFILE=FILE: the sandbox process's CPU profile
+	// (supervisor.CPUProfileEnv), carried out over L1's console.
+	profOut := os.Getenv("MSB_NETBENCH_PROFILE")
+	profEnv := ""
+	if profOut != "" {
+		profEnv = supervisor.CPUProfileEnv + "=1 "
+	}
 	script := fmt.Sprintf(`set -u
 export MSB_HOME=/tmp/msbhome HOME=/root PATH=/opt/msb:$PATH
 mkdir -p /root /rootfs/bin /rootfs/etc /rootfs/tmp /rootfs/root /rootfs/dev /rootfs/proc /rootfs/sys /rootfs/run
@@ -85,20 +110,34 @@ echo 'root:x:0:0:root:/root:/bin/sh' > /rootfs/etc/passwd
 echo 'root:x:0:' > /rootfs/etc/group
 ip link set lo up 2>/dev/null
 netsink serve -n %[1]d 127.0.0.1:9000 &
-msb create --rootfs /rootfs --name n1 --vmm kvm -c 2 -m 256 --net-rule allow@host >/dev/null
+%[4]smsb create --rootfs /rootfs --name n1 --vmm kvm -c 2 -m 256 --net-rule allow@host >/dev/null
 echo "netbench: create $?"
 nested-mark created
 i=0
 while [ $i -lt %[2]d ]; do
   i=$((i+1))
   netsink send 127.0.0.1:9000 %[3]d || echo "netbench: loopback send failed"
+  sb=$(pidof msb)
+  set -- $(head -1 /proc/stat); c0="$2 $4 $5 $6 $7 $8"
+  p0=$(cut -d' ' -f14,15,43 /proc/$sb/stat)
+  mount -t debugfs none /sys/kernel/debug 2>/dev/null
+  for f in exits halt_exits halt_successful_poll halt_attempted_poll irq_injections irq_exits io_exits mmio_exits nmi_injections signal_exits irq_window_exits request_irq_exits; do [ -r /sys/kernel/debug/kvm/$f ] && echo "$f $(cat /sys/kernel/debug/kvm/$f)"; done > /tmp/k0
   msb exec n1 -- netsink send host.msb.internal:9000 %[3]d || echo "netbench: guest send failed"
+  set -- $(head -1 /proc/stat); c1="$2 $4 $5 $6 $7 $8"
+  p1=$(cut -d' ' -f14,15,43 /proc/$sb/stat)
+  for f in exits halt_exits halt_successful_poll halt_attempted_poll irq_injections irq_exits io_exits mmio_exits nmi_injections signal_exits irq_window_exits request_irq_exits; do [ -r /sys/kernel/debug/kvm/$f ] && echo "$f $(cat /sys/kernel/debug/kvm/$f)"; done > /tmp/k1
+  paste /tmp/k0 /tmp/k1 | sed 's/^/netbench: kvm /'
+  msb exec n1 -- busybox grep -A1 '^Tcp:' /proc/net/snmp | busybox sed 's/^/netbench: snmp /'
+  msb exec n1 -- busybox grep -A1 '^TcpExt:' /proc/net/netstat | busybox sed 's/^/netbench: snmp /'
+  echo "netbench: cpu l1-before=[$c0] l1-after=[$c1] sandbox-before=[$p0] sandbox-after=[$p1]"
+  msb exec n1 -- sh -c 'netsink serve -n 1 127.0.0.1:9001 >/tmp/l2.out 2>&1 & until busybox grep -q listening /tmp/l2.out; do busybox sleep 0.1; done; netsink send 127.0.0.1:9001 %[3]d; wait; busybox sed -n "s/^netsink: result/l2sink: result/p" /tmp/l2.out' || echo "netbench: l2 loopback failed"
 done
 wait
 nested-mark sent
 msb stop n1 >/dev/null
-grep -E 'network|error|vm exits' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
-`, 2*rounds, rounds, size)
+grep -E 'network|error|vm exits|virtio-net' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed 's/^/runtime.log: /'
+[ -s $MSB_HOME/sandboxes/n1/logs/cpu.pprof ] && base64 $MSB_HOME/sandboxes/n1/logs/cpu.pprof | sed 's/^/pprof: /'
+`, 2*rounds, rounds, size, profEnv)
 	// Generous: L2 on nested KVM under TCG may move only a few MB/s.
 	timeout := nested.DefaultTimeout + time.Duration(rounds)*time.Duration(mib)*time.Second
 	res := nested.Run(b, env, nested.Options{Files: files, Script: script, Timeout: timeout})
@@ -123,15 +162,44 @@ grep -E 'network|error|vm exits' $MSB_HOME/sandboxes/n1/logs/runtime.log | sed '
 			guest = append(guest, r.Elapsed)
 		}
 	}
+	// L2's own loopback is the ceiling that nested emulation puts on
+	// anything the guest does; on real hardware it is close to L1's.
+	l2runs, err := parseSink(l2sinkRE, res.Console, false)
+	if err != nil || len(l2runs) != rounds {
+		b.Fatalf("L2 loopback results %d (%v); want %d\nL1 console:\n%s", len(l2runs), err, rounds, nested.Excerpt(res.Console))
+	}
+	var l2loop []time.Duration
+	for i, r := range l2runs {
+		if r.Bytes != size || r.Bad != 0 {
+			b.Fatalf("L2 loopback %d: %d bytes, %d bad reads; want %d bytes, none bad", i+1, r.Bytes, r.Bad, size)
+		}
+		l2loop = append(l2loop, r.Elapsed)
+	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
-	lm, gm := mbps(medianDuration(loop)), mbps(medianDuration(guest))
+	lm, gm, l2m := mbps(medianDuration(loop)), mbps(medianDuration(guest)), mbps(medianDuration(l2loop))
 	b.ReportMetric(gm, "guest-MB/s")
 	b.ReportMetric(lm, "l1-loopback-MB/s")
 	b.ReportMetric(gm/lm, "ratio")
-	for _, l := range res.Lines("runtime.log: ") {
+	b.ReportMetric(l2m, "l2-loopback-MB/s")
+	b.ReportMetric(gm/l2m, "ratio-l2")
+	if profOut != "" {
+		var enc strings.Builder
+		for _, l := range res.Lines("pprof: ") {
+			enc.WriteString(strings.TrimPrefix(l, "pprof: "))
+		}
+		prof, err := base64.StdEncoding.DecodeString(enc.String())
+		if err != nil || len(prof) == 0 {
+			b.Fatalf("CPU profile from L1: %d bytes (%v)", len(prof), err)
+		}
+		if err := os.WriteFile(profOut, prof, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("sandbox process CPU profile: %s (go tool pprof -top %s)", profOut, profOut)
+	}
+	for _, l := range slices.Concat(res.Lines("netbench: cpu"), res.Lines("netbench: kvm"), res.Lines("runtime.log: ")) {
 		b.Log(l) // exit counts: the cost of a frame under nested SVM
 	}
-	b.Logf("L1 run: QEMU exited after %.2fs; %d MiB per connection; loopback %v; guest %v", res.Elapsed.Seconds(), mib, loop, guest)
+	b.Logf("L1 run: QEMU exited after %.2fs; %d MiB per connection; loopback %v; guest %v; L2 loopback %v", res.Elapsed.Seconds(), mib, loop, guest, l2loop)
 }
 
 func medianDuration(d []time.Duration) time.Duration {
