@@ -9,6 +9,8 @@
 #                  decompressed (busybox insmod and finit_module without
 #                  MODULE_INIT_COMPRESSED_FILE want plain ELF)
 #   modules.order  the module file names, dependencies first: load in order
+#   modules.disk   likewise for virtio-blk over virtio-mmio, loaded only when
+#                  a test attaches a disk to L1 (nested.Options.Disks)
 #   package        the Debian package name and version it came from
 #
 # The package is downloaded (apt-get download) and unpacked with dpkg-deb,
@@ -20,8 +22,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${MSB_CACHE:-$HOME/.cache/msb}/nested
 # The L1 guest needs only an initramfs and the serial console (microvm,acpi=on
-# gives it ttyS0), so no virtio or filesystem modules: just KVM.
+# gives it ttyS0), so KVM, plus virtio-blk for tests that attach a disk (ext4
+# is built into this kernel).
 wanted=(kvm-amd)
+disk_wanted=(virtio_mmio virtio_blk)
 
 resolve_pkg() {
   apt-cache depends linux-image-cloud-amd64 2>/dev/null |
@@ -125,6 +129,13 @@ visit() {
 for m in "${wanted[@]}"; do
   visit "$m"
 done
+kvm_order=("${order[@]}")
+order=()
+for m in "${disk_wanted[@]}"; do
+  visit "$m"
+done
+printf '%s\n' "${order[@]}" >"$work/out/modules.disk"
+order=("${kvm_order[@]}")
 printf '%s\n' "${order[@]}" >"$work/out/modules.order.tmp"
 echo "$pkg $version" >"$work/out/package"
 mv "$work/out/modules.order.tmp" "$work/out/modules.order"

@@ -218,11 +218,29 @@ func TestFidelity(t *testing.T) {
 		}
 	})
 
-	t.Run("inodes", func(t *testing.T) {
-		// readdir's d_ino must be stat's st_ino for entries of the
-		// image (lower), of the writable layer (upper), and of copied-up
+	for _, fc := range fidelityCases {
+		t.Run(fc.name, func(t *testing.T) {
+			r := c.must(0, "exec", "fid", "--", "python3", "-c", fc.script)
+			if got := strings.TrimSpace(string(r.stdout)); got != fc.want {
+				t.Errorf("%s: %q; want %q", fc.what, got, fc.want)
+			}
+		})
+	}
+}
+
+// fidelityCases are the cases the tier was built for, each a Python script
+// run in the sandbox that prints want. TestFidelity runs them on the QEMU
+// backend, TestNestedFidelity on the native VMM.
+var fidelityCases = []struct {
+	name, what, script, want string
+}{
+	{
+		// readdir's d_ino must be stat's st_ino for entries of the image
+		// (lower), of the writable layer (upper), and of copied-up
 		// directories.
-		script := `import os
+		name: "inodes",
+		what: "readdir and stat disagree on inode numbers",
+		script: `import os
 os.makedirs("/root/new/sub", exist_ok=True)
 open("/etc/fidelity-copied-up", "w").close()
 bad = []
@@ -233,35 +251,28 @@ for d in ["/usr/bin", "/etc", "/root", "/root/new", "/"]:
         # A mount point's stat is the mounted root's, on any Linux.
         if st.st_dev == dev and e.inode() != st.st_ino:
             bad.append(f"{e.path}: d_ino {e.inode()} st_ino {st.st_ino}")
-print("\n".join(bad[:20]) or "consistent")`
-		r := c.must(0, "exec", "fid", "--", "python3", "-c", script)
-		if got := strings.TrimSpace(string(r.stdout)); got != "consistent" {
-			t.Errorf("readdir and stat disagree on inode numbers:\n%s", got)
-		}
-	})
-
-	t.Run("rename-image-dir", func(t *testing.T) {
+print("\n".join(bad[:20]) or "consistent")`,
+		want: "consistent",
+	},
+	{
 		// A directory that comes from the image renames like on any one
 		// file system (overlay's redirect_dir), not with EXDEV.
-		script := `import os
+		name: "rename-image-dir",
+		what: "rename of an image directory and back",
+		script: `import os
 os.rename("/usr/share/doc", "/usr/share/doc-renamed")
 os.rename("/usr/share/doc-renamed", "/usr/share/doc")
-print(len(os.listdir("/usr/share/doc")) > 0)`
-		r := c.must(0, "exec", "fid", "--", "python3", "-c", script)
-		if got := strings.TrimSpace(string(r.stdout)); got != "True" {
-			t.Errorf("rename of an image directory and back: %q; want True", got)
-		}
-	})
-
-	t.Run("dnotify", func(t *testing.T) {
-		script := `import fcntl, os
+print(len(os.listdir("/usr/share/doc")) > 0)`,
+		want: "True",
+	},
+	{
+		name: "dnotify",
+		what: "F_NOTIFY (dnotify)",
+		script: `import fcntl, os
 fd = os.open("/root", os.O_RDONLY)
-print(fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_CREATE | fcntl.DN_MULTISHOT))`
-		r := c.must(0, "exec", "fid", "--", "python3", "-c", script)
-		if got := strings.TrimSpace(string(r.stdout)); got != "0" {
-			t.Errorf("F_NOTIFY = %q; want 0 (dnotify)", got)
-		}
-	})
+print(fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_CREATE | fcntl.DN_MULTISHOT))`,
+		want: "0",
+	},
 }
 
 func TestFidelityOutcomes(t *testing.T) {

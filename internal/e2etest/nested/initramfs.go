@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/msb-go/msb/internal/guestkernel"
@@ -28,8 +29,9 @@ const (
 // -no-reboot, most likely because the kernel's reboot fallbacks reached a
 // firmware restart; power-off has no such fallback.) Setup failures
 // print a "setup failed" marker instead, so the host fails fast with the
-// reason rather than waiting for the timeout.
-func initScript(modules []string) string {
+// reason rather than waiting for the timeout. With disks > 0 it then loads
+// diskModules and waits for /dev/vda… to appear.
+func initScript(modules, diskModules []string, disks int) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/busybox sh
 # L1 init of the nested-KVM harness (internal/e2etest/nested).
@@ -62,7 +64,24 @@ mark init
 	}
 	b.WriteString(`[ -c /dev/kvm ] || fail "/dev/kvm is missing after loading the kvm modules"
 mark modules-loaded
-cd /root
+`)
+	if disks > 0 {
+		for _, m := range diskModules {
+			name := path.Base(m)
+			fmt.Fprintf(&b, "insmod %s/%s || fail \"insmod %s\"\n", l1ModuleDir, name, name)
+		}
+		// virtio-blk registers its disks while insmod runs, but devtmpfs
+		// creates the nodes asynchronously; allow it a moment.
+		last := "vd" + string(rune('a'+disks-1))
+		fmt.Fprintf(&b, `i=0
+while [ ! -b /dev/%[1]s ]; do
+	i=$((i+1)); [ $i -gt 100 ] && fail "/dev/%[1]s is missing after loading the virtio-blk modules"
+	sleep 0.1
+done
+mark disks-ready
+`, last)
+	}
+	b.WriteString(`cd /root
 mark script-start
 /bin/sh ` + l1Script + ` </dev/null
 code=$?
@@ -149,7 +168,7 @@ func buildInitramfs(w io.Writer, env Env, opts Options) error {
 	entries := []guestkernel.Entry{
 		{Name: "bin/busybox", Mode: 0o755, Data: bb},
 		{Name: "bin/sh", Mode: fs.ModeSymlink | 0o777, Target: "busybox"},
-		{Name: "init", Mode: 0o755, Data: []byte(initScript(env.Modules))},
+		{Name: "init", Mode: 0o755, Data: []byte(initScript(env.Modules, env.DiskModules, len(opts.Disks)))},
 		{Name: l1MarkTool, Mode: 0o755, Data: []byte(markTool)},
 		{Name: l1Script, Mode: 0o755, Data: []byte(opts.Script)},
 	}
@@ -158,7 +177,11 @@ func buildInitramfs(w io.Writer, env Env, opts Options) error {
 			return err
 		}
 	}
-	for _, m := range env.Modules {
+	modules := env.Modules
+	if len(opts.Disks) > 0 {
+		modules = append(slices.Clone(modules), env.DiskModules...)
+	}
+	for _, m := range modules {
 		b, err := os.ReadFile(m)
 		if err != nil {
 			return fmt.Errorf("module: %w", err)

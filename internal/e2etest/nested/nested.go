@@ -3,7 +3,9 @@
 // Debian cloud kernel under `-cpu qemu64,+svm,+npt` loads kvm-amd and gets a
 // /dev/kvm with hardware semantics, which the host's kvm_pvm lacks. Tests put
 // static binaries into the L1 initramfs and run a busybox sh script there;
-// results come back on the L1 serial console.
+// results come back on the L1 serial console. What is too large for the
+// initramfs (a root tree of hundreds of MB) goes on a disk image attached
+// to L1 as virtio-blk (Options.Disks).
 //
 // Require gates a test like internal/e2etest.Require: it skips when QEMU, a
 // static busybox or the L1 kernel is missing, and fails instead under
@@ -55,6 +57,10 @@ type Env struct {
 	Modules []string // host paths of the kvm modules, in load order
 	Busybox string   // a statically linked busybox, the L1 userland
 	TSCKHz  int      // the host TSC rate, passed to L1 as tsc_early_khz (0 = unknown)
+	// DiskModules are the host paths of the virtio-blk modules, in load
+	// order, loaded only when Options.Disks is not empty (nil when the
+	// L1 directory predates them).
+	DiskModules []string
 }
 
 // File is one file put into the L1 initramfs.
@@ -82,6 +88,19 @@ type Options struct {
 	Timeout time.Duration
 	// MemoryMiB is L1's RAM (default 2048).
 	MemoryMiB int
+	// Disks are attached to L1 in order as /dev/vda, /dev/vdb, …; the init
+	// loads the virtio-blk modules and waits for them before the script.
+	Disks []Disk
+}
+
+// Disk is a raw disk image attached to L1 as a virtio-blk device. L1's
+// kernel has ext4 built in, so an ext4 image (mkfs.ext4 -d) mounts without
+// further modules.
+type Disk struct {
+	HostPath string
+	// ReadOnly attaches the image read-only; otherwise L1's writes go to
+	// the host file, which a test should own (a copy in t.TempDir()).
+	ReadOnly bool
 }
 
 // Result is how an L1 run ended.
@@ -143,7 +162,8 @@ func Require(t testing.TB) Env {
 	if len(missing) > 0 {
 		skipOrFail(t, "nested-KVM prerequisites missing: "+strings.Join(missing, "; "))
 	}
-	return Env{QEMU: q, Kernel: l1.kernel, Modules: l1.modules, Busybox: bb, TSCKHz: machine.HostTSCKHz()}
+	return Env{QEMU: q, Kernel: l1.kernel, Modules: l1.modules, DiskModules: l1.diskModules, Busybox: bb,
+		TSCKHz: machine.HostTSCKHz()}
 }
 
 func skipOrFail(t testing.TB, msg string) {
@@ -193,8 +213,9 @@ func isStatic(p string) (bool, error) {
 }
 
 type l1Files struct {
-	kernel  string
-	modules []string
+	kernel      string
+	modules     []string
+	diskModules []string
 }
 
 var (
@@ -231,35 +252,50 @@ func l1Kernel(root string) (*l1Files, error) {
 	return l1, nil
 }
 
-// readL1Dir reads the layout l1-kernel.sh produces: vmlinuz, modules.order
-// and modules/.
+// readL1Dir reads the layout l1-kernel.sh produces: vmlinuz, modules.order,
+// modules.disk (optional: older layouts lack it) and modules/.
 func readL1Dir(dir string) (*l1Files, error) {
 	l1 := &l1Files{kernel: filepath.Join(dir, "vmlinuz")}
 	if _, err := os.Stat(l1.kernel); err != nil {
 		return nil, err
 	}
-	order, err := os.ReadFile(filepath.Join(dir, "modules.order"))
-	if err != nil {
+	var err error
+	if l1.modules, err = readModuleList(dir, "modules.order"); err != nil {
 		return nil, err
-	}
-	for _, name := range strings.Fields(string(order)) {
-		p := filepath.Join(dir, "modules", name)
-		if _, err := os.Stat(p); err != nil {
-			return nil, err
-		}
-		l1.modules = append(l1.modules, p)
 	}
 	if len(l1.modules) == 0 {
 		return nil, fmt.Errorf("%s: no modules listed", filepath.Join(dir, "modules.order"))
 	}
+	if _, err := os.Stat(filepath.Join(dir, "modules.disk")); err == nil {
+		if l1.diskModules, err = readModuleList(dir, "modules.disk"); err != nil {
+			return nil, err
+		}
+	}
 	return l1, nil
+}
+
+// readModuleList returns the host paths of the modules the list file names.
+func readModuleList(dir, list string) ([]string, error) {
+	order, err := os.ReadFile(filepath.Join(dir, list))
+	if err != nil {
+		return nil, err
+	}
+	var mods []string
+	for _, name := range strings.Fields(string(order)) {
+		p := filepath.Join(dir, "modules", name)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s: %w", list, err)
+		}
+		mods = append(mods, p)
+	}
+	return mods, nil
 }
 
 // Args returns the QEMU command line (without the binary) for an L1 guest
 // booting initrd: TCG with an SVM-capable CPU model, one vCPU, the serial
-// console on stdio, no network and no reboot.
-func Args(env Env, initrd string, memoryMiB int) []string {
-	return []string{
+// console on stdio, no network and no reboot, and disks as virtio-blk.
+func Args(env Env, initrd string, memoryMiB int, disks ...Disk) []string {
+	args := []string{
 		"-accel", "tcg",
 		// acpi=on: the Debian kernel finds ttyS0 through ACPI. qemu64 plus
 		// +svm,+npt is the cheapest model with nested paging; richer models
@@ -273,6 +309,17 @@ func Args(env Env, initrd string, memoryMiB int) []string {
 		"-kernel", env.Kernel, "-initrd", initrd,
 		"-append", strings.Join(Cmdline(env), " "),
 	}
+	for i, d := range disks {
+		// cache=unsafe: the images are the test's scratch; nothing needs
+		// to reach the host disk before QEMU exits.
+		drive := fmt.Sprintf("if=none,id=disk%d,format=raw,cache=unsafe,file=%s", i,
+			strings.ReplaceAll(d.HostPath, ",", ",,")) // QEMU's option syntax escapes a comma by doubling it
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+	}
+	return args
 }
 
 // Cmdline is the L1 kernel command line.
@@ -302,6 +349,9 @@ func Run(t testing.TB, env Env, opts Options) Result {
 	}
 	if opts.MemoryMiB == 0 {
 		opts.MemoryMiB = DefaultMemoryMiB
+	}
+	if len(opts.Disks) > 0 && len(env.DiskModules) == 0 {
+		t.Fatalf("L1 disks: the L1 kernel directory has no modules.disk (run scripts/nested/l1-kernel.sh again, or update $MSB_NESTED_L1)")
 	}
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "l1-initramfs.cpio")
@@ -373,7 +423,7 @@ func bootL1(env Env, initrd, consolePath string, opts Options) (*boot, error) {
 	defer console.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, env.QEMU, Args(env, initrd, opts.MemoryMiB)...)
+	cmd := exec.CommandContext(ctx, env.QEMU, Args(env, initrd, opts.MemoryMiB, opts.Disks...)...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
 	stderr := &capped{max: 8 << 10}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,6 +201,28 @@ func TestArgs(t *testing.T) {
 	if c := strings.Join(Cmdline(Env{}), " "); strings.Contains(c, "tsc_early_khz") {
 		t.Errorf("Cmdline with an unknown TSC rate = %q; want no tsc_early_khz", c)
 	}
+	if strings.Contains(joined, "-drive") {
+		t.Errorf("Args without disks attaches a drive: %s", joined)
+	}
+}
+
+func TestArgsDisks(t *testing.T) {
+	args := Args(Env{Kernel: "/k/vmlinuz"}, "/i/initrd", 1024, Disk{HostPath: "/d/tree,1.ext4", ReadOnly: true}, Disk{HostPath: "/d/home.ext4"})
+	var got []string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-drive" || args[i] == "-device" {
+			got = append(got, args[i]+" "+args[i+1])
+		}
+	}
+	want := []string{
+		"-drive if=none,id=disk0,format=raw,cache=unsafe,file=/d/tree,,1.ext4,readonly=on",
+		"-device virtio-blk-device,drive=disk0",
+		"-drive if=none,id=disk1,format=raw,cache=unsafe,file=/d/home.ext4",
+		"-device virtio-blk-device,drive=disk1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Args disk options (-want +got):\n%s", diff)
+	}
 }
 
 func TestReadL1Dir(t *testing.T) {
@@ -226,6 +249,20 @@ func TestReadL1Dir(t *testing.T) {
 	if diff := cmp.Diff(want, l1, cmp.AllowUnexported(l1Files{})); diff != "" {
 		t.Errorf("readL1Dir (-want +got):\n%s", diff)
 	}
+	// modules.disk is optional, but what it lists must exist.
+	write(t, filepath.Join(dir, "modules.disk"), "virtio.ko\nvirtio_blk.ko\n")
+	write(t, filepath.Join(dir, "modules", "virtio.ko"), "m")
+	if _, err := readL1Dir(dir); err == nil {
+		t.Errorf("readL1Dir with a disk module missing succeeded; want an error")
+	}
+	write(t, filepath.Join(dir, "modules", "virtio_blk.ko"), "m")
+	if l1, err = readL1Dir(dir); err != nil {
+		t.Fatal(err)
+	}
+	want.diskModules = []string{filepath.Join(dir, "modules", "virtio.ko"), filepath.Join(dir, "modules", "virtio_blk.ko")}
+	if diff := cmp.Diff(want, l1, cmp.AllowUnexported(l1Files{})); diff != "" {
+		t.Errorf("readL1Dir with modules.disk (-want +got):\n%s", diff)
+	}
 }
 
 func TestIsStatic(t *testing.T) {
@@ -241,7 +278,7 @@ func TestIsStatic(t *testing.T) {
 }
 
 func TestInitScript(t *testing.T) {
-	s := initScript([]string{"/c/modules/irqbypass.ko", "/c/modules/kvm.ko", "/c/modules/kvm-amd.ko"})
+	s := initScript([]string{"/c/modules/irqbypass.ko", "/c/modules/kvm.ko", "/c/modules/kvm-amd.ko"}, []string{"/c/modules/virtio_blk.ko"}, 0)
 	// Modules load in the given order, kvm-amd with the svm diagnosis.
 	var at []int
 	for _, m := range []string{"insmod /nested/modules/irqbypass.ko ", "insmod /nested/modules/kvm.ko ", "insmod /nested/modules/kvm-amd.ko "} {
@@ -264,6 +301,28 @@ func TestInitScript(t *testing.T) {
 		if !strings.Contains(s, p) {
 			t.Errorf("init script never prints %q", p)
 		}
+	}
+	// Without disks the virtio-blk modules are not loaded.
+	if strings.Contains(s, "virtio_blk") || strings.Contains(s, "disks-ready") {
+		t.Errorf("init script without disks loads virtio-blk:\n%s", s)
+	}
+}
+
+func TestInitScriptDisks(t *testing.T) {
+	s := initScript([]string{"/c/modules/kvm.ko"}, []string{"/c/modules/virtio.ko", "/c/modules/virtio_blk.ko"}, 2)
+	// kvm, then the disk modules in order, then the wait for the last
+	// disk, all before the script starts.
+	var at []int
+	for _, want := range []string{"insmod /nested/modules/kvm.ko ", "insmod /nested/modules/virtio.ko ",
+		"insmod /nested/modules/virtio_blk.ko ", "[ ! -b /dev/vdb ]", "mark disks-ready", "mark script-start"} {
+		i := strings.Index(s, want)
+		if i < 0 {
+			t.Fatalf("init script lacks %q:\n%s", want, s)
+		}
+		at = append(at, i)
+	}
+	if !slices.IsSorted(at) {
+		t.Errorf("init script steps out of order (offsets %v):\n%s", at, s)
 	}
 }
 
@@ -340,6 +399,26 @@ func TestBuildInitramfs(t *testing.T) {
 			t.Errorf("%s comes before its directory %s", name, d)
 		}
 		seen[name] = true
+	}
+
+	// Disk modules go into the initramfs only for a run with disks.
+	env.DiskModules = []string{filepath.Join(dir, "virtio_blk.ko")}
+	write(t, env.DiskModules[0], "VIRTIO_BLK")
+	const vblk = "nested/modules/virtio_blk.ko"
+	for _, disks := range []int{0, 1} {
+		var buf bytes.Buffer
+		if err := buildInitramfs(&buf, env, Options{Disks: make([]Disk, disks)}); err != nil {
+			t.Fatal(err)
+		}
+		has := false
+		for _, e := range readNewc(t, buf.Bytes()) {
+			if e.name == vblk {
+				has = e.data == "VIRTIO_BLK"
+			}
+		}
+		if has != (disks > 0) {
+			t.Errorf("initramfs with %d disks has %s: %t; want %t", disks, vblk, has, disks > 0)
+		}
 	}
 
 	for _, bad := range []File{
