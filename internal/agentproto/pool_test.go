@@ -14,7 +14,7 @@ func TestReadRawFrameBulk(t *testing.T) {
 		pooled bool
 	}{
 		{name: "small", data: 10},
-		{name: "exec chunk", data: MaxExecChunk},
+		{name: "exec chunk", data: MaxExecChunk, pooled: true},
 		{name: "just below the pooling threshold", data: bulkMin - DataHeadroom - 1},
 		{name: "at the pooling threshold", data: bulkMin, pooled: true},
 		{name: "bulk chunk", data: BulkChunk, pooled: true},
