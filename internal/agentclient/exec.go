@@ -216,7 +216,7 @@ func (s *Session) live() error {
 }
 
 // handle implements handler.
-func (s *Session) handle(m agentproto.Message) {
+func (s *Session) handle(m agentproto.Message, f agentproto.RawFrame) {
 	switch m.Type {
 	case agentproto.TypeExecStarted:
 		var p agentproto.ExecStarted
@@ -240,7 +240,7 @@ func (s *Session) handle(m agentproto.Message) {
 		if m.Type == agentproto.TypeExecStderr {
 			dst = s.stderr
 		}
-		dst.write(data)
+		dst.write(data, f)
 	case agentproto.TypeExecExited:
 		var p agentproto.ExecExited
 		if err := m.Decode(&p); err != nil {
