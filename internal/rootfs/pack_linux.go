@@ -171,3 +171,10 @@ func splitNul(b []byte) []string {
 	}
 	return out
 }
+
+// startWriteback asks the kernel to start writing back n bytes of f at off
+// without waiting for them (sync_file_range(2) SYNC_FILE_RANGE_WRITE).
+// Best effort: the fsync that follows is what makes the image durable.
+func startWriteback(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
