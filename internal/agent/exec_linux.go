@@ -295,16 +295,22 @@ func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStat
 }
 
 // pipeSize is the buffer size asked for the pipes of a session's stdin,
-// stdout and stderr: a little more than one output chunk.
+// stdout and stderr: one output chunk, so that a child that writes faster
+// than the host drains fills whole frames.
 const pipeSize = 256 << 10
 
 // readOutput forwards r to the host in chunks of at most MaxExecChunk bytes.
 // Once the child has exited, every read gets a deadline of lingerAfterExit,
 // renewed before each read so that time spent blocked on a full output
 // queue never cuts the drain short.
+//
+// The chunks are read into pooled bulk buffers, which the console writer
+// gives back: with a fresh 128 KiB buffer per chunk (the old way) zeroing
+// and faulting in the buffers on each hop held a 256 MiB stdout to
+// 290 MB/s where fs.data moved 600.
 func (ss *session) readOutput(r *os.File, t agentproto.Type) {
-	const size = agentproto.DataHeadroom + agentproto.MaxExecChunk
-	buf := make([]byte, size)
+	buf := agentproto.GetBulk()
+	defer func() { agentproto.PutBulk(buf) }()
 	for {
 		if ss.exited.Load() {
 			r.SetReadDeadline(time.Now().Add(lingerAfterExit))
@@ -313,7 +319,7 @@ func (ss *session) readOutput(r *os.File, t agentproto.Type) {
 		// a copy.
 		n, err := r.Read(buf[agentproto.DataHeadroom:])
 		if n > 0 && !ss.srv.sendData(ss.id, t, buf, n) {
-			buf = make([]byte, size)
+			buf = agentproto.GetBulk()
 		}
 		if err != nil {
 			// EOF (pipe), EIO (PTY without slave), deadline or close.
@@ -326,7 +332,7 @@ func (ss *session) readOutput(r *os.File, t agentproto.Type) {
 // mode EOF is a no-op (reference §3.2), w is the master and stays open.
 func (ss *session) writeStdin(w *os.File, closeOnEOF bool) {
 	for {
-		b, eof, ok := ss.stdin.pop()
+		c, eof, ok := ss.stdin.pop()
 		if !ok {
 			return
 		}
@@ -336,7 +342,9 @@ func (ss *session) writeStdin(w *os.File, closeOnEOF bool) {
 			}
 			return
 		}
-		if _, err := w.Write(b); err != nil {
+		_, err := w.Write(c.data)
+		c.release()
+		if err != nil {
 			ss.stdin.kill()
 			return
 		}

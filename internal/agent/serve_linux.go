@@ -241,7 +241,7 @@ func (s *server) readLoop() error {
 			s.log.Warn("skip undecodable frame", "id", raw.ID(), "err", err)
 			continue
 		}
-		err = s.dispatch(m)
+		err = s.dispatch(m, raw)
 		if m.Type == agentproto.TypeFsData {
 			// fsData is done with the frame: the data is in the file.
 			agentproto.PutBulk(raw)
@@ -255,7 +255,10 @@ func (s *server) readLoop() error {
 	}
 }
 
-func (s *server) dispatch(m agentproto.Message) error {
+// dispatch handles message m, read from frame raw. An exec.stdin frame
+// belongs to the session's stdin queue from here on; everything else stays
+// the caller's.
+func (s *server) dispatch(m agentproto.Message, raw agentproto.RawFrame) error {
 	switch m.Type {
 	case agentproto.TypeExecRequest:
 		s.startExec(m)
@@ -266,7 +269,9 @@ func (s *server) dispatch(m agentproto.Message) error {
 			return nil
 		}
 		if ss := s.session(m.ID); ss != nil {
-			ss.stdin.push(data)
+			ss.stdin.push(data, raw)
+		} else {
+			agentproto.PutBulk(raw)
 		}
 	case agentproto.TypeExecResize:
 		var r agentproto.ExecResize

@@ -1,6 +1,10 @@
 package agent
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/msb-go/msb/internal/agentproto"
+)
 
 // stdinPool bounds the stdin bytes buffered across all sessions, and its
 // mutex guards every stdinQueue of a server (stdin is not a hot path, and
@@ -34,10 +38,19 @@ type stdinQueue struct {
 	limit int
 
 	// Protected by pool.mu.
-	chunks [][]byte
+	chunks []stdinChunk
 	size   int
 	eof    bool // EOF requested (empty stdin frame)
 	dead   bool // consumer gone
+}
+
+// stdinChunk is queued stdin data and the frame it lives in, which goes
+// back to the bulk pool (agentproto.PutBulk) once the data is written or
+// discarded: a 256 MiB io.Copy into stdin otherwise allocated (and zeroed)
+// a fresh 256 KiB buffer for every frame agentd read.
+type stdinChunk struct {
+	data  []byte
+	frame []byte // nil, or a pooled buffer the queue owns
 }
 
 func newStdinQueue(limit int, pool *stdinPool) *stdinQueue {
@@ -46,33 +59,40 @@ func newStdinQueue(limit int, pool *stdinPool) *stdinQueue {
 
 // push appends b, or requests EOF when b is empty. It blocks while the queue
 // is non-empty and b would not fit into the queue's or the pool's limit.
-func (q *stdinQueue) push(b []byte) {
+// frame, when not nil, is the pooled frame b lives in: the queue owns it
+// from here on and gives it back once b has been popped and released, or
+// discarded.
+func (q *stdinQueue) push(b, frame []byte) {
 	p := q.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if q.dead || q.eof {
+		agentproto.PutBulk(frame)
 		return
 	}
 	if len(b) == 0 {
 		q.eof = true
 		p.cond.Broadcast()
+		agentproto.PutBulk(frame)
 		return
 	}
 	for q.size > 0 && !q.dead && (q.size+len(b) > q.limit || p.used+len(b) > p.limit) {
 		p.cond.Wait()
 	}
 	if q.dead {
+		agentproto.PutBulk(frame)
 		return
 	}
-	q.chunks = append(q.chunks, b)
+	q.chunks = append(q.chunks, stdinChunk{data: b, frame: frame})
 	q.size += len(b)
 	p.used += len(b)
 	p.cond.Broadcast()
 }
 
 // pop returns the next chunk, or eof once EOF was requested and every chunk
-// was returned. ok is false once the queue was killed.
-func (q *stdinQueue) pop() (b []byte, eof, ok bool) {
+// was returned. ok is false once the queue was killed. The caller gives the
+// chunk back with release once it is done with c.data.
+func (q *stdinQueue) pop() (c stdinChunk, eof, ok bool) {
 	p := q.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -81,19 +101,22 @@ func (q *stdinQueue) pop() (b []byte, eof, ok bool) {
 	}
 	switch {
 	case q.dead:
-		return nil, false, false
+		return stdinChunk{}, false, false
 	case len(q.chunks) > 0:
-		b = q.chunks[0]
-		q.chunks[0] = nil
+		c = q.chunks[0]
+		q.chunks[0] = stdinChunk{}
 		q.chunks = q.chunks[1:]
-		q.size -= len(b)
-		p.used -= len(b)
+		q.size -= len(c.data)
+		p.used -= len(c.data)
 		p.cond.Broadcast()
-		return b, false, true
+		return c, false, true
 	default:
-		return nil, true, true
+		return stdinChunk{}, true, true
 	}
 }
+
+// release gives back the frame of a popped chunk.
+func (c stdinChunk) release() { agentproto.PutBulk(c.frame) }
 
 // kill discards the buffered bytes and every later push, and wakes all
 // waiters.
@@ -103,6 +126,9 @@ func (q *stdinQueue) kill() {
 	defer p.mu.Unlock()
 	q.dead = true
 	p.used -= q.size
+	for _, c := range q.chunks {
+		c.release()
+	}
 	q.chunks = nil
 	q.size = 0
 	p.cond.Broadcast()

@@ -11,7 +11,7 @@ func pushAsync(q *stdinQueue, b []byte) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		q.push(b)
+		q.push(b, nil)
 	}()
 	return done
 }
@@ -37,16 +37,16 @@ func returns(t *testing.T, done <-chan struct{}) {
 func TestStdinQueue(t *testing.T) {
 	t.Run("per-session bound", func(t *testing.T) {
 		q := newStdinQueue(10, newStdinPool(100))
-		q.push([]byte("12345678"))
+		q.push([]byte("12345678"), nil)
 		done := pushAsync(q, []byte("abcd")) // 8+4 > 10
 		waits(t, done)
-		if b, eof, ok := q.pop(); string(b) != "12345678" || eof || !ok {
-			t.Fatalf("pop = %q %v %v", b, eof, ok)
+		if c, eof, ok := q.pop(); string(c.data) != "12345678" || eof || !ok {
+			t.Fatalf("pop = %q %v %v", c.data, eof, ok)
 		}
 		returns(t, done)
-		q.push(nil) // EOF
-		if b, eof, ok := q.pop(); string(b) != "abcd" || eof || !ok {
-			t.Fatalf("pop = %q %v %v", b, eof, ok)
+		q.push(nil, nil) // EOF
+		if c, eof, ok := q.pop(); string(c.data) != "abcd" || eof || !ok {
+			t.Fatalf("pop = %q %v %v", c.data, eof, ok)
 		}
 		if _, eof, ok := q.pop(); !eof || !ok {
 			t.Fatalf("pop after EOF = eof %v ok %v; want EOF", eof, ok)
@@ -56,7 +56,7 @@ func TestStdinQueue(t *testing.T) {
 		pool := newStdinPool(10)
 		a := newStdinQueue(100, pool)
 		b := newStdinQueue(100, pool)
-		a.push([]byte("123456789"))
+		a.push([]byte("123456789"), nil)
 		done := pushAsync(a, []byte("xy")) // pool: 9+2 > 10
 		waits(t, done)
 		// b's queue is empty: its chunk is taken although the pool is full.
@@ -77,7 +77,7 @@ func TestStdinQueue(t *testing.T) {
 	})
 	t.Run("oversized chunk and kill", func(t *testing.T) {
 		q := newStdinQueue(4, newStdinPool(4))
-		q.push([]byte("too big")) // an empty queue takes any chunk
+		q.push([]byte("too big"), nil) // an empty queue takes any chunk
 		if n, _ := q.buffered(); n != 7 {
 			t.Errorf("buffered = %d; want 7", n)
 		}

@@ -17,9 +17,11 @@ import (
 // connection's reader goroutine (fail may also run on the goroutine that
 // closes the Client) and must not call back into the Client's mutex.
 type handler interface {
-	// handle gets each frame for the session in order. It may block to
-	// apply back-pressure but must return once fail has been called.
-	handle(m agentproto.Message)
+	// handle gets each frame for the session in order, decoded as m. It
+	// may block to apply back-pressure but must return once fail has been
+	// called. f may be a pooled bulk buffer: a handler that keeps m's data
+	// past its return hands f on with it (pipe.write), else f is collected.
+	handle(m agentproto.Message, f agentproto.RawFrame)
 	// fail ends the session with err (wrapping ErrClosed when the
 	// connection died). It may be called more than once.
 	fail(err error)
@@ -187,7 +189,9 @@ func (c *Client) closedErr() error {
 func (c *Client) readLoop(r *bufio.Reader) {
 	defer close(c.done)
 	for {
-		f, err := agentproto.ReadRawFrame(r)
+		// Bulk frames (fs.data, exec output) come from the pool; the
+		// stream's pipe gives them back once the caller has the data.
+		f, err := agentproto.ReadRawFrameBulk(r)
 		if err != nil {
 			select {
 			case <-c.closing:
@@ -231,7 +235,7 @@ func (c *Client) readLoop(r *bufio.Reader) {
 		if m.Flags()&agentproto.FlagTerminal != 0 {
 			c.unregister(id, h)
 		}
-		h.handle(m)
+		h.handle(m, f)
 	}
 }
 

@@ -807,8 +807,8 @@ func TestShutdown(t *testing.T) {
 
 type nopHandler struct{}
 
-func (nopHandler) handle(agentproto.Message) {}
-func (nopHandler) fail(error)                {}
+func (nopHandler) handle(agentproto.Message, agentproto.RawFrame) {}
+func (nopHandler) fail(error)                                     {}
 
 func TestIDAllocation(t *testing.T) {
 	for _, slot := range []uint32{0, 1, 15} {

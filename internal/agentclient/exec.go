@@ -11,8 +11,9 @@ import (
 	"github.com/msb-go/msb/internal/agentproto"
 )
 
-// maxStdinChunk is the largest stdin frame payload the client sends.
-const maxStdinChunk = agentproto.MaxExecChunk
+// maxStdinChunk is the largest stdin frame payload of a plain Write: a
+// frame that fits the first buffer agentproto.ReadRawFrame allocates.
+const maxStdinChunk = 128<<10 - agentproto.DataHeadroom
 
 // stdinCopyChunk is the largest stdin frame payload of an io.Copy into
 // stdin (stdinWriter.ReadFrom): a bulk frame.
@@ -155,7 +156,8 @@ func (s *Session) Stdout() io.Reader { return s.stdout }
 func (s *Session) Stderr() io.Reader { return s.stderr }
 
 // Stdin returns the process's standard input. Writes are sent in frames of
-// at most agentproto.MaxExecChunk bytes (about 128 KiB); Close sends EOF.
+// at most 128 KiB, io.Copy into it in bulk frames (256 KiB); Close sends
+// EOF.
 func (s *Session) Stdin() io.WriteCloser { return &s.stdin }
 
 // Signal sends signal sig to the process.
@@ -214,7 +216,7 @@ func (s *Session) live() error {
 }
 
 // handle implements handler.
-func (s *Session) handle(m agentproto.Message) {
+func (s *Session) handle(m agentproto.Message, f agentproto.RawFrame) {
 	switch m.Type {
 	case agentproto.TypeExecStarted:
 		var p agentproto.ExecStarted
@@ -238,7 +240,7 @@ func (s *Session) handle(m agentproto.Message) {
 		if m.Type == agentproto.TypeExecStderr {
 			dst = s.stderr
 		}
-		dst.write(data)
+		dst.write(data, f)
 	case agentproto.TypeExecExited:
 		var p agentproto.ExecExited
 		if err := m.Decode(&p); err != nil {
@@ -327,7 +329,7 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 }
 
 // ReadFrom implements io.ReaderFrom: io.Copy into stdin reads the source
-// straight into each frame (up to MaxExecChunk bytes per read) instead of
+// straight into each frame (up to a bulk chunk per read) instead of
 // through io.Copy's 32 KiB buffer and a copy into the frame. Like Write,
 // it does not send EOF.
 func (w *stdinWriter) ReadFrom(r io.Reader) (int64, error) {

@@ -24,7 +24,7 @@ type reply struct {
 
 func newReply() *reply { return &reply{done: make(chan struct{})} }
 
-func (r *reply) handle(m agentproto.Message) {
+func (r *reply) handle(m agentproto.Message, _ agentproto.RawFrame) {
 	if m.Flags()&agentproto.FlagTerminal != 0 {
 		r.once.Do(func() { r.msg = m; close(r.done) })
 	}
@@ -154,7 +154,7 @@ type fileReader struct {
 	stop func() bool
 }
 
-func (r *fileReader) handle(m agentproto.Message) {
+func (r *fileReader) handle(m agentproto.Message, f agentproto.RawFrame) {
 	switch m.Type {
 	case agentproto.TypeFsData:
 		data, err := m.Data()
@@ -162,7 +162,7 @@ func (r *fileReader) handle(m agentproto.Message) {
 			r.fail(fmt.Errorf("%w: %w", ErrProtocol, err))
 			return
 		}
-		r.p.write(data)
+		r.p.write(data, f)
 	case agentproto.TypeFsResponse:
 		if _, err := fsResponse(m, "read", r.path); err != nil {
 			r.fail(err)

@@ -3,6 +3,8 @@ package agentclient
 import (
 	"io"
 	"sync"
+
+	"github.com/msb-go/msb/internal/agentproto"
 )
 
 // streamBufLimit bounds the unread bytes a stream buffers before the
@@ -17,7 +19,7 @@ type pipe struct {
 	cond sync.Cond // signalled on every state change; uses mu
 	// chunks holds unread data, n bytes in all. Chunks are kept as
 	// delivered, so data is copied once, into the caller's buffer.
-	chunks [][]byte
+	chunks []pipeChunk
 	n      int
 	// werr is set when no more data will come: Read returns it after
 	// draining chunks.
@@ -30,6 +32,17 @@ type pipe struct {
 	readyOnce sync.Once
 }
 
+// pipeChunk is delivered data and the frame it lives in. The pipe owns the
+// frame and gives it back to the bulk pool once the data is consumed or
+// dropped: the reader then reads the next frames into the same buffers
+// instead of allocating and zeroing 256 KiB for each.
+type pipeChunk struct {
+	data  []byte
+	frame []byte
+}
+
+func (c pipeChunk) release() { agentproto.PutBulk(c.frame) }
+
 func newPipe() *pipe {
 	p := &pipe{ready: make(chan struct{})}
 	p.cond.L = &p.mu
@@ -39,17 +52,19 @@ func newPipe() *pipe {
 func (p *pipe) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }
 
 // write queues b, blocking while the buffer is full, and takes ownership
-// of b. It discards b once either side is closed.
-func (p *pipe) write(b []byte) {
+// of b and of frame, the buffer b lives in (nil if there is nothing to give
+// back). It discards b once either side is closed.
+func (p *pipe) write(b, frame []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.n >= streamBufLimit && p.werr == nil && p.rerr == nil {
 		p.cond.Wait()
 	}
 	if p.werr != nil || p.rerr != nil || len(b) == 0 {
+		agentproto.PutBulk(frame)
 		return
 	}
-	p.chunks = append(p.chunks, b)
+	p.chunks = append(p.chunks, pipeChunk{data: b, frame: frame})
 	p.n += len(b)
 	p.markReady()
 	p.cond.Broadcast()
@@ -75,6 +90,9 @@ func (p *pipe) closeRead(err error) {
 	if p.rerr == nil {
 		p.rerr = err
 	}
+	for _, c := range p.chunks {
+		c.release()
+	}
 	p.chunks, p.n = nil, 0
 	p.markReady()
 	p.cond.Broadcast()
@@ -95,13 +113,14 @@ func (p *pipe) Read(b []byte) (int, error) {
 	}
 	n := 0
 	for n < len(b) && len(p.chunks) > 0 {
-		k := copy(b[n:], p.chunks[0])
+		k := copy(b[n:], p.chunks[0].data)
 		n += k
-		if k == len(p.chunks[0]) {
-			p.chunks[0] = nil // let the chunk go
+		if k == len(p.chunks[0].data) {
+			p.chunks[0].release()
+			p.chunks[0] = pipeChunk{} // let the chunk go
 			p.chunks = p.chunks[1:]
 		} else {
-			p.chunks[0] = p.chunks[0][k:]
+			p.chunks[0].data = p.chunks[0].data[k:]
 		}
 	}
 	p.n -= n
@@ -136,17 +155,20 @@ func (p *pipe) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 		chunk := p.chunks[0]
-		p.chunks[0] = nil
+		p.chunks[0] = pipeChunk{}
 		p.chunks = p.chunks[1:]
 		if len(p.chunks) == 0 {
 			p.chunks = nil
 		}
-		p.n -= len(chunk)
+		p.n -= len(chunk.data)
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		k, err := w.Write(chunk)
+		// w must not keep chunk.data (io.Writer), so the frame goes
+		// back once Write returns.
+		k, err := w.Write(chunk.data)
+		chunk.release()
 		total += int64(k)
-		if err == nil && k < len(chunk) {
+		if err == nil && k < len(chunk.data) {
 			err = io.ErrShortWrite
 		}
 		if err != nil {

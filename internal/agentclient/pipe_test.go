@@ -36,7 +36,7 @@ func TestPipeWriteTo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPipe()
 			for _, c := range tt.chunks {
-				p.write([]byte(c))
+				p.write([]byte(c), nil)
 			}
 			tt.end(p)
 			w := tt.w
@@ -66,7 +66,7 @@ func TestPipeWriteToWaits(t *testing.T) {
 	const chunks = 10
 	go func() {
 		for range chunks {
-			p.write(bytes.Clone(chunk))
+			p.write(bytes.Clone(chunk), nil)
 		}
 		p.closeWrite(io.EOF)
 	}()

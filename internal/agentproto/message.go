@@ -16,10 +16,10 @@ const (
 	MaxFrameLen = 4 << 20
 	// MaxDataChunk is the largest fs.data chunk.
 	MaxDataChunk = 3 << 20
-	// MaxExecChunk is the stdout/stderr chunk size agentd uses: its frame
-	// fits the first buffer ReadRawFrame allocates. It is not enforced on
-	// decode.
-	MaxExecChunk = 128<<10 - DataHeadroom
+	// MaxExecChunk is the stdout/stderr chunk size agentd uses: a bulk
+	// chunk, so that a full frame of output travels in pooled buffers on
+	// every hop, as fs.data does. It is not enforced on decode.
+	MaxExecChunk = BulkChunk
 	// Version is the value of the envelope's "v" field.
 	Version = 1
 	// ProtocolVersion is the newest protocol version this package speaks,

@@ -27,15 +27,30 @@ const BulkChunk = 256 << 10
 // bulkBufSize is the size of a pooled buffer: a whole bulk frame.
 const bulkBufSize = DataHeadroom + BulkChunk
 
-// bulkMin is the smallest frame ReadRawFrameBulk reads into a pooled
-// buffer. Below it frames are allocated to size, so that a queue of small
-// frames never pins a pooled buffer each (queues are charged by length,
-// so a pooled frame holds at most 4/3 of its charge). Exec output frames
-// (MaxExecChunk) stay below it.
+// bulkMin is the smallest frame ReadRawFrameBulk reads into a pooled bulk
+// buffer. Below it frames go into half-size buffers (halfMin) or are
+// allocated to size, so that a queue of small frames never pins a pooled
+// buffer each (queues are charged by length, so a pooled frame holds at
+// most 4/3 of its charge).
 const bulkMin = bulkBufSize * 3 / 4
+
+// halfBufSize is the size of a half bulk buffer, for frames of half a
+// chunk: a program writing 128 KiB at a time (cat, cp) into a pipe agentd
+// drains as fast as it fills gives exec output frames of that size, about
+// half of the frames of a bulk stdout; allocated to size, each cost every
+// hop a zeroed buffer (twice on ReadRawFrame's first-128-KiB path).
+const halfBufSize = DataHeadroom + BulkChunk/2
+
+// halfMin is the smallest frame read into a half bulk buffer.
+const halfMin = halfBufSize * 3 / 4
 
 var bulkPool = sync.Pool{New: func() any {
 	b := make([]byte, bulkBufSize)
+	return &b
+}}
+
+var halfPool = sync.Pool{New: func() any {
+	b := make([]byte, halfBufSize)
 	return &b
 }}
 
@@ -43,25 +58,29 @@ var bulkPool = sync.Pool{New: func() any {
 // bytes). Give it back with PutBulk once nothing refers to it.
 func GetBulk() []byte { return *(bulkPool.Get().(*[]byte)) }
 
-// PutBulk recycles the buffer of b if b starts a bulk buffer (from GetBulk,
-// or a frame from ReadRawFrameBulk); anything else is left to the GC. The
-// caller must be the last user of b and of every slice of it.
+// PutBulk recycles the buffer of b if b starts a bulk or half bulk buffer
+// (from GetBulk, or a frame from ReadRawFrameBulk); anything else is left
+// to the GC. The caller must be the last user of b and of every slice of
+// it.
 func PutBulk(b []byte) {
-	if cap(b) != bulkBufSize {
-		return
+	switch cap(b) {
+	case bulkBufSize:
+		b = b[:bulkBufSize]
+		bulkPool.Put(&b)
+	case halfBufSize:
+		b = b[:halfBufSize]
+		halfPool.Put(&b)
 	}
-	b = b[:bulkBufSize]
-	bulkPool.Put(&b)
 }
 
 // IsBulk reports whether f lives in a pooled buffer (see PutBulk): whoever
 // keeps a slice of it past its owner's last use must copy it.
-func IsBulk(f RawFrame) bool { return cap(f) == bulkBufSize }
+func IsBulk(f RawFrame) bool { return cap(f) == bulkBufSize || cap(f) == halfBufSize }
 
 // ReadRawFrameBulk is ReadRawFrame for a reader that owns each frame until
-// its last use: a frame of at least half a bulk buffer is read into a
-// pooled buffer, which its owner gives back with PutBulk(f). Frames that
-// are never given back are simply collected.
+// its last use: a frame of at least 3/4 of a bulk or of a half bulk buffer
+// is read into a pooled buffer of that size, which its owner gives back
+// with PutBulk(f). Frames that are never given back are simply collected.
 func ReadRawFrameBulk(r io.Reader) (RawFrame, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -69,12 +88,20 @@ func ReadRawFrameBulk(r io.Reader) (RawFrame, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	total := 4 + int(n)
-	if n < MinFrameLen || total < bulkMin || total > bulkBufSize {
+	var f []byte
+	switch {
+	case n < MinFrameLen || total > bulkBufSize:
+		return readFrameRest(r, hdr)
+	case total >= bulkMin:
+		f = GetBulk()
+	case total >= halfMin && total <= halfBufSize:
+		f = *(halfPool.Get().(*[]byte))
+	default:
 		return readFrameRest(r, hdr)
 	}
 	// A lying length prefix costs one pooled buffer for as long as the
 	// read lasts, and nothing more: the buffer goes back on error.
-	f := GetBulk()[:total]
+	f = f[:total]
 	copy(f, hdr[:])
 	if _, err := io.ReadFull(r, f[4:]); err != nil {
 		PutBulk(f)

@@ -14,7 +14,11 @@ func TestReadRawFrameBulk(t *testing.T) {
 		pooled bool
 	}{
 		{name: "small", data: 10},
-		{name: "exec chunk", data: MaxExecChunk},
+		{name: "below the half threshold", data: halfMin - DataHeadroom - 1},
+		{name: "at the half threshold", data: halfMin, pooled: true},
+		{name: "half chunk", data: BulkChunk / 2, pooled: true},
+		{name: "above a half buffer", data: BulkChunk/2 + DataHeadroom},
+		{name: "exec chunk", data: MaxExecChunk, pooled: true},
 		{name: "just below the pooling threshold", data: bulkMin - DataHeadroom - 1},
 		{name: "at the pooling threshold", data: bulkMin, pooled: true},
 		{name: "bulk chunk", data: BulkChunk, pooled: true},
@@ -36,7 +40,7 @@ func TestReadRawFrameBulk(t *testing.T) {
 				if !bytes.Equal(got, f) {
 					t.Fatalf("frame differs from the one written")
 				}
-				if pooled := cap(got) == bulkBufSize; pooled != tt.pooled {
+				if pooled := IsBulk(got); pooled != tt.pooled {
 					t.Errorf("pooled = %v (cap %d); want %v", pooled, cap(got), tt.pooled)
 				}
 				PutBulk(got)
@@ -58,6 +62,7 @@ func TestReadRawFrameBulkErrors(t *testing.T) {
 		{name: "cut in the prefix", in: []byte{0, 0}, want: io.ErrUnexpectedEOF},
 		{name: "too short", in: header(MinFrameLen - 1), want: ErrFrameTooShort},
 		{name: "too large", in: header(MaxFrameLen + 1), want: ErrFrameTooLarge},
+		{name: "lying half length", in: append(header(BulkChunk/2), 1, 2, 3), want: io.ErrUnexpectedEOF},
 		{name: "lying bulk length", in: append(header(BulkChunk), 1, 2, 3), want: io.ErrUnexpectedEOF},
 		{name: "lying large length", in: append(header(MaxFrameLen), 1, 2, 3), want: io.ErrUnexpectedEOF},
 	}

@@ -100,7 +100,7 @@ func (l *ExecLog) Write(source Source, id uint64, data []byte) error {
 	b = append(b, `,"d":"`...)
 	b64 := !utf8.Valid(data)
 	if b64 {
-		b = base64.StdEncoding.AppendEncode(b, data)
+		b = appendBase64(b, data)
 		b = append(b, '"')
 	} else {
 		b = appendJSONText(b, data)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -80,6 +81,34 @@ func BenchmarkExecLogWrite(b *testing.B) {
 			b.SetBytes(int64(len(tc.data)))
 			for b.Loop() {
 				if err := l.Write(SourceStdout, 1, tc.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkExecLogFile measures the tap's whole cost per byte of binary
+// exec output in 256 KiB records: formatting, the write and the rotations
+// of exec.log (10 MiB files), next to a file that never rotates.
+func BenchmarkExecLogFile(b *testing.B) {
+	data := make([]byte, 256<<10)
+	for i := range data {
+		data[i] = byte(i*131 + i>>7)
+	}
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+	}{{"rotating", 0}, {"unbounded", 1 << 40}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l, err := OpenExecLog(filepath.Join(b.TempDir(), "exec.log"), tc.maxBytes)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if err := l.Write(SourceStdout, 1, data); err != nil {
 					b.Fatal(err)
 				}
 			}

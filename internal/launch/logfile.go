@@ -113,7 +113,14 @@ func (r *RotatingFile) rotate() error {
 	if err != nil {
 		return r.reopen(fmt.Errorf("rotate log: %w", err))
 	}
-	// Renaming onto .3 replaces it, so nothing beyond .3 ever exists.
+	// The oldest file is removed before .2 takes its name: renaming onto
+	// an existing file makes ext4 (auto_da_alloc) allocate and start
+	// writing back the renamed file's delayed blocks at once, which made
+	// each rotation cost as much as writing 10 MiB of records. Nothing
+	// beyond .3 ever exists.
+	if err := os.Remove(rotatedName(r.path, keptRotations)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return r.reopen(fmt.Errorf("rotate log: %w", err))
+	}
 	for i := keptRotations - 1; i >= 0; i-- {
 		from, to := rotatedName(r.path, i), rotatedName(r.path, i+1)
 		if err := os.Rename(from, to); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -3,7 +3,6 @@ package relay
 // The tap: exec session output copied into exec.log as it passes.
 
 import (
-	"bytes"
 	"unicode/utf8"
 
 	"github.com/msb-go/msb/internal/agentproto"
@@ -18,13 +17,14 @@ import (
 // all of a session's output before its client learns that it ended.
 
 // tapQueueLen is the number of frames queued for the tap: exec output
-// frames are at most MaxExecChunk bytes, so about 2 MiB.
+// frames are at most MaxExecChunk bytes, so about 4 MiB.
 const tapQueueLen = 16
 
 // tapItem is one exec output frame, or a session's end, for the tap.
 type tapItem struct {
 	s        *relaySession
 	m        agentproto.Message
+	buf      []byte // pooled copy m lives in, given back once written
 	terminal bool
 	done     chan struct{} // closed once a terminal item is written
 }
@@ -35,6 +35,7 @@ func (r *Relay) runTap() {
 	defer r.wg.Done()
 	for it := range r.tapq {
 		r.tap(it.s, it.m, it.terminal)
+		agentproto.PutBulk(it.buf)
 		if it.done != nil {
 			close(it.done)
 		}
@@ -45,13 +46,24 @@ func (r *Relay) runTap() {
 // queue is full and, for a session's last frame, until it is written.
 // Called by the guest reader only.
 func (r *Relay) queueTap(s *relaySession, f agentproto.RawFrame, m agentproto.Message, terminal bool) {
-	if agentproto.IsBulk(f) {
-		// Only a lying guest sends exec output this large; its buffer
-		// goes back to the pool once the client has it, before the tap
-		// may be done with it.
-		m.Payload = bytes.Clone(m.Payload)
-	}
 	it := tapItem{s: s, m: m, terminal: terminal}
+	if agentproto.IsBulk(f) {
+		// A full chunk of output lives in a pooled buffer, which the
+		// client writer gives back once the client has it, maybe before
+		// the tap is done. The tap gets a pooled copy of its own: a
+		// copy costs a tenth of what a fresh buffer does (zeroing, page
+		// faults), and sharing one buffer between the two would need a
+		// reference count on every queued frame.
+		cp := agentproto.GetBulk()[:len(f)]
+		copy(cp, f)
+		cm, err := agentproto.RawFrame(cp).Message()
+		if err != nil {
+			// f decoded a moment ago; a copy cannot fail.
+			agentproto.PutBulk(cp)
+			return
+		}
+		it.m, it.buf = cm, cp
+	}
 	if terminal {
 		it.done = make(chan struct{})
 	}

@@ -32,7 +32,8 @@ func writeImageFile(ctx context.Context, root *inode, tmp string) error {
 	}
 	defer f.Close()
 	t := newTreeFS(root, ctx.Err)
-	w := erofs.Create(f,
+	iw := newImageWriter(f)
+	w := erofs.Create(iw,
 		erofs.WithBuildTime(t.buildTime, 0),
 		erofs.WithTempDir(filepath.Dir(tmp)),
 	)
@@ -40,6 +41,9 @@ func writeImageFile(ctx context.Context, root *inode, tmp string) error {
 		return fmt.Errorf("erofs copy: %w", err)
 	}
 	if err := w.Close(); err != nil {
+		return fmt.Errorf("erofs write: %w", err)
+	}
+	if err := iw.Flush(); err != nil {
 		return fmt.Errorf("erofs write: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

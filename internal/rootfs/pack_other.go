@@ -5,6 +5,7 @@ package rootfs
 import (
 	"context"
 	"errors"
+	"os"
 )
 
 // scanDir reads a host tree through Linux's stat(2) fields and l*xattr(2)
@@ -12,3 +13,7 @@ import (
 func scanDir(ctx context.Context, src string, opts PackOptions) (*inode, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// startWriteback is a no-op where sync_file_range(2) does not exist; the
+// fsync does all the work.
+func startWriteback(f *os.File, off, n int64) {}
