@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestDataFile(t *testing.T) {
@@ -48,5 +50,16 @@ func TestDataFile(t *testing.T) {
 	}
 	if _, err := openData(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("openData(missing) = %v; want fs.ErrNotExist", err)
+	}
+	// A symlink where the walk saw a regular file (swapped in between) is
+	// refused, not followed.
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "swapped")); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := openData(filepath.Join(dir, "swapped")); !errors.Is(err, unix.ELOOP) {
+		if d != nil {
+			d.Close()
+		}
+		t.Errorf("openData(symlink) = %v; want ELOOP", err)
 	}
 }

@@ -191,7 +191,9 @@ type dataFile struct {
 
 func openData(p string) (*dataFile, error) {
 	for {
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		// O_NOFOLLOW: the walk saw a regular file here; a symlink swapped
+		// in since must not make the image carry what it points to.
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err == unix.EINTR {
 			continue
 		}
