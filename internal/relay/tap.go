@@ -101,30 +101,35 @@ func (r *Relay) tap(s *relaySession, m agentproto.Message, terminal bool) {
 // logExec writes data (after any carried partial character) to exec.log,
 // holding back a trailing incomplete UTF-8 sequence unless flush is set.
 func (r *Relay) logExec(s *relaySession, stream int, data []byte, flush bool) {
-	if len(s.carry[stream]) > 0 {
-		data = append(s.carry[stream], data...)
-		s.carry[stream] = nil
+	head := s.carry[stream]
+	if len(data) < utf8.UTFMax-1 && len(head) > 0 {
+		// The held-back sequence may end inside data: join the few
+		// bytes and look at them whole.
+		var buf [2 * utf8.UTFMax]byte
+		data = append(append(buf[:0], head...), data...)
+		head = nil
 	}
+	// From here on, any incomplete sequence at the end lies within data
+	// (splitUTF8Tail looks at the last UTFMax-1 bytes only).
+	var tail []byte
 	if !flush {
-		var tail []byte
 		data, tail = splitUTF8Tail(data)
-		if len(tail) > 0 {
-			s.carry[stream] = append([]byte(nil), tail...)
+	}
+	if len(head)+len(data) > 0 {
+		src := launch.SourceStdout
+		switch {
+		case s.tty:
+			src = launch.SourceOutput
+		case stream == 1:
+			src = launch.SourceStderr
+		}
+		// head goes in front of data without a copy of the chunk.
+		if err := r.opts.ExecLog.WriteJoined(src, s.logID, head, data); err != nil {
+			r.log.Debug("exec log", "err", err)
 		}
 	}
-	if len(data) == 0 {
-		return
-	}
-	src := launch.SourceStdout
-	switch {
-	case s.tty:
-		src = launch.SourceOutput
-	case stream == 1:
-		src = launch.SourceStderr
-	}
-	if err := r.opts.ExecLog.Write(src, s.logID, data); err != nil {
-		r.log.Debug("exec log", "err", err)
-	}
+	// head is written: its buffer takes the new tail (at most 3 bytes).
+	s.carry[stream] = append(s.carry[stream][:0], tail...)
 }
 
 // splitUTF8Tail splits off an incomplete (but so far valid-looking) UTF-8
