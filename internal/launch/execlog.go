@@ -84,9 +84,32 @@ func NewExecLog(w io.Writer) *ExecLog {
 // bulk copy: the line is built by hand into a pooled buffer, not through
 // encoding/json's reflection.
 func (l *ExecLog) Write(source Source, id uint64, data []byte) error {
-	if len(data) == 0 {
+	return l.WriteJoined(source, id, nil, data)
+}
+
+// WriteJoined records head followed by data as one record, the same line
+// Write(source, id, head+data) writes, without joining them first. The
+// relay's tap holds back a character split across two output chunks and
+// logs it in front of the next chunk: joining the two cost a fresh copy of
+// the whole chunk (a quarter of the chunks of a binary stdout end in what
+// looks like the start of a character). head is meant to be short.
+func (l *ExecLog) WriteJoined(source Source, id uint64, head, data []byte) error {
+	if len(head)+len(data) == 0 {
 		return nil
 	}
+	// The junction: head and the bytes of data up to the first that
+	// starts a character, or 4 bytes of data (no character has 4
+	// continuation bytes, so then the junction is invalid on its own).
+	// rest then starts a character, so head+data is valid UTF-8 exactly
+	// when both junction and rest are.
+	k := 0
+	for k < len(data) && k < utf8.UTFMax && !utf8.RuneStart(data[k]) {
+		k++
+	}
+	var jbuf [16]byte
+	junction := append(jbuf[:0], head...)
+	junction = append(junction, data[:k]...)
+	rest := data[k:]
 	bp := lineBufs.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= maxPooledLine {
@@ -98,13 +121,20 @@ func (l *ExecLog) Write(source Source, id uint64, data []byte) error {
 	b = append(b, `","s":`...)
 	b = appendJSONString(b, string(source))
 	b = append(b, `,"d":"`...)
-	b64 := !utf8.Valid(data)
+	b64 := !utf8.Valid(junction) || !utf8.Valid(rest)
 	if b64 {
-		b = appendBase64(b, data)
-		b = append(b, '"')
+		// base64 works on 3-byte groups: the junction takes up to two
+		// more bytes of rest so that rest starts a group.
+		m := min((3-len(junction)%3)%3, len(rest))
+		junction = append(junction, rest[:m]...)
+		b = appendBase64(b, junction)
+		b = appendBase64(b, rest[m:])
 	} else {
-		b = appendJSONText(b, data)
+		// Both parts are whole characters, so no escape spans them.
+		b = appendJSONRaw(b, junction)
+		b = appendJSONRaw(b, rest)
 	}
+	b = append(b, '"')
 	if id != 0 {
 		b = append(b, `,"id":`...)
 		b = strconv.AppendUint(b, id, 10)
@@ -128,14 +158,15 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return 
 // appendJSONString appends s as a JSON string, quotes included.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
-	return appendJSONText(b, []byte(s))
+	b = appendJSONRaw(b, []byte(s))
+	return append(b, '"')
 }
 
-// appendJSONText appends valid UTF-8 text escaped as encoding/json does
+// appendJSONRaw appends valid UTF-8 text escaped as encoding/json does
 // (control characters, quote, backslash, the HTML-sensitive <, > and &, and
-// U+2028/U+2029), followed by the closing quote. Runs that need no escape
-// are copied whole.
-func appendJSONText(b, text []byte) []byte {
+// U+2028/U+2029), without quotes. Runs that need no escape are copied
+// whole.
+func appendJSONRaw(b, text []byte) []byte {
 	const hex = "0123456789abcdef"
 	start := 0
 	for i := 0; i < len(text); {
@@ -177,11 +208,10 @@ func appendJSONText(b, text []byte) []byte {
 		i++
 		start = i
 	}
-	b = append(b, text[start:]...)
-	return append(b, '"')
+	return append(b, text[start:]...)
 }
 
-// jsonPlain marks the bytes appendJSONText copies unchanged: printable
+// jsonPlain marks the bytes appendJSONRaw copies unchanged: printable
 // ASCII except quote, backslash and the HTML-sensitive <, > and &, and
 // every byte of a multi-byte sequence other than the lead byte E2.
 var jsonPlain = func() (t [256]bool) {

@@ -64,6 +64,58 @@ func FuzzExecLogWrite(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { checkExecLine(t, data) })
 }
 
+// checkJoinedLine checks that WriteJoined(head, data[split:]) with head =
+// data[:split] writes the very line Write(data) does, at every split.
+func checkJoinedLine(t *testing.T, data []byte) {
+	t.Helper()
+	at := time.Date(2026, 5, 3, 8, 0, 0, 123e6, time.UTC)
+	line := func(write func(*ExecLog) error) string {
+		var buf bytes.Buffer
+		l := NewExecLog(&buf)
+		l.now = func() time.Time { return at }
+		if err := write(l); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	want := line(func(l *ExecLog) error { return l.Write(SourceStdout, 3, data) })
+	for split := range len(data) + 1 {
+		got := line(func(l *ExecLog) error { return l.WriteJoined(SourceStdout, 3, data[:split], data[split:]) })
+		if got != want {
+			t.Errorf("WriteJoined(%q, %q) =\n %s; want\n %s", data[:split], data[split:], got, want)
+		}
+	}
+}
+
+func TestExecLogWriteJoined(t *testing.T) {
+	for _, tc := range []struct{ name, data string }{
+		{"empty", ""},
+		{"ascii", "plain text"},
+		{"escapes", "quote \" <html> \u2028\u2029\n"},
+		{"multi-byte", "é日本🎉é"},
+		{"binary", "a\xff\xfeb\xc3"},
+		{"split character then ascii", "\xe2\x82A"},
+		{"five continuation bytes", "\xc3\x80\x80\x80\x80\x80ab"},
+		{"invalid at the end", "日本\xe2\x82"},
+		{"groups of three", "\xff\x00\x01\x02\x03\x04\x05\x06\x07\x08"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkJoinedLine(t, []byte(tc.data)) })
+	}
+}
+
+func FuzzExecLogWriteJoined(f *testing.F) {
+	for _, s := range []string{"x", "é日本", "\xe2\x82A", "\xc3\x80\x80\x80\x80\x80ab", "\xff\x00\x01\x02\x03"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64 {
+			// Every split is tried: keep it quadratic in a small n.
+			data = data[:64]
+		}
+		checkJoinedLine(t, data)
+	})
+}
+
 // BenchmarkExecLogWrite measures the tap's cost per byte of exec output:
 // text, and binary that is not UTF-8.
 func BenchmarkExecLogWrite(b *testing.B) {

@@ -3,6 +3,8 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,14 +19,16 @@ import (
 	"github.com/msb-go/msb/internal/agent"
 	"github.com/msb-go/msb/internal/agentclient"
 	"github.com/msb-go/msb/internal/agentproto"
+	"github.com/msb-go/msb/internal/launch"
 )
 
 // TestRelayBulkIntegrity moves files of several bulk frames in and out
 // through the real agent, the relay and three clients at once — writes,
-// reads of each other's files, exec stdout — and compares every byte. Bulk
-// frames live in recycled buffers on three hops (agentd's writer, the
-// relay's writers): a buffer given back while still in use shows up here
-// as corrupted or mixed-up data.
+// reads of each other's files, exec stdout — and compares every byte, of
+// the transfers and of exec.log. Bulk frames live in recycled buffers on
+// three hops (agentd's writer, the relay's writers) and the exec.log tap
+// shares exec output frames with the client writer: a buffer given back
+// while still in use shows up here as corrupted or mixed-up data.
 func TestRelayBulkIntegrity(t *testing.T) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -41,11 +45,18 @@ func TestRelayBulkIntegrity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := serveRelay(t, RelayOptions{}, hostConn, func() {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "exec.log")
+	// No rotation: the test reads back one file.
+	el, err := launch.OpenExecLog(logPath, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer el.Close()
+	env := serveRelay(t, RelayOptions{ExecLog: el}, hostConn, func() {
 		guestEnd.Close()
 		<-served
 	})
-	dir := t.TempDir()
 	// Two and a bit bulk frames per file: every transfer has pooled
 	// frames and a short tail.
 	const clients, size = 3, 2*agentproto.BulkChunk + 12345
@@ -131,6 +142,56 @@ func TestRelayBulkIntegrity(t *testing.T) {
 			t.Errorf("f%d on disk: %d bytes, %v; want the %d written", i, len(got), err, size)
 		}
 	}
+	// Each cat's output is in exec.log, whole: the sessions' records,
+	// decoded and joined, are the three files in some order.
+	logged := execLogOutput(t, logPath)
+	if len(logged) != clients {
+		t.Fatalf("exec.log holds output of %d sessions; want %d", len(logged), clients)
+	}
+	for i := range clients {
+		found := false
+		for id, got := range logged {
+			if bytes.Equal(got, content[i]) {
+				found = true
+				delete(logged, id)
+				break
+			}
+		}
+		if !found {
+			t.Errorf("exec.log has no session with the %d bytes of f%d", size, i)
+		}
+	}
+}
+
+// execLogOutput returns the exact bytes exec.log at path holds for each
+// session id.
+func execLogOutput(t *testing.T, path string) map[uint64][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint64][]byte{}
+	for line := range bytes.Lines(data) {
+		var rec struct {
+			S, D, E string
+			ID      uint64
+		}
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("exec.log line %q: %v", line, err)
+		}
+		if rec.S == string(launch.SourceSystem) {
+			continue
+		}
+		d := []byte(rec.D)
+		if rec.E == "b64" {
+			if d, err = base64.StdEncoding.DecodeString(rec.D); err != nil {
+				t.Fatalf("exec.log line %q: %v", line, err)
+			}
+		}
+		out[rec.ID] = append(out[rec.ID], d...)
+	}
+	return out
 }
 
 func firstDiff(a, b []byte) int {

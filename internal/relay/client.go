@@ -90,7 +90,7 @@ type relayClient struct {
 
 	// mu protects the guest→client queue and its state.
 	mu     sync.Mutex
-	queue  []agentproto.RawFrame // the head is being written
+	queue  []queuedFrame // the head is being written
 	queued int                   // charge of queue (bytes + overhead)
 	dead   bool
 	reason string // why the client was disconnected
@@ -98,6 +98,13 @@ type relayClient struct {
 	wake     chan struct{} // capacity 1: queue is non-empty
 	gone     chan struct{} // closed by kick
 	goneOnce sync.Once
+}
+
+// queuedFrame is a guest frame queued for a client; shared is set when the
+// exec.log tap reads the frame too (see sharedFrame).
+type queuedFrame struct {
+	f      agentproto.RawFrame
+	shared *sharedFrame
 }
 
 // kick disconnects the client: it closes the connection, which ends both of
@@ -122,7 +129,7 @@ func (c *relayClient) kick(reason string) {
 // (the frame is dropped). The guest reader calls it, and a client's own
 // reader for the relay's refusals (see refuseHeld); the caps can thus be
 // overshot by at most one refusal (a few hundred bytes) per client.
-func (c *relayClient) tryEnqueue(f agentproto.RawFrame, cost int) (ok, gone bool) {
+func (c *relayClient) tryEnqueue(f agentproto.RawFrame, shared *sharedFrame, cost int) (ok, gone bool) {
 	o := &c.r.opts
 	c.mu.Lock()
 	if c.dead {
@@ -134,7 +141,7 @@ func (c *relayClient) tryEnqueue(f agentproto.RawFrame, cost int) (ok, gone bool
 		c.mu.Unlock()
 		return false, false
 	}
-	c.queue = append(c.queue, f)
+	c.queue = append(c.queue, queuedFrame{f: f, shared: shared})
 	c.queued += cost
 	if t := c.r.queuedTotal.Add(int64(cost)); t > c.r.peakQueued.Load() {
 		c.r.peakQueued.Store(t)
@@ -159,11 +166,12 @@ func (c *relayClient) writeLoop() {
 	}
 	for {
 		c.mu.Lock()
-		var f agentproto.RawFrame
+		var q queuedFrame
 		if len(c.queue) > 0 {
-			f = c.queue[0]
+			q = c.queue[0]
 		}
 		c.mu.Unlock()
+		f := q.f
 		if f == nil {
 			select {
 			case <-c.wake:
@@ -178,7 +186,7 @@ func (c *relayClient) writeLoop() {
 		}
 		c.mu.Lock()
 		if !c.dead && len(c.queue) > 0 {
-			c.queue[0] = nil
+			c.queue[0] = queuedFrame{}
 			c.queue = c.queue[1:]
 			cost := len(f) + frameOverhead
 			c.queued -= cost
@@ -188,9 +196,13 @@ func (c *relayClient) writeLoop() {
 			}
 		}
 		c.mu.Unlock()
-		// Written and out of the queue: nobody refers to f any more
-		// (the exec.log tap ran before it was queued).
-		agentproto.PutBulk(f)
+		// Written and out of the queue: the writer is done with f. An
+		// exec output frame may still be the tap's to log.
+		if q.shared != nil {
+			q.shared.release()
+		} else {
+			agentproto.PutBulk(f)
+		}
 		c.r.signalDrained()
 	}
 }
@@ -372,7 +384,7 @@ func (c *relayClient) refuseHeld(id uint32, t agentproto.Type) error {
 	// The client's own reader goroutine waits here, so a client that does
 	// not read its answers slows only itself.
 	for {
-		ok, gone := c.tryEnqueue(f, len(f)+frameOverhead)
+		ok, gone := c.tryEnqueue(f, nil, len(f)+frameOverhead)
 		if ok {
 			return nil
 		}

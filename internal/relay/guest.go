@@ -203,14 +203,18 @@ func (r *Relay) route(f agentproto.RawFrame) {
 		r.endSession(id, s)
 	}
 	r.mu.Unlock()
+	var shared *sharedFrame
 	if s.exec && r.tapq != nil {
-		r.queueTap(s, f, m, terminal)
+		shared = r.queueTap(s, f, m, terminal)
 	}
 	if target == nil {
 		r.log.Debug("relay: dropping output of a departed client's session", "id", id)
+		shared.release()
 		return
 	}
-	r.deliver(target, f)
+	if !r.deliver(target, f, shared) {
+		shared.release()
+	}
 }
 
 // guestViolation logs a dropped guest frame, at most 10 times a second:
@@ -257,13 +261,15 @@ func (l *rateLimit) allow(now time.Time) (suppressed int, ok bool) {
 // deliver queues f for c, waiting while c's queue or the total is at its
 // cap: while it waits the guest is not read, which is the back-pressure. A
 // wait longer than StallTimeout disconnects the client that holds it up.
-func (r *Relay) deliver(c *relayClient, f agentproto.RawFrame) {
+// It reports whether f was queued; shared, if not nil, goes with it to the
+// client's writer.
+func (r *Relay) deliver(c *relayClient, f agentproto.RawFrame, shared *sharedFrame) bool {
 	cost := len(f) + frameOverhead
 	var timeout <-chan time.Time
 	for {
-		ok, gone := c.tryEnqueue(f, cost)
+		ok, gone := c.tryEnqueue(f, shared, cost)
 		if ok || gone {
-			return
+			return ok
 		}
 		if timeout == nil {
 			t := time.NewTimer(r.opts.StallTimeout)
@@ -273,9 +279,9 @@ func (r *Relay) deliver(c *relayClient, f agentproto.RawFrame) {
 		select {
 		case <-r.drained:
 		case <-c.gone:
-			return
+			return false
 		case <-r.done:
-			return
+			return false
 		case <-timeout:
 			r.unstall(c, cost)
 			timeout = nil

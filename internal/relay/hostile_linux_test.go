@@ -711,7 +711,7 @@ func FuzzRelayRoute(f *testing.F) {
 					t.Fatalf("one frame queued %d times", d)
 				}
 				got++
-				if !bytes.Equal(c.queue[len(c.queue)-1], fr) {
+				if !bytes.Equal(c.queue[len(c.queue)-1].f, fr) {
 					t.Fatalf("client got altered bytes")
 				}
 				if s == nil || before.owner != c {

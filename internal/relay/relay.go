@@ -200,7 +200,7 @@ type relaySession struct {
 
 	// carry holds an incomplete UTF-8 sequence at the end of the last
 	// stdout (0) or stderr (1) chunk, so a character split across chunks
-	// is logged whole. Used by the guest reader goroutine only.
+	// is logged whole. Used by the tap goroutine only.
 	carry [2][]byte
 }
 
