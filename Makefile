@@ -54,7 +54,7 @@ test-e2e-full: setup-test kernel ## The e2e tier with the full-size suites (msb 
 	MSB_E2E_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
 test-fidelity: setup-test kernel ## The guest-fidelity tier in full: CPython's regression tests in a guest and in a host chroot, no difference allowed
-	MSB_FIDELITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 90m -v -run 'Fidelity' $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	MSB_FIDELITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 120m -v -run 'Fidelity' $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
 test-reliability: setup-test kernel ## Faults and load in full (kill -9, guest panic, disk full, locked/corrupt store, floods, 20 runs at once): one table
 	MSB_RELIABILITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v -run 'TestReliability' $(E2E_PKGS) 2>&1 | tee $(BIN)/reliability.txt | scripts/e2e-summary.sh
