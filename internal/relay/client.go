@@ -91,7 +91,7 @@ type relayClient struct {
 	// mu protects the guest→client queue and its state.
 	mu     sync.Mutex
 	queue  []queuedFrame // the head is being written
-	queued int                   // charge of queue (bytes + overhead)
+	queued int           // charge of queue (bytes + overhead)
 	dead   bool
 	reason string // why the client was disconnected
 
