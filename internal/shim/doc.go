@@ -17,6 +17,7 @@
 //	        on bundle/rootfs (containerd's own mount code, as runc's shim)
 //	Start   boot a sandbox packed from bundle/rootfs (msb.WithRootfs) and run
 //	        the spec's process in it with the stdio fifos connected
+//	Exec    run another command in the same sandbox (its own fifos, tty)
 //	Kill    signal the process's group in the guest
 //	Wait    the process's exit status (128+signal when killed)
 //	Delete  remove the sandbox, unmount the rootfs, drop the shim's state

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // newTestService is a service over a hand-made bundle (rootfs already in
@@ -61,6 +62,23 @@ func TestServiceWithoutBoot(t *testing.T) {
 	if _, err := s.Shutdown(ctx, &taskapi.ShutdownRequest{ID: "c1"}); err != nil || *shutdowns != 0 {
 		t.Fatalf("Shutdown with a live task: %v, %d shutdowns; want none", err, *shutdowns)
 	}
+	// Exec needs a running task; a terminal needs a started process.
+	spec := &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: []byte(`{"args":["true"],"cwd":"/"}`)}
+	if _, err := s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: spec}); !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) {
+		t.Fatalf("Exec before Start: %v; want FailedPrecondition", err)
+	}
+	if _, err := s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{Value: []byte("{")}}); !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+		t.Fatalf("Exec with a bad spec: %v; want InvalidArgument", err)
+	}
+	if _, err := s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", Spec: spec}); !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+		t.Fatalf("Exec without an exec id: %v; want InvalidArgument", err)
+	}
+	if _, err := s.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: "c1", Width: 80, Height: 24}); !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) {
+		t.Fatalf("ResizePty before Start: %v; want FailedPrecondition", err)
+	}
+	if _, err := s.CloseIO(ctx, &taskapi.CloseIORequest{ID: "c1", ExecID: "nope", Stdin: true}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Fatalf("CloseIO of an unknown exec: %v; want NotFound", err)
+	}
 	if _, err := s.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 9}); err != nil {
 		t.Fatalf("Kill before Start: %v", err)
 	}
@@ -108,9 +126,6 @@ func TestServiceNotImplemented(t *testing.T) {
 	ctx := context.Background()
 	s, _, _ := newTestService(t)
 	calls := map[string]func() error{
-		"Exec":       func() error { _, err := s.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e"}); return err },
-		"ResizePty":  func() error { _, err := s.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: "c1"}); return err },
-		"CloseIO":    func() error { _, err := s.CloseIO(ctx, &taskapi.CloseIORequest{ID: "c1"}); return err },
 		"Pids":       func() error { _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c1"}); return err },
 		"Stats":      func() error { _, err := s.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); return err },
 		"Pause":      func() error { _, err := s.Pause(ctx, &taskapi.PauseRequest{ID: "c1"}); return err },

@@ -19,7 +19,10 @@ type process struct {
 	Cwd      string
 	User     string // "uid:gid" for the agent
 	Terminal bool
-	Hostname string
+	// Rows and Cols are the terminal's first size: the spec's consoleSize,
+	// else 24x80 until containerd's first ResizePty.
+	Rows, Cols uint16
+	Hostname   string
 }
 
 // readSpec reads bundle/config.json.
@@ -66,7 +69,13 @@ func processFromSpec(s *specs.Spec) (process, error) {
 		// resolved by containerd from the image's /etc/passwd.
 		return process{}, fmt.Errorf("spec process user %q: a user name is not supported, only uid and gid", p.User.Username)
 	}
+	rows, cols := uint16(24), uint16(80)
+	if cs := p.ConsoleSize; cs != nil && cs.Height > 0 && cs.Width > 0 && cs.Height <= 0xffff && cs.Width <= 0xffff {
+		rows, cols = uint16(cs.Height), uint16(cs.Width)
+	}
 	return process{
+		Rows:     rows,
+		Cols:     cols,
 		Args:     append([]string(nil), p.Args...),
 		Env:      append([]string(nil), p.Env...),
 		Cwd:      cwd,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -292,6 +294,14 @@ func TestShimContainerd(t *testing.T) {
 		t.Fatalf("while running, processes of the container: %q; want the shim and the sandbox at least", l)
 	}
 	start = time.Now()
+	r = cd.must(t, 4, "task", "exec", "--exec-id", "e1", "shim-sleep", "sh", "-c", "echo out; echo err >&2; exit 4")
+	if string(r.stdout) != "out\n" || !strings.Contains(string(r.stderr), "err\n") {
+		t.Fatalf("ctr task exec: stdout %q, stderr %q; want \"out\\n\" and err", r.stdout, r.stderr)
+	}
+	t.Logf("ctr task exec: %v", time.Since(start).Round(time.Millisecond))
+	execTTY(t, cd, "shim-sleep")
+
+	start = time.Now()
 	cd.must(t, 0, "task", "kill", "shim-sleep") // SIGTERM
 	deadline := time.Now().Add(time.Minute)
 	for taskStatus(t, cd, "shim-sleep") != "STOPPED" {
@@ -349,4 +359,43 @@ func taskStatus(t *testing.T, cd *privateContainerd, id string) string {
 		}
 	}
 	return ""
+}
+
+// execTTY runs `ctr task exec --tty` on a pseudo-terminal of the test's
+// own (ctr needs one) and checks that the command sees a terminal of the
+// size ctr passed on, and that its exit code comes back.
+func execTTY(t *testing.T, cd *privateContainerd, id string) {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cd.ctr, "-a", cd.addr, "task", "exec", "--tty", "--exec-id", "t1", id,
+		// ctr sends the size (ResizePty) only after Start, as it does for
+		// runc: give it two seconds to land.
+		"sh", "-c", `for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(stty size)" = "33 101" ] && break; sleep 0.2; done; tty; stty size; exit 5`)
+	cmd.Env = cd.env
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, ptmx); close(done) }()
+	err = cmd.Wait()
+	code := -1
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err == nil {
+		code = 0
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if code != 5 || !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
+		t.Fatalf("ctr task exec --tty: exit %d, output %q; want exit 5, a /dev/pts/ name and size 33 101", code, got)
+	}
+	t.Logf("ctr task exec --tty: %v", time.Since(start).Round(time.Millisecond))
 }
