@@ -27,6 +27,9 @@ build: agentd ## Build bin/msb and bin/agentd (both static)
 agentd: ## Build the static guest agent bin/agentd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/agentd ./cmd/agentd
 
+shim: ## Build containerd's runtime shim bin/containerd-shim-msb-v2 (docs/kubernetes.md)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-msb-v2 ./cmd/containerd-shim-msb-v2
+
 kernel: setup ## Build (or reuse from ~/.cache/msb) the guest kernel, linked as bin/vmlinux
 	@mkdir -p $(BIN)
 	@k=$$(scripts/kernel/build.sh) && ln -sf "$$k" $(BIN)/vmlinux && echo "kernel: $$k"
@@ -86,4 +89,4 @@ check: lint test ## Everything CI runs
 clean: ## Remove build outputs (the kernel cache in ~/.cache/msb stays)
 	rm -rf $(BIN)
 
-.PHONY: help docs setup setup-test build agentd kernel rootfs demo test test-unit test-e2e test-e2e-full test-fidelity test-reliability test-kvm fuzz bench compare lint check clean
+.PHONY: help docs setup setup-test build agentd shim kernel rootfs demo test test-unit test-e2e test-e2e-full test-fidelity test-reliability test-kvm fuzz bench compare lint check clean

@@ -22,6 +22,7 @@ case "$profile" in
       erofs-utils e2fsprogs      # fsck.erofs / e2fsck oracles, mkfs.erofs bench peer
       docker-registry skopeo     # image e2e: local registry and an independent OCI client
       debootstrap                # image e2e: Debian+python3 test image (scripts/images/debian-python.sh)
+      containerd                 # shim e2e: a private containerd and its ctr drive containerd-shim-msb-v2
     ) ;;
   *) echo "setup: unknown profile $profile (want demo or test)" >&2; exit 2 ;;
 esac

@@ -1,0 +1,654 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/fifo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/msb-go/msb"
+)
+
+// sandboxName is the sandbox's name in the container's private MSB_HOME.
+const sandboxName = "task"
+
+// bootTimeout bounds a sandbox's boot (TCG guests are slow).
+const bootTimeout = 5 * time.Minute
+
+// service is the task service of one container: its init process and the
+// processes `exec` adds. Its methods are called concurrently by ttrpc.
+type service struct {
+	// ctx lives as long as the shim; the guest commands' sessions and the
+	// sandbox outlive the RPC that started them.
+	ctx      context.Context
+	id       string
+	home     string // the container's MSB_HOME
+	log      *slog.Logger
+	events   *publisher
+	shutdown func() // stops the server; called at most once
+
+	// mu protects the fields below and those of every proc.
+	mu        sync.Mutex
+	created   bool
+	deleted   bool
+	bundle    string
+	rootfs    string
+	mounted   bool
+	init      *proc
+	execs     map[string]*proc
+	sb        *msb.Sandbox
+	pid       uint32        // the sandbox process on the host
+	vmStopped chan struct{} // closed when the sandbox is gone (nil: never booted)
+}
+
+// proc is one process of the container: the init process (execID "") or
+// an exec'd one. Its fields are guarded by service.mu.
+type proc struct {
+	execID                string
+	spec                  process
+	stdin, stdout, stderr string
+	terminal              bool
+
+	starting bool
+	ex       *msb.Execution
+	pid      uint32 // the init: the sandbox process; an exec: its guest pid
+	status   task.Status
+	exitCode uint32
+	exitedAt time.Time
+	exited   chan struct{} // closed when the process has exited
+}
+
+func newProc(execID string, spec process, stdin, stdout, stderr string, terminal bool) *proc {
+	return &proc{execID: execID, spec: spec, stdin: stdin, stdout: stdout, stderr: stderr, terminal: terminal,
+		status: task.Status_CREATED, exited: make(chan struct{})}
+}
+
+var _ taskapi.TTRPCTaskService = (*service)(nil)
+
+func newService(ctx context.Context, id, home string, log *slog.Logger, ev *publisher, shutdown func()) *service {
+	return &service{ctx: ctx, id: id, home: home, log: log, events: ev, shutdown: shutdown, execs: map[string]*proc{}}
+}
+
+// rpcErr converts err for containerd, which maps the gRPC codes back to its
+// errdefs (NotFound, NotImplemented, FailedPrecondition…).
+func rpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errgrpc.ToGRPC(err)
+}
+
+func notImplemented(op string) error {
+	return errgrpc.ToGRPC(fmt.Errorf("msb shim: %s: %w", op, errdefs.ErrNotImplemented))
+}
+
+// lookup returns the process execID names in task id.
+// Preconditions: s.mu is held.
+func (s *service) lookup(id, execID string) (*proc, error) {
+	if id != s.id {
+		return nil, fmt.Errorf("task %q: %w (this shim serves %q)", id, errdefs.ErrNotFound, s.id)
+	}
+	if !s.created || s.deleted {
+		return nil, fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound)
+	}
+	if execID == "" {
+		return s.init, nil
+	}
+	p, ok := s.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %q: %w", execID, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	if r.ID != s.id {
+		return nil, rpcErr(fmt.Errorf("create %q: this shim serves %q: %w", r.ID, s.id, errdefs.ErrInvalidArgument))
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return nil, notImplemented("create from checkpoint")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.created {
+		return nil, rpcErr(fmt.Errorf("create %q: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("create: %w", err))
+	}
+	p, err := processFromSpec(spec)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("create: %w: %w", err, errdefs.ErrInvalidArgument))
+	}
+	if spec.Root == nil {
+		return nil, rpcErr(fmt.Errorf("create: spec has no root: %w", errdefs.ErrInvalidArgument))
+	}
+	rootfs, err := rootfsPath(r.Bundle, spec.Root.Path)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("create: %w", err))
+	}
+	mounted, err := mountRootfs(rootfs, r.Rootfs)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("create: %w", err))
+	}
+	s.created, s.bundle, s.rootfs, s.mounted = true, r.Bundle, rootfs, mounted
+	s.init = newProc("", p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	s.events.publish(topicTaskCreate, &eventstypes.TaskCreate{
+		ContainerID: s.id, Bundle: r.Bundle, Rootfs: r.Rootfs,
+		IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+	})
+	return &taskapi.CreateTaskResponse{}, nil
+}
+
+// Exec adds a process to the running container; Start runs it.
+func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	if r.ExecID == "" {
+		return nil, rpcErr(fmt.Errorf("exec: no exec id: %w", errdefs.ErrInvalidArgument))
+	}
+	if r.Spec == nil {
+		return nil, rpcErr(fmt.Errorf("exec: no process spec: %w", errdefs.ErrInvalidArgument))
+	}
+	var ps specs.Process
+	// containerd sends the process as JSON in an Any
+	// (types.containerd.io/opencontainers/runtime-spec/1/Process).
+	if err := json.Unmarshal(r.Spec.Value, &ps); err != nil {
+		return nil, rpcErr(fmt.Errorf("exec: parse process spec: %w: %w", err, errdefs.ErrInvalidArgument))
+	}
+	p, err := processFromSpec(&specs.Spec{Process: &ps})
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("exec: %w: %w", err, errdefs.ErrInvalidArgument))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	init, err := s.lookup(r.ID, "")
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("exec: %w", err))
+	}
+	if init.status != task.Status_RUNNING {
+		return nil, rpcErr(fmt.Errorf("exec: task is %s: %w", init.status, errdefs.ErrFailedPrecondition))
+	}
+	if _, ok := s.execs[r.ExecID]; ok {
+		return nil, rpcErr(fmt.Errorf("exec %q: %w", r.ExecID, errdefs.ErrAlreadyExists))
+	}
+	s.execs[r.ExecID] = newProc(r.ExecID, p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	s.events.publish("/tasks/exec-added", &eventstypes.TaskExecAdded{ContainerID: s.id, ExecID: r.ExecID})
+	return &emptypb.Empty{}, nil
+}
+
+// stdio is the container's end of containerd's fifos.
+type stdio struct {
+	in, out, err io.ReadWriteCloser // nil when containerd gave no path
+}
+
+func (st *stdio) Close() {
+	for _, f := range []io.Closer{st.in, st.out, st.err} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// openStdio opens the fifos containerd created; containerd's side already
+// has them open, so the opens do not wait long.
+func openStdio(ctx context.Context, in, out, errPath string, terminal bool) (*stdio, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st := &stdio{}
+	var err error
+	if in != "" {
+		if st.in, err = fifo.OpenFifo(ctx, in, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open stdin: %w", err)
+		}
+	}
+	if out != "" {
+		if st.out, err = fifo.OpenFifo(ctx, out, syscall.O_WRONLY, 0); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open stdout: %w", err)
+		}
+	}
+	// With a terminal, stdout carries both streams, as with runc.
+	if errPath != "" && !terminal {
+		if st.err, err = fifo.OpenFifo(ctx, errPath, syscall.O_WRONLY, 0); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open stderr: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("start: %w", err))
+	}
+	if p.status != task.Status_CREATED || p.starting {
+		st := p.status
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("start: process is %s: %w", st, errdefs.ErrFailedPrecondition))
+	}
+	sb := s.sb
+	if p.execID != "" && (sb == nil || s.init.status != task.Status_RUNNING) {
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("start exec: task is not running: %w", errdefs.ErrFailedPrecondition))
+	}
+	p.starting = true
+	rootfs := s.rootfs
+	s.mu.Unlock()
+
+	if p.execID == "" {
+		var err error
+		if sb, err = s.boot(rootfs, p.spec.Hostname); err != nil {
+			s.mu.Lock()
+			p.starting = false
+			s.mu.Unlock()
+			return nil, rpcErr(fmt.Errorf("start: %w", err))
+		}
+	}
+	pid, err := s.startProc(ctx, sb, p)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("start: %w", err))
+	}
+	if p.execID == "" {
+		s.events.publish(topicTaskStart, &eventstypes.TaskStart{ContainerID: s.id, Pid: pid})
+	} else {
+		s.events.publish("/tasks/exec-started", &eventstypes.TaskExecStarted{ContainerID: s.id, ExecID: p.execID, Pid: pid})
+	}
+	return &taskapi.StartResponse{Pid: pid}, nil
+}
+
+// boot creates the container's sandbox.
+func (s *service) boot(rootfs, hostname string) (*msb.Sandbox, error) {
+	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfs(rootfs), msb.WithReplace()}
+	if hostname != "" {
+		opts = append(opts, msb.WithHostname(hostname))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, bootTimeout)
+	defer cancel()
+	sb, err := msb.Create(ctx, sandboxName, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("boot sandbox: %w", err)
+	}
+	info, err := sb.Info(ctx)
+	if err != nil {
+		_ = sb.Kill(s.ctx)
+		_ = sb.Close()
+		return nil, fmt.Errorf("sandbox info: %w", err)
+	}
+	s.mu.Lock()
+	s.sb, s.pid, s.vmStopped = sb, uint32(info.PID), make(chan struct{})
+	s.mu.Unlock()
+	return sb, nil
+}
+
+// startProc runs p in the sandbox with its stdio wired.
+// Preconditions: p.starting is set, s.mu is not held.
+func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint32, error) {
+	st, err := openStdio(ctx, p.stdin, p.stdout, p.stderr, p.terminal)
+	if err == nil {
+		eopts := []msb.ExecOption{msb.WithCwd(p.spec.Cwd), msb.WithExecUser(p.spec.User)}
+		for _, kv := range p.spec.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			eopts = append(eopts, msb.WithExecEnv(k, v))
+		}
+		if p.terminal {
+			eopts = append(eopts, msb.WithTTY(p.spec.Rows, p.spec.Cols))
+		}
+		var ex *msb.Execution
+		if ex, err = sb.ExecStream(s.ctx, p.spec.Args[0], p.spec.Args[1:], eopts...); err == nil {
+			s.mu.Lock()
+			p.starting, p.ex, p.status = false, ex, task.Status_RUNNING
+			p.pid = ex.PID()
+			if p.execID == "" {
+				p.pid = s.pid
+			}
+			pid := p.pid
+			s.mu.Unlock()
+			go s.run(p, ex, st)
+			return pid, nil
+		}
+		st.Close()
+		err = fmt.Errorf("run %s: %w", p.spec.Args[0], err)
+	}
+	// The command could not start: Start fails, as runc's does, and the
+	// process ends with the shell's status (127 not found…) so a pending
+	// Wait returns. Without its init the sandbox has no purpose.
+	s.mu.Lock()
+	p.starting = false
+	s.mu.Unlock()
+	s.exit(p, exitStatus(0, err))
+	if p.execID == "" {
+		s.stopSandbox()
+	}
+	return 0, err
+}
+
+// run copies a process's stdio until it exits and records its status; the
+// init's exit stops the sandbox: a container is over when its init is.
+func (s *service) run(p *proc, ex *msb.Execution, st *stdio) {
+	var wg sync.WaitGroup
+	if st.in != nil {
+		go func() {
+			_, _ = io.Copy(ex.Stdin(), st.in)
+			_ = ex.Stdin().Close()
+		}()
+	} else {
+		_ = ex.Stdin().Close()
+	}
+	copyOut := func(w io.Writer, r io.Reader) {
+		defer wg.Done()
+		if w == nil {
+			w = io.Discard
+		}
+		_, _ = io.Copy(w, r)
+	}
+	wg.Add(2)
+	go copyOut(st.out, ex.Stdout())
+	go copyOut(st.err, ex.Stderr())
+	code, err := ex.Wait()
+	wg.Wait()
+	if err != nil {
+		s.log.Warn("guest command", "exec", p.execID, "err", err)
+	}
+	st.Close()
+	s.exit(p, exitStatus(code, err))
+	if p.execID == "" {
+		s.stopSandbox()
+	}
+}
+
+// exit records p's status once, wakes Wait and publishes TaskExit.
+func (s *service) exit(p *proc, status uint32) {
+	s.mu.Lock()
+	if p.status == task.Status_STOPPED {
+		s.mu.Unlock()
+		return
+	}
+	p.status, p.exitCode, p.exitedAt = task.Status_STOPPED, status, time.Now()
+	close(p.exited)
+	pid, at := p.pid, p.exitedAt
+	s.mu.Unlock()
+	id := p.execID
+	if id == "" {
+		id = s.id
+	}
+	s.events.publish(topicTaskExit, &eventstypes.TaskExit{
+		ContainerID: s.id, ID: id, Pid: pid, ExitStatus: status, ExitedAt: timestamppb.New(at),
+	})
+}
+
+// stopSandbox kills the sandbox (its disk is thrown away with the
+// container, so it needs no clean shutdown), waits for its process and
+// closes vmStopped. Exec'd processes end with it.
+func (s *service) stopSandbox() {
+	s.mu.Lock()
+	sb, done := s.sb, s.vmStopped
+	s.sb = nil
+	s.mu.Unlock()
+	if sb == nil {
+		return
+	}
+	defer close(done)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sb.Kill(ctx); err != nil && !errors.Is(err, msb.ErrNotRunning) {
+		s.log.Warn("kill sandbox", "err", err)
+	}
+	_ = sb.Close()
+}
+
+// close stops a sandbox still running when the shim goes (Shutdown with
+// Now, SIGTERM) and unmounts the rootfs, so no VM outlives its shim.
+func (s *service) close() {
+	s.stopSandbox()
+	s.mu.Lock()
+	rootfs, mounted, deleted := s.rootfs, s.mounted, s.deleted
+	s.mu.Unlock()
+	if mounted && !deleted {
+		if err := unmountRootfs(rootfs); err != nil {
+			s.log.Warn("close", "err", err)
+		}
+	}
+}
+
+func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("state: %w", err))
+	}
+	resp := &taskapi.StateResponse{
+		ID: s.id, ExecID: p.execID, Bundle: s.bundle, Pid: p.pid, Status: p.status,
+		Stdin: p.stdin, Stdout: p.stdout, Stderr: p.stderr, Terminal: p.terminal,
+	}
+	if p.status == task.Status_STOPPED {
+		resp.ExitStatus, resp.ExitedAt = p.exitCode, timestamppb.New(p.exitedAt)
+	}
+	return resp, nil
+}
+
+func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("wait: %w", err))
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return nil, rpcErr(ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &taskapi.WaitResponse{ExitStatus: p.exitCode, ExitedAt: timestamppb.New(p.exitedAt)}, nil
+}
+
+func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("kill: %w", err))
+	}
+	status, ex, starting := p.status, p.ex, p.starting
+	s.mu.Unlock()
+	switch {
+	case status == task.Status_STOPPED:
+		return nil, rpcErr(fmt.Errorf("kill: process already finished: %w", errdefs.ErrNotFound))
+	case starting:
+		return nil, rpcErr(fmt.Errorf("kill: process is starting: %w", errdefs.ErrUnavailable))
+	case status == task.Status_CREATED:
+		// Nothing runs yet: the signal ends the process, as it would end
+		// runc's waiting init.
+		s.exit(p, signalStatus(r.Signal))
+		return &emptypb.Empty{}, nil
+	}
+	// The agent signals the command's process group, which is what
+	// containerd's All flag asks for too.
+	if err := ex.Signal(int(r.Signal)); err != nil {
+		return nil, rpcErr(fmt.Errorf("kill: %w", err))
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("delete: %w", err))
+	}
+	if p.status == task.Status_RUNNING || p.starting {
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("delete: process is running: %w", errdefs.ErrFailedPrecondition))
+	}
+	if p.status == task.Status_CREATED {
+		// Deleting a process that never started ends it.
+		s.mu.Unlock()
+		s.exit(p, signalStatus(uint32(syscall.SIGKILL)))
+		s.mu.Lock()
+	}
+	pid, code, at := p.pid, p.exitCode, p.exitedAt
+	resp := &taskapi.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
+	ev := &eventstypes.TaskDelete{ContainerID: s.id, ID: s.id, Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
+	if p.execID != "" {
+		delete(s.execs, p.execID)
+		s.mu.Unlock()
+		ev.ID = p.execID
+		s.events.publish(topicTaskDelete, ev)
+		return resp, nil
+	}
+	s.deleted = true
+	vmStopped, rootfs, mounted := s.vmStopped, s.rootfs, s.mounted
+	s.mu.Unlock()
+
+	if vmStopped != nil {
+		select {
+		case <-vmStopped:
+		case <-ctx.Done():
+			return nil, rpcErr(fmt.Errorf("delete: waiting for the sandbox to stop: %w", ctx.Err()))
+		}
+	}
+	var errs []error
+	if mounted {
+		errs = append(errs, unmountRootfs(rootfs))
+	}
+	errs = append(errs, removeHome(s.home))
+	if err := errors.Join(errs...); err != nil {
+		return nil, rpcErr(fmt.Errorf("delete: %w", err))
+	}
+	s.events.publish(topicTaskDelete, ev)
+	return resp, nil
+}
+
+// removeHome removes the container's msb state but keeps the directory
+// itself, which holds the shim's socket until the shim exits.
+func removeHome(home string) error {
+	ents, err := os.ReadDir(home)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove msb state: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.Name() == socketName {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(home, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove msb state: %w", err)
+	}
+	return nil
+}
+
+func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	var ex *msb.Execution
+	if err == nil {
+		ex = p.ex
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		return nil, rpcErr(fmt.Errorf("resize pty: %w", err))
+	case ex == nil:
+		return nil, rpcErr(fmt.Errorf("resize pty: process not started: %w", errdefs.ErrFailedPrecondition))
+	case r.Width > 0xffff || r.Height > 0xffff:
+		return nil, rpcErr(fmt.Errorf("resize pty: %dx%d: %w", r.Width, r.Height, errdefs.ErrInvalidArgument))
+	}
+	if err := ex.Resize(uint16(r.Height), uint16(r.Width)); err != nil {
+		return nil, rpcErr(fmt.Errorf("resize pty: %w", err))
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes the process's stdin (containerd's only use of it).
+func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	p, err := s.lookup(r.ID, r.ExecID)
+	var ex *msb.Execution
+	if err == nil {
+		ex = p.ex
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("close io: %w", err))
+	}
+	if ex != nil && r.Stdin {
+		if err := ex.Stdin().Close(); err != nil {
+			return nil, rpcErr(fmt.Errorf("close io: %w", err))
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid()), TaskPid: s.pid}, nil
+}
+
+func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	live := s.created && !s.deleted
+	s.mu.Unlock()
+	// A shim with a live task stays, unless containerd insists.
+	if live && !r.Now {
+		return &emptypb.Empty{}, nil
+	}
+	s.shutdown()
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	return nil, notImplemented("pids")
+}
+
+func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	return nil, notImplemented("stats")
+}
+
+func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("pause")
+}
+
+func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("resume")
+}
+
+func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("checkpoint")
+}
+
+func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("update")
+}

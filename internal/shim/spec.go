@@ -1,0 +1,86 @@
+package shim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// process is what the shim runs in the guest, taken from the OCI spec.
+type process struct {
+	Args     []string
+	Env      []string // KEY=VALUE
+	Cwd      string
+	User     string // "uid:gid" for the agent
+	Terminal bool
+	// Rows and Cols are the terminal's first size: the spec's consoleSize,
+	// else 24x80 until containerd's first ResizePty.
+	Rows, Cols uint16
+	Hostname   string
+}
+
+// readSpec reads bundle/config.json.
+func readSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parse spec: %w", err)
+	}
+	return &s, nil
+}
+
+// processFromSpec maps the spec's process onto a guest command. The guest
+// has its own kernel, so namespaces, cgroups, capabilities, seccomp and
+// mounts in the spec do not apply; the parts that describe the command do.
+func processFromSpec(s *specs.Spec) (process, error) {
+	if s.Process == nil {
+		return process{}, errors.New("spec has no process")
+	}
+	p := s.Process
+	if len(p.Args) == 0 {
+		if p.CommandLine != "" {
+			return process{}, errors.New("spec process: commandLine (Windows) is not supported")
+		}
+		return process{}, errors.New("spec process has no args")
+	}
+	for _, kv := range p.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return process{}, fmt.Errorf("spec process env %q: want KEY=VALUE", kv)
+		}
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		return process{}, fmt.Errorf("spec process cwd %q: not absolute", cwd)
+	}
+	if p.User.Username != "" {
+		// Only Windows specs carry a user name; Linux ones carry ids,
+		// resolved by containerd from the image's /etc/passwd.
+		return process{}, fmt.Errorf("spec process user %q: a user name is not supported, only uid and gid", p.User.Username)
+	}
+	rows, cols := uint16(24), uint16(80)
+	if cs := p.ConsoleSize; cs != nil && cs.Height > 0 && cs.Width > 0 && cs.Height <= 0xffff && cs.Width <= 0xffff {
+		rows, cols = uint16(cs.Height), uint16(cs.Width)
+	}
+	return process{
+		Rows:     rows,
+		Cols:     cols,
+		Args:     append([]string(nil), p.Args...),
+		Env:      append([]string(nil), p.Env...),
+		Cwd:      cwd,
+		User:     strconv.FormatUint(uint64(p.User.UID), 10) + ":" + strconv.FormatUint(uint64(p.User.GID), 10),
+		Terminal: p.Terminal,
+		Hostname: s.Hostname,
+	}, nil
+}

@@ -1,0 +1,94 @@
+package shim
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestProcessFromSpec(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    specs.Spec
+		want    process
+		wantErr string
+	}{
+		{
+			name: "ctr run defaults",
+			spec: specs.Spec{Hostname: "c1", Process: &specs.Process{
+				Args: []string{"sh", "-c", "echo hello; exit 3"},
+				Env:  []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+				Cwd:  "/",
+			}},
+			want: process{Args: []string{"sh", "-c", "echo hello; exit 3"}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+				Cwd: "/", User: "0:0", Rows: 24, Cols: 80, Hostname: "c1"},
+		},
+		{
+			name: "user, cwd, terminal, value with =",
+			spec: specs.Spec{Process: &specs.Process{
+				Args: []string{"id"}, Env: []string{"A=b=c", "EMPTY="}, Cwd: "/home/app", Terminal: true,
+				User:        specs.User{UID: 1000, GID: 100, AdditionalGids: []uint32{5}},
+				ConsoleSize: &specs.Box{Height: 33, Width: 101},
+			}},
+			want: process{Args: []string{"id"}, Env: []string{"A=b=c", "EMPTY="}, Cwd: "/home/app", User: "1000:100", Terminal: true,
+				Rows: 33, Cols: 101},
+		},
+		{
+			name: "empty cwd is /",
+			spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}}},
+			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80},
+		},
+		{name: "no process", spec: specs.Spec{}, wantErr: "no process"},
+		{name: "no args", spec: specs.Spec{Process: &specs.Process{Cwd: "/"}}, wantErr: "no args"},
+		{name: "windows command line", spec: specs.Spec{Process: &specs.Process{CommandLine: "cmd /c dir"}}, wantErr: "commandLine"},
+		{name: "relative cwd", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Cwd: "tmp"}}, wantErr: "not absolute"},
+		{name: "env without =", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Env: []string{"PATH"}}}, wantErr: "KEY=VALUE"},
+		{name: "env without key", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Env: []string{"=x"}}}, wantErr: "KEY=VALUE"},
+		{name: "user name", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, User: specs.User{Username: "app"}}}, wantErr: "user name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := processFromSpec(&tc.spec)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("processFromSpec() error = %v; want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("processFromSpec() error = %v", err)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("processFromSpec() mismatch (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestReadSpec(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := readSpec(dir); err == nil || !strings.Contains(err.Error(), "read spec") {
+		t.Fatalf("readSpec(no config.json) error = %v; want read spec", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSpec(dir); err == nil || !strings.Contains(err.Error(), "parse spec") {
+		t.Fatalf("readSpec(bad json) error = %v; want parse spec", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"),
+		[]byte(`{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := readSpec(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Root.Path != "rootfs" || s.Process.Args[0] != "sh" {
+		t.Errorf("readSpec() = root %q args %q; want rootfs [sh]", s.Root.Path, s.Process.Args)
+	}
+}
