@@ -8,7 +8,6 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/mount"
-	"golang.org/x/sys/unix"
 )
 
 // rootfsPath is where the container's root is: the spec's root.path,
@@ -71,7 +70,7 @@ func mountRootfs(dir string, in []*types.Mount) (bool, error) {
 // unmountRootfs undoes mountRootfs; MNT_DETACH so a busy mount (a leftover
 // reader) does not keep the container from being deleted.
 func unmountRootfs(dir string) error {
-	if err := mount.UnmountAll(dir, unix.MNT_DETACH); err != nil {
+	if err := mount.UnmountAll(dir, unmountFlags); err != nil {
 		return fmt.Errorf("unmount rootfs: %w", err)
 	}
 	return nil
