@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/msb-go/msb/internal/agentproto"
@@ -145,7 +144,7 @@ func (ss *session) run() {
 	if ss.req.TTY {
 		ss.ptyM = cio.stdin
 		// A resize that arrived while the child was starting.
-		pty.Setsize(ss.ptyM, &pty.Winsize{Rows: ss.rows, Cols: ss.cols})
+		setWinsize(ss.ptyM, ss.rows, ss.cols)
 	}
 	pending := ss.pending
 	ss.pending = nil
@@ -209,14 +208,14 @@ func (c *childIO) closeParent() { closeFiles(append(c.readers, c.stdin)...) }
 // openIO creates three pipes, or a PTY sized as requested.
 func (ss *session) openIO() (*childIO, *spawnError) {
 	if ss.req.TTY {
-		master, slave, err := pty.Open()
+		master, slave, err := openPTY()
 		if err != nil {
 			return nil, errnoFailure(agentproto.FailPTYSetupFailed, "openpty", ss.req.Cmd, err)
 		}
 		ss.mu.Lock()
-		ws := &pty.Winsize{Rows: ss.rows, Cols: ss.cols}
+		rows, cols := ss.rows, ss.cols
 		ss.mu.Unlock()
-		if err := pty.Setsize(master, ws); err != nil {
+		if err := setWinsize(master, rows, cols); err != nil {
 			closeFiles(master, slave)
 			return nil, errnoFailure(agentproto.FailPTYSetupFailed, "winsize", ss.req.Cmd, err)
 		}
@@ -224,19 +223,43 @@ func (ss *session) openIO() (*childIO, *spawnError) {
 	}
 	var p [6]*os.File // r0 w0 r1 w1 r2 w2
 	for i := 0; i < len(p); i += 2 {
-		r, w, err := os.Pipe()
+		r, w, err := sessionPipe(i == 0)
 		if err != nil {
 			closeFiles(p[:i]...)
 			return nil, errnoFailure(classifyErrno(err), "pipe", ss.req.Cmd, err)
 		}
 		p[i], p[i+1] = r, w
-		// A pipe of 64 KiB (the default) makes a bulk stream 64 KiB
-		// frames with a wake-up on both sides for each; larger pipes
-		// let one read fill a whole chunk. Best effort: the size may be
-		// capped (fs.pipe-max-size, the user's pipe quota).
-		unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, pipeSize)
 	}
 	return &childIO{child: []*os.File{p[0], p[3], p[5]}, readers: []*os.File{p[2], p[4]}, stdin: p[1]}, nil
+}
+
+// sessionPipe makes one of a session's stdio pipes. The child's end stays
+// blocking and out of the runtime's poller (it only goes to the child);
+// agentd's end is non-blocking and polled, so that read deadlines and Close
+// interrupt a blocked Read or Write. (os.Pipe and then Fd() to size the
+// pipe would put agentd's end back into blocking mode: a background child
+// that kept stdout open then held the exit until it ended.) childReads
+// says which end is the child's: the read end for stdin.
+func sessionPipe(childReads bool) (r, w *os.File, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	// A pipe of 64 KiB (the default) makes a bulk stream 64 KiB frames
+	// with a wake-up on both sides for each; larger pipes let one read
+	// fill a whole chunk. Best effort: the size may be capped
+	// (fs.pipe-max-size, the user's pipe quota).
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
+	ours := fds[0]
+	if childReads {
+		ours = fds[1]
+	}
+	if err := unix.SetNonblock(ours, true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 // spawn starts the child in its own process group (pipe mode) or session
@@ -359,7 +382,7 @@ func (ss *session) resize(rows, cols uint16) {
 	}
 	ss.rows, ss.cols = rows, cols
 	if ss.ptyM != nil && !ss.done {
-		pty.Setsize(ss.ptyM, &pty.Winsize{Rows: rows, Cols: cols})
+		setWinsize(ss.ptyM, rows, cols)
 	}
 }
 

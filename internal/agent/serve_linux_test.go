@@ -703,3 +703,37 @@ func TestSessionIDReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestExecExitWithBackgroundChild: a background child that keeps the
+// command's stdout open must not hold the session past the command's exit
+// (the readers stop lingerAfterExit after it): the exit is reported, with
+// the output written before it, long before the child ends.
+func TestExecExitWithBackgroundChild(t *testing.T) {
+	c := startServe(t, ServeOptions{Env: []string{"PATH=" + os.Getenv("PATH")}})
+	start := time.Now()
+	_, ch := c.start(agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c", "sleep 5 & echo hi"}})
+	r := collect(t, ch, 10*time.Second)
+	took := time.Since(start)
+	if r.code != 0 || string(r.stdout) != "hi\n" {
+		t.Errorf("got %v; want code 0 stdout %q", r, "hi\n")
+	}
+	if took > 3*time.Second {
+		t.Errorf("exit reported after %v; want it within lingerAfterExit (%v) of the exit, not when the background child ends", took, lingerAfterExit)
+	}
+}
+
+// TestExecPTYExitWithBackgroundChild is TestExecExitWithBackgroundChild on
+// a terminal: the background child holds the PTY's slave.
+func TestExecPTYExitWithBackgroundChild(t *testing.T) {
+	c := startServe(t, ServeOptions{Env: []string{"PATH=" + os.Getenv("PATH")}})
+	start := time.Now()
+	_, ch := c.start(agentproto.TypeExecRequest, agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c", `trap "" HUP; sleep 5 & echo hi`}, TTY: true})
+	r := collect(t, ch, 10*time.Second)
+	took := time.Since(start)
+	if r.code != 0 || !strings.Contains(string(r.stdout), "hi") {
+		t.Errorf("got %v; want code 0 and %q on the terminal", r, "hi")
+	}
+	if took > 3*time.Second {
+		t.Errorf("exit reported after %v; want it within lingerAfterExit (%v) of the exit, not when the background child ends", took, lingerAfterExit)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Paths of the account databases, parsed directly because agentd is built
@@ -124,8 +125,7 @@ func parseID(s string) (uint32, bool) {
 // readPasswd parses name:pw:uid:gid:gecos:home:shell lines; malformed lines
 // are skipped as libc does.
 func readPasswd(name string) ([]passwdEntry, error) {
-	var out []passwdEntry
-	err := scanAccountFile(name, func(f []string) {
+	return passwdCache.load(name, func(f []string, out *[]passwdEntry) {
 		if len(f) < 7 {
 			return
 		}
@@ -134,15 +134,13 @@ func readPasswd(name string) ([]passwdEntry, error) {
 		if f[0] == "" || !ok1 || !ok2 {
 			return
 		}
-		out = append(out, passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5]})
+		*out = append(*out, passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5]})
 	})
-	return out, err
 }
 
 // readGroup parses name:pw:gid:member,member lines.
 func readGroup(name string) ([]groupEntry, error) {
-	var out []groupEntry
-	err := scanAccountFile(name, func(f []string) {
+	return groupCache.load(name, func(f []string, out *[]groupEntry) {
 		if len(f) < 4 {
 			return
 		}
@@ -156,18 +154,56 @@ func readGroup(name string) ([]groupEntry, error) {
 				members = append(members, m)
 			}
 		}
-		out = append(out, groupEntry{name: f[0], gid: gid, members: members})
+		*out = append(*out, groupEntry{name: f[0], gid: gid, members: members})
 	})
-	return out, err
 }
 
-func scanAccountFile(name string, fn func([]string)) error {
+// The account databases as last parsed: every exec resolves its user, and
+// reading and parsing /etc/passwd was ~40 µs of an exec round trip of
+// ~900 µs. A stat tells whether the file is still the one parsed.
+var (
+	passwdCache accountCache[passwdEntry]
+	groupCache  accountCache[groupEntry]
+)
+
+// accountCache holds the entries of the last account file it parsed.
+type accountCache[T any] struct {
+	mu   sync.Mutex
+	name string
+	fi   os.FileInfo // of the file parsed; nil before the first parse
+	ents []T         // shared with callers, who only read them
+}
+
+// load returns the entries of file name, parsing it again unless it is
+// the same file, with the same size and modification time, as last time.
+// (A change that keeps both, within the clock's resolution, is missed:
+// the file is the guest's own, so only the guest can be confused by it.)
+func (c *accountCache[T]) load(name string, parse func(fields []string, out *[]T)) ([]T, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fi != nil && c.name == name && os.SameFile(c.fi, fi) && c.fi.Size() == fi.Size() && c.fi.ModTime().Equal(fi.ModTime()) {
+		return c.ents, nil
+	}
 	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	return parseAccountLines(io.LimitReader(f, maxAccountFile), fn)
+	// The key is what was opened, so a replacement racing the parse
+	// is seen at the next load.
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	var out []T
+	if err := parseAccountLines(io.LimitReader(f, maxAccountFile), func(fields []string) { parse(fields, &out) }); err != nil {
+		return nil, err
+	}
+	c.name, c.fi, c.ents = name, fi, out
+	return out, nil
 }
 
 func parseAccountLines(r io.Reader, fn func([]string)) error {

@@ -86,3 +86,58 @@ func FuzzParseAccountLines(f *testing.F) {
 		})
 	})
 }
+
+// TestResolveUserSeesChanges: the parsed account files are cached, and a
+// user added, a file replaced by rename, or a file removed is seen by the
+// next resolution.
+func TestResolveUserSeesChanges(t *testing.T) {
+	dir := t.TempDir()
+	passwd, group := filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(passwd, "root:x:0:0:root:/root:/bin/sh\n")
+	write(group, "root:x:0:\n")
+	home := func(spec string) string {
+		t.Helper()
+		c, err := resolveUser(spec, passwd, group)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return c.Home
+	}
+	if got := home("0"); got != "/root" {
+		t.Fatalf("uid 0 home = %q; want /root", got)
+	}
+	if got := home("app"); !strings.Contains(got, ErrUnknownUser.Error()) {
+		t.Fatalf("app before it exists = %q; want an unknown-user error", got)
+	}
+	// Appended in place (same inode).
+	f, err := os.OpenFile(passwd, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("app:x:1000:1000::/home/app:/bin/sh\n")
+	f.Close()
+	if got := home("app"); got != "/home/app" {
+		t.Errorf("app after useradd = %q; want /home/app", got)
+	}
+	// Replaced by rename, same size as before (as vipw and shadow-utils do).
+	tmp := filepath.Join(dir, "passwd.new")
+	write(tmp, "root:x:0:0:root:/ROOT:/bin/sh\napp:x:1000:1000::/home/APP:/bin/sh\n")
+	if err := os.Rename(tmp, passwd); err != nil {
+		t.Fatal(err)
+	}
+	if got := home("app"); got != "/home/APP" {
+		t.Errorf("app after the file was replaced = %q; want /home/APP", got)
+	}
+	if err := os.Remove(passwd); err != nil {
+		t.Fatal(err)
+	}
+	if got := home("0"); got != "" {
+		t.Errorf("uid 0 without a passwd file: home %q; want none", got)
+	}
+}
