@@ -200,8 +200,13 @@ type relaySession struct {
 
 	// carry holds an incomplete UTF-8 sequence at the end of the last
 	// stdout (0) or stderr (1) chunk, so a character split across chunks
-	// is logged whole. Used by the tap goroutine only.
+	// is logged whole. Written by the tap goroutine only; the guest
+	// reader may read it once tapPending is zero.
 	carry [2][]byte
+	// tapPending counts this session's items queued for the tap and not
+	// yet written: the guest reader adds, the tap goroutine subtracts
+	// once an item is done.
+	tapPending atomic.Int32
 }
 
 // accepts reports whether a guest frame of type t belongs to a session of

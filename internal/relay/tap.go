@@ -57,6 +57,7 @@ func (r *Relay) runTap() {
 	for it := range r.tapq {
 		r.tap(it.s, it.m, it.terminal)
 		it.shared.release()
+		it.s.tapPending.Add(-1)
 		if it.done != nil {
 			close(it.done)
 		}
@@ -70,7 +71,21 @@ func (r *Relay) runTap() {
 // done), it returns the frame's share for the client writer: the caller
 // passes it on with f, or releases it if f goes to no client.
 func (r *Relay) queueTap(s *relaySession, f agentproto.RawFrame, m agentproto.Message, terminal bool) *sharedFrame {
+	switch {
+	case m.Type == agentproto.TypeExecStdout || m.Type == agentproto.TypeExecStderr:
+	case !terminal:
+		// core.exec.started: nothing to log.
+		return nil
+	case s.tapPending.Load() == 0 && len(s.carry[0]) == 0 && len(s.carry[1]) == 0:
+		// The tap has written all of this session's output and holds
+		// back no partial character: exec.log is complete already, and
+		// the exit goes to the client without a hand-off to the tap and
+		// back (~200 µs of an exec round trip). The load orders the
+		// tap's last carry write before these reads.
+		return nil
+	}
 	it := tapItem{s: s, m: m, terminal: terminal}
+	s.tapPending.Add(1)
 	if agentproto.IsBulk(f) {
 		it.shared = &sharedFrame{f: f}
 		it.shared.refs.Store(2)
