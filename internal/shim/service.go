@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,10 +18,12 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/fifo"
+	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -629,12 +633,77 @@ func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 	return &emptypb.Empty{}, nil
 }
 
+// Pids lists the container's processes as this shim knows them: the init
+// (the task's pid, msb's sandbox process on the host) and each exec that
+// has started and not exited (its pid in the guest), with its exec id as
+// runc's shim gives it, so `ctr task ps` shows which is which.
 func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
-	return nil, notImplemented("pids")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.lookup(r.ID, ""); err != nil {
+		return nil, rpcErr(fmt.Errorf("pids: %w", err))
+	}
+	var out []*task.ProcessInfo
+	if s.init.status == task.Status_RUNNING {
+		out = append(out, &task.ProcessInfo{Pid: s.init.pid})
+	}
+	ids := slices.Sorted(maps.Keys(s.execs))
+	for _, id := range ids {
+		p := s.execs[id]
+		if p.status != task.Status_RUNNING {
+			continue
+		}
+		info, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: id})
+		if err != nil {
+			return nil, rpcErr(fmt.Errorf("pids: %w", err))
+		}
+		out = append(out, &task.ProcessInfo{Pid: p.pid, Info: info})
+	}
+	return &taskapi.PidsResponse{Processes: out}, nil
 }
 
+// statsTimeout bounds the reads of the guest's procfs for one Stats.
+const statsTimeout = 10 * time.Second
+
+// Stats reports the guest's CPU time, memory in use and task count as
+// cgroup v2 metrics (`ctr task metrics`; the CRI's container stats), read
+// from its /proc: one container is the whole guest.
 func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, notImplemented("stats")
+	s.mu.Lock()
+	_, err := s.lookup(r.ID, "")
+	sb, running := s.sb, s.init != nil && s.init.status == task.Status_RUNNING
+	s.mu.Unlock()
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("stats: %w", err))
+	}
+	if sb == nil || !running {
+		return nil, rpcErr(fmt.Errorf("stats: task %q is not running: %w", r.ID, errdefs.ErrFailedPrecondition))
+	}
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	files := make([][]byte, len(guestProcFiles))
+	for i, name := range guestProcFiles {
+		rc, err := sb.FS().ReadStream(ctx, name)
+		if err != nil {
+			return nil, rpcErr(fmt.Errorf("stats: %w", err))
+		}
+		// One byte more than allowed, so that guestMetrics sees a file
+		// that is too large as such, without holding more of it.
+		files[i], err = io.ReadAll(io.LimitReader(rc, maxProcFile+1))
+		rc.Close()
+		if err != nil {
+			return nil, rpcErr(fmt.Errorf("stats: %s: %w", name, err))
+		}
+	}
+	m, err := guestMetrics(files[0], files[1], files[2])
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("stats: %w", err))
+	}
+	a, err := typeurl.MarshalAnyToProto(m)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("stats: %w", err))
+	}
+	return &taskapi.StatsResponse{Stats: a}, nil
 }
 
 func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {

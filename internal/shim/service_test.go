@@ -126,8 +126,6 @@ func TestServiceNotImplemented(t *testing.T) {
 	ctx := context.Background()
 	s, _, _ := newTestService(t)
 	calls := map[string]func() error{
-		"Pids":       func() error { _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c1"}); return err },
-		"Stats":      func() error { _, err := s.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); return err },
 		"Pause":      func() error { _, err := s.Pause(ctx, &taskapi.PauseRequest{ID: "c1"}); return err },
 		"Resume":     func() error { _, err := s.Resume(ctx, &taskapi.ResumeRequest{ID: "c1"}); return err },
 		"Checkpoint": func() error { _, err := s.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "c1"}); return err },
@@ -137,6 +135,32 @@ func TestServiceNotImplemented(t *testing.T) {
 		if err := errgrpc.ToNative(call()); !errors.Is(err, errdefs.ErrNotImplemented) {
 			t.Errorf("%s: %v; want NotImplemented", name, err)
 		}
+	}
+}
+
+// TestPidsStatsBeforeStart: Pids and Stats name the task they serve, and
+// before the container runs there is nothing to list or measure.
+func TestPidsStatsBeforeStart(t *testing.T) {
+	ctx := context.Background()
+	s, bundle, _ := newTestService(t)
+	if _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c1"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("Pids before Create: %v; want NotFound", err)
+	}
+	if _, err := s.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("Stats before Create: %v; want NotFound", err)
+	}
+	if _, err := s.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c2"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Errorf("Pids of another task: %v; want NotFound", err)
+	}
+	r, err := s.Pids(ctx, &taskapi.PidsRequest{ID: "c1"})
+	if err != nil || len(r.Processes) != 0 {
+		t.Errorf("Pids of a created task = %v, %v; want no processes", r, err)
+	}
+	if _, err := s.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); !errdefs.IsFailedPrecondition(errgrpc.ToNative(err)) {
+		t.Errorf("Stats of a created task: %v; want FailedPrecondition", err)
 	}
 }
 

@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -330,6 +332,7 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	}
 	t.Logf("ctr task exec: %v", time.Since(start).Round(time.Millisecond))
 	execTTY(t, cd, "shim-sleep")
+	shimPidsAndMetrics(t, cd, "shim-sleep")
 
 	start = time.Now()
 	cd.must(t, 0, "task", "kill", "shim-sleep") // SIGTERM
@@ -428,4 +431,48 @@ func execTTY(t *testing.T, cd *privateContainerd, id string) {
 		t.Fatalf("ctr task exec --tty: exit %d, output %q; want exit 5, a /dev/pts/ name and size 33 101", code, got)
 	}
 	t.Logf("ctr task exec --tty: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// shimPidsAndMetrics checks `ctr task ps` (the task's pid, as `ctr task ls`
+// reports it) and `ctr task metrics` (the guest's CPU time, memory and task
+// count as cgroup v2 numbers) on a running container.
+func shimPidsAndMetrics(t *testing.T, cd *privateContainerd, id string) {
+	t.Helper()
+	var pid string
+	for _, l := range strings.Split(string(cd.must(t, 0, "task", "ls").stdout), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == id {
+			pid = f[1]
+		}
+	}
+	ps := string(cd.must(t, 0, "task", "ps", id).stdout)
+	if pid == "" || !slices.ContainsFunc(strings.Split(ps, "\n"), func(l string) bool {
+		f := strings.Fields(l)
+		return len(f) > 0 && f[0] == pid
+	}) {
+		t.Errorf("ctr task ps %s:\n%s\nwant the task's pid %q listed", id, ps, pid)
+	}
+	start := time.Now()
+	r := cd.must(t, 0, "task", "metrics", "--format", "json", id)
+	var m struct {
+		CPU struct {
+			UsageUsec uint64 `json:"usage_usec"`
+		} `json:"cpu"`
+		Memory struct {
+			Usage      uint64 `json:"usage"`
+			UsageLimit uint64 `json:"usage_limit"`
+		} `json:"memory"`
+		Pids struct {
+			Current uint64 `json:"current"`
+		} `json:"pids"`
+	}
+	if err := json.Unmarshal(r.stdout, &m); err != nil {
+		t.Fatalf("ctr task metrics --format json: %v\n%s", err, r.stdout)
+	}
+	// The guest has 512 MiB (msb's default), less what its kernel keeps.
+	if m.CPU.UsageUsec == 0 || m.Memory.Usage == 0 || m.Memory.Usage >= m.Memory.UsageLimit ||
+		m.Memory.UsageLimit < 256<<20 || m.Memory.UsageLimit > 512<<20 || m.Pids.Current == 0 {
+		t.Errorf("ctr task metrics: %s; want CPU time, memory in use below a limit near 512 MiB, tasks", r.stdout)
+	}
+	t.Logf("ctr task metrics: %v; cpu %d µs, memory %d of %d MiB, %d tasks", time.Since(start).Round(time.Millisecond),
+		m.CPU.UsageUsec, m.Memory.Usage>>20, m.Memory.UsageLimit>>20, m.Pids.Current)
 }
