@@ -31,6 +31,15 @@ func WithRlimit(name string, soft, hard uint64) Option {
 // (default: the sandbox's name).
 func WithHostname(name string) Option { return func(c *config) { c.hostname = name } }
 
+// WithNetworkNamespace runs the sandbox process in the network namespace
+// at path (/run/netns/NAME, /proc/PID/ns/net; Linux only): the guest's
+// network flows are dialed, and its published ports bound, from there, as
+// a Kubernetes pod's containers use the pod's network. The policy applies
+// as everywhere; host.msb.internal is that namespace's loopback. Create
+// fails if path is not a network namespace. Joining one needs
+// CAP_SYS_ADMIN.
+func WithNetworkNamespace(path string) Option { return func(c *config) { c.netns = path } }
+
 // WithEntrypoint replaces the image's ENTRYPOINT with cmd and args, as
 // `docker run --entrypoint` does: the image's CMD is dropped too, so the
 // sandbox's default command (ImageCommand) is exactly cmd and args.

@@ -39,6 +39,7 @@ type config struct {
 	mounts         []launch.Mount
 	rlimits        []sandbox.Rlimit
 	hostname       string
+	netns          string
 	entrypoint     []string
 	shell          string
 	logLevel       string
@@ -82,6 +83,7 @@ func (c *config) sandboxConfig() sandbox.Config {
 		Snapshot:       c.snap.from,
 		Rlimits:        c.rlimits,
 		Hostname:       c.hostname,
+		NetNS:          c.netns,
 		Entrypoint:     c.entrypoint,
 		Shell:          c.shell,
 		LogLevel:       c.logLevel,

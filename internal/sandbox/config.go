@@ -76,6 +76,11 @@ type Config struct {
 	// Hostname is the guest's host name (and its /etc/hosts entry); ""
 	// is the sandbox's name.
 	Hostname string `json:"hostname,omitempty"`
+	// NetNS is the network namespace the sandbox process runs in (a path
+	// such as /run/netns/NAME or /proc/PID/ns/net; Linux only), so the
+	// guest's flows are dialed from there — a Kubernetes pod's network;
+	// "" is the namespace msb runs in.
+	NetNS string `json:"netns,omitempty"`
 	// Entrypoint replaces the image's ENTRYPOINT, Docker style: when set,
 	// the image's CMD is dropped too, so Command is Entrypoint alone.
 	Entrypoint []string `json:"entrypoint,omitempty"`

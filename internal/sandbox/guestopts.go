@@ -30,6 +30,11 @@ func (c *Config) validateGuestOptions() error {
 			return err
 		}
 	}
+	if c.NetNS != "" {
+		if err := checkNetNS(c.NetNS); err != nil {
+			return err
+		}
+	}
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		return fmt.Errorf("log level %q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}

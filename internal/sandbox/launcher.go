@@ -29,6 +29,9 @@ import (
 type launcher struct {
 	home home.Home
 	exe  string
+	// netns is the network namespace to start the sandbox process in
+	// (Config.NetNS); "" is ours.
+	netns string
 	// timeout bounds the wait for the ready line; 0 means startupTimeout +
 	// relayTimeout.
 	timeout time.Duration
@@ -163,7 +166,11 @@ func (ln launcher) start(l *launch.Launch) (*Process, io.Reader, error) {
 	// Its own session: a terminal's ^C or hang-up reaches the sandbox only
 	// through msb, which decides what it means.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if ln.netns != "" {
+		start = func() error { return startInNetNS(cmd, ln.netns) }
+	}
+	if err := start(); err != nil {
 		if watchdogW != nil {
 			watchdogW.Close()
 		}

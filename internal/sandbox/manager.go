@@ -238,7 +238,7 @@ func (m *Manager) boot(ctx context.Context, sb store.Sandbox, cfg Config, opts C
 	}
 	timeline.MarkCtx(ctx, "status running recorded")
 	_ = launch.DeleteBootError(m.Home.BootErrorPath(sb.Name))
-	p, err := launcher{home: m.Home, exe: bins.exe}.spawn(ctx, l)
+	p, err := launcher{home: m.Home, exe: bins.exe, netns: cfg.NetNS}.spawn(ctx, l)
 	if err != nil {
 		return fail(err)
 	}

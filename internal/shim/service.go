@@ -263,7 +263,7 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 
 	if p.execID == "" {
 		var err error
-		if sb, err = s.boot(rootfs, p.spec.Hostname); err != nil {
+		if sb, err = s.boot(rootfs, p.spec.Hostname, p.spec.NetNS); err != nil {
 			s.mu.Lock()
 			p.starting = false
 			s.mu.Unlock()
@@ -282,11 +282,15 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	return &taskapi.StartResponse{Pid: pid}, nil
 }
 
-// boot creates the container's sandbox.
-func (s *service) boot(rootfs, hostname string) (*msb.Sandbox, error) {
+// boot creates the container's sandbox, in the pod's network namespace
+// when the spec names one.
+func (s *service) boot(rootfs, hostname, netns string) (*msb.Sandbox, error) {
 	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfs(rootfs), msb.WithReplace()}
 	if hostname != "" {
 		opts = append(opts, msb.WithHostname(hostname))
+	}
+	if netns != "" {
+		opts = append(opts, msb.WithNetworkNamespace(netns))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, bootTimeout)
 	defer cancel()

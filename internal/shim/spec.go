@@ -23,6 +23,11 @@ type process struct {
 	// else 24x80 until containerd's first ResizePty.
 	Rows, Cols uint16
 	Hostname   string
+	// NetNS is the network namespace the spec names by path (a pod's,
+	// which the CRI and `ctr run --with-ns network:PATH` set): the
+	// sandbox process runs there. A network namespace without a path asks
+	// runc for a new, empty one; msb keeps its own network then.
+	NetNS string
 }
 
 // readSpec reads bundle/config.json.
@@ -82,5 +87,19 @@ func processFromSpec(s *specs.Spec) (process, error) {
 		User:     strconv.FormatUint(uint64(p.User.UID), 10) + ":" + strconv.FormatUint(uint64(p.User.GID), 10),
 		Terminal: p.Terminal,
 		Hostname: s.Hostname,
+		NetNS:    netnsFromSpec(s),
 	}, nil
+}
+
+// netnsFromSpec is the path of the spec's network namespace, or "".
+func netnsFromSpec(s *specs.Spec) string {
+	if s.Linux == nil {
+		return ""
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
 }

@@ -42,6 +42,18 @@ func TestProcessFromSpec(t *testing.T) {
 			spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}}},
 			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80},
 		},
+		{
+			name: "pod network namespace by path",
+			spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: "/run/netns/cni-1234"}}}},
+			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80, NetNS: "/run/netns/cni-1234"},
+		},
+		{
+			name: "new network namespace (no path) keeps msb's network",
+			spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+				{Type: specs.NetworkNamespace}}}},
+			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80},
+		},
 		{name: "no process", spec: specs.Spec{}, wantErr: "no process"},
 		{name: "no args", spec: specs.Spec{Process: &specs.Process{Cwd: "/"}}, wantErr: "no args"},
 		{name: "windows command line", spec: specs.Spec{Process: &specs.Process{CommandLine: "cmd /c dir"}}, wantErr: "commandLine"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 
 	"github.com/msb-go/msb/internal/e2etest"
 	"github.com/msb-go/msb/internal/image"
@@ -310,8 +312,13 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	c.must(3, "run", "--rootfs", busyboxRootfs(t), "--", "sh", "-c", "echo hello; exit 3")
 	t.Logf("msb run --rootfs, same tree and command, for comparison: %v", time.Since(start).Round(time.Millisecond))
 
+	// The long-running container gets a network namespace of its own, as
+	// a pod's containers do (the CRI passes its path in the spec): msb's
+	// sandbox process and QEMU must run in it.
+	netns := newNetNS(t)
 	start = time.Now()
-	cd.must(t, 0, "run", "-d", "--null-io", "--runtime", "io.containerd.msb.v2", ref, "shim-sleep", "sleep", "1000")
+	cd.must(t, 0, "run", "-d", "--null-io", "--with-ns", "network:"+netns, "--runtime", "io.containerd.msb.v2", ref,
+		"shim-sleep", "sleep", "1000")
 	t.Logf("ctr run -d (boot, start): %v", time.Since(start).Round(time.Millisecond))
 	if got := taskStatus(t, cd, "shim-sleep"); got != "RUNNING" {
 		t.Fatalf("task shim-sleep is %q after ctr run -d; want RUNNING", got)
@@ -324,6 +331,24 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	t.Logf("processes of the running container: %q", l)
 	if len(l) < 2 {
 		t.Fatalf("while running, processes of the container: %q; want the shim and the sandbox at least", l)
+	}
+	wantNS, err := os.Readlink(netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNS := 0
+	for _, p := range l {
+		pid, cmdline, _ := strings.Cut(p, ": ")
+		if !strings.Contains(cmdline, "msb sandbox") && !strings.Contains(cmdline, "qemu-system") {
+			continue
+		}
+		if got, _ := os.Readlink("/proc/" + pid + "/ns/net"); got != wantNS {
+			t.Errorf("process %s (%.40s) is in network namespace %s; want the container's, %s", pid, cmdline, got, wantNS)
+		}
+		inNS++
+	}
+	if inNS != 2 {
+		t.Errorf("found %d of the sandbox process and QEMU among %q; want both", inNS, l)
 	}
 	start = time.Now()
 	r = cd.must(t, 4, "task", "exec", "--exec-id", "e1", "shim-sleep", "sh", "-c", "echo out; echo err >&2; exit 4")
@@ -475,4 +500,30 @@ func shimPidsAndMetrics(t *testing.T, cd *privateContainerd, id string) {
 	}
 	t.Logf("ctr task metrics: %v; cpu %d µs, memory %d of %d MiB, %d tasks", time.Since(start).Round(time.Millisecond),
 		m.CPU.UsageUsec, m.Memory.Usage>>20, m.Memory.UsageLimit>>20, m.Pids.Current)
+}
+
+// newNetNS creates a network namespace for the test and returns a path
+// naming it: a thread of the test's own moves into a new namespace and
+// stays there, never unlocked (the runtime discards it), until the test
+// ends.
+func newNetNS(t *testing.T) string {
+	t.Helper()
+	paths, errs, done := make(chan string), make(chan error, 1), make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errs <- err
+			return
+		}
+		paths <- fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		<-done
+	}()
+	select {
+	case err := <-errs:
+		t.Fatalf("new network namespace: %v", err)
+	case p := <-paths:
+		return p
+	}
+	return ""
 }
