@@ -73,11 +73,17 @@ type proc struct {
 
 	starting bool
 	ex       *msb.Execution
-	pid      uint32 // the init: the sandbox process; an exec: its guest pid
-	status   task.Status
-	exitCode uint32
-	exitedAt time.Time
-	exited   chan struct{} // closed when the process has exited
+	// stdinHold is the shim's own write end of the stdin fifo (see
+	// stdio.inHold); CloseIO closes it. nil without a stdin fifo.
+	stdinHold io.Closer
+	// stdinClosed records a CloseIO that came before Start (ctr sends it
+	// as soon as its own stdin ends, which for /dev/null is at once).
+	stdinClosed bool
+	pid       uint32 // the init: the sandbox process; an exec: its guest pid
+	status    task.Status
+	exitCode  uint32
+	exitedAt  time.Time
+	exited    chan struct{} // closed when the process has exited
 }
 
 func newProc(execID string, spec process, stdin, stdout, stderr string, terminal bool) *proc {
@@ -201,10 +207,16 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 // stdio is the container's end of containerd's fifos.
 type stdio struct {
 	in, out, err io.ReadWriteCloser // nil when containerd gave no path
+	// inHold is a write end of the stdin fifo the shim holds, as runc's
+	// shim does: the copy into the process sees EOF only once it is
+	// closed — by CloseIO, after the client's last write — not whenever
+	// no client happens to have the fifo open (before ctr opened it, or
+	// between two attaches).
+	inHold io.Closer
 }
 
 func (st *stdio) Close() {
-	for _, f := range []io.Closer{st.in, st.out, st.err} {
+	for _, f := range []io.Closer{st.in, st.inHold, st.out, st.err} {
 		if f != nil {
 			_ = f.Close()
 		}
@@ -219,7 +231,18 @@ func openStdio(ctx context.Context, in, out, errPath string, terminal bool) (*st
 	st := &stdio{}
 	var err error
 	if in != "" {
-		if st.in, err = fifo.OpenFifo(ctx, in, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
+		// O_NONBLOCK: OpenFifo returns at once and completes the open in
+		// the background; a ctx cancelled before then closes the fifo. So
+		// not this call's ctx (cancelled on return, often before ctr's
+		// side is open): stdin was then closed at once and the command
+		// read EOF instead of what ctr sent (TestShimContainerd's
+		// execStdin, about one run in two).
+		bg := context.WithoutCancel(ctx)
+		if st.in, err = fifo.OpenFifo(bg, in, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open stdin: %w", err)
+		}
+		if st.inHold, err = fifo.OpenFifo(bg, in, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("open stdin: %w", err)
 		}
@@ -326,7 +349,10 @@ func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint
 		var ex *msb.Execution
 		if ex, err = sb.ExecStream(s.ctx, p.spec.Args[0], p.spec.Args[1:], eopts...); err == nil {
 			s.mu.Lock()
-			p.starting, p.ex, p.status = false, ex, task.Status_RUNNING
+			p.starting, p.ex, p.status, p.stdinHold = false, ex, task.Status_RUNNING, st.inHold
+			if p.stdinClosed && st.inHold != nil {
+				_ = st.inHold.Close()
+			}
 			p.pid = ex.PID()
 			if p.execID == "" {
 				p.pid = s.pid
@@ -599,22 +625,26 @@ func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*
 	return &emptypb.Empty{}, nil
 }
 
-// CloseIO closes the process's stdin (containerd's only use of it).
+// CloseIO closes the process's stdin (containerd's only use of it) once
+// everything written to the stdin fifo has reached it: it drops the shim's
+// own write end of the fifo, so the copy into the process ends at the
+// fifo's EOF and then closes the process's stdin. Closing the process's
+// stdin here directly lost what the copy had not yet moved: ctr sends
+// CloseIO right after its last write.
 func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	p, err := s.lookup(r.ID, r.ExecID)
-	var ex *msb.Execution
-	if err == nil {
-		ex = p.ex
+	var hold io.Closer
+	if err == nil && r.Stdin {
+		hold, p.stdinClosed = p.stdinHold, true
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("close io: %w", err))
 	}
-	if ex != nil && r.Stdin {
-		if err := ex.Stdin().Close(); err != nil {
-			return nil, rpcErr(fmt.Errorf("close io: %w", err))
-		}
+	if hold != nil && r.Stdin {
+		// Closing twice (a second CloseIO) is harmless.
+		_ = hold.Close()
 	}
 	return &emptypb.Empty{}, nil
 }

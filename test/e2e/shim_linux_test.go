@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -356,6 +357,7 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 		t.Fatalf("ctr task exec: stdout %q, stderr %q; want \"out\\n\" and err", r.stdout, r.stderr)
 	}
 	t.Logf("ctr task exec: %v", time.Since(start).Round(time.Millisecond))
+	execStdin(t, cd, "shim-sleep")
 	execTTY(t, cd, "shim-sleep")
 	shimPidsAndMetrics(t, cd, "shim-sleep")
 
@@ -417,6 +419,34 @@ func taskStatus(t *testing.T, cd *privateContainerd, id string) string {
 		}
 	}
 	return ""
+}
+
+// execStdin feeds an exec's stdin through containerd's fifo: ctr copies its
+// own stdin there and, at its end, asks the shim to close it (CloseIO), so
+// a command reading to EOF ends with what it was given: 200 KiB, more than
+// one pipe's worth on every hop. (Not an empty stdin: ctr then ends its
+// copy before it has set up its CloseIO, and the command waits for EOF —
+// with runc too, 10 of 10 times with either containerd, tried by hand.)
+func execStdin(t *testing.T, cd *privateContainerd, id string) {
+	t.Helper()
+	const execID = "in1"
+	in := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cd.ctr, "-a", cd.addr, "task", "exec", "--exec-id", execID, id, "sh", "-c", "wc -c; exit 6")
+	cmd.Env, cmd.Stdin = cd.env, bytes.NewReader(in)
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); code != 6 || got != strconv.Itoa(len(in)) {
+		t.Fatalf("ctr task exec with %d bytes on stdin: exit %d, wc -c said %q; want exit 6 and %d", len(in), code, got, len(in))
+	}
+	t.Logf("ctr task exec, %d bytes through stdin to EOF: %v", len(in), time.Since(start).Round(time.Millisecond))
 }
 
 // execTTY runs `ctr task exec --tty` on a pseudo-terminal of the test's
