@@ -79,11 +79,11 @@ type proc struct {
 	// stdinClosed records a CloseIO that came before Start (ctr sends it
 	// as soon as its own stdin ends, which for /dev/null is at once).
 	stdinClosed bool
-	pid       uint32 // the init: the sandbox process; an exec: its guest pid
-	status    task.Status
-	exitCode  uint32
-	exitedAt  time.Time
-	exited    chan struct{} // closed when the process has exited
+	pid         uint32 // the init: the sandbox process; an exec: its guest pid
+	status      task.Status
+	exitCode    uint32
+	exitedAt    time.Time
+	exited      chan struct{} // closed when the process has exited
 }
 
 func newProc(execID string, spec process, stdin, stdout, stderr string, terminal bool) *proc {
