@@ -16,16 +16,9 @@ umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-if [ -n "${MSB_CACHE:-}" ]; then
-  cache=$MSB_CACHE
-elif [ -n "${XDG_CACHE_HOME:-}" ]; then
-  cache=$XDG_CACHE_HOME/msb
-elif [ -n "${HOME:-}" ]; then
-  cache=$HOME/.cache/msb
-else
-  echo "containerd2: no HOME: set MSB_CACHE to a private directory" >&2
-  exit 1
-fi
+# shellcheck source=lib/cache.sh
+. "$root/scripts/lib/cache.sh"
+cache=$(msb_cache_root containerd2)
 cache=$cache/containerd2
 
 ver=$(cd "$root" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)

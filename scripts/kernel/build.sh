@@ -22,16 +22,9 @@ umask 022 # nothing in the cache may be writable by others: msb refuses it
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 recipe=2
-if [ -n "${MSB_CACHE:-}" ]; then
-  cache=$MSB_CACHE
-elif [ -n "${XDG_CACHE_HOME:-}" ]; then
-  cache=$XDG_CACHE_HOME/msb
-elif [ -n "${HOME:-}" ]; then
-  cache=$HOME/.cache/msb
-else
-  echo "kernel: no HOME: set MSB_CACHE to a private directory" >&2
-  exit 1
-fi
+# shellcheck source=../lib/cache.sh
+. "$root/scripts/lib/cache.sh"
+cache=$(msb_cache_root kernel)
 tarball=/usr/src/linux-source-6.1.tar.xz
 
 if [ ! -f "$tarball" ]; then
