@@ -228,10 +228,10 @@ func BenchmarkCompareCopyGuest(b *testing.B) {
 }
 
 // procRSSKiB is VmRSS of pid.
-func procRSSKiB(b *testing.B, pid int) int64 { return procStatusKiB(b, pid, "VmRSS") }
+func procRSSKiB(b testing.TB, pid int) int64 { return procStatusKiB(b, pid, "VmRSS") }
 
 // procStatusKiB is the kB field of /proc/pid/status (VmRSS, RssAnon, …).
-func procStatusKiB(b *testing.B, pid int, field string) int64 {
+func procStatusKiB(b testing.TB, pid int, field string) int64 {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -253,7 +253,7 @@ func procStatusKiB(b *testing.B, pid int, field string) int64 {
 // guestRAMKiB is the resident part of QEMU's guest RAM mapping: the one
 // mapping of exactly memMiB in /proc/pid/smaps. What the guest touched is
 // counted against the guest, not against the VMM.
-func guestRAMKiB(b *testing.B, pid, memMiB int) int64 {
+func guestRAMKiB(b testing.TB, pid, memMiB int) int64 {
 	b.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {

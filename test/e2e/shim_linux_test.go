@@ -24,6 +24,7 @@ import (
 
 	"github.com/msb-go/msb/internal/e2etest"
 	"github.com/msb-go/msb/internal/image"
+	"github.com/msb-go/msb/internal/sandbox"
 )
 
 // shimStateRoot is where containerd-shim-msb-v2 keeps each container's
@@ -351,6 +352,7 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	if inNS != 2 {
 		t.Errorf("found %d of the sandbox process and QEMU among %q; want both", inNS, l)
 	}
+	podMemory(t, l)
 	start = time.Now()
 	r = cd.must(t, 4, "task", "exec", "--exec-id", "e1", "shim-sleep", "sh", "-c", "echo out; echo err >&2; exit 4")
 	if string(r.stdout) != "out\n" || !strings.Contains(string(r.stderr), "err\n") {
@@ -556,4 +558,32 @@ func newNetNS(t *testing.T) string {
 		return p
 	}
 	return ""
+}
+
+// podMemory logs what a running, idle container costs the host in memory,
+// process by process — the figure docs/kubernetes.md's overhead.podFixed
+// comes from: the shim's RSS, the sandbox process's, QEMU's beyond the
+// guest RAM, and the guest RAM touched (kernel, agentd, the container's
+// sleep). procs are "pid: cmdline" lines of the container's processes.
+func podMemory(t *testing.T, procs []string) {
+	var total int64
+	for _, p := range procs {
+		ps, cmdline, _ := strings.Cut(p, ": ")
+		pid, err := strconv.Atoi(ps)
+		if err != nil {
+			t.Fatalf("process line %q", p)
+		}
+		rss, anon := procRSSKiB(t, pid), procStatusKiB(t, pid, "RssAnon")
+		name := strings.Fields(cmdline)[0]
+		if strings.Contains(cmdline, "qemu-system") {
+			guest := guestRAMKiB(t, pid, sandbox.DefaultMemoryMiB)
+			t.Logf("pod memory: QEMU RSS %d KiB beyond the guest RAM, anonymous %d KiB beyond it; guest RAM touched %d of %d MiB",
+				rss-guest, anon-guest, guest>>10, sandbox.DefaultMemoryMiB)
+			total += rss
+			continue
+		}
+		t.Logf("pod memory: %s RSS %d KiB, anonymous %d KiB", name, rss, anon)
+		total += rss
+	}
+	t.Logf("pod memory: all of the container's processes, guest RAM touched included: %d MiB", total>>10)
 }
