@@ -1,13 +1,17 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // statLine builds a /proc/<pid>/stat line: utime 250, stime 50, ppid 1.
@@ -150,5 +154,27 @@ func TestAliveZombieAndGone(t *testing.T) {
 	}
 	if Alive(0, 0) || Alive(-1, 0) {
 		t.Errorf("Alive(non-positive pid) = true")
+	}
+}
+
+// TestReaped: the errors a read of /proc/pid/stat gives for a process that
+// is gone, and ones that only mean /proc cannot be read.
+func TestReaped(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no such file", &fs.PathError{Op: "open", Path: "/proc/1/stat", Err: unix.ENOENT}, true},
+		{"reaped after open", &fs.PathError{Op: "read", Path: "/proc/1/stat", Err: unix.ESRCH}, true},
+		{"hidepid", &fs.PathError{Op: "open", Path: "/proc/1/stat", Err: unix.EACCES}, false},
+		{"unsupported", errors.ErrUnsupported, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := reaped(tt.err); got != tt.want {
+				t.Errorf("reaped(%v) = %v; want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }
