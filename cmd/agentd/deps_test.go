@@ -57,7 +57,7 @@ func TestDeps(t *testing.T) {
 // initramfs holds agentd and nothing else, no dynamic loader.
 func TestStaticBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds agentd")
+		t.Skip("-short: this test builds agentd")
 	}
 	bin := filepath.Join(t.TempDir(), "agentd")
 	if out, err := goCmd(t, "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -16,7 +16,7 @@ import (
 // through the exec shim, i.e. agentd re-executing itself), then EOF ends it.
 func TestServesStdio(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds agentd")
+		t.Skip("-short: this test builds agentd")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "agentd")
