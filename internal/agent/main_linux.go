@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/msb-go/msb/internal/agentproto"
 )
 
 // Main is agentd's entry point. As PID 1 it initialises the VM and serves the
@@ -83,7 +85,7 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return Serve(context.Background(), port, ServeOptions{
+	opts := ServeOptions{
 		Env:           cfg.Env,
 		DefaultUser:   cfg.User,
 		HeartbeatPath: heartbeatFile,
@@ -91,7 +93,17 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 		Shutdown:      powerOff,
 		Logger:        log,
 		InitTime:      initTime,
-	})
+	}
+	// With a vsock device the host may move the frame stream off the slow
+	// console (agentproto.CapVsock); without one, the console it is.
+	upgrades, stopVsock, err := startVsock(agentproto.AgentVsockPort, log)
+	if err != nil {
+		log.Debug("no vsock transport; serving on the console only", "err", err)
+	} else {
+		defer stopVsock()
+		opts.Upgrades = upgrades
+	}
+	return Serve(context.Background(), port, opts)
 }
 
 // logLevel is agentd's log level (MSB_LOG_LEVEL).

@@ -41,10 +41,23 @@ const (
 	// teardownFlush bounds how long Serve waits for the last frames of
 	// killed sessions before it closes conn.
 	teardownFlush = 2 * time.Second
+	// readBufSize is the read loop's buffer (see readLoop).
+	readBufSize = 4 << 10
 )
 
-// capabilities are announced in core.ready.
+// capabilities are announced in core.ready by every Serve; the ones that
+// depend on the caller (CapVsock) are added by capabilitiesFor.
 var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs, agentproto.CapFsMeta}
+
+// capabilitiesFor returns the capabilities Serve announces with opts. A
+// fresh slice, so that the shared one is never appended to.
+func capabilitiesFor(opts ServeOptions) []string {
+	caps := append([]string(nil), capabilities...)
+	if opts.Upgrades != nil {
+		caps = append(caps, agentproto.CapVsock)
+	}
+	return caps
+}
 
 // ServeOptions configures Serve. The zero value serves with an empty default
 // environment, root as the default user, no heartbeat and no shutdown action.
@@ -70,6 +83,15 @@ type ServeOptions struct {
 	// InitTime is the CLOCK_BOOTTIME reading when agentd started; zero
 	// means the time Serve was called.
 	InitTime time.Duration
+	// Upgrades, when not nil, delivers connections from the host's vsock
+	// listener (agentproto.AgentVsockPort); Serve then advertises
+	// agentproto.CapVsock. The first connection received is adopted: the
+	// frame stream moves onto it and the console is no longer read from
+	// nor written to (see agentproto.CapVsock). Later ones are closed.
+	// The caller must only send connections that come from the host, and
+	// must not block forever on a send: Serve stops receiving when it
+	// returns.
+	Upgrades <-chan io.ReadWriteCloser
 
 	// Account files, for tests; "" = /etc/passwd and /etc/group.
 	passwdFile, groupFile string
@@ -83,6 +105,10 @@ type ServeOptions struct {
 // (ctx.Err()), the stream is corrupt (an error) or core.shutdown has been
 // handled (nil). Before returning it kills every remaining session and
 // reaps it, and closes conn.
+//
+// Once a connection from opts.Upgrades has been adopted, it takes conn's
+// place in all of the above: its end ends Serve, while conn's end no longer
+// does. Both are closed before Serve returns.
 func Serve(ctx context.Context, conn io.ReadWriteCloser, opts ServeOptions) error {
 	s := newServer(conn, opts)
 	return s.run(ctx)
@@ -91,8 +117,8 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, opts ServeOptions) erro
 type server struct {
 	opts ServeOptions
 	log  *slog.Logger
-	conn io.ReadWriteCloser
-	enc  *agentproto.Encoder
+	conn io.ReadWriteCloser  // the console
+	enc  *agentproto.Encoder // used by writeLoop only, after ready
 
 	out    chan outFrame
 	reaper *reaper
@@ -106,8 +132,20 @@ type server struct {
 	sessions map[uint32]*session
 	writes   map[uint32]*fsWrite
 
+	// dispatchMu serialises the read loops' dispatch calls and protects
+	// upgraded. dispatch was written for a single reader; during a
+	// transport upgrade the console reader may still be inside dispatch
+	// when the new reader starts, and adopt takes dispatchMu to wait for
+	// it.
+	dispatchMu sync.Mutex
+	upgraded   bool // the console is no longer dispatched from
+
+	// connMu protects upConn and closed.
+	connMu sync.Mutex
+	upConn io.ReadWriteCloser // the adopted upgrade connection, if any
+	closed bool               // closeConn was called
+
 	lastActivity atomic.Int64 // unix nanoseconds
-	closeOnce    sync.Once
 }
 
 func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
@@ -133,8 +171,19 @@ func newServer(conn io.ReadWriteCloser, opts ServeOptions) *server {
 	}
 }
 
+// closeConn closes the console and the adopted connection, if any; a
+// connection adopted later is closed at once. It is idempotent.
 func (s *server) closeConn() {
-	s.closeOnce.Do(func() { s.conn.Close() })
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.conn.Close()
+	if s.upConn != nil {
+		s.upConn.Close()
+	}
 }
 
 func (s *server) run(ctx context.Context) (err error) {
@@ -148,7 +197,7 @@ func (s *server) run(ctx context.Context) (err error) {
 		InitTimeNs:      uint64(initTime),
 		ReadyTimeNs:     uint64(bootTime()),
 		ProtocolVersion: agentproto.ProtocolVersion,
-		Capabilities:    capabilities,
+		Capabilities:    capabilitiesFor(s.opts),
 	})
 	if err != nil {
 		s.closeConn()
@@ -180,7 +229,41 @@ func (s *server) run(ctx context.Context) (err error) {
 		s.killAll(killSignal)
 	})
 
-	err = s.readLoop()
+	// The console reader ends Serve until a connection is adopted; from
+	// then on the adopted connection's reader does.
+	consoleDone := make(chan error, 1)
+	go func() { consoleDone <- s.readLoop(s.conn, true) }()
+	var upDone <-chan error
+	upgrades := s.opts.Upgrades
+	consoleEnded := false
+serve:
+	for {
+		select {
+		case err = <-consoleDone:
+			consoleEnded = true
+			if upDone == nil {
+				break serve
+			}
+			consoleDone = nil
+			if err != nil {
+				s.log.Debug("console reader ended after the transport upgrade", "err", err)
+			}
+		case conn, ok := <-upgrades:
+			if !ok {
+				upgrades = nil
+				continue
+			}
+			if upDone != nil {
+				// Only the first connection is the agent channel.
+				s.log.Warn("closing an extra upgrade connection")
+				conn.Close()
+				continue
+			}
+			upDone = s.adopt(conn)
+		case err = <-upDone:
+			break serve
+		}
+	}
 	stopCtx()
 	if ctx.Err() != nil {
 		err = ctx.Err()
@@ -212,16 +295,64 @@ func (s *server) run(ctx context.Context) (err error) {
 		<-writerDone
 	}
 	s.closeConn()
+	if !consoleEnded {
+		// After an upgrade the console reader may still be running; it
+		// has been closed. A console whose read close(2) does not wake is
+		// not waited for forever: it only discards.
+		select {
+		case <-consoleDone:
+		case <-time.After(teardownFlush):
+			s.log.Warn("console reader did not end after close")
+		}
+	}
 	close(hbStop)
 	<-hbDone
 	return err
 }
 
+// adopt moves the frame stream onto conn (transport upgrade) and returns the
+// channel on which conn's read loop reports its end. The console reader
+// dispatches nothing from here on; the writer switches at a frame boundary,
+// so frames queued before still go to the console, in order.
+func (s *server) adopt(conn io.ReadWriteCloser) <-chan error {
+	done := make(chan error, 1)
+	s.connMu.Lock()
+	closed := s.closed
+	if !closed {
+		s.upConn = conn
+	}
+	s.connMu.Unlock()
+	if closed {
+		// Serve is tearing down (or the console writer failed): there is
+		// nothing left to move.
+		conn.Close()
+		done <- nil
+		return done
+	}
+	s.dispatchMu.Lock()
+	s.upgraded = true
+	s.dispatchMu.Unlock()
+	s.log.Debug("transport upgrade: frame stream moved to the new connection")
+	s.out <- outFrame{switchTo: conn}
+	go func() { done <- s.readLoop(conn, false) }()
+	return done
+}
+
 // errShutdown ends the read loop after core.shutdown has been handled.
 var errShutdown = errors.New("shutdown")
 
-func (s *server) readLoop() error {
-	br := bufio.NewReaderSize(s.conn, 64<<10)
+// readLoop reads and dispatches the frames of conn until it ends. For the
+// console, frames read once a connection has been adopted are discarded:
+// the host promised to send nothing more there.
+func (s *server) readLoop(conn io.Reader, console bool) error {
+	// A small buffer: bufio reads a frame's body straight into the frame
+	// once its own buffer is empty and the rest is at least its size, so
+	// only the first few KiB after a header are copied twice. With 64 KiB
+	// the buffer swallowed whole stdin frames, and copying them out was a
+	// third of agentd's CPU in a TCG guest (256 MiB of exec stdin:
+	// 62 → 77 MiB/s).
+	br := bufio.NewReaderSize(conn, readBufSize)
+	warned := false
 	for {
 		raw, err := agentproto.ReadRawFrameBulk(br)
 		if err != nil {
@@ -233,15 +364,27 @@ func (s *server) readLoop() error {
 			}
 			return fmt.Errorf("read frame: %w", err)
 		}
+		s.dispatchMu.Lock()
+		if console && s.upgraded {
+			s.dispatchMu.Unlock()
+			if !warned {
+				warned = true
+				s.log.Warn("discarding console frames after the transport upgrade (host protocol violation)", "id", raw.ID())
+			}
+			agentproto.PutBulk(raw)
+			continue
+		}
 		s.touch()
 		m, err := raw.Message()
 		if err != nil {
+			s.dispatchMu.Unlock()
 			// The frame was consumed whole, so the stream is still in
 			// sync; a frame we cannot decode is skipped.
 			s.log.Warn("skip undecodable frame", "id", raw.ID(), "err", err)
 			continue
 		}
 		err = s.dispatch(m, raw)
+		s.dispatchMu.Unlock()
 		if m.Type == agentproto.TypeFsData {
 			// fsData is done with the frame: the data is in the file.
 			agentproto.PutBulk(raw)
@@ -351,17 +494,27 @@ func (s *server) sendData(id uint32, t agentproto.Type, buf []byte, n int) (reus
 }
 
 // outFrame is a frame queued for the console writer, with the buffer it
-// lives in when the writer is to recycle it (agentproto.PutBulk).
+// lives in when the writer is to recycle it (agentproto.PutBulk). A
+// non-nil switchTo carries no frame: it tells the writer to write every
+// later frame to switchTo instead (transport upgrade).
 type outFrame struct {
-	f   agentproto.RawFrame
-	buf []byte
+	f        agentproto.RawFrame
+	buf      []byte
+	switchTo io.ReadWriteCloser
 }
 
-// writeLoop is the only writer of conn. After a write error it keeps
-// draining out so that producers never block on a dead console.
+// writeLoop is the only writer of conn, and then of the adopted connection.
+// After a write error it keeps draining out so that producers never block
+// on a dead console.
 func (s *server) writeLoop() {
 	var werr error
 	for o := range s.out {
+		if o.switchTo != nil {
+			s.enc = agentproto.NewEncoder(o.switchTo)
+			// A failed console does not doom the new stream.
+			werr = nil
+			continue
+		}
 		if werr == nil {
 			if werr = s.enc.WriteRaw(o.f); werr != nil {
 				s.log.Warn("console write", "err", werr)

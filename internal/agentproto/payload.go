@@ -7,7 +7,29 @@ const (
 	// CapFsMeta: the agent fills FsEntry.Target and takes the Symlink and
 	// SetAttr fs operations.
 	CapFsMeta = "fs.meta"
+	// CapVsock: the agent listens on vsock port AgentVsockPort and takes
+	// the frame stream there (transport upgrade). An agent advertises it
+	// only while it is listening, so a host never dials a port nobody
+	// serves.
+	//
+	// The host may then connect a vsock stream to AgentVsockPort and move
+	// the whole frame stream onto it. There is no message for the switch:
+	// the first frame on the new stream is simply whatever comes next.
+	// From the moment the connection is made the host writes every frame
+	// to it and nothing more to the console; the agent, once it has
+	// adopted the connection, writes every later frame to it (frames it
+	// queued before still leave on the console, in order). The host
+	// connects before it forwards any client frame, so no request or reply
+	// is in flight across the switch and neither side needs anything more
+	// from the console. The agent adopts only the first connection, and
+	// only from the host (CID 2); frames arriving on the console after the
+	// switch are a host protocol violation and are discarded.
+	CapVsock = "transport.vsock"
 )
+
+// AgentVsockPort is the guest vsock port agentd listens on for the
+// transport upgrade (CapVsock).
+const AgentVsockPort uint32 = 1024
 
 // Ready is the core.ready payload, sent by agentd with id 0 once it can take
 // requests. Times are CLOCK_BOOTTIME nanoseconds.

@@ -40,6 +40,9 @@ type Spec struct {
 	Net *Net
 	// Shares are virtio-fs shared directories.
 	Shares []Share
+	// Vsock, when set, gives the guest a virtio-vsock device, the agent's
+	// bulk transport (agentproto.CapVsock).
+	Vsock *Vsock
 	// TSCKHz, when non-zero, is the host TSC rate handed to the guest
 	// (tsc_early_khz) so it skips calibrating its TSC, which stalls or
 	// fails under emulation and nested virtualization. See HostTSCKHz.
@@ -62,6 +65,23 @@ func (s *Spec) CloseStreams() {
 			sh.Conn.Close()
 		}
 	}
+	if s.Vsock != nil && s.Vsock.Conn != nil {
+		s.Vsock.Conn.Close()
+	}
+}
+
+// Vsock is a virtio-vsock device the caller built and dials through
+// (internal/virtio/virtiovsock): the host side of its connections lives in
+// the caller, whichever backend runs the guest.
+type Vsock struct {
+	// Device is used by the native VMM, which puts it on virtio-mmio: a
+	// virtio.Device, typed any so that this package names no device
+	// package.
+	Device any
+	// Conn is used by the qemu backend only: the front-end end of a
+	// connected unix stream socket whose other end serves Device over
+	// vhost-user (vhost-user-vsock-device).
+	Conn *os.File
 }
 
 // Disk is one virtio-blk device.

@@ -340,11 +340,14 @@ func (c *relayClient) forward(f agentproto.RawFrame) error {
 		r.log.Debug("relay: dropping client frame for an id a departed client still holds", "slot", c.slot, "id", id, "type", m.Type)
 		return nil
 	}
+	// Before the send: once the frame is queued the guest may answer
+	// before this goroutine runs again, and whoever sees the answer must
+	// see the activity too.
+	r.touch()
 	if err := r.sendGuest(f); err != nil {
 		c.kick("guest unavailable")
 		return err
 	}
-	r.touch()
 	if m.Type == agentproto.TypeShutdown && r.opts.OnShutdown != nil {
 		r.opts.OnShutdown()
 	}

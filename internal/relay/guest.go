@@ -36,30 +36,39 @@ func (r *Relay) guestFailed(err error) {
 	})
 }
 
-// readGuest reads the guest's frames: before core.ready it discards them
-// (reference §1.3), afterwards it routes them to clients.
+// readGuest reads the console's frames: before core.ready it discards them
+// (reference §1.3), afterwards it routes them to clients. After Upgrade it
+// discards them (the agent writes nothing more there) and its end no longer
+// ends the guest stream.
 func (r *Relay) readGuest() {
 	defer r.wg.Done()
-	if r.tapq != nil {
-		// The reader is the tap's only producer.
-		defer close(r.tapq)
-	}
 	ready := false
+	discarded := false
 	for {
 		// Bulk frames come from the pool; the client writer recycles
 		// them once written (clientConn.writeLoop).
 		f, err := agentproto.ReadRawFrameBulk(r.guest)
 		if err != nil {
-			// A framing error desynchronises the stream for good.
-			if errors.Is(err, io.EOF) {
-				r.guestFailed(ErrGuestClosed)
-			} else {
-				r.guestFailed(fmt.Errorf("%w: read: %w", ErrGuestClosed, err))
+			if r.readerDone() {
+				r.log.Debug("relay: console ended after the transport upgrade", "err", err)
+				return
 			}
+			r.readFailed(err)
 			return
 		}
 		if ready {
+			r.routeMu.Lock()
+			if r.upgraded.Load() {
+				r.routeMu.Unlock()
+				if !discarded {
+					discarded = true
+					r.log.Debug("relay: discarding console frames after the transport upgrade", "id", f.ID())
+				}
+				agentproto.PutBulk(f)
+				continue
+			}
 			r.route(f)
+			r.routeMu.Unlock()
 			continue
 		}
 		if rd, ok := parseReady(f); ok {
@@ -69,6 +78,48 @@ func (r *Relay) readGuest() {
 		}
 		r.log.Debug("relay: discarding frame before ready", "id", f.ID())
 	}
+}
+
+// readUpgraded reads the upgraded stream's frames and routes them; its end
+// is the guest stream's end.
+func (r *Relay) readUpgraded(conn io.Reader) {
+	defer r.wg.Done()
+	for {
+		f, err := agentproto.ReadRawFrameBulk(conn)
+		if err != nil {
+			r.readerDone()
+			r.readFailed(err)
+			return
+		}
+		r.routeMu.Lock()
+		r.route(f)
+		r.routeMu.Unlock()
+	}
+}
+
+// readFailed ends the guest stream after its reader's error err.
+func (r *Relay) readFailed(err error) {
+	// A framing error desynchronises the stream for good.
+	if errors.Is(err, io.EOF) {
+		r.guestFailed(ErrGuestClosed)
+	} else {
+		r.guestFailed(fmt.Errorf("%w: read: %w", ErrGuestClosed, err))
+	}
+}
+
+// readerDone records that a guest reader ended and reports whether the
+// relay had been upgraded by then. The last reader closes tapq: the readers
+// are its only producers.
+func (r *Relay) readerDone() (upgraded bool) {
+	r.mu.Lock()
+	r.readers--
+	last := r.readers == 0
+	upgraded = r.upConn != nil
+	r.mu.Unlock()
+	if last && r.tapq != nil {
+		close(r.tapq)
+	}
+	return upgraded
 }
 
 func parseReady(f agentproto.RawFrame) (agentproto.Ready, bool) {
@@ -87,13 +138,28 @@ func parseReady(f agentproto.RawFrame) (agentproto.Ready, bool) {
 }
 
 // writeGuest is the only writer of the guest stream, so frames from
-// different clients never interleave.
+// different clients never interleave. After Upgrade it writes to the
+// upgraded stream; the switch is checked before every frame, so every frame
+// not yet written when Upgrade returns goes to the new stream, in order.
 func (r *Relay) writeGuest() {
 	defer r.wg.Done()
+	var w io.Writer = r.guest
+	console := true
 	for {
 		select {
+		case w = <-r.upgradeCh:
+			console = false
+			continue
+		default:
+		}
+		select {
+		case w = <-r.upgradeCh:
+			console = false
 		case f := <-r.toGuest:
-			if _, err := r.guest.Write(f); err != nil {
+			if console {
+				r.consoleWritten.Store(true)
+			}
+			if _, err := w.Write(f); err != nil {
 				r.guestFailed(fmt.Errorf("%w: write: %w", ErrGuestClosed, err))
 				return
 			}

@@ -137,7 +137,7 @@ func (o *RelayOptions) setDefaults() {
 //
 // Methods are safe for concurrent use.
 type Relay struct {
-	guest io.ReadWriter
+	guest io.ReadWriter // the console; see upConn for the upgraded stream
 	opts  RelayOptions
 	log   *slog.Logger
 
@@ -172,8 +172,22 @@ type Relay struct {
 	drained chan struct{}
 
 	// guestWarn rate-limits the log of lying guest frames. Used by the
-	// guest reader goroutine only.
+	// guest reader that routes (under routeMu).
 	guestWarn rateLimit
+
+	// routeMu is held by a guest reader while it routes a frame. route and
+	// deliver were written for a single reader; across a transport
+	// upgrade the console reader may still be routing when the upgraded
+	// stream's reader starts, and this keeps them from overlapping.
+	routeMu sync.Mutex
+	// upgraded is set by Upgrade: the console reader routes nothing from
+	// then on.
+	upgraded atomic.Bool
+	// upgradeCh hands writeGuest the upgraded stream (capacity 1).
+	upgradeCh chan io.Writer
+	// consoleWritten is set once writeGuest has written a frame to the
+	// console, so that Upgrade can warn that the precondition was broken.
+	consoleWritten atomic.Bool
 
 	// mu protects the fields below. Lock order: Relay.mu before client.mu.
 	mu           sync.Mutex
@@ -184,6 +198,8 @@ type Relay struct {
 	slotOrphans  [agentproto.MaxClients]int // orphans per id slot
 	execSessions int                        // exec sessions, orphans included
 	nextLogID    uint64
+	upConn       io.ReadWriteCloser // the upgraded guest stream, nil before Upgrade
+	readers      int                // guest readers running; the last closes tapq
 }
 
 // relaySession is one open session (opened by a SESSION_START frame).
@@ -243,6 +259,8 @@ func NewRelay(guest io.ReadWriter, opts RelayOptions) *Relay {
 		epoch:     time.Now(),
 		drained:   make(chan struct{}, 1),
 		sessions:  make(map[uint32]*relaySession),
+		upgradeCh: make(chan io.Writer, 1),
+		readers:   1,
 	}
 	r.wg.Add(2)
 	if r.opts.ExecLog != nil {
@@ -400,13 +418,14 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close disconnects every client, closes the guest stream (if it is an
-// io.Closer) and waits for the relay's goroutines. It is idempotent.
+// io.Closer) and the upgraded stream (see Upgrade), and waits for the relay's goroutines. It is idempotent.
 func (r *Relay) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
 		clients := r.clients
+		up := r.upConn
 		r.mu.Unlock()
 		close(r.done)
 		for _, c := range clients {
@@ -417,6 +436,12 @@ func (r *Relay) Close() error {
 		if cl, ok := r.guest.(io.Closer); ok {
 			shutdownSocket(r.guest)
 			err = cl.Close()
+		}
+		if up != nil {
+			shutdownSocket(up)
+			if uerr := up.Close(); err == nil {
+				err = uerr
+			}
 		}
 		r.wg.Wait()
 	})

@@ -65,6 +65,9 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 			return err
 		}
 	}
+	if err := s.wireVsock(spec, backend.Name(), undo); err != nil {
+		return err
+	}
 	if err := s.wireAgent(spec, undo); err != nil {
 		return err
 	}
@@ -187,7 +190,6 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		}
 		return s.errVM(err)
 	}
-	s.relayReady = true
 	now := time.Now()
 	// The guest's times are its CLOCK_BOOTTIME; placed on this clock by
 	// the arrival of core.ready (the relay's latency is left in).
@@ -196,6 +198,8 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 		timeline.Mark{Stage: "guest: agentd starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs - ready.InitTimeNs)), By: "guest"},
 		timeline.Mark{Stage: "sandbox process: agentd core.ready", At: now, By: "sandbox"},
 	)
+	s.upgradeAgent(ctx, ready)
+	s.relayReady = true
 	// The kernel unpacked the initramfs long ago; its boot environment
 	// need not stay on disk while the sandbox runs.
 	_ = s.home.RemoveSecretFiles(s.launch.Name)

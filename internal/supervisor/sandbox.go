@@ -16,6 +16,7 @@ import (
 	"github.com/msb-go/msb/internal/relay"
 	"github.com/msb-go/msb/internal/store"
 	"github.com/msb-go/msb/internal/timeline"
+	"github.com/msb-go/msb/internal/virtio/virtiovsock"
 )
 
 // Timings of the sandbox process (reference §1.4, with msb's stop window).
@@ -53,7 +54,8 @@ type sandbox struct {
 	qemuBinary string // resolved QEMU executable, for the Landlock rules
 	net        *netstack.Stack
 	netConn    *os.File // host end of the guest NIC's frame stream
-	guestCA    []byte   // the interception CA the guest trusts (PEM), if any
+	vsock      *virtiovsock.Device
+	guestCA    []byte // the interception CA the guest trusts (PEM), if any
 	relayReady bool
 
 	// stopReq carries the first stop request (requestStop) to supervise.

@@ -152,6 +152,13 @@ func buildDevices(spec *machine.Spec, log *slog.Logger) (_ *deviceSet, err error
 		set.closers = append(set.closers, fsys)
 		set.devs = append(set.devs, dev)
 	}
+	if spec.Vsock != nil {
+		dev, ok := spec.Vsock.Device.(virtio.Device)
+		if !ok {
+			return nil, fmt.Errorf("vsock: %T is not a virtio device", spec.Vsock.Device)
+		}
+		set.devs = append(set.devs, dev)
+	}
 	set.devs = append(set.devs, virtiorng.New())
 	return set, nil
 }

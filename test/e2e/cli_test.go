@@ -178,7 +178,7 @@ func TestCLIRunTimings(t *testing.T) {
 	for _, stage := range []string{
 		"store open", "upper layer created", "spawn sandbox process", "sandbox process: main",
 		"sandbox process: VMM started", "guest: agentd starts",
-		"sandbox process: agentd core.ready", "cli: exec exited", "cli: sandbox process exited", "cli: exit",
+		"sandbox process: agentd core.ready", "sandbox process: agent stream on vsock", "cli: exec exited", "cli: sandbox process exited", "cli: exit",
 	} {
 		i := strings.Index(stderr, stage)
 		if i < 0 || i < last {

@@ -59,6 +59,7 @@ echo "check: vol-read $(msb exec n1 -- cat /data/in 2>&1)"
 msb exec n1 -- sh -c 'echo from-l2 > /data/out'
 echo "check: vol-write $(cat /tmp/share/out 2>&1)"
 nested-mark exec-done
+echo "check: vsock $(grep -c 'frame stream on vsock' $MSB_HOME/sandboxes/n1/logs/runtime.log)"
 echo "check: in $(msb exec n1 -- sh -c 'cat > /tmp/b; sha256sum /tmp/b'  < /opt/msb/blob | cut -d' ' -f1)"
 echo "check: out $(msb exec n1 -- cat /tmp/b | sha256sum | cut -d' ' -f1)"
 nested-mark files-done
@@ -92,6 +93,9 @@ grep -E 'vm started|landlock|seccomp applied|network|vm exits|sandbox stopped|er
 	}
 	if got := check("vol-write"); got != "from-l2" {
 		t.Errorf("L1 host read of the file the guest wrote on the -v volume = %q; want from-l2", got)
+	}
+	if got := check("vsock"); got != "1" {
+		t.Errorf("runtime.log has %s lines saying the agent's frame stream moved to vsock; want 1 (the native VMM's virtio-vsock device)", got)
 	}
 	if got := check("in"); got != want {
 		t.Errorf("sha256 of the 1 MiB file in the guest = %q; want %s\nL1 console:\n%s", got, want, nested.Excerpt(res.Console))

@@ -26,13 +26,23 @@ import (
 // bounds every chain by the ring size).
 const qemuMaxRing = 1024
 
-// protocolFeatures are the protocol features this back-end offers.
-// GET_CONFIG and SET_CONFIG are answered, but CONFIG is not offered: QEMU's
-// vhost-user-fs-device (which takes the tag itself) warns on stderr about a
-// back-end that offers it.
+// protocolFeatures are the protocol features this back-end offers to
+// every device's front-end.
 const protocolFeatures uint64 = 1<<VHOST_USER_PROTOCOL_F_MQ |
 	1<<VHOST_USER_PROTOCOL_F_REPLY_ACK |
 	1<<VHOST_USER_PROTOCOL_F_RESET_DEVICE
+
+// offeredProtocolFeatures adds CONFIG (GET_CONFIG and SET_CONFIG are always
+// answered) for every device but virtio-fs: QEMU's vhost-user-vsock-device
+// reads the guest CID from the back-end and fails without it, while
+// vhost-user-fs-device (which takes the tag itself) warns on stderr about a
+// back-end that offers it.
+func offeredProtocolFeatures(dev virtio.Device) uint64 {
+	if dev.Type() == virtio.VIRTIO_ID_FS {
+		return protocolFeatures
+	}
+	return protocolFeatures | 1<<VHOST_USER_PROTOCOL_F_CONFIG
+}
 
 // Serve serves dev to the vhost-user front-end at the other end of conn,
 // one message at a time, until the front-end disconnects (nil error), ctx
@@ -230,12 +240,12 @@ func (b *backend) handle(h header, p []byte, fds []int) (reply []byte, err error
 	case VHOST_USER_SET_FEATURES:
 		err = b.setFeatures(p)
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		hasReply, payload = true, u64Payload(protocolFeatures)
+		hasReply, payload = true, u64Payload(offeredProtocolFeatures(b.dev))
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		var v uint64
 		if v, err = parseU64(h.Request, p); err == nil {
-			if v&^protocolFeatures != 0 {
-				err = fmt.Errorf("SET_PROTOCOL_FEATURES: %#x not offered: %w", v&^protocolFeatures, ErrProtocol)
+			if off := offeredProtocolFeatures(b.dev); v&^off != 0 {
+				err = fmt.Errorf("SET_PROTOCOL_FEATURES: %#x not offered: %w", v&^off, ErrProtocol)
 			} else {
 				b.protocolAcks = v
 			}

@@ -360,8 +360,9 @@ func (f *frontend) negotiate() {
 		f.t.Fatalf("GET_FEATURES = %#x; want PROTOCOL_FEATURES and VERSION_1", feat)
 	}
 	pf := f.get(VHOST_USER_GET_PROTOCOL_FEATURES, nil)
-	if pf != protocolFeatures {
-		f.t.Fatalf("GET_PROTOCOL_FEATURES = %#x; want %#x", pf, protocolFeatures)
+	// The echo device is not virtio-fs, so CONFIG is offered.
+	if want := uint64(protocolFeatures | 1<<VHOST_USER_PROTOCOL_F_CONFIG); pf != want {
+		f.t.Fatalf("GET_PROTOCOL_FEATURES = %#x; want %#x", pf, want)
 	}
 	f.send(VHOST_USER_SET_PROTOCOL_FEATURES, 0, u64(1<<VHOST_USER_PROTOCOL_F_REPLY_ACK))
 	f.mustSet(VHOST_USER_SET_OWNER, nil)
@@ -539,5 +540,20 @@ func TestPollingKick(t *testing.T) {
 	}
 	if _, err := d.WaitUsed(1, 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+type fsTyped struct{ echoDevice }
+
+func (fsTyped) Type() uint32 { return virtio.VIRTIO_ID_FS }
+
+// TestConfigNotOfferedToVirtioFS: QEMU's vhost-user-fs-device warns about a
+// back-end offering CONFIG; vhost-user-vsock-device needs it.
+func TestConfigNotOfferedToVirtioFS(t *testing.T) {
+	if offeredProtocolFeatures(&fsTyped{})&(1<<VHOST_USER_PROTOCOL_F_CONFIG) != 0 {
+		t.Error("CONFIG offered for virtio-fs")
+	}
+	if offeredProtocolFeatures(&echoDevice{})&(1<<VHOST_USER_PROTOCOL_F_CONFIG) == 0 {
+		t.Error("CONFIG not offered for a device with a config space")
 	}
 }

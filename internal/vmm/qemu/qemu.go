@@ -151,6 +151,13 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 	if devices > microvmTransports {
 		return nil, fmt.Errorf("%w: %d virtio devices (disks, volumes, the agent port, the network and the runtime share) and QEMU's microvm has %d slots: use fewer volumes and disks, or the native VMM", ErrTooManyDevices, devices, microvmTransports)
 	}
+	// The vsock device only speeds the agent up (the console carries the
+	// same protocol), so it goes before the entropy device and yields to
+	// everything else.
+	withVsock := spec.Vsock != nil && devices < microvmTransports
+	if withVsock {
+		devices++
+	}
 	withRNG := devices < microvmTransports
 	accel := cfg.Accel
 	if accel == "" {
@@ -160,7 +167,8 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 	// virtio_mmio.device= parameter for each virtio-mmio device itself.
 	// rtc=off: probing the CMOS RTC costs seconds under emulation.
 	machineOpt := "microvm,acpi=off,rtc=off"
-	if len(spec.Shares) > 0 {
+	vhostUser := len(spec.Shares) > 0 || withVsock
+	if vhostUser {
 		// vhost-user back-ends map guest RAM, so it must be a shareable
 		// file (a sealed memfd) instead of anonymous memory.
 		machineOpt += ",memory-backend=mem"
@@ -178,7 +186,7 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		"-m", strconv.Itoa(spec.MemoryMiB),
 		"-kernel", spec.Kernel,
 	)
-	if len(spec.Shares) > 0 {
+	if vhostUser {
 		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryMiB))
 	}
 	if accel == AccelKVM || accel == AccelHVF {
@@ -232,6 +240,16 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		args = append(args,
 			"-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdShare0+i),
 			"-device", "vhost-user-fs-device,chardev="+id+",tag="+escapeOpt(sh.Tag))
+	}
+	if withVsock {
+		// Like a share: QEMU is the front-end, the caller serves the
+		// device (and holds the host side of every connection).
+		if spec.Vsock.Conn == nil {
+			return nil, errors.New("vsock: no vhost-user connection: the qemu backend needs the caller to serve virtio-vsock")
+		}
+		args = append(args,
+			"-chardev", fmt.Sprintf("socket,id=vsock,fd=%d", fdShare0+len(spec.Shares)),
+			"-device", "vhost-user-vsock-device,chardev=vsock")
 	}
 	if withRNG {
 		args = append(args, "-device", "virtio-rng-device")
@@ -301,7 +319,10 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 	// QEMU needs no environment, and the caller's may hold secrets.
 	cmd.Env = []string{}
 	// ExtraFiles[i] becomes fd 3+i; unused slots stay nil (closed in the child).
-	extra := make([]*os.File, fdShare0-3+len(spec.Shares))
+	extra := make([]*os.File, fdShare0-3+len(spec.Shares), fdShare0-3+len(spec.Shares)+1)
+	if spec.Vsock != nil {
+		extra = append(extra, spec.Vsock.Conn)
+	}
 	if spec.Agent != nil {
 		extra[fdAgent-3] = spec.Agent
 	}

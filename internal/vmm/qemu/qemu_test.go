@@ -160,15 +160,25 @@ func TestArgsTransports(t *testing.T) {
 	}
 	disks := []machine.Disk{{Path: "/l", ReadOnly: true}, {Path: "/u"}}
 	for _, tc := range []struct {
-		shares  int
-		wantRNG bool
-		wantErr bool
+		shares    int
+		vsock     bool
+		wantRNG   bool
+		wantVsock bool
+		wantErr   bool
 	}{
 		{shares: 4, wantRNG: true},  // 2 disks + agent + 4 shares = 7, rng the 8th
 		{shares: 5, wantRNG: false}, // 8 without rng
 		{shares: 6, wantErr: true},  // 9
+		// The vsock device yields to the required ones, rng to it.
+		{shares: 3, vsock: true, wantRNG: true, wantVsock: true},
+		{shares: 4, vsock: true, wantVsock: true},
+		{shares: 5, vsock: true},
+		{shares: 6, vsock: true, wantErr: true},
 	} {
 		spec := &machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 256, Disks: disks, Agent: agent, Shares: shares(tc.shares)}
+		if tc.vsock {
+			spec.Vsock = &machine.Vsock{Conn: peer}
+		}
 		got, err := Args(spec, Config{})
 		if tc.wantErr {
 			if !errors.Is(err, ErrTooManyDevices) {
@@ -181,6 +191,16 @@ func TestArgsTransports(t *testing.T) {
 		}
 		if rng := slices.Contains(got, "virtio-rng-device"); rng != tc.wantRNG {
 			t.Errorf("%d shares: virtio-rng-device present = %v; want %v", tc.shares, rng, tc.wantRNG)
+		}
+		vs := slices.Contains(got, "vhost-user-vsock-device,chardev=vsock")
+		if vs != tc.wantVsock {
+			t.Errorf("%d shares, vsock %v: vhost-user-vsock-device present = %v; want %v", tc.shares, tc.vsock, vs, tc.wantVsock)
+		}
+		if want := "socket,id=vsock,fd=" + strconv.Itoa(fdShare0+tc.shares); vs && !slices.Contains(got, want) {
+			t.Errorf("%d shares: no %q in %q", tc.shares, want, got)
+		}
+		if vs && !slices.Contains(got, "microvm,acpi=off,rtc=off,memory-backend=mem") {
+			t.Errorf("vsock without shared guest memory: %q", got)
 		}
 	}
 }
