@@ -545,7 +545,7 @@ func TestPollingKick(t *testing.T) {
 
 type fsTyped struct{ echoDevice }
 
-func (fsTyped) Type() uint32 { return virtio.VIRTIO_ID_FS }
+func (*fsTyped) Type() uint32 { return virtio.VIRTIO_ID_FS }
 
 // TestConfigNotOfferedToVirtioFS: QEMU's vhost-user-fs-device warns about a
 // back-end offering CONFIG; vhost-user-vsock-device needs it.

@@ -51,7 +51,7 @@ var (
 )
 
 const (
-	queueSize = 256
+	queueSize = 128 // QEMU's vhost-user-vsock uses 128; the guest posts a buffer per slot
 	// maxCtrl bounds the RSTs queued for packets that name no connection,
 	// so a guest sending garbage cannot grow the queue; beyond it they are
 	// dropped (the guest times out instead of being told).
