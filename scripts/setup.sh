@@ -12,7 +12,7 @@ set -euo pipefail
 profile=${1:-test}
 pkgs=(
   qemu-system-x86            # the QEMU backend (microvm; TCG here, KVM where real)
-  linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils make gcc cpio  # guest kernel build
+  linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils make gcc cpio patch  # guest kernel build
   busybox-static             # demo rootfs and test userland
 )
 case "$profile" in

@@ -66,6 +66,11 @@ echo "kernel: extracting linux-source $srcver" >&2
 tar -xf "$tarball" -C "$work"
 src=$(echo "$work"/linux-source-*)
 cd "$src"
+for p in "$here"/*.patch; do
+  [ -f "$p" ] || continue
+  echo "kernel: applying $(basename "$p")" >&2
+  patch -p1 --forward --quiet <"$p" >>"$log" 2>&1 || { tail -20 "$log" >&2; echo "kernel: $(basename "$p") does not apply" >&2; exit 1; }
+done
 
 echo "kernel: configuring (tinyconfig + msb.config)" >&2
 make -s ARCH=x86_64 tinyconfig >>"$log" 2>&1
