@@ -190,35 +190,33 @@ func BenchmarkCompareCopyGuest(b *testing.B) {
 		}
 		return n, err
 	}
-	// Exec stdin goes to a pipe whose reader counts and drops it, as the
-	// peer's pipe does (cat > /dev/null): the row measures the path into
-	// the guest, not the guest's disk. (Until 2026-12-06 it wrote the file
-	// to /tmp on the guest's disk, which alone caps it near 80 MB/s under
-	// TCG: `dd` of 256 MiB there takes 3.4 s. The fs write row still
-	// writes a file to /tmp, as `msb cp` does.)
+	// Exec stdin goes to cat > /dev/null, the peer's own sink: the row
+	// measures the path into the guest, not the guest's disk. (Until
+	// 2026-12-06 it wrote the file to /tmp on the guest's disk, which alone
+	// caps it near 80 MB/s under TCG: `dd` of 256 MiB there takes 3.4 s.
+	// The fs write row still writes a file to /tmp, as `msb cp` does.) The
+	// count is what the guest's stdin took: the stream is reliable and
+	// ordered, and TestCP and TestRelayBulkIntegrity compare the bytes.
+	// Not wc -c: busybox's reads a character at a time (10 MB/s).
 	stdin := func() (int64, error) {
-		e, err := sb.ExecStream(ctx, "wc", []string{"-c"})
+		e, err := sb.ExecStream(ctx, "sh", []string{"-c", "cat > /dev/null"})
 		if err != nil {
 			return 0, err
 		}
-		out := make(chan []byte, 1)
-		go func() {
-			b, _ := io.ReadAll(e.Stdout())
-			out <- b
-		}()
 		f, err := os.Open(src)
 		if err != nil {
 			return 0, err
 		}
 		defer f.Close()
-		if _, err := io.Copy(e.Stdin(), f); err != nil {
-			return 0, err
+		n, err := io.Copy(e.Stdin(), f)
+		if err != nil {
+			return n, err
 		}
 		e.Stdin().Close()
 		if code, err := e.Wait(); err != nil || code != 0 {
-			return 0, fmt.Errorf("wc: %d %v", code, err)
+			return 0, fmt.Errorf("cat: %d %v", code, err)
 		}
-		return strconv.ParseInt(strings.TrimSpace(string(<-out)), 10, 64)
+		return n, nil
 	}
 	var wr, rd, so, si, pipe []time.Duration
 	for b.Loop() {
