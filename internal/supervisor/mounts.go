@@ -147,18 +147,11 @@ func (s *sandbox) serveShares(spec *machine.Spec, undo *cleanups) error {
 			return launch.Fail("mount "+sh.Tag+":", err)
 		}
 		undo.add(func() { dev.Close(); fsys.Close() })
-		ours, theirs, err := socketPair("vhost-user-" + sh.Tag)
+		uc, theirs, err := vhostUserPair("vhost-user-" + sh.Tag)
 		if err != nil {
-			return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user socketpair: %w", err))
-		}
-		c, err := net.FileConn(ours)
-		ours.Close()
-		if err != nil {
-			theirs.Close()
-			return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user conn: %w", err))
+			return err
 		}
 		sh.Conn = theirs
-		uc := c.(*net.UnixConn)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -168,6 +161,22 @@ func (s *sandbox) serveShares(spec *machine.Spec, undo *cleanups) error {
 		}()
 	}
 	return nil
+}
+
+// vhostUserPair makes the socketpair of one vhost-user device: the back-end
+// end stays here, the front-end end goes to QEMU.
+func vhostUserPair(name string) (*net.UnixConn, *os.File, error) {
+	ours, theirs, err := socketPair(name)
+	if err != nil {
+		return nil, nil, launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user socketpair: %w", err))
+	}
+	c, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, nil, launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user conn: %w", err))
+	}
+	return c.(*net.UnixConn), theirs, nil
 }
 
 // runtimeQuota bounds what the guest can write into its runtime share

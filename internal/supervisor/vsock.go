@@ -3,8 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -38,15 +36,9 @@ func (s *sandbox) wireVsock(spec *machine.Spec, backend string, undo *cleanups) 
 	if backend != machine.BackendQEMU {
 		return nil
 	}
-	ours, theirs, err := socketPair("vhost-user-vsock")
+	uc, theirs, err := vhostUserPair("vhost-user-vsock")
 	if err != nil {
-		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user socketpair: %w", err))
-	}
-	c, err := net.FileConn(ours)
-	ours.Close()
-	if err != nil {
-		theirs.Close()
-		return launch.Fail(launch.PrefixBuildVM, fmt.Errorf("vhost-user conn: %w", err))
+		return err
 	}
 	spec.Vsock.Conn = theirs
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,7 +47,7 @@ func (s *sandbox) wireVsock(spec *machine.Spec, backend string, undo *cleanups) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := vhostuser.Serve(ctx, c.(*net.UnixConn), dev, s.log); err != nil && !errors.Is(err, context.Canceled) {
+		if err := vhostuser.Serve(ctx, uc, dev, s.log); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Warn("vhost-user vsock ended", "err", err)
 		}
 	}()

@@ -358,13 +358,7 @@ func TestHostileGuest(t *testing.T) {
 			defer c.Close()
 			h := reply(req, VIRTIO_VSOCK_OP_RW, 64<<10, 0)
 			data := tc.mutate(&h)
-			b := make([]byte, hdrSize+len(data))
-			if h.Len == 0 {
-				h.Len = uint32(len(data))
-			}
-			h.put(b)
-			copy(b[hdrSize:], data)
-			g.r.Do(1, virtiotest.Readable(b))
+			g.send(h, data)
 			if got := g.d.Violations() > 0; got != tc.violation {
 				t.Errorf("violation counted = %v; want %v", got, tc.violation)
 			}
