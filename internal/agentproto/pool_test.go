@@ -14,6 +14,10 @@ func TestReadRawFrameBulk(t *testing.T) {
 		pooled bool
 	}{
 		{name: "small", data: 10},
+		{name: "below the quarter threshold", data: quarterMin - DataHeadroom - 1},
+		{name: "at the quarter threshold", data: quarterMin, pooled: true},
+		{name: "a pipe's worth", data: BulkChunk / 4, pooled: true},
+		{name: "above a quarter buffer", data: BulkChunk/4 + DataHeadroom},
 		{name: "below the half threshold", data: halfMin - DataHeadroom - 1},
 		{name: "at the half threshold", data: halfMin, pooled: true},
 		{name: "half chunk", data: BulkChunk / 2, pooled: true},
