@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/msb-go/msb/internal/agentproto"
 )
@@ -112,4 +115,41 @@ func TestServeBadFrames(t *testing.T) {
 			t.Errorf("got %v; want failed other \"bad exec request: …\"", r)
 		}
 	})
+}
+
+// TestServeHostReset closes the host end while agentd's core.ready sits
+// unread in it: the kernel then reports ECONNRESET to agentd's read, which
+// is a host that went away (as EOF), not an agent error.
+func TestServeHostReset(t *testing.T) {
+	hostConn, guestConn := socketpair(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(context.Background(), guestConn, ServeOptions{HeartbeatPath: t.TempDir() + "/hb.json"})
+	}()
+	// Wait until core.ready is queued on the host end without reading it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		rc, err := hostConn.(*net.UnixConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("core.ready never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	hostConn.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v; want nil (host reset is a disconnect)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the host reset")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/msb-go/msb/internal/agentproto"
@@ -360,6 +361,12 @@ func (s *server) readLoop(conn io.Reader, console bool) error {
 				return nil
 			}
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// A stream socket (vsock, or a unix socket in tests) whose
+			// peer closed with our frames still unread reports a reset:
+			// the host is gone all the same, as with EOF.
+			if errors.Is(err, syscall.ECONNRESET) {
 				return nil
 			}
 			return fmt.Errorf("read frame: %w", err)
