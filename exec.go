@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ type execConfig struct {
 	stdin      io.Reader
 	timeout    time.Duration
 	rlimits    []agentproto.Rlimit
+	root       *string
 }
 
 // WithExecEnv adds KEY=VALUE to this command's environment (over the
@@ -37,6 +39,18 @@ func WithExecEnv(key, value string) ExecOption {
 // WithCwd sets the command's working directory.
 func WithCwd(dir string) ExecOption {
 	return func(c *execConfig) { c.cwd = &dir }
+}
+
+// WithExecRoot runs the command chrooted to dir, a directory of the guest:
+// its path, working directory and user resolve inside dir, which gets the
+// guest's /proc, /sys and /dev and its /etc/hosts, /etc/resolv.conf and
+// /etc/hostname the first time it is used. The containerd shim runs a
+// pod's containers this way, each in its own root shared with
+// WithVolumeSubmounts. A chroot, not a container: the commands still see
+// the guest's processes and network. Exec fails with errors.ErrUnsupported
+// if the sandbox's agent predates it.
+func WithExecRoot(dir string) ExecOption {
+	return func(c *execConfig) { c.root = &dir }
 }
 
 // WithExecUser runs the command as user ("name", "uid" or "uid:gid").
@@ -86,8 +100,17 @@ func (s *Sandbox) request(cmd string, args []string, opts []ExecOption) (agentpr
 		o(&c)
 	}
 	req := agentproto.ExecRequest{Cmd: cmd, Args: args, Env: c.env, Cwd: c.cwd, User: c.user,
-		TTY: c.tty, Rows: c.rows, Cols: c.cols, Rlimits: c.rlimits}
+		TTY: c.tty, Rows: c.rows, Cols: c.cols, Rlimits: c.rlimits, Root: c.root}
 	return req, c
+}
+
+// checkExecRoot refuses WithExecRoot for an agent that would ignore it and
+// run the command in the guest's own root.
+func checkExecRoot(c *agentclient.Client, req agentproto.ExecRequest) error {
+	if req.Root != nil && !c.Ready().Has(agentproto.CapExecRoot) {
+		return fmt.Errorf("exec %s in root %s: the sandbox's agent cannot run a command in another root: %w", req.Cmd, *req.Root, errors.ErrUnsupported)
+	}
+	return nil
 }
 
 // Exec runs cmd with args in the sandbox and collects its output. A command
@@ -103,6 +126,9 @@ func (s *Sandbox) Exec(ctx context.Context, cmd string, args []string, opts ...E
 	}
 	req, ec := s.request(cmd, args, opts)
 	if err := checkExecRlimits(req.Rlimits); err != nil {
+		return nil, err
+	}
+	if err := checkExecRoot(c, req); err != nil {
 		return nil, err
 	}
 	if ec.timeout > 0 {
@@ -207,6 +233,9 @@ func (s *Sandbox) ExecStream(ctx context.Context, cmd string, args []string, opt
 	}
 	req, ec := s.request(cmd, args, opts)
 	if err := checkExecRlimits(req.Rlimits); err != nil {
+		return nil, err
+	}
+	if err := checkExecRoot(c, req); err != nil {
 		return nil, err
 	}
 	sess, err := c.ExecStream(ctx, req)

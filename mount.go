@@ -20,6 +20,15 @@ func WithVolumeReadOnly(hostDir, guestPath string) Option {
 	return mount(launch.Mount{Kind: launch.MountBind, Source: hostDir, Target: guestPath, ReadOnly: true})
 }
 
+// WithVolumeSubmounts is WithVolume for a directory that the caller mounts
+// file systems into, also while the sandbox runs: the guest sees what is
+// mounted below hostDir (WithVolume stops at a mount point). The containerd
+// shim shares a pod's directory this way and mounts each container's root
+// into it as the container is created. Names still resolve beneath hostDir.
+func WithVolumeSubmounts(hostDir, guestPath string) Option {
+	return mount(launch.Mount{Kind: launch.MountBind, Source: hostDir, Target: guestPath, Submounts: true})
+}
+
 // WithNamedVolume mounts the named volume name ($MSB_HOME/volumes/NAME) at
 // guestPath, creating it if it does not exist. Named volumes outlive the
 // sandboxes that use them (`msb volume rm` deletes one).

@@ -267,7 +267,7 @@ func sessionPipe(childReads bool) (r, w *os.File, err error) {
 // it with the reaper. On error the child's ends are closed and, if a
 // child was started, it has been reaped.
 func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStatus, *spawnError) {
-	attr := &syscall.SysProcAttr{Credential: sp.cred}
+	attr := &syscall.SysProcAttr{Credential: sp.cred, Chroot: sp.root}
 	if ss.req.TTY {
 		// The child leads a new session with the PTY as its controlling
 		// terminal, so job control and ^C reach its process group.
@@ -422,6 +422,9 @@ type spawnPlan struct {
 	// limits are the per-exec rlimits in the exec shim's format; "" = none
 	// (no shim).
 	limits string
+	// root is the directory the child is chrooted to; "" = the guest's
+	// root. path and cwd are inside it.
+	root string
 }
 
 // prepare resolves user, environment, cwd and executable. The cwd is checked
@@ -453,7 +456,23 @@ func (ss *session) prepare() (*spawnPlan, *spawnError) {
 	if spec == "" {
 		spec = "0"
 	}
-	cred, err := resolveUser(spec, ss.srv.opts.passwdFile, ss.srv.opts.groupFile)
+	root := ""
+	if req.Root != nil && *req.Root != "" {
+		root = *req.Root
+		if err := checkRoot(root); err != nil {
+			return nil, errnoFailure(agentproto.FailBadArgs, "root", req.Cmd, err)
+		}
+		if err := prepareRoot(root); err != nil {
+			return nil, errnoFailure(agentproto.FailOther, "root", req.Cmd, err)
+		}
+	}
+	passwdFile, groupFile := ss.srv.opts.passwdFile, ss.srv.opts.groupFile
+	if root != "" {
+		// The root's own accounts; a root without them has none (numeric
+		// users only).
+		passwdFile, groupFile = rootAccountFile(root, passwdPath), rootAccountFile(root, groupPath)
+	}
+	cred, err := resolveUser(spec, passwdFile, groupFile)
 	if err != nil {
 		return nil, &spawnError{kind: agentproto.FailUserSetupFailed, stage: "user", msg: fmt.Sprintf("spawn %q: %v", req.Cmd, err)}
 	}
@@ -463,7 +482,14 @@ func (ss *session) prepare() (*spawnPlan, *spawnError) {
 	if req.Cwd != nil && *req.Cwd != "" {
 		cwd = *req.Cwd
 	}
-	if fi, err := os.Stat(cwd); err != nil {
+	checkCwd := cwd
+	if root != "" {
+		checkCwd, err = inRoot(root, cwd)
+		if err != nil {
+			return nil, errnoFailure(agentproto.FailBadCwd, "chdir", req.Cmd, err)
+		}
+	}
+	if fi, err := os.Stat(checkCwd); err != nil {
 		e := errnoFailure(agentproto.FailBadCwd, "chdir", req.Cmd, err)
 		return nil, e
 	} else if !fi.IsDir() {
@@ -471,7 +497,7 @@ func (ss *session) prepare() (*spawnPlan, *spawnError) {
 		return nil, &spawnError{kind: agentproto.FailBadCwd, errno: &en, stage: "chdir", msg: fmt.Sprintf("spawn %q: cwd %s: %v", req.Cmd, cwd, en)}
 	}
 
-	exe, err := lookPath(req.Cmd, envValue(env, "PATH"), cwd)
+	exe, err := lookPath(req.Cmd, envValue(env, "PATH"), cwd, root)
 	if err != nil {
 		return nil, errnoFailure(classifyErrno(err), "execvp", req.Cmd, err)
 	}
@@ -479,7 +505,7 @@ func (ss *session) prepare() (*spawnPlan, *spawnError) {
 	if cred.UID != uint32(os.Getuid()) || cred.GID != uint32(os.Getgid()) || len(cred.Groups) > 0 || req.User != nil || ss.srv.opts.DefaultUser != "" {
 		c = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups}
 	}
-	return &spawnPlan{path: exe, cwd: cwd, env: env, cred: c, limits: limits}, nil
+	return &spawnPlan{path: exe, cwd: cwd, env: env, cred: c, limits: limits, root: root}, nil
 }
 
 // errnoFailure builds a spawn failure whose message is `spawn "<cmd>": <os
@@ -529,8 +555,10 @@ func classifyErrno(err error) string {
 
 // lookPath resolves cmd like execvp: a name with a slash is used as is
 // (relative to cwd), otherwise PATH is searched; a candidate that exists
-// but is not executable gives EACCES when nothing better is found.
-func lookPath(cmd, pathEnv, cwd string) (string, error) {
+// but is not executable gives EACCES when nothing better is found. With a
+// root, candidates are looked up inside it (see inRoot) and the path
+// returned is the one the chrooted child executes.
+func lookPath(cmd, pathEnv, cwd, root string) (string, error) {
 	if strings.Contains(cmd, "/") {
 		return cmd, nil
 	}
@@ -543,6 +571,12 @@ func lookPath(cmd, pathEnv, cwd string) (string, error) {
 		check := cand
 		if !path.IsAbs(check) {
 			check = path.Join(cwd, check)
+		}
+		if root != "" {
+			var err error
+			if check, err = inRoot(root, check); err != nil {
+				continue
+			}
 		}
 		fi, err := os.Stat(check)
 		if err != nil {

@@ -48,7 +48,7 @@ const (
 
 // capabilities are announced in core.ready by every Serve; the ones that
 // depend on the caller (CapVsock) are added by capabilitiesFor.
-var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs, agentproto.CapFsMeta}
+var capabilities = []string{agentproto.CapExecPTY, agentproto.CapFs, agentproto.CapFsMeta, agentproto.CapExecRoot}
 
 // capabilitiesFor returns the capabilities Serve announces with opts. A
 // fresh slice, so that the shared one is never appended to.

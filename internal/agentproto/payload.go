@@ -25,6 +25,10 @@ const (
 	// only from the host (CID 2); frames arriving on the console after the
 	// switch are a host protocol violation and are discarded.
 	CapVsock = "transport.vsock"
+	// CapExecRoot: the agent runs an exec request's command chrooted to
+	// ExecRequest.Root. An agent without it would run the command in the
+	// guest's own root, so a host must not send Root to it.
+	CapExecRoot = "exec.root"
 )
 
 // AgentVsockPort is the guest vsock port agentd listens on for the
@@ -70,6 +74,10 @@ type ExecRequest struct {
 	Rows    uint16   `cbor:"rows"` // DefaultRows when zero
 	Cols    uint16   `cbor:"cols"` // DefaultCols when zero
 	Rlimits []Rlimit `cbor:"rlimits"`
+	// Root, if set, is a guest directory the command runs chrooted to, as
+	// a container of a pod (CapExecRoot); Cmd, Cwd and User resolve inside
+	// it. Agents mount /proc, /sys and /dev there on first use.
+	Root *string `cbor:"root,omitempty"`
 }
 
 // TermSize returns the requested terminal size with defaults applied.

@@ -36,6 +36,9 @@ type Mount struct {
 	// volumes get their volume's quota; plain binds have none unless a
 	// caller sets it.
 	QuotaBytes int64 `json:"quota_bytes,omitempty"`
+	// Submounts serves the file systems mounted below a bind's source
+	// too, also those mounted after boot (passthrough.Options.Submounts).
+	Submounts bool `json:"submounts,omitempty"`
 }
 
 // ErrBadMount reports an invalid Mount.
@@ -78,6 +81,12 @@ func (m Mount) Validate() error {
 	}
 	if m.QuotaBytes != 0 && m.Kind != MountBind {
 		return bad("a %s has no quota", m.Kind)
+	}
+	if m.Submounts && m.Kind != MountBind {
+		return bad("a %s has no submounts", m.Kind)
+	}
+	if m.Submounts && m.QuotaBytes != 0 {
+		return bad("a bind with submounts cannot have a quota")
 	}
 	return nil
 }

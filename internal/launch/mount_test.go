@@ -28,6 +28,9 @@ func TestMountValidate(t *testing.T) {
 		{Mount{Kind: MountBind, Source: "/src", Target: "/data", QuotaBytes: -1}, false},
 		{Mount{Kind: MountTmpfs, Target: "/t", QuotaBytes: 1 << 20}, false},
 		{Mount{Kind: MountDisk, Source: "/img", Target: "/d", QuotaBytes: 1 << 20}, false},
+		{Mount{Kind: MountBind, Source: "/src", Target: "/pod", Submounts: true}, true},
+		{Mount{Kind: MountBind, Source: "/src", Target: "/pod", Submounts: true, QuotaBytes: 1 << 20}, false},
+		{Mount{Kind: MountTmpfs, Target: "/t", Submounts: true}, false},
 	}
 	for _, tc := range tests {
 		err := tc.m.Validate()

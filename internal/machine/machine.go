@@ -110,6 +110,9 @@ type Share struct {
 	// OnlyName, if set, serves only that regular file of Path (a bind of
 	// a single file); see passthrough.Options.OnlyName.
 	OnlyName string
+	// Submounts serves file systems mounted below Path too; see
+	// passthrough.Options.Submounts.
+	Submounts bool
 	// Conn is used by the qemu backend only: the front-end end of a
 	// connected unix stream socket whose other end serves this share's
 	// virtio-fs device over vhost-user (internal/virtio/vhostuser). The

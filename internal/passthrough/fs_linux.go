@@ -94,6 +94,7 @@ type FS struct {
 
 	readOnly           bool
 	onlyName           string
+	resolve            uint64 // openat2's RESOLVE_* flags for guest names
 	maxInodes          int
 	maxHandles         int
 	defUID, defGID     uint32
@@ -121,6 +122,9 @@ func New(root string, o Options) (*FS, error) {
 	if o.QuotaBytes < 0 {
 		return nil, fmt.Errorf("passthrough %s: negative quota %d", root, o.QuotaBytes)
 	}
+	if o.Submounts && o.QuotaBytes > 0 {
+		return nil, fmt.Errorf("passthrough %s: a quota cannot count submounts", root)
+	}
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("passthrough: open %s: %w", root, err)
@@ -134,6 +138,7 @@ func New(root string, o Options) (*FS, error) {
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		readOnly:      o.ReadOnly,
 		onlyName:      o.OnlyName,
+		resolve:       resolveFlags,
 		maxInodes:     o.MaxInodes,
 		maxHandles:    o.MaxHandles,
 		defUID:        o.DefaultUID,
@@ -147,6 +152,9 @@ func New(root string, o Options) (*FS, error) {
 		handles:       map[uint64]*handle{},
 		nextFh:        1,
 		quota:         quota{limit: o.QuotaBytes, mu: make(chan struct{}, 1)},
+	}
+	if o.Submounts {
+		f.resolve &^= unix.RESOLVE_NO_XDEV
 	}
 	if f.maxInodes <= 0 {
 		f.maxInodes = DefaultMaxInodes
@@ -240,11 +248,21 @@ func checkName(name string) fuse.Status {
 	return fuse.OK
 }
 
-// openat2 opens name beneath dirfd, never following a symlink.
+// openat2 opens name beneath dirfd, never following a symlink nor
+// entering a mount point.
 func openat2(dirfd int, name string, flags int, mode uint32) (int, error) {
+	return openat2How(dirfd, name, flags, mode, resolveFlags)
+}
+
+// openat2 opens name beneath dirfd with the share's resolve flags.
+func (f *FS) openat2(dirfd int, name string, flags int, mode uint32) (int, error) {
+	return openat2How(dirfd, name, flags, mode, f.resolve)
+}
+
+func openat2How(dirfd int, name string, flags int, mode uint32, resolve uint64) (int, error) {
 	how := unix.OpenHow{
 		Flags:   uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC),
-		Resolve: resolveFlags,
+		Resolve: resolve,
 	}
 	if flags&unix.O_CREAT != 0 {
 		how.Mode = uint64(mode)
@@ -353,8 +371,8 @@ func (f *FS) admit(parent *inode, name string, fd int, st *unix.Stat_t, ovr over
 
 // reopenAt opens name beneath dirfd with flags and checks that it is the
 // object key.
-func reopenAt(dirfd int, name string, key devIno, flags int) (int, error) {
-	fd, err := openat2(dirfd, name, flags|unix.O_NONBLOCK, 0)
+func (f *FS) reopenAt(dirfd int, name string, key devIno, flags int) (int, error) {
+	fd, err := f.openat2(dirfd, name, flags|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -377,7 +395,7 @@ func reopenAt(dirfd int, name string, key devIno, flags int) (int, error) {
 // must still be the same object (ESTALE otherwise).
 func (f *FS) reopen(ino *inode, flags int) (int, error) {
 	if ino.typ == syscall.S_IFDIR {
-		return openat2(ino.fd, ".", flags|unix.O_DIRECTORY, 0)
+		return f.openat2(ino.fd, ".", flags|unix.O_DIRECTORY, 0)
 	}
 	f.mu.Lock()
 	parent, name := ino.parent, ino.name
@@ -389,7 +407,7 @@ func (f *FS) reopen(ino *inode, flags int) (int, error) {
 		return -1, unix.ESTALE
 	}
 	defer f.put(parent)
-	return reopenAt(parent.fd, name, ino.key, flags)
+	return f.reopenAt(parent.fd, name, ino.key, flags)
 }
 
 // xattrFD opens ino for xattr calls, which O_PATH fds do not allow.
@@ -411,11 +429,11 @@ func (f *FS) readOverride(parent *inode, name string, ino *inode) override {
 	var err error
 	switch {
 	case ino.typ == syscall.S_IFDIR:
-		fd, err = openat2(ino.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		fd, err = f.openat2(ino.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	case ino.typ != syscall.S_IFREG:
 		return override{}
 	case parent != nil:
-		fd, err = reopenAt(parent.fd, name, ino.key, unix.O_RDONLY)
+		fd, err = f.reopenAt(parent.fd, name, ino.key, unix.O_RDONLY)
 	default:
 		fd, err = f.xattrFD(ino)
 	}

@@ -39,7 +39,7 @@ func (f *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.
 
 // lookupAt returns the inode of name in parent with one more lookup.
 func (f *FS) lookupAt(parent *inode, name string) (*inode, fuse.Status) {
-	fd, err := openat2(parent.fd, name, unix.O_PATH, 0)
+	fd, err := f.openat2(parent.fd, name, unix.O_PATH, 0)
 	if err != nil {
 		return nil, errno(err)
 	}
@@ -200,7 +200,7 @@ func (f *FS) created(parent *inode, name string, fd int, o override, out *fuse.E
 		}
 		unix.Unlinkat(parent.fd, name, flags)
 	}
-	pfd, err := openat2(parent.fd, name, unix.O_PATH, 0)
+	pfd, err := f.openat2(parent.fd, name, unix.O_PATH, 0)
 	if err != nil {
 		undo()
 		return nil, errno(err)
@@ -275,7 +275,7 @@ func (f *FS) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.E
 	if f.pinned(parent) {
 		return fuse.EPERM
 	}
-	fd, err := openat2(parent.fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY, hostMode(mode))
+	fd, err := f.openat2(parent.fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY, hostMode(mode))
 	if err != nil {
 		return errno(err)
 	}
@@ -559,10 +559,10 @@ func (f *FS) Create(_ <-chan struct{}, in *fuse.CreateIn, name string, out *fuse
 	}
 	mode := syscall.S_IFREG | in.Mode&07777
 	made := true
-	fd, err := openat2(parent.fd, name, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, hostMode(mode))
+	fd, err := f.openat2(parent.fd, name, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, hostMode(mode))
 	if err == unix.EEXIST && in.Flags&syscall.O_EXCL == 0 {
 		made = false
-		fd, err = openat2(parent.fd, name, flags|unix.O_NONBLOCK, 0)
+		fd, err = f.openat2(parent.fd, name, flags|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
 		return errno(err)

@@ -42,6 +42,14 @@ type Options struct {
 	// it is not a regular file.
 	OnlyName string
 
+	// Submounts serves the file systems mounted below the root too
+	// (otherwise a mount point is not entered: EXDEV), also those mounted
+	// while the share is served. For a directory whose owner mounts
+	// trusted trees into it, as the containerd shim does with a pod's
+	// container roots; names still resolve beneath the root. Not with
+	// QuotaBytes (the quota's walk does not count submounts).
+	Submounts bool
+
 	// Logger receives rare diagnostics (a failed ownership record). Nil
 	// discards them.
 	Logger *slog.Logger

@@ -39,7 +39,7 @@ func (s *sandbox) mounts(spec *machine.Spec) ([]string, error) {
 		switch m.Kind {
 		case launch.MountBind:
 			tag := "msb_vol_" + strconv.Itoa(i)
-			sh := machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly, QuotaBytes: m.QuotaBytes}
+			sh := machine.Share{Tag: tag, Path: m.Source, ReadOnly: m.ReadOnly, QuotaBytes: m.QuotaBytes, Submounts: m.Submounts}
 			if file, err := filepath.EvalSymlinks(m.Source); err == nil && checkSource(file, false) == nil {
 				// A single file: its directory, narrowed to it.
 				sh.Path, sh.OnlyName = filepath.Dir(file), filepath.Base(file)

@@ -202,7 +202,7 @@ func NewShare(sh machine.Share, log *slog.Logger) (*virtiofs.Device, io.Closer, 
 		return nil, nil, fmt.Errorf("%s: %w", sh.Path, unix.ENOTDIR)
 	}
 	fsys, err := passthrough.New(sh.Path, passthrough.Options{
-		ReadOnly: sh.ReadOnly, QuotaBytes: sh.QuotaBytes, OnlyName: sh.OnlyName, Logger: log})
+		ReadOnly: sh.ReadOnly, QuotaBytes: sh.QuotaBytes, OnlyName: sh.OnlyName, Submounts: sh.Submounts, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
