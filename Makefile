@@ -43,18 +43,18 @@ demo: build kernel rootfs ## Run a command in a sandbox built from the busybox d
 test: setup-test kernel ## Unit tests (-race), then the e2e tier under QEMU (the SDK's examples included), serially
 	$(GO) test -race -shuffle=on -timeout 20m $(UNIT_PKGS)
 	CGO_ENABLED=0 $(GO) test -count=1 -run 'Harden' ./internal/supervisor ./internal/vmm
-	MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_CRICTL_BIN=$$(scripts/crictl.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 	$(EXAMPLES) 2>&1 | scripts/e2e-summary.sh
 
 test-unit: ## Unit tests only (no QEMU)
 	$(GO) test -race -shuffle=on $(UNIT_PKGS)
 
 test-e2e: setup-test kernel ## The e2e tier only, the SDK's examples included
-	MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_CRICTL_BIN=$$(scripts/crictl.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 30m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 	$(EXAMPLES) 2>&1 | scripts/e2e-summary.sh
 
 test-e2e-full: setup-test kernel ## The e2e tier with the full-size suites (msb cp of ~100 MiB in ~3000 files)
-	MSB_E2E_FULL=1 MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
+	MSB_E2E_FULL=1 MSB_CONTAINERD2_BIN=$$(scripts/containerd2.sh) MSB_CRICTL_BIN=$$(scripts/crictl.sh) MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 60m -v $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh
 
 test-fidelity: setup-test kernel ## The guest-fidelity tier in full: CPython's regression tests in a guest and in a host chroot, no difference allowed
 	MSB_FIDELITY_FULL=1 MSB_KERNEL=$(CURDIR)/$(BIN)/vmlinux $(GO) test -count=1 -p 1 -timeout 120m -v -run 'Fidelity' $(E2E_PKGS) 2>&1 | scripts/e2e-summary.sh

@@ -94,12 +94,26 @@ func Main(ctx context.Context, args []string) error {
 		return errors.New("-namespace and -id are required")
 	}
 	setMSBPath()
-	dir := stateDir(os.Getenv("TTRPC_ADDRESS"), f.namespace, f.id)
+	bundle := f.bundle
+	if bundle == "" {
+		// containerd runs start and delete in the bundle.
+		bundle, _ = os.Getwd()
+	}
+	group := f.id
+	if f.action != serveAction {
+		if spec, err := readSpec(bundle); err == nil {
+			group = groupID(spec, f.id)
+		}
+	}
+	dir := stateDir(os.Getenv("TTRPC_ADDRESS"), f.namespace, group)
 	switch f.action {
 	case "start":
+		if group != f.id {
+			return joinPod(group, dir)
+		}
 		return start(f, dir)
 	case "delete":
-		return deleteAction(ctx, f, dir)
+		return deleteAction(ctx, f, bundle, dir, group != f.id)
 	case serveAction:
 		return serve(ctx, f, dir)
 	}
@@ -123,6 +137,24 @@ func setMSBPath() {
 	}
 }
 
+// joinPod answers `start` for a container of a pod: the pod's shim, started
+// for its sandbox container, serves it too. containerd then sends it the
+// container's Create on that socket.
+func joinPod(pod, dir string) error {
+	sock := filepath.Join(dir, socketName)
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("start: the shim of pod %s is not running (%w); its sandbox container must be started first, with this runtime", pod, err)
+	}
+	c.Close()
+	address := "unix://" + sock
+	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+		return fmt.Errorf("start: write address: %w", err)
+	}
+	_, err = fmt.Print(address)
+	return err
+}
+
 // start binds the task socket, starts the serving shim with it and prints
 // its address for containerd. containerd reads this process's combined
 // output as the address, so nothing else may be written, and the server
@@ -133,7 +165,7 @@ func start(f flags, dir string) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			_ = os.RemoveAll(dir)
+			_ = removeState(dir)
 		}
 	}()
 	sock := filepath.Join(dir, socketName)
@@ -243,20 +275,23 @@ func serve(ctx context.Context, f flags, dir string) error {
 	// A shim told to go with a live sandbox takes it along.
 	svc.close()
 	cancel()
-	_ = os.RemoveAll(dir)
+	if err := removeState(dir); err != nil {
+		log.Warn("shim stopping", "err", err)
+	}
 	return nil
 }
 
 // deleteAction cleans up after a shim that is gone (containerd runs
 // `shim -bundle B delete` then): remove the sandbox, unmount the rootfs,
-// and report the task as killed.
-func deleteAction(ctx context.Context, f flags, dir string) error {
-	bundle := f.bundle
-	if bundle == "" {
-		bundle, _ = os.Getwd()
-	}
+// and report the task as killed. For a pod's container (inPod) only its
+// own root is undone: the sandbox and state are its pod's.
+func deleteAction(ctx context.Context, f flags, bundle, dir string, inPod bool) error {
 	var errs []error
-	if _, err := os.Stat(dir); err == nil {
+	if inPod {
+		if validTaskID(f.id) {
+			errs = append(errs, unshareRoot(dir, f.id))
+		}
+	} else if _, err := os.Stat(dir); err == nil {
 		if err := msb.Remove(ctx, sandboxName, true, msb.WithHome(dir)); err != nil && !errors.Is(err, msb.ErrNotFound) {
 			errs = append(errs, fmt.Errorf("remove sandbox: %w", err))
 		}
@@ -266,7 +301,9 @@ func deleteAction(ctx context.Context, f flags, dir string) error {
 			errs = append(errs, unmountRootfs(rootfs))
 		}
 	}
-	errs = append(errs, os.RemoveAll(dir))
+	if !inPod {
+		errs = append(errs, removeState(dir))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/fifo"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -31,40 +30,70 @@ import (
 	"github.com/msb-go/msb"
 )
 
-// sandboxName is the sandbox's name in the container's private MSB_HOME.
+// sandboxName is the sandbox's name in the shim's private MSB_HOME.
 const sandboxName = "task"
 
 // bootTimeout bounds a sandbox's boot (TCG guests are slow).
 const bootTimeout = 5 * time.Minute
 
-// service is the task service of one container: its init process and the
-// processes `exec` adds. Its methods are called concurrently by ttrpc.
+// service is the task service of one shim: a single container (ctr run),
+// or a Kubernetes pod — its sandbox container, whose start boots the VM, and
+// the containers the CRI adds to it, which run in the same guest, each
+// chrooted to its own root (see pod.go). Its methods are called
+// concurrently by ttrpc.
 type service struct {
 	// ctx lives as long as the shim; the guest commands' sessions and the
 	// sandbox outlive the RPC that started them.
 	ctx      context.Context
-	id       string
-	home     string // the container's MSB_HOME
+	id       string // the task the shim was started for
+	home     string // the shim's MSB_HOME
 	log      *slog.Logger
 	events   *publisher
 	shutdown func() // stops the server; called at most once
 
-	// mu protects the fields below and those of every proc.
+	// mu protects the fields below and those of every container and proc.
 	mu        sync.Mutex
-	created   bool
-	deleted   bool
-	bundle    string
-	rootfs    string
-	mounted   bool
-	init      *proc
-	execs     map[string]*proc
+	tasks     map[string]*container // live (created, not deleted) tasks
+	pod       string                // the pod's sandbox container ("": no pod)
 	sb        *msb.Sandbox
 	pid       uint32        // the sandbox process on the host
 	vmStopped chan struct{} // closed when the sandbox is gone (nil: never booted)
 }
 
-// proc is one process of the container: the init process (execID "") or
-// an exec'd one. Its fields are guarded by service.mu.
+// container is one task: its bundle, its root and its processes.
+type container struct {
+	id     string
+	role   role
+	bundle string
+	rootfs string
+	// mounted: the shim mounted rootfs (and must unmount it); shared: it
+	// is bound into the pod's share too (a pod container).
+	mounted, shared bool
+	init            *proc
+	execs           map[string]*proc
+}
+
+// role says how a container uses the VM.
+type role int
+
+const (
+	// roleAlone: a container on its own (ctr run): its root is the VM's,
+	// its init's exit stops the VM.
+	roleAlone role = iota
+	// rolePodSandbox: a pod's sandbox (pause) container: as roleAlone, and
+	// the VM also serves the pod's share for the containers to come.
+	rolePodSandbox
+	// rolePodContainer: a container of the pod: its processes run in the
+	// VM chrooted to its root, served through the pod's share; its exit
+	// ends only itself.
+	rolePodContainer
+)
+
+// ownsVM reports whether the container's init boots and stops the VM.
+func (c *container) ownsVM() bool { return c.role != rolePodContainer }
+
+// proc is one process of a container: the init process (execID "") or an
+// exec'd one. Its fields are guarded by service.mu.
 type proc struct {
 	execID                string
 	spec                  process
@@ -94,7 +123,7 @@ func newProc(execID string, spec process, stdin, stdout, stderr string, terminal
 var _ taskapi.TTRPCTaskService = (*service)(nil)
 
 func newService(ctx context.Context, id, home string, log *slog.Logger, ev *publisher, shutdown func()) *service {
-	return &service{ctx: ctx, id: id, home: home, log: log, events: ev, shutdown: shutdown, execs: map[string]*proc{}}
+	return &service{ctx: ctx, id: id, home: home, log: log, events: ev, shutdown: shutdown, tasks: map[string]*container{}}
 }
 
 // rpcErr converts err for containerd, which maps the gRPC codes back to its
@@ -110,40 +139,34 @@ func notImplemented(op string) error {
 	return errgrpc.ToGRPC(fmt.Errorf("msb shim: %s: %w", op, errdefs.ErrNotImplemented))
 }
 
-// lookup returns the process execID names in task id.
+// lookup returns task id and its process execID.
 // Preconditions: s.mu is held.
-func (s *service) lookup(id, execID string) (*proc, error) {
-	if id != s.id {
-		return nil, fmt.Errorf("task %q: %w (this shim serves %q)", id, errdefs.ErrNotFound, s.id)
-	}
-	if !s.created || s.deleted {
-		return nil, fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound)
+func (s *service) lookup(id, execID string) (*container, *proc, error) {
+	c, ok := s.tasks[id]
+	if !ok {
+		return nil, nil, fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound)
 	}
 	if execID == "" {
-		return s.init, nil
+		return c, c.init, nil
 	}
-	p, ok := s.execs[execID]
+	p, ok := c.execs[execID]
 	if !ok {
-		return nil, fmt.Errorf("exec %q: %w", execID, errdefs.ErrNotFound)
+		return nil, nil, fmt.Errorf("exec %q: %w", execID, errdefs.ErrNotFound)
 	}
-	return p, nil
+	return c, p, nil
 }
 
 func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
-	if r.ID != s.id {
-		return nil, rpcErr(fmt.Errorf("create %q: this shim serves %q: %w", r.ID, s.id, errdefs.ErrInvalidArgument))
-	}
 	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
 		return nil, notImplemented("create from checkpoint")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.created {
-		return nil, rpcErr(fmt.Errorf("create %q: %w", r.ID, errdefs.ErrAlreadyExists))
 	}
 	spec, err := readSpec(r.Bundle)
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("create: %w", err))
+	}
+	rl, podID, err := podRole(spec)
+	if err != nil {
+		return nil, rpcErr(fmt.Errorf("create %q: %w: %w", r.ID, err, errdefs.ErrInvalidArgument))
 	}
 	p, err := processFromSpec(spec)
 	if err != nil {
@@ -156,20 +179,57 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("create: %w", err))
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.tasks[r.ID]; ok {
+		return nil, rpcErr(fmt.Errorf("create %q: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	switch {
+	case rl != rolePodContainer && r.ID != s.id:
+		return nil, rpcErr(fmt.Errorf("create %q: this shim serves %q: %w", r.ID, s.id, errdefs.ErrInvalidArgument))
+	case rl == rolePodContainer && (s.pod == "" || podID != s.pod):
+		return nil, rpcErr(fmt.Errorf("create %q: its pod %q is not the one this shim serves (%q): %w", r.ID, podID, s.pod, errdefs.ErrInvalidArgument))
+	case rl == rolePodContainer && !validTaskID(r.ID):
+		return nil, rpcErr(fmt.Errorf("create %q: not a container id: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
 	mounted, err := mountRootfs(rootfs, r.Rootfs)
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("create: %w", err))
 	}
-	s.created, s.bundle, s.rootfs, s.mounted = true, r.Bundle, rootfs, mounted
-	s.init = newProc("", p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	c := &container{id: r.ID, role: rl, bundle: r.Bundle, rootfs: rootfs, mounted: mounted, execs: map[string]*proc{}}
+	switch rl {
+	case rolePodSandbox:
+		if err := makePodShare(s.home); err != nil {
+			s.undoCreate(c)
+			return nil, rpcErr(fmt.Errorf("create: %w", err))
+		}
+		s.pod = r.ID
+	case rolePodContainer:
+		if err := shareRoot(s.home, r.ID, rootfs); err != nil {
+			s.undoCreate(c)
+			return nil, rpcErr(fmt.Errorf("create: %w", err))
+		}
+		c.shared = true
+	}
+	c.init = newProc("", p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	s.tasks[r.ID] = c
 	s.events.publish(topicTaskCreate, &eventstypes.TaskCreate{
-		ContainerID: s.id, Bundle: r.Bundle, Rootfs: r.Rootfs,
+		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs,
 		IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 	})
 	return &taskapi.CreateTaskResponse{}, nil
 }
 
-// Exec adds a process to the running container; Start runs it.
+// undoCreate unmounts what a failed Create mounted.
+func (s *service) undoCreate(c *container) {
+	if c.mounted {
+		if err := unmountRootfs(c.rootfs); err != nil {
+			s.log.Warn("create: undo", "err", err)
+		}
+	}
+}
+
+// Exec adds a process to a running container; Start runs it.
 func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
 	if r.ExecID == "" {
 		return nil, rpcErr(fmt.Errorf("exec: no exec id: %w", errdefs.ErrInvalidArgument))
@@ -189,83 +249,24 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	init, err := s.lookup(r.ID, "")
+	c, init, err := s.lookup(r.ID, "")
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("exec: %w", err))
 	}
 	if init.status != task.Status_RUNNING {
 		return nil, rpcErr(fmt.Errorf("exec: task is %s: %w", init.status, errdefs.ErrFailedPrecondition))
 	}
-	if _, ok := s.execs[r.ExecID]; ok {
+	if _, ok := c.execs[r.ExecID]; ok {
 		return nil, rpcErr(fmt.Errorf("exec %q: %w", r.ExecID, errdefs.ErrAlreadyExists))
 	}
-	s.execs[r.ExecID] = newProc(r.ExecID, p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
-	s.events.publish("/tasks/exec-added", &eventstypes.TaskExecAdded{ContainerID: s.id, ExecID: r.ExecID})
+	c.execs[r.ExecID] = newProc(r.ExecID, p, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	s.events.publish("/tasks/exec-added", &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
 	return &emptypb.Empty{}, nil
-}
-
-// stdio is the container's end of containerd's fifos.
-type stdio struct {
-	in, out, err io.ReadWriteCloser // nil when containerd gave no path
-	// inHold is a write end of the stdin fifo the shim holds, as runc's
-	// shim does: the copy into the process sees EOF only once it is
-	// closed — by CloseIO, after the client's last write — not whenever
-	// no client happens to have the fifo open (before ctr opened it, or
-	// between two attaches).
-	inHold io.Closer
-}
-
-func (st *stdio) Close() {
-	for _, f := range []io.Closer{st.in, st.inHold, st.out, st.err} {
-		if f != nil {
-			_ = f.Close()
-		}
-	}
-}
-
-// openStdio opens the fifos containerd created; containerd's side already
-// has them open, so the opens do not wait long.
-func openStdio(ctx context.Context, in, out, errPath string, terminal bool) (*stdio, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st := &stdio{}
-	var err error
-	if in != "" {
-		// O_NONBLOCK: OpenFifo returns at once and completes the open in
-		// the background; a ctx cancelled before then closes the fifo. So
-		// not this call's ctx (cancelled on return, often before ctr's
-		// side is open): stdin was then closed at once and the command
-		// read EOF instead of what ctr sent (TestShimContainerd's
-		// execStdin, about one run in two).
-		bg := context.WithoutCancel(ctx)
-		if st.in, err = fifo.OpenFifo(bg, in, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("open stdin: %w", err)
-		}
-		if st.inHold, err = fifo.OpenFifo(bg, in, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("open stdin: %w", err)
-		}
-	}
-	if out != "" {
-		if st.out, err = fifo.OpenFifo(ctx, out, syscall.O_WRONLY, 0); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("open stdout: %w", err)
-		}
-	}
-	// With a terminal, stdout carries both streams, as with runc.
-	if errPath != "" && !terminal {
-		if st.err, err = fifo.OpenFifo(ctx, errPath, syscall.O_WRONLY, 0); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("open stderr: %w", err)
-		}
-	}
-	return st, nil
 }
 
 func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	c, p, err := s.lookup(r.ID, r.ExecID)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, rpcErr(fmt.Errorf("start: %w", err))
@@ -276,44 +277,54 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 		return nil, rpcErr(fmt.Errorf("start: process is %s: %w", st, errdefs.ErrFailedPrecondition))
 	}
 	sb := s.sb
-	if p.execID != "" && (sb == nil || s.init.status != task.Status_RUNNING) {
+	boots := p.execID == "" && c.ownsVM()
+	switch {
+	case p.execID != "" && (sb == nil || c.init.status != task.Status_RUNNING):
 		s.mu.Unlock()
 		return nil, rpcErr(fmt.Errorf("start exec: task is not running: %w", errdefs.ErrFailedPrecondition))
+	case !boots && sb == nil:
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("start: the pod's sandbox is not running: %w", errdefs.ErrFailedPrecondition))
+	case boots && sb != nil:
+		s.mu.Unlock()
+		return nil, rpcErr(fmt.Errorf("start: the sandbox is already running: %w", errdefs.ErrFailedPrecondition))
 	}
 	p.starting = true
-	rootfs := s.rootfs
 	s.mu.Unlock()
 
-	if p.execID == "" {
+	if boots {
 		var err error
-		if sb, err = s.boot(rootfs, p.spec.Hostname, p.spec.NetNS); err != nil {
+		if sb, err = s.boot(c, p.spec.Hostname, p.spec.NetNS); err != nil {
 			s.mu.Lock()
 			p.starting = false
 			s.mu.Unlock()
 			return nil, rpcErr(fmt.Errorf("start: %w", err))
 		}
 	}
-	pid, err := s.startProc(ctx, sb, p)
+	pid, err := s.startProc(ctx, sb, c, p)
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("start: %w", err))
 	}
 	if p.execID == "" {
-		s.events.publish(topicTaskStart, &eventstypes.TaskStart{ContainerID: s.id, Pid: pid})
+		s.events.publish(topicTaskStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: pid})
 	} else {
-		s.events.publish("/tasks/exec-started", &eventstypes.TaskExecStarted{ContainerID: s.id, ExecID: p.execID, Pid: pid})
+		s.events.publish("/tasks/exec-started", &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: p.execID, Pid: pid})
 	}
 	return &taskapi.StartResponse{Pid: pid}, nil
 }
 
-// boot creates the container's sandbox, in the pod's network namespace
-// when the spec names one.
-func (s *service) boot(rootfs, hostname, netns string) (*msb.Sandbox, error) {
-	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfs(rootfs), msb.WithReplace()}
+// boot creates the sandbox from c's root, in the pod's network namespace
+// when the spec names one; a pod's sandbox also shares the pod's directory.
+func (s *service) boot(c *container, hostname, netns string) (*msb.Sandbox, error) {
+	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfs(c.rootfs), msb.WithReplace()}
 	if hostname != "" {
 		opts = append(opts, msb.WithHostname(hostname))
 	}
 	if netns != "" {
 		opts = append(opts, msb.WithNetworkNamespace(netns))
+	}
+	if c.role == rolePodSandbox {
+		opts = append(opts, msb.WithVolumeSubmounts(podShareDir(s.home), guestPodDir))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, bootTimeout)
 	defer cancel()
@@ -333,9 +344,9 @@ func (s *service) boot(rootfs, hostname, netns string) (*msb.Sandbox, error) {
 	return sb, nil
 }
 
-// startProc runs p in the sandbox with its stdio wired.
+// startProc runs p of c in the sandbox with its stdio wired.
 // Preconditions: p.starting is set, s.mu is not held.
-func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint32, error) {
+func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, c *container, p *proc) (uint32, error) {
 	st, err := openStdio(ctx, p.stdin, p.stdout, p.stderr, p.terminal)
 	if err == nil {
 		eopts := []msb.ExecOption{msb.WithCwd(p.spec.Cwd), msb.WithExecUser(p.spec.User)}
@@ -346,6 +357,9 @@ func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint
 		if p.terminal {
 			eopts = append(eopts, msb.WithTTY(p.spec.Rows, p.spec.Cols))
 		}
+		if c.role == rolePodContainer {
+			eopts = append(eopts, msb.WithExecRoot(guestRoot(c.id)))
+		}
 		var ex *msb.Execution
 		if ex, err = sb.ExecStream(s.ctx, p.spec.Args[0], p.spec.Args[1:], eopts...); err == nil {
 			s.mu.Lock()
@@ -355,11 +369,12 @@ func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint
 			}
 			p.pid = ex.PID()
 			if p.execID == "" {
+				// A task's pid is a host process: the VM's.
 				p.pid = s.pid
 			}
 			pid := p.pid
 			s.mu.Unlock()
-			go s.run(p, ex, st)
+			go s.run(c, p, ex, st)
 			return pid, nil
 		}
 		st.Close()
@@ -371,16 +386,17 @@ func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, p *proc) (uint
 	s.mu.Lock()
 	p.starting = false
 	s.mu.Unlock()
-	s.exit(p, exitStatus(0, err))
-	if p.execID == "" {
+	s.exit(c, p, exitStatus(0, err))
+	if p.execID == "" && c.ownsVM() {
 		s.stopSandbox()
 	}
 	return 0, err
 }
 
 // run copies a process's stdio until it exits and records its status; the
-// init's exit stops the sandbox: a container is over when its init is.
-func (s *service) run(p *proc, ex *msb.Execution, st *stdio) {
+// exit of an init that owns the VM stops it: a container (or pod) is over
+// when its init is.
+func (s *service) run(c *container, p *proc, ex *msb.Execution, st *stdio) {
 	var wg sync.WaitGroup
 	if st.in != nil {
 		go func() {
@@ -403,17 +419,17 @@ func (s *service) run(p *proc, ex *msb.Execution, st *stdio) {
 	code, err := ex.Wait()
 	wg.Wait()
 	if err != nil {
-		s.log.Warn("guest command", "exec", p.execID, "err", err)
+		s.log.Warn("guest command", "task", c.id, "exec", p.execID, "err", err)
 	}
 	st.Close()
-	s.exit(p, exitStatus(code, err))
-	if p.execID == "" {
+	s.exit(c, p, exitStatus(code, err))
+	if p.execID == "" && c.ownsVM() {
 		s.stopSandbox()
 	}
 }
 
 // exit records p's status once, wakes Wait and publishes TaskExit.
-func (s *service) exit(p *proc, status uint32) {
+func (s *service) exit(c *container, p *proc, status uint32) {
 	s.mu.Lock()
 	if p.status == task.Status_STOPPED {
 		s.mu.Unlock()
@@ -425,16 +441,16 @@ func (s *service) exit(p *proc, status uint32) {
 	s.mu.Unlock()
 	id := p.execID
 	if id == "" {
-		id = s.id
+		id = c.id
 	}
 	s.events.publish(topicTaskExit, &eventstypes.TaskExit{
-		ContainerID: s.id, ID: id, Pid: pid, ExitStatus: status, ExitedAt: timestamppb.New(at),
+		ContainerID: c.id, ID: id, Pid: pid, ExitStatus: status, ExitedAt: timestamppb.New(at),
 	})
 }
 
 // stopSandbox kills the sandbox (its disk is thrown away with the
 // container, so it needs no clean shutdown), waits for its process and
-// closes vmStopped. Exec'd processes end with it.
+// closes vmStopped. Every process in it ends with it.
 func (s *service) stopSandbox() {
 	s.mu.Lock()
 	sb, done := s.sb, s.vmStopped
@@ -453,28 +469,45 @@ func (s *service) stopSandbox() {
 }
 
 // close stops a sandbox still running when the shim goes (Shutdown with
-// Now, SIGTERM) and unmounts the rootfs, so no VM outlives its shim.
+// Now, SIGTERM) and unmounts every root, so no VM or mount outlives its
+// shim.
 func (s *service) close() {
 	s.stopSandbox()
 	s.mu.Lock()
-	rootfs, mounted, deleted := s.rootfs, s.mounted, s.deleted
+	tasks := slices.Collect(maps.Values(s.tasks))
+	s.tasks = map[string]*container{}
 	s.mu.Unlock()
-	if mounted && !deleted {
-		if err := unmountRootfs(rootfs); err != nil {
-			s.log.Warn("close", "err", err)
+	for _, c := range tasks {
+		if err := s.unmount(c); err != nil {
+			s.log.Warn("close", "task", c.id, "err", err)
 		}
 	}
+	if err := removePodShare(s.home); err != nil {
+		s.log.Warn("close", "err", err)
+	}
+}
+
+// unmount undoes what Create mounted for c.
+func (s *service) unmount(c *container) error {
+	var errs []error
+	if c.shared {
+		errs = append(errs, unshareRoot(s.home, c.id))
+	}
+	if c.mounted {
+		errs = append(errs, unmountRootfs(c.rootfs))
+	}
+	return errors.Join(errs...)
 }
 
 func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	c, p, err := s.lookup(r.ID, r.ExecID)
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("state: %w", err))
 	}
 	resp := &taskapi.StateResponse{
-		ID: s.id, ExecID: p.execID, Bundle: s.bundle, Pid: p.pid, Status: p.status,
+		ID: c.id, ExecID: p.execID, Bundle: c.bundle, Pid: p.pid, Status: p.status,
 		Stdin: p.stdin, Stdout: p.stdout, Stderr: p.stderr, Terminal: p.terminal,
 	}
 	if p.status == task.Status_STOPPED {
@@ -485,7 +518,7 @@ func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 
 func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	_, p, err := s.lookup(r.ID, r.ExecID)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("wait: %w", err))
@@ -502,7 +535,7 @@ func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.Wa
 
 func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	c, p, err := s.lookup(r.ID, r.ExecID)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, rpcErr(fmt.Errorf("kill: %w", err))
@@ -517,7 +550,7 @@ func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 	case status == task.Status_CREATED:
 		// Nothing runs yet: the signal ends the process, as it would end
 		// runc's waiting init.
-		s.exit(p, signalStatus(r.Signal))
+		s.exit(c, p, signalStatus(r.Signal))
 		return &emptypb.Empty{}, nil
 	}
 	// The agent signals the command's process group, which is what
@@ -530,7 +563,7 @@ func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 
 func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	c, p, err := s.lookup(r.ID, r.ExecID)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, rpcErr(fmt.Errorf("delete: %w", err))
@@ -542,21 +575,24 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	if p.status == task.Status_CREATED {
 		// Deleting a process that never started ends it.
 		s.mu.Unlock()
-		s.exit(p, signalStatus(uint32(syscall.SIGKILL)))
+		s.exit(c, p, signalStatus(uint32(syscall.SIGKILL)))
 		s.mu.Lock()
 	}
 	pid, code, at := p.pid, p.exitCode, p.exitedAt
 	resp := &taskapi.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
-	ev := &eventstypes.TaskDelete{ContainerID: s.id, ID: s.id, Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
+	ev := &eventstypes.TaskDelete{ContainerID: c.id, ID: c.id, Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
 	if p.execID != "" {
-		delete(s.execs, p.execID)
+		delete(c.execs, p.execID)
 		s.mu.Unlock()
 		ev.ID = p.execID
 		s.events.publish(topicTaskDelete, ev)
 		return resp, nil
 	}
-	s.deleted = true
-	vmStopped, rootfs, mounted := s.vmStopped, s.rootfs, s.mounted
+	delete(s.tasks, c.id)
+	var vmStopped chan struct{}
+	if c.ownsVM() {
+		vmStopped = s.vmStopped
+	}
 	s.mu.Unlock()
 
 	if vmStopped != nil {
@@ -566,11 +602,10 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 			return nil, rpcErr(fmt.Errorf("delete: waiting for the sandbox to stop: %w", ctx.Err()))
 		}
 	}
-	var errs []error
-	if mounted {
-		errs = append(errs, unmountRootfs(rootfs))
+	errs := []error{s.unmount(c)}
+	if c.ownsVM() {
+		errs = append(errs, removeHome(s.home))
 	}
-	errs = append(errs, removeHome(s.home))
 	if err := errors.Join(errs...); err != nil {
 		return nil, rpcErr(fmt.Errorf("delete: %w", err))
 	}
@@ -593,6 +628,11 @@ func removeHome(home string) error {
 		if e.Name() == socketName {
 			continue
 		}
+		if e.Name() == podShareName {
+			// Never recursively: the containers' roots are bound there.
+			errs = append(errs, removePodShare(home))
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(home, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
@@ -605,7 +645,7 @@ func removeHome(home string) error {
 
 func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	_, p, err := s.lookup(r.ID, r.ExecID)
 	var ex *msb.Execution
 	if err == nil {
 		ex = p.ex
@@ -633,7 +673,7 @@ func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*
 // CloseIO right after its last write.
 func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	p, err := s.lookup(r.ID, r.ExecID)
+	_, p, err := s.lookup(r.ID, r.ExecID)
 	var hold io.Closer
 	if err == nil && r.Stdin {
 		hold, p.stdinClosed = p.stdinHold, true
@@ -657,9 +697,10 @@ func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*task
 
 func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	live := s.created && !s.deleted
+	live := len(s.tasks) > 0
 	s.mu.Unlock()
-	// A shim with a live task stays, unless containerd insists.
+	// A shim with a live task stays, unless containerd insists. (In a pod,
+	// containerd asks after each container's delete.)
 	if live && !r.Now {
 		return &emptypb.Empty{}, nil
 	}
@@ -674,16 +715,16 @@ func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.lookup(r.ID, ""); err != nil {
+	c, _, err := s.lookup(r.ID, "")
+	if err != nil {
 		return nil, rpcErr(fmt.Errorf("pids: %w", err))
 	}
 	var out []*task.ProcessInfo
-	if s.init.status == task.Status_RUNNING {
-		out = append(out, &task.ProcessInfo{Pid: s.init.pid})
+	if c.init.status == task.Status_RUNNING {
+		out = append(out, &task.ProcessInfo{Pid: c.init.pid})
 	}
-	ids := slices.Sorted(maps.Keys(s.execs))
-	for _, id := range ids {
-		p := s.execs[id]
+	for _, id := range slices.Sorted(maps.Keys(c.execs)) {
+		p := c.execs[id]
 		if p.status != task.Status_RUNNING {
 			continue
 		}
@@ -701,11 +742,12 @@ const statsTimeout = 10 * time.Second
 
 // Stats reports the guest's CPU time, memory in use and task count as
 // cgroup v2 metrics (`ctr task metrics`; the CRI's container stats), read
-// from its /proc: one container is the whole guest.
+// from its /proc: the whole guest, for a pod's containers too (they are not
+// accounted apart yet).
 func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
 	s.mu.Lock()
-	_, err := s.lookup(r.ID, "")
-	sb, running := s.sb, s.init != nil && s.init.status == task.Status_RUNNING
+	_, init, err := s.lookup(r.ID, "")
+	sb, running := s.sb, err == nil && init.status == task.Status_RUNNING
 	s.mu.Unlock()
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("stats: %w", err))

@@ -70,18 +70,31 @@ func (c *privateContainerd) must(t *testing.T, want int, args ...string) result 
 // startContainerd starts containerd with PATH leading to binDir (where the
 // shim is) and env for the shim, and waits until ctr can reach it.
 func startContainerd(t *testing.T, containerd, ctr, binDir string, env []string) *privateContainerd {
+	return startContainerdCRI(t, containerd, ctr, binDir, env, nil)
+}
+
+// startContainerdCRI is startContainerd with the CRI plugin configured by
+// criCfg (given the containerd's directory), or disabled when criCfg is nil.
+func startContainerdCRI(t *testing.T, containerd, ctr, binDir string, env []string, criCfg func(dir string) string) *privateContainerd {
 	t.Helper()
 	dir := t.TempDir()
 	addr := filepath.Join(dir, "containerd.sock")
+	cri := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if criCfg != nil {
+		cri = ""
+	}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 [grpc]
   address = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), addr, filepath.Join(dir, "opt"))
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), cri, addr, filepath.Join(dir, "opt"))
+	if criCfg != nil {
+		cfg += criCfg(dir)
+	}
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -253,43 +266,10 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	if r, err := exec.Command(containerd, "--version").Output(); err == nil {
 		t.Logf("%s", bytes.TrimSpace(r))
 	}
-	c := newCLI(t) // msb and agentd in one directory, MSB_KERNEL
-	binDir := filepath.Dir(c.bin)
-	shim := e2etest.Build(t, "./cmd/containerd-shim-msb-v2")
-	b, err := os.ReadFile(shim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(binDir, "containerd-shim-msb-v2"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	// The busybox tree the other tests boot, as a docker-archive image.
-	img, err := image.ImageFromDir(t.Context(), busyboxRootfs(t), image.Config{
-		Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cmd: []string{"sh"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, binDir, env := shimSetup(t)
 	const ref = "docker.io/library/msb-busybox:e2e"
-	tarPath := filepath.Join(t.TempDir(), "busybox.tar")
-	if err := tarball.WriteToFile(tarPath, name.MustParseReference(ref), img); err != nil {
-		t.Fatal(err)
-	}
-
-	before := map[string]bool{}
-	if ents, err := os.ReadDir(shimStateRoot); err == nil {
-		for _, e := range ents {
-			before[e.Name()] = true
-		}
-	}
-	// The shim finds msb beside itself; MSB_KERNEL comes from c.env. No
-	// MSB_HOME: the shim must not need (or use) one.
-	var env []string
-	for _, kv := range c.env {
-		if !strings.HasPrefix(kv, "MSB_HOME=") {
-			env = append(env, kv)
-		}
-	}
+	tarPath := busyboxImageTar(t, ref, image.Config{Cmd: []string{"sh"}}, nil)
+	before := shimDirs()
 	cd := startContainerd(t, containerd, ctr, binDir, env)
 	cd.must(t, 0, "images", "import", tarPath)
 
@@ -409,6 +389,75 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	if l := newShimDirs(before); len(l) != 0 {
 		t.Errorf("shim state directories left: %v", l)
 	}
+}
+
+// shimSetup builds msb, agentd and the shim into one directory and returns
+// the CLI, that directory and the environment for containerd: the shim
+// finds msb beside itself and MSB_KERNEL in it; no MSB_HOME, which the
+// shim must not need (or use).
+func shimSetup(t *testing.T) (*cli, string, []string) {
+	t.Helper()
+	c := newCLI(t) // msb and agentd in one directory, MSB_KERNEL
+	binDir := filepath.Dir(c.bin)
+	shim := e2etest.Build(t, "./cmd/containerd-shim-msb-v2")
+	b, err := os.ReadFile(shim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(binDir, "containerd-shim-msb-v2"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "MSB_HOME=") {
+			env = append(env, kv)
+		}
+	}
+	return c, binDir, env
+}
+
+// busyboxImageTar writes the busybox tree the other tests boot, plus the
+// files in extra (path: content), as a docker-archive image named ref.
+func busyboxImageTar(t *testing.T, ref string, cfg image.Config, extra map[string]string) string {
+	t.Helper()
+	tree := busyboxRootfs(t)
+	if len(extra) > 0 {
+		cp := filepath.Join(t.TempDir(), "tree")
+		if out, err := exec.Command("cp", "-a", tree, cp).CombinedOutput(); err != nil {
+			t.Fatalf("copy the busybox tree: %v: %s", err, out)
+		}
+		for p, data := range extra {
+			if err := os.WriteFile(filepath.Join(cp, p), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tree = cp
+	}
+	cfg.Env = append(cfg.Env, "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+	img, err := image.ImageFromDir(t.Context(), tree, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(tarPath, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	return tarPath
+}
+
+// shimDirs is the set of shim state directories that exist now.
+func shimDirs() map[string]bool {
+	m := map[string]bool{}
+	if ents, err := os.ReadDir(shimStateRoot); err == nil {
+		for _, e := range ents {
+			m[e.Name()] = true
+		}
+	}
+	return m
 }
 
 // taskStatus is the STATUS column of `ctr task ls` for id.
