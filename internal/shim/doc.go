@@ -1,7 +1,9 @@
 // Package shim is msb's containerd runtime v2 shim (runtime name
-// io.containerd.msb.v2): one shim process per container, serving
-// containerd's task API (containerd.task.v2.Task over ttrpc) and running the
-// container's OCI bundle as the workload of one msb sandbox.
+// io.containerd.msb.v2): one shim process per container (ctr run) or per
+// Kubernetes pod, serving containerd's task API (containerd.task.v2.Task
+// over ttrpc) and running the OCI bundles as the workloads of one msb
+// sandbox. A pod's containers run in its one VM, each chrooted to its own
+// root (pod.go).
 //
 // It speaks the shim protocol containerd 1.6 and 1.7 use: `start` binds the
 // task socket, re-executes the shim as the long-running server and prints
