@@ -41,13 +41,14 @@ func WithCwd(dir string) ExecOption {
 	return func(c *execConfig) { c.cwd = &dir }
 }
 
-// WithExecRoot runs the command chrooted to dir, a directory of the guest:
+// WithExecRoot runs the command chrooted to dir, a directory of the guest,
+// in a mount namespace of its own:
 // its path, working directory and user resolve inside dir, which gets the
 // guest's /proc, /sys and /dev and its /etc/hosts, /etc/resolv.conf and
 // /etc/hostname the first time it is used. The containerd shim runs a
 // pod's containers this way, each in its own root shared with
-// WithVolumeSubmounts. A chroot, not a container: the commands still see
-// the guest's processes and network. Exec fails with errors.ErrUnsupported
+// WithVolumeSubmounts. Not a container: the commands still see the guest's
+// processes and network. Exec fails with errors.ErrUnsupported
 // if the sandbox's agent predates it.
 func WithExecRoot(dir string) ExecOption {
 	return func(c *execConfig) { c.root = &dir }

@@ -268,6 +268,11 @@ func sessionPipe(childReads bool) (r, w *os.File, err error) {
 // child was started, it has been reaped.
 func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStatus, *spawnError) {
 	attr := &syscall.SysProcAttr{Credential: sp.cred, Chroot: sp.root}
+	if sp.root != "" {
+		// A container's process gets its own mount namespace (made
+		// private before the chroot), so what it mounts stays its own.
+		attr.Unshareflags = syscall.CLONE_NEWNS
+	}
 	if ss.req.TTY {
 		// The child leads a new session with the PTY as its controlling
 		// terminal, so job control and ^C reach its process group.

@@ -16,11 +16,13 @@ import (
 // Exec roots. An exec request may name a directory of the guest to run its
 // command in (ExecRequest.Root): the containerd shim runs each container of
 // a pod this way, in the container's own root served live from the host.
-// The child is chrooted there; its path, cwd and user resolve inside the
-// root as the chrooted child sees them (absolute symlinks included). The
-// first exec into a root gives it the guest's kernel file systems and
-// network files (prepareRoot). The isolation between a pod's containers is
-// that of a chroot: they trust each other, and the VM is the boundary.
+// The child is chrooted there, in a mount namespace of its own (made
+// private first, so its mounts stay its own); its path, cwd and user
+// resolve inside the root as the chrooted child sees them (absolute
+// symlinks included). The first exec into a root gives it the guest's
+// kernel file systems and network files (prepareRoot). The isolation
+// between a pod's containers is that of a chroot: they trust each other,
+// and the VM is the boundary.
 
 // maxRoots bounds the roots prepared in one guest (each holds a few mounts).
 const maxRoots = 256

@@ -141,6 +141,19 @@ func TestExecRoot(t *testing.T) {
 			}
 		})
 	}
+	// Its own mount namespace: a mount in it is not the guest's.
+	ns, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.exec(agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c", "readlink /proc/self/ns/mnt; mount -t tmpfs msb-ns-test /work && grep -c msb-ns-test /proc/self/mounts"}, Root: str(root)})
+	out := strings.Fields(string(r.stdout))
+	if r.code != 0 || len(out) != 2 || out[0] == ns || out[1] != "1" {
+		t.Errorf("mount namespace: got %q (stderr %q, code %d); want another namespace than %s holding the tmpfs", r.stdout, r.stderr, r.code, ns)
+	}
+	if b, err := os.ReadFile("/proc/self/mounts"); err != nil || strings.Contains(string(b), "msb-ns-test") {
+		t.Errorf("the container's mount leaked into agentd's namespace (%v)", err)
+	}
 	// The guest's network files are bound over the root's.
 	for _, name := range rootFiles {
 		want, err := os.ReadFile(name)

@@ -69,8 +69,11 @@ type container struct {
 	// mounted: the shim mounted rootfs (and must unmount it); shared: it
 	// is bound into the pod's share too (a pod container).
 	mounted, shared bool
-	init            *proc
-	execs           map[string]*proc
+	// vcpus and memMiB size the VM a container that owns it boots (0:
+	// msb's defaults); see vmSize.
+	vcpus, memMiB int
+	init          *proc
+	execs         map[string]*proc
 }
 
 // role says how a container uses the VM.
@@ -197,6 +200,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		return nil, rpcErr(fmt.Errorf("create: %w", err))
 	}
 	c := &container{id: r.ID, role: rl, bundle: r.Bundle, rootfs: rootfs, mounted: mounted, execs: map[string]*proc{}}
+	c.vcpus, c.memMiB = vmSize(spec, rl)
 	switch rl {
 	case rolePodSandbox:
 		if err := makePodShare(s.home); err != nil {
@@ -325,6 +329,12 @@ func (s *service) boot(c *container, hostname, netns string) (*msb.Sandbox, erro
 	}
 	if c.role == rolePodSandbox {
 		opts = append(opts, msb.WithVolumeSubmounts(podShareDir(s.home), guestPodDir))
+	}
+	if c.vcpus > 0 {
+		opts = append(opts, msb.WithCPUs(c.vcpus))
+	}
+	if c.memMiB > 0 {
+		opts = append(opts, msb.WithMemory(c.memMiB))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, bootTimeout)
 	defer cancel()
@@ -771,7 +781,7 @@ func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.
 			return nil, rpcErr(fmt.Errorf("stats: %s: %w", name, err))
 		}
 	}
-	m, err := guestMetrics(files[0], files[1], files[2])
+	m, err := guestMetrics(files[0], files[1], files[2], files[3])
 	if err != nil {
 		return nil, rpcErr(fmt.Errorf("stats: %w", err))
 	}

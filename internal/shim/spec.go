@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/msb-go/msb/internal/machine"
 )
 
 // process is what the shim runs in the guest, taken from the OCI spec.
@@ -102,4 +105,68 @@ func netnsFromSpec(s *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// Pod-level resources containerd's CRI (1.7 and later) writes on a pod's
+// sandbox container: the sums of its containers' limits, from the kubelet.
+const (
+	annotationSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
+	annotationSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"
+	annotationSandboxCPUPeriod = "io.kubernetes.cri.sandbox-cpu-period"
+)
+
+// guestReserveMiB is added to a memory limit to size the guest: its own
+// kernel and agent take ~46 MiB (docs/kubernetes.md), which a RuntimeClass
+// counts in overhead.podFixed, so the workload still gets its whole limit.
+const guestReserveMiB = 64
+
+// vmSize is the guest a container asks for: memory from its limit (plus
+// guestReserveMiB), vCPUs from its CFS quota over period, rounded up and
+// clamped to what msb boots. For a pod's sandbox container the pod's sums
+// (annotations) count, as the VM is the pod's. Zero means msb's default.
+func vmSize(s *specs.Spec, rl role) (vcpus, memMiB int) {
+	var limit, quota, period int64
+	switch rl {
+	case rolePodSandbox:
+		limit = annotationInt(s, annotationSandboxMemory)
+		quota, period = annotationInt(s, annotationSandboxCPUQuota), annotationInt(s, annotationSandboxCPUPeriod)
+	case roleAlone:
+		if s.Linux != nil && s.Linux.Resources != nil {
+			r := s.Linux.Resources
+			if r.Memory != nil && r.Memory.Limit != nil {
+				limit = *r.Memory.Limit
+			}
+			if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil {
+				quota, period = *r.CPU.Quota, int64(min(*r.CPU.Period, math.MaxInt64))
+			}
+		}
+	default:
+		// A pod's container lives within the pod's VM.
+		return 0, 0
+	}
+	if limit > 0 {
+		mib := limit/(1<<20) + guestReserveMiB
+		if limit%(1<<20) != 0 {
+			mib++
+		}
+		memMiB = int(min(max(mib, machine.MinMemoryMiB), machine.MaxMemoryMiB))
+	}
+	if quota > 0 && period > 0 {
+		n := quota / period
+		if quota%period != 0 {
+			n++
+		}
+		vcpus = int(min(max(n, 1), machine.MaxVCPUs))
+	}
+	return vcpus, memMiB
+}
+
+// annotationInt parses a numeric annotation; 0 when absent or not a
+// positive number.
+func annotationInt(s *specs.Spec, key string) int64 {
+	n, err := strconv.ParseInt(s.Annotations[key], 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

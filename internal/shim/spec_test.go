@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/msb-go/msb/internal/machine"
 )
 
 func TestProcessFromSpec(t *testing.T) {
@@ -102,5 +104,47 @@ func TestReadSpec(t *testing.T) {
 	}
 	if s.Root.Path != "rootfs" || s.Process.Args[0] != "sh" {
 		t.Errorf("readSpec() = root %q args %q; want rootfs [sh]", s.Root.Path, s.Process.Args)
+	}
+}
+
+func TestVMSize(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	u64 := func(v uint64) *uint64 { return &v }
+	res := func(limit, quota *int64, period *uint64) *specs.Spec {
+		return &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{
+			Memory: &specs.LinuxMemory{Limit: limit}, CPU: &specs.LinuxCPU{Quota: quota, Period: period}}}}
+	}
+	ann := func(kv ...string) *specs.Spec {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return &specs.Spec{Annotations: m}
+	}
+	tests := []struct {
+		name     string
+		spec     *specs.Spec
+		role     role
+		wantCPUs int
+		wantMiB  int
+	}{
+		{"no resources", &specs.Spec{}, roleAlone, 0, 0},
+		{"256 MiB, 2 CPUs", res(i64(256<<20), i64(200000), u64(100000)), roleAlone, 2, 256 + guestReserveMiB},
+		{"rounded up", res(i64(100<<20+1), i64(150000), u64(100000)), roleAlone, 2, 101 + guestReserveMiB},
+		{"unlimited memory (-1)", res(i64(-1), nil, nil), roleAlone, 0, 0},
+		{"tiny limit clamped up", res(i64(1), nil, nil), roleAlone, 0, 1 + guestReserveMiB},
+		{"huge limit clamped down", res(i64(1<<62), i64(1<<40), u64(1)), roleAlone, machine.MaxVCPUs, machine.MaxMemoryMiB},
+		{"zero period", res(nil, i64(100000), u64(0)), roleAlone, 0, 0},
+		{"pod sums", ann(annotationSandboxMemory, "536870912", annotationSandboxCPUQuota, "300000", annotationSandboxCPUPeriod, "100000"), rolePodSandbox, 3, 512 + guestReserveMiB},
+		{"pod bad annotations", ann(annotationSandboxMemory, "-5", annotationSandboxCPUQuota, "x"), rolePodSandbox, 0, 0},
+		{"pod container sizes nothing", res(i64(256<<20), i64(200000), u64(100000)), rolePodContainer, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cpus, mib := vmSize(tc.spec, tc.role)
+			if cpus != tc.wantCPUs || mib != tc.wantMiB {
+				t.Errorf("vmSize = %d vCPUs, %d MiB; want %d, %d", cpus, mib, tc.wantCPUs, tc.wantMiB)
+			}
+		})
 	}
 }

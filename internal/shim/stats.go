@@ -13,7 +13,7 @@ import (
 
 // guestProcFiles are the guest's procfs files Stats reads, and
 // maxProcFile bounds what it accepts from each: the guest writes them.
-var guestProcFiles = []string{"/proc/stat", "/proc/meminfo", "/proc/loadavg"}
+var guestProcFiles = []string{"/proc/stat", "/proc/meminfo", "/proc/loadavg", "/proc/diskstats"}
 
 const maxProcFile = 256 << 10
 
@@ -26,8 +26,8 @@ const userHZ = 100
 // (`ctr task metrics`, the CRI's container stats): the whole guest is the
 // container. Every field comes from the guest, so each is parsed with
 // bounds and a malformed file is an error, never a panic.
-func guestMetrics(stat, meminfo, loadavg []byte) (*stats.Metrics, error) {
-	for _, b := range [][]byte{stat, meminfo, loadavg} {
+func guestMetrics(stat, meminfo, loadavg, diskstats []byte) (*stats.Metrics, error) {
+	for _, b := range [][]byte{stat, meminfo, loadavg, diskstats} {
 		if len(b) > maxProcFile {
 			return nil, fmt.Errorf("guest procfs file of %d bytes: more than %d", len(b), maxProcFile)
 		}
@@ -44,7 +44,73 @@ func guestMetrics(stat, meminfo, loadavg []byte) (*stats.Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("/proc/loadavg: %w", err)
 	}
-	return &stats.Metrics{CPU: cpu, Memory: mem, Pids: &stats.PidsStat{Current: tasks}}, nil
+	io, err := parseDiskstats(diskstats)
+	if err != nil {
+		return nil, fmt.Errorf("/proc/diskstats: %w", err)
+	}
+	return &stats.Metrics{CPU: cpu, Memory: mem, Pids: &stats.PidsStat{Current: tasks}, Io: io}, nil
+}
+
+// maxDisks bounds the devices reported (a guest has a handful).
+const maxDisks = 64
+
+// parseDiskstats gives the bytes and operations read and written on each
+// of the guest's virtio disks (vda, vdb…: its root, its writable layer and
+// extra disks) as cgroup v2 io.stat entries. Lines of other devices
+// (partitions, loop, ram) are skipped. Fields: major minor name reads
+// merged sectors ms writes merged sectors …; a sector is 512 bytes.
+func parseDiskstats(b []byte) (*stats.IOStat, error) {
+	io := &stats.IOStat{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, maxProcFile)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 {
+			if len(f) == 0 {
+				continue
+			}
+			return nil, fmt.Errorf("line with %d fields; want at least 10", len(f))
+		}
+		if !isVirtioDisk(f[2]) {
+			continue
+		}
+		if len(io.Usage) == maxDisks {
+			return nil, fmt.Errorf("more than %d disks", maxDisks)
+		}
+		var v [9]uint64 // major minor - reads merged sectors ms writes merged sectors
+		for i, idx := range []int{0, 1, 3, 5, 7, 9} {
+			n, err := strconv.ParseUint(f[idx], 10, 64)
+			// Bounded so ×512 cannot wrap (2^54 sectors is 8 EiB).
+			if err != nil || n > 1<<54 {
+				return nil, fmt.Errorf("%s field %d: %q: not a count", f[2], idx+1, f[idx])
+			}
+			v[i] = n
+		}
+		if v[0] > 1<<32-1 || v[1] > 1<<32-1 {
+			return nil, fmt.Errorf("%s: device %d:%d out of range", f[2], v[0], v[1])
+		}
+		io.Usage = append(io.Usage, &stats.IOEntry{Major: v[0], Minor: v[1],
+			Rios: v[2], Rbytes: v[3] * 512, Wios: v[4], Wbytes: v[5] * 512})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return io, nil
+}
+
+// isVirtioDisk reports whether name is a whole virtio-blk disk: "vd"
+// followed by letters only (vda, vdab), not a partition (vda1).
+func isVirtioDisk(name string) bool {
+	rest, ok := strings.CutPrefix(name, "vd")
+	if !ok || rest == "" || len(rest) > 4 {
+		return false
+	}
+	for _, c := range rest {
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseProcStat reads the aggregate "cpu" line: user nice system idle

@@ -290,6 +290,12 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	}
 	t.Logf("ctr run --rm, msb shim (boot, command, delete): %v", time.Since(start).Round(time.Millisecond))
 
+	// The spec's limits size the VM: 256 MiB for the workload plus the
+	// guest's reserve, two vCPUs for a quota of two CPUs.
+	r = cd.must(t, 0, "run", "--rm", "--memory-limit", "268435456", "--cpus", "2", "--runtime", "io.containerd.msb.v2", ref,
+		"shim-size", "sh", "-c", "nproc; grep MemTotal /proc/meminfo")
+	checkGuestSize(t, string(r.stdout), 2, 256)
+
 	start = time.Now()
 	c.must(3, "run", "--rootfs", busyboxRootfs(t), "--", "sh", "-c", "echo hello; exit 3")
 	t.Logf("msb run --rootfs, same tree and command, for comparison: %v", time.Since(start).Round(time.Millisecond))
@@ -388,6 +394,21 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	}
 	if l := newShimDirs(before); len(l) != 0 {
 		t.Errorf("shim state directories left: %v", l)
+	}
+}
+
+// checkGuestSize checks the output of `nproc; grep MemTotal
+// /proc/meminfo` in a guest sized for cpus vCPUs and a memory limit of
+// limitMiB: the guest's RAM is the limit plus the shim's reserve (64 MiB),
+// less what its kernel keeps.
+func checkGuestSize(t *testing.T, out string, cpus, limitMiB int) {
+	t.Helper()
+	var n, kb int
+	if _, err := fmt.Sscanf(out, "%d\nMemTotal: %d kB", &n, &kb); err != nil {
+		t.Fatalf("guest size output %q: %v", out, err)
+	}
+	if n != cpus || kb < limitMiB<<10 || kb > (limitMiB+64)<<10 {
+		t.Errorf("guest has %d vCPUs and MemTotal %d kB; want %d and %d–%d kB", n, kb, cpus, limitMiB<<10, (limitMiB+64)<<10)
 	}
 }
 
@@ -570,6 +591,13 @@ func shimPidsAndMetrics(t *testing.T, cd *privateContainerd, id string) {
 		Pids struct {
 			Current uint64 `json:"current"`
 		} `json:"pids"`
+		IO struct {
+			Usage []struct {
+				Major, Minor   uint64
+				Rbytes, Wbytes uint64
+				Rios           uint64
+			} `json:"usage"`
+		} `json:"io"`
 	}
 	if err := json.Unmarshal(r.stdout, &m); err != nil {
 		t.Fatalf("ctr task metrics --format json: %v\n%s", err, r.stdout)
@@ -579,8 +607,16 @@ func shimPidsAndMetrics(t *testing.T, cd *privateContainerd, id string) {
 		m.Memory.UsageLimit < 256<<20 || m.Memory.UsageLimit > 512<<20 || m.Pids.Current == 0 {
 		t.Errorf("ctr task metrics: %s; want CPU time, memory in use below a limit near 512 MiB, tasks", r.stdout)
 	}
-	t.Logf("ctr task metrics: %v; cpu %d µs, memory %d of %d MiB, %d tasks", time.Since(start).Round(time.Millisecond),
-		m.CPU.UsageUsec, m.Memory.Usage>>20, m.Memory.UsageLimit>>20, m.Pids.Current)
+	// Disk I/O of the guest's virtio disks: its root was read to boot.
+	var rbytes uint64
+	for _, e := range m.IO.Usage {
+		rbytes += e.Rbytes
+	}
+	if len(m.IO.Usage) == 0 || rbytes == 0 {
+		t.Errorf("ctr task metrics: %s; want the guest's disks with the bytes read", r.stdout)
+	}
+	t.Logf("ctr task metrics: %v; cpu %d µs, memory %d of %d MiB, %d tasks, %d disks (%d KiB read)", time.Since(start).Round(time.Millisecond),
+		m.CPU.UsageUsec, m.Memory.Usage>>20, m.Memory.UsageLimit>>20, m.Pids.Current, len(m.IO.Usage), rbytes>>10)
 }
 
 // newNetNS creates a network namespace for the test and returns a path
