@@ -107,8 +107,9 @@ func netnsFromSpec(s *specs.Spec) string {
 	return ""
 }
 
-// Pod-level resources containerd's CRI (1.7 and later) writes on a pod's
-// sandbox container: the sums of its containers' limits, from the kubelet.
+// Pod-level resources containerd's CRI writes on a pod's sandbox container
+// (1.6.20 and 2.4.2 do): the sums of its containers' limits, from the
+// kubelet's pod resources.
 const (
 	annotationSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
 	annotationSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"

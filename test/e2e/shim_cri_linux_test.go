@@ -81,8 +81,7 @@ func TestShimCRI(t *testing.T) {
 	}
 	crictlPath := crictlBin(t)
 	t.Run("debian", func(t *testing.T) {
-		// containerd 1.6 does not pass a pod's resources to its runtime.
-		testShimCRI(t, requireTool(t, "containerd", "containerd"), requireTool(t, "ctr", "containerd"), crictlPath, false)
+		testShimCRI(t, requireTool(t, "containerd", "containerd"), requireTool(t, "ctr", "containerd"), crictlPath)
 	})
 	t.Run("v2", func(t *testing.T) {
 		dir := os.Getenv("MSB_CONTAINERD2_BIN")
@@ -100,7 +99,7 @@ func TestShimCRI(t *testing.T) {
 				t.Skip(msg)
 			}
 		}
-		testShimCRI(t, containerd, ctr, crictlPath, true)
+		testShimCRI(t, containerd, ctr, crictlPath)
 	})
 }
 
@@ -113,7 +112,7 @@ const (
 	criMarker   = "from the container's image\n"
 )
 
-func testShimCRI(t *testing.T, containerd, ctr, crictlPath string, podResources bool) {
+func testShimCRI(t *testing.T, containerd, ctr, crictlPath string) {
 	if r, err := exec.Command(containerd, "--version").Output(); err == nil {
 		t.Logf("%s", bytes.TrimSpace(r))
 	}
@@ -207,12 +206,8 @@ func testShimCRI(t *testing.T, containerd, ctr, crictlPath string, podResources 
 		t.Errorf("boot ids: c1 %s, c2 %s, host %s; want c1 = c2 (one VM) ≠ host", boots[0], boots[1], bytes.TrimSpace(hostBoot))
 	}
 	// The pod's resources (the kubelet's sums, here from the pod config)
-	// size the VM where containerd passes them on.
-	size := cc.must(t, "exec", "-s", ctrs[0], "sh", "-c", "nproc; grep MemTotal /proc/meminfo")
-	t.Logf("guest of a pod with 2 CPUs and 256 MiB: %q", size)
-	if podResources {
-		checkGuestSize(t, size, 2, 256)
-	}
+	// size the VM: containerd passes them on the sandbox container.
+	checkGuestSize(t, cc.must(t, "exec", "-s", ctrs[0], "sh", "-c", "nproc; grep MemTotal /proc/meminfo"), 2, 256)
 	// A file one container writes in the VM's shared /dev/shm, the other reads.
 	cc.must(t, "exec", "-s", ctrs[0], "sh", "-c", "echo shared > /dev/shm/msb-pod")
 	if got := cc.must(t, "exec", "-s", ctrs[1], "cat", "/dev/shm/msb-pod"); got != "shared" {
@@ -297,7 +292,7 @@ func podConfig(name, dir string) map[string]any {
 		"metadata":      map[string]any{"name": "msb-" + name, "namespace": "default", "uid": "uid-" + name, "attempt": 0},
 		"log_directory": logDir,
 		// network NODE: the node's network, no CNI. The pod's resources
-		// as a kubelet sums them (containerd 1.7+ passes them on).
+		// as a kubelet sums them.
 		"linux": map[string]any{
 			"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}},
 			"resources":        map[string]any{"cpu_period": 100000, "cpu_quota": 200000, "memory_limit_in_bytes": 256 << 20},
