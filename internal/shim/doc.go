@@ -17,8 +17,8 @@
 //
 //	Create  read bundle/config.json; mount the snapshotter's rootfs mounts
 //	        on bundle/rootfs (containerd's own mount code, as runc's shim)
-//	Start   boot a sandbox packed from bundle/rootfs (msb.WithRootfs) and run
-//	        the spec's process in it with the stdio fifos connected
+//	Start   boot a sandbox on bundle/rootfs served live (msb.WithRootfsLive)
+//	        and run the spec's process in it with the stdio fifos connected
 //	Exec    run another command in the same sandbox (its own fifos, tty)
 //	Kill    signal the process's group in the guest
 //	Wait    the process's exit status (128+signal when killed)

@@ -317,10 +317,12 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	return &taskapi.StartResponse{Pid: pid}, nil
 }
 
-// boot creates the sandbox from c's root, in the pod's network namespace
-// when the spec names one; a pod's sandbox also shares the pod's directory.
+// boot creates the sandbox on c's root, served live over virtio-fs (so the
+// container's writes land in its snapshot, as with runc, and no image is
+// packed at start), in the pod's network namespace when the spec names
+// one; a pod's sandbox also shares the pod's directory.
 func (s *service) boot(c *container, hostname, netns string) (*msb.Sandbox, error) {
-	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfs(c.rootfs), msb.WithReplace()}
+	opts := []msb.Option{msb.WithHome(s.home), msb.WithRootfsLive(c.rootfs), msb.WithReplace()}
 	if hostname != "" {
 		opts = append(opts, msb.WithHostname(hostname))
 	}

@@ -607,13 +607,12 @@ func shimPidsAndMetrics(t *testing.T, cd *privateContainerd, id string) {
 		m.Memory.UsageLimit < 256<<20 || m.Memory.UsageLimit > 512<<20 || m.Pids.Current == 0 {
 		t.Errorf("ctr task metrics: %s; want CPU time, memory in use below a limit near 512 MiB, tasks", r.stdout)
 	}
-	// Disk I/O of the guest's virtio disks: its root was read to boot.
+	// Disk I/O of the guest's virtio disks: a container's root is served
+	// live over virtio-fs, so it has none unless it mounts disks; the
+	// parser's cases are TestGuestMetrics and FuzzGuestMetrics.
 	var rbytes uint64
 	for _, e := range m.IO.Usage {
 		rbytes += e.Rbytes
-	}
-	if len(m.IO.Usage) == 0 || rbytes == 0 {
-		t.Errorf("ctr task metrics: %s; want the guest's disks with the bytes read", r.stdout)
 	}
 	t.Logf("ctr task metrics: %v; cpu %d µs, memory %d of %d MiB, %d tasks, %d disks (%d KiB read)", time.Since(start).Round(time.Millisecond),
 		m.CPU.UsageUsec, m.Memory.Usage>>20, m.Memory.UsageLimit>>20, m.Pids.Current, len(m.IO.Usage), rbytes>>10)
