@@ -369,6 +369,9 @@ func (s *service) startProc(ctx context.Context, sb *msb.Sandbox, c *container, 
 		if p.terminal {
 			eopts = append(eopts, msb.WithTTY(p.spec.Rows, p.spec.Cols))
 		}
+		for _, rl := range p.spec.Rlimits {
+			eopts = append(eopts, msb.WithExecRlimit(rl.Name, rl.Soft, rl.Hard))
+		}
 		if c.role == rolePodContainer {
 			eopts = append(eopts, msb.WithExecRoot(guestRoot(c.id)))
 		}

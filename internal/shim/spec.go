@@ -7,11 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/msb-go/msb"
 	"github.com/msb-go/msb/internal/machine"
 )
 
@@ -26,6 +28,8 @@ type process struct {
 	// else 24x80 until containerd's first ResizePty.
 	Rows, Cols uint16
 	Hostname   string
+	// Rlimits are the spec's RLIMIT_* as msb names them ("nofile"…).
+	Rlimits []rlimit
 	// NetNS is the network namespace the spec names by path (a pod's,
 	// which the CRI and `ctr run --with-ns network:PATH` set): the
 	// sandbox process runs there. A network namespace without a path asks
@@ -77,6 +81,10 @@ func processFromSpec(s *specs.Spec) (process, error) {
 		// resolved by containerd from the image's /etc/passwd.
 		return process{}, fmt.Errorf("spec process user %q: a user name is not supported, only uid and gid", p.User.Username)
 	}
+	rls, err := rlimitsFromSpec(p.Rlimits)
+	if err != nil {
+		return process{}, err
+	}
 	rows, cols := uint16(24), uint16(80)
 	if cs := p.ConsoleSize; cs != nil && cs.Height > 0 && cs.Width > 0 && cs.Height <= 0xffff && cs.Width <= 0xffff {
 		rows, cols = uint16(cs.Height), uint16(cs.Width)
@@ -90,6 +98,7 @@ func processFromSpec(s *specs.Spec) (process, error) {
 		User:     strconv.FormatUint(uint64(p.User.UID), 10) + ":" + strconv.FormatUint(uint64(p.User.GID), 10),
 		Terminal: p.Terminal,
 		Hostname: s.Hostname,
+		Rlimits:  rls,
 		NetNS:    netnsFromSpec(s),
 	}, nil
 }
@@ -170,4 +179,29 @@ func annotationInt(s *specs.Spec, key string) int64 {
 		return 0
 	}
 	return n
+}
+
+// rlimit is one resource limit of a process.
+type rlimit struct {
+	Name       string // msb's name: "nofile", "nproc"…
+	Soft, Hard uint64
+}
+
+// rlimitsFromSpec maps the spec's rlimits ("RLIMIT_NOFILE") onto msb's
+// names; a resource msb does not know, or soft above hard, is an error
+// (runc refuses both too).
+func rlimitsFromSpec(in []specs.POSIXRlimit) ([]rlimit, error) {
+	var out []rlimit
+	for _, r := range in {
+		name, ok := strings.CutPrefix(r.Type, "RLIMIT_")
+		name = strings.ToLower(name)
+		if !ok || !slices.Contains(msb.RlimitNames, name) {
+			return nil, fmt.Errorf("spec process rlimit %q: not a resource msb sets (%s)", r.Type, strings.Join(msb.RlimitNames, ", "))
+		}
+		if r.Soft > r.Hard {
+			return nil, fmt.Errorf("spec process rlimit %s: soft %d above hard %d", r.Type, r.Soft, r.Hard)
+		}
+		out = append(out, rlimit{Name: name, Soft: r.Soft, Hard: r.Hard})
+	}
+	return out, nil
 }

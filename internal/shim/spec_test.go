@@ -56,6 +56,16 @@ func TestProcessFromSpec(t *testing.T) {
 				{Type: specs.NetworkNamespace}}}},
 			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80},
 		},
+		{
+			name: "rlimits (containerd's default spec has RLIMIT_NOFILE)",
+			spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Rlimits: []specs.POSIXRlimit{
+				{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1024}, {Type: "RLIMIT_CORE", Soft: ^uint64(0), Hard: ^uint64(0)}}}},
+			want: process{Args: []string{"true"}, Cwd: "/", User: "0:0", Rows: 24, Cols: 80,
+				Rlimits: []rlimit{{Name: "nofile", Soft: 1024, Hard: 1024}, {Name: "core", Soft: ^uint64(0), Hard: ^uint64(0)}}},
+		},
+		{name: "unknown rlimit", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}}}}, wantErr: "not a resource"},
+		{name: "rlimit without prefix", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Rlimits: []specs.POSIXRlimit{{Type: "NOFILE"}}}}, wantErr: "not a resource"},
+		{name: "rlimit soft above hard", spec: specs.Spec{Process: &specs.Process{Args: []string{"true"}, Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}}}}, wantErr: "soft 2 above hard 1"},
 		{name: "no process", spec: specs.Spec{}, wantErr: "no process"},
 		{name: "no args", spec: specs.Spec{Process: &specs.Process{Cwd: "/"}}, wantErr: "no args"},
 		{name: "windows command line", spec: specs.Spec{Process: &specs.Process{CommandLine: "cmd /c dir"}}, wantErr: "commandLine"},

@@ -291,10 +291,17 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	t.Logf("ctr run --rm, msb shim (boot, command, delete): %v", time.Since(start).Round(time.Millisecond))
 
 	// The spec's limits size the VM: 256 MiB for the workload plus the
-	// guest's reserve, two vCPUs for a quota of two CPUs.
+	// guest's reserve, two vCPUs for a quota of two CPUs. The process gets
+	// the spec's rlimits (containerd's default spec: RLIMIT_NOFILE
+	// 1024:1024; the guest's own hard limit is higher).
 	r = cd.must(t, 0, "run", "--rm", "--memory-limit", "268435456", "--cpus", "2", "--runtime", "io.containerd.msb.v2", ref,
-		"shim-size", "sh", "-c", "nproc; grep MemTotal /proc/meminfo")
-	checkGuestSize(t, string(r.stdout), 2, 256)
+		"shim-size", "sh", "-c", "ulimit -Sn; ulimit -Hn; nproc; grep MemTotal /proc/meminfo")
+	limits, size, _ := strings.Cut(string(r.stdout), "\n")
+	hard, size, _ := strings.Cut(size, "\n")
+	if limits != "1024" || hard != "1024" {
+		t.Errorf("RLIMIT_NOFILE in the container: %s:%s; want the spec's 1024:1024", limits, hard)
+	}
+	checkGuestSize(t, size, 2, 256)
 
 	start = time.Now()
 	c.must(3, "run", "--rootfs", busyboxRootfs(t), "--", "sh", "-c", "echo hello; exit 3")
