@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/msb-go/msb/internal/e2etest"
 	"github.com/msb-go/msb/internal/image"
@@ -120,6 +123,7 @@ func testShimCRI(t *testing.T, containerd, ctr, crictlPath string) {
 	pauseTar := busyboxImageTar(t, criPauseRef, image.Config{Entrypoint: []string{"/bin/sleep", "2147483647"}}, nil)
 	imgTar := busyboxImageTar(t, criImageRef, image.Config{Cmd: []string{"sh"}}, map[string]string{"etc/msb-cri-marker": criMarker})
 	before := shimDirs()
+	cleanShimDirs(t, before)
 	cd := startContainerdCRI(t, containerd, ctr, binDir, env, func(dir string) string {
 		// No CNI: the pods use the node's network (host network), so the
 		// CRI needs no plugin. The streaming server (exec) on loopback.
@@ -213,6 +217,7 @@ func testShimCRI(t *testing.T, containerd, ctr, crictlPath string) {
 	if got := cc.must(t, "exec", "-s", ctrs[1], "cat", "/dev/shm/msb-pod"); got != "shared" {
 		t.Errorf("c2 read %q from c1's /dev/shm file; want shared", got)
 	}
+	crictlExecTTY(t, cc, ctrs[1])
 	// An exit code comes back through ExecSync.
 	if out, err := cc.run(t, "exec", "-s", ctrs[0], "sh", "-c", "exit 7"); err == nil {
 		t.Errorf("crictl exec of exit 7 succeeded (%q)", out)
@@ -249,7 +254,7 @@ func testShimCRI(t *testing.T, containerd, ctr, crictlPath string) {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (strings.HasPrefix(f[4], shimStateRoot+"/") || strings.Contains(f[4], "/io.containerd.runtime.v2.task/k8s.io/")) {
+		if f := strings.Fields(l); len(f) > 4 && (strings.HasPrefix(f[4], dirs[0]+"/") || strings.HasPrefix(f[4], cd.dir+"/")) {
 			t.Errorf("still mounted after crictl rmp: %s", f[4])
 		}
 	}
@@ -351,4 +356,45 @@ func containerState(t *testing.T, cc *crictl, id string) string {
 		t.Fatalf("crictl inspect %s: %v", id, err)
 	}
 	return st.Status.State
+}
+
+// crictlExecTTY runs `crictl exec -it` (kubectl exec -it's path: the CRI's
+// streaming server, then the shim's Exec with a terminal and ResizePty) on
+// a pseudo-terminal of 33×101 and checks the guest's terminal and size.
+func crictlExecTTY(t *testing.T, cc *crictl, id string) {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cc.bin, "--runtime-endpoint", cc.endpoint, "--image-endpoint", cc.endpoint,
+		"exec", "-it", id, "sh", "-c",
+		`for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(stty size)" = "33 101" ] && break; sleep 0.2; done; tty; stty size; exit 5`)
+	cmd.Env = cc.env
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, ptmx); close(done) }()
+	err = cmd.Wait()
+	code := -1
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err == nil {
+		code = 0
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	// crictl itself exits 1 and reports the command's code (kubectl exits
+	// with it).
+	if code != 1 || !strings.Contains(got, "command terminated with exit code 5") ||
+		!strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
+		t.Fatalf("crictl exec -it: exit %d, output %q; want exit code 5 reported, a /dev/pts/ name and size 33 101", code, got)
+	}
+	t.Logf("crictl exec -it: %v", time.Since(start).Round(time.Millisecond))
 }

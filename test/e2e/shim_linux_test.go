@@ -270,6 +270,7 @@ func testShimContainerd(t *testing.T, containerd, ctr string) {
 	const ref = "docker.io/library/msb-busybox:e2e"
 	tarPath := busyboxImageTar(t, ref, image.Config{Cmd: []string{"sh"}}, nil)
 	before := shimDirs()
+	cleanShimDirs(t, before)
 	cd := startContainerd(t, containerd, ctr, binDir, env)
 	cd.must(t, 0, "images", "import", tarPath)
 
@@ -475,6 +476,21 @@ func busyboxImageTar(t *testing.T, ref string, cfg image.Config, extra map[strin
 		t.Fatal(err)
 	}
 	return tarPath
+}
+
+// cleanShimDirs removes, when the test ends, the shim state directories
+// that appeared since before and whatever is still mounted in them. Call it
+// before starting containerd: cleanups run last first, so this one runs
+// after containerd's, once the shims are killed. A test that passes leaves
+// nothing to clean (it checks so); a failed one must not leave a pod's
+// roots bound under the shim's state, nor the state.
+func cleanShimDirs(t *testing.T, before map[string]bool) {
+	t.Cleanup(func() {
+		for _, d := range newShimDirs(before) {
+			unmountUnder(d + "/")
+			_ = os.RemoveAll(d)
+		}
+	})
 }
 
 // shimDirs is the set of shim state directories that exist now.
