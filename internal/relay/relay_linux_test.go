@@ -1094,6 +1094,13 @@ func TestRelayGuestEOF(t *testing.T) {
 	a := env.dial(t)
 	env.guest.conn.Close()
 	a.expectClosed()
+	env.expectGuestClosed(t, "the guest stream ended")
+}
+
+// expectGuestClosed waits for Serve to return ErrGuestClosed after what
+// (for the failure message), and puts the error back for the cleanup.
+func (env *relayEnv) expectGuestClosed(t *testing.T, what string) {
+	t.Helper()
 	select {
 	case err := <-env.serveErr:
 		if !errors.Is(err, ErrGuestClosed) {
@@ -1101,7 +1108,7 @@ func TestRelayGuestEOF(t *testing.T) {
 		}
 		env.serveErr <- err // for cleanup
 	case <-time.After(testWait):
-		t.Fatal("Serve did not return after the guest stream ended")
+		t.Fatalf("Serve did not return after %s", what)
 	}
 }
 

@@ -123,15 +123,7 @@ func TestRelayUpgradedStreamEOF(t *testing.T) {
 	}
 	up.conn.Close()
 	a.expectClosed()
-	select {
-	case err := <-env.serveErr:
-		if !errors.Is(err, ErrGuestClosed) {
-			t.Errorf("Serve = %v; want ErrGuestClosed", err)
-		}
-		env.serveErr <- err // for cleanup
-	case <-time.After(testWait):
-		t.Fatal("Serve did not return after the upgraded stream ended")
-	}
+	env.expectGuestClosed(t, "the upgraded stream ended")
 }
 
 func TestRelayUpgradeErrors(t *testing.T) {
