@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/msb-go/msb/internal/e2etest"
 	"github.com/msb-go/msb/internal/image"
@@ -370,26 +367,7 @@ func crictlExecTTY(t *testing.T, cc *crictl, id string) {
 		"exec", "-it", id, "sh", "-c",
 		`for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(stty size)" = "33 101" ] && break; sleep 0.2; done; tty; stty size; exit 5`)
 	cmd.Env = cc.env
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 101})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	var out bytes.Buffer
-	done := make(chan struct{})
-	go func() { _, _ = io.Copy(&out, ptmx); close(done) }()
-	err = cmd.Wait()
-	code := -1
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err == nil {
-		code = 0
-	}
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
-	got := strings.ReplaceAll(out.String(), "\r", "")
+	code, got := runOnPTY(t, cmd, 33, 101)
 	// crictl itself exits 1 and reports the command's code (kubectl exits
 	// with it).
 	if code != 1 || !strings.Contains(got, "command terminated with exit code 5") ||

@@ -557,7 +557,18 @@ func execTTY(t *testing.T, cd *privateContainerd, id string) {
 		// runc: give it two seconds to land.
 		"sh", "-c", `for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(stty size)" = "33 101" ] && break; sleep 0.2; done; tty; stty size; exit 5`)
 	cmd.Env = cd.env
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 101})
+	code, got := runOnPTY(t, cmd, 33, 101)
+	if code != 5 || !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
+		t.Fatalf("ctr task exec --tty: exit %d, output %q; want exit 5, a /dev/pts/ name and size 33 101", code, got)
+	}
+	t.Logf("ctr task exec --tty: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// runOnPTY runs cmd on a pseudo-terminal of rows×cols and returns its exit
+// code (-1 if it did not exit) and what it wrote, without carriage returns.
+func runOnPTY(t *testing.T, cmd *exec.Cmd, rows, cols uint16) (int, string) {
+	t.Helper()
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,11 +587,7 @@ func execTTY(t *testing.T, cd *privateContainerd, id string) {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	got := strings.ReplaceAll(out.String(), "\r", "")
-	if code != 5 || !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
-		t.Fatalf("ctr task exec --tty: exit %d, output %q; want exit 5, a /dev/pts/ name and size 33 101", code, got)
-	}
-	t.Logf("ctr task exec --tty: %v", time.Since(start).Round(time.Millisecond))
+	return code, strings.ReplaceAll(out.String(), "\r", "")
 }
 
 // shimPidsAndMetrics checks `ctr task ps` (the task's pid, as `ctr task ls`
