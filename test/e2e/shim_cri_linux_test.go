@@ -73,32 +73,13 @@ func crictlBin(t *testing.T) string {
 // pod first for the timings. Nothing is left afterwards. Debian 12's
 // containerd 1.6 and the 2.x one built from the module proxy.
 func TestShimCRI(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if e2etest.Required() {
-			t.Fatal("the CRI e2e test needs root (containerd, mounts); MSB_REQUIRE_E2E=1 makes this a failure")
-		}
-		t.Skip("the CRI e2e test needs root (containerd, mounts)")
-	}
+	requireRoot(t, "the CRI e2e test")
 	crictlPath := crictlBin(t)
 	t.Run("debian", func(t *testing.T) {
 		testShimCRI(t, requireTool(t, "containerd", "containerd"), requireTool(t, "ctr", "containerd"), crictlPath)
 	})
 	t.Run("v2", func(t *testing.T) {
-		dir := os.Getenv("MSB_CONTAINERD2_BIN")
-		if dir == "" {
-			home, _ := os.UserHomeDir()
-			dir = filepath.Join(home, ".cache", "msb", "containerd2", "current", "bin")
-		}
-		containerd, ctr := filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
-		for _, p := range []string{containerd, ctr} {
-			if _, err := os.Stat(p); err != nil {
-				msg := fmt.Sprintf("containerd 2.x: %v: build it with scripts/containerd2.sh (make test does)", err)
-				if e2etest.Required() {
-					t.Fatal(msg)
-				}
-				t.Skip(msg)
-			}
-		}
+		containerd, ctr := containerd2Bins(t)
 		testShimCRI(t, containerd, ctr, crictlPath)
 	})
 }

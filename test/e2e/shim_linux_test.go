@@ -233,31 +233,12 @@ func newShimDirs(before map[string]bool) []string {
 // and removed with `ctr task delete` leaves no shim, sandbox process or QEMU
 // behind.
 func TestShimContainerd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if e2etest.Required() {
-			t.Fatal("the shim e2e test needs root (containerd, mounts); MSB_REQUIRE_E2E=1 makes this a failure")
-		}
-		t.Skip("the shim e2e test needs root (containerd, mounts)")
-	}
+	requireRoot(t, "the shim e2e test")
 	t.Run("debian", func(t *testing.T) {
 		testShimContainerd(t, requireTool(t, "containerd", "containerd"), requireTool(t, "ctr", "containerd"))
 	})
 	t.Run("v2", func(t *testing.T) {
-		dir := os.Getenv("MSB_CONTAINERD2_BIN")
-		if dir == "" {
-			home, _ := os.UserHomeDir()
-			dir = filepath.Join(home, ".cache", "msb", "containerd2", "current", "bin")
-		}
-		containerd, ctr := filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
-		for _, p := range []string{containerd, ctr, filepath.Join(dir, "containerd-shim-runc-v2")} {
-			if _, err := os.Stat(p); err != nil {
-				msg := fmt.Sprintf("containerd 2.x: %v: build it with scripts/containerd2.sh (make test does)", err)
-				if e2etest.Required() {
-					t.Fatal(msg)
-				}
-				t.Skip(msg)
-			}
-		}
+		containerd, ctr := containerd2Bins(t)
 		testShimContainerd(t, containerd, ctr)
 	})
 }
@@ -418,6 +399,41 @@ func checkGuestSize(t *testing.T, out string, cpus, limitMiB int) {
 	if n != cpus || kb < limitMiB<<10 || kb > (limitMiB+64)<<10 {
 		t.Errorf("guest has %d vCPUs and MemTotal %d kB; want %d and %d–%d kB", n, kb, cpus, limitMiB<<10, (limitMiB+64)<<10)
 	}
+}
+
+// requireRoot fails (under MSB_REQUIRE_E2E) or skips a test that runs
+// containerd and mounts, without root.
+func requireRoot(t *testing.T, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if e2etest.Required() {
+			t.Fatalf("%s needs root (containerd, mounts); MSB_REQUIRE_E2E=1 makes this a failure", what)
+		}
+		t.Skipf("%s needs root (containerd, mounts)", what)
+	}
+}
+
+// containerd2Bins finds containerd 2.x and its ctr: MSB_CONTAINERD2_BIN
+// (make test sets it from scripts/containerd2.sh) or the cache that script
+// fills; with its runc shim, which the tests' reference runs need.
+func containerd2Bins(t *testing.T) (containerd, ctr string) {
+	t.Helper()
+	dir := os.Getenv("MSB_CONTAINERD2_BIN")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "msb", "containerd2", "current", "bin")
+	}
+	containerd, ctr = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
+	for _, p := range []string{containerd, ctr, filepath.Join(dir, "containerd-shim-runc-v2")} {
+		if _, err := os.Stat(p); err != nil {
+			msg := fmt.Sprintf("containerd 2.x: %v: build it with scripts/containerd2.sh (make test does)", err)
+			if e2etest.Required() {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	return containerd, ctr
 }
 
 // shimSetup builds msb, agentd and the shim into one directory and returns
