@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/msb-go/msb/internal/agentproto"
 )
 
 // Runtime directory layout inside the guest.
@@ -452,16 +454,31 @@ func writeFileReplacing(name, content string) error {
 // runInit performs PID 1's setup in the order of reference §8.2. It adds
 // the trust store's variables to c.Env; failing to install the certificates
 // is logged, not fatal (see installTrust).
-func runInit(c *Config, log *slog.Logger) error {
+func runInit(c *Config, log *slog.Logger, st *stageLog) error {
 	if err := applyRlimits(0, configRlimits(c.Rlimits)); err != nil {
 		return fmt.Errorf("rlimits: %w", err)
 	}
 	if err := mountPseudo(); err != nil {
 		return err
 	}
+	st.mark("pseudo filesystems mounted")
 	if c.Probe {
 		return nil
 	}
+	// The network needs only netlink: it is configured while the root is
+	// assembled, whose disk and virtio-fs round trips leave the vCPU idle
+	// (under TCG they are most of that step), and joined before anything
+	// can use it.
+	type netResult struct {
+		err error
+		at  uint64
+	}
+	netDone := make(chan netResult, 1)
+	netCfg := *c
+	go func() {
+		err := setupNetwork(netCfg)
+		netDone <- netResult{err, uint64(bootTime())}
+	}()
 	if c.ClockNs != 0 {
 		if err := setClock(c.ClockNs); err != nil {
 			return fmt.Errorf("clock: %w", err)
@@ -470,6 +487,7 @@ func runInit(c *Config, log *slog.Logger) error {
 	if err := mountRuntimeDir(); err != nil {
 		return err
 	}
+	st.mark("runtime share mounted")
 	if err := installScripts(initramfsScripts, scriptsDir); err != nil {
 		return fmt.Errorf("scripts: %w", err)
 	}
@@ -477,6 +495,7 @@ func runInit(c *Config, log *slog.Logger) error {
 	if err := stageTLS(initramfsTLS, stagedTLS); err != nil {
 		log.Warn("tls: staging the certificates failed; the guest will not trust them", "err", err)
 	}
+	st.mark("scripts and certificates staged")
 	switch {
 	case c.BlockRoot != nil:
 		if err := assembleRoot(c.BlockRoot); err != nil {
@@ -487,18 +506,23 @@ func runInit(c *Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	st.mark("root assembled")
 	if err := mountVolumes(*c); err != nil {
 		return err
 	}
+	st.mark("volumes mounted")
 	if err := setupIdentity(*c); err != nil {
 		return err
 	}
 	if err := setupTmpfs(*c); err != nil {
 		return err
 	}
-	if err := setupNetwork(*c); err != nil {
-		return fmt.Errorf("network: %w", err)
+	st.mark("identity and tmpfs")
+	nr := <-netDone
+	if nr.err != nil {
+		return fmt.Errorf("network: %w", nr.err)
 	}
+	st.markAt("network configured", nr.at)
 	env, err := installTrust("/", stagedTLS)
 	if err != nil {
 		log.Warn("tls: installing the certificates into the trust store", "err", err)
@@ -507,12 +531,27 @@ func runInit(c *Config, log *slog.Logger) error {
 	for _, d := range []string{runtimeDir + "/scripts", "/run"} {
 		os.MkdirAll(d, defaultDirMode)
 	}
+	st.mark("trust store")
 	return nil
+}
+
+// stageLog records when each step of init ended, for core.ready's
+// InitStages (the host's boot timeline). A nil *stageLog records nothing.
+type stageLog []agentproto.InitStage
+
+func (l *stageLog) mark(name string) { l.markAt(name, uint64(bootTime())) }
+
+// markAt records a step that ended at ns (CLOCK_BOOTTIME), for one that
+// ran concurrently with others.
+func (l *stageLog) markAt(name string, ns uint64) {
+	if l != nil {
+		*l = append(*l, agentproto.InitStage{Name: name, Ns: ns})
+	}
 }
 
 // setClock sets the realtime clock to the host's launch time plus the time
 // since this kernel started (CLOCK_BOOTTIME), the best estimate the guest has
-// of "now" without an RTC.
+// of "now" (the emulated RTC, where there is one, counts whole seconds).
 func setClock(hostNs int64) error {
 	var boot unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {

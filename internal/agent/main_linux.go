@@ -71,7 +71,8 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	logLevel.Set(slogLevel(cfg.LogLevel))
-	if err := runInit(&cfg, log); err != nil {
+	var stages stageLog
+	if err := runInit(&cfg, log, &stages); err != nil {
 		return err
 	}
 	if cfg.Probe {
@@ -85,6 +86,7 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	stages.mark("agent port open")
 	opts := ServeOptions{
 		Env:           cfg.Env,
 		DefaultUser:   cfg.User,
@@ -102,7 +104,9 @@ func pid1(initTime time.Duration, log *slog.Logger) error {
 	} else {
 		defer stopVsock()
 		opts.Upgrades = upgrades
+		stages.mark("vsock listening")
 	}
+	opts.InitStages = stages
 	return Serve(context.Background(), port, opts)
 }
 

@@ -84,6 +84,9 @@ type ServeOptions struct {
 	// InitTime is the CLOCK_BOOTTIME reading when agentd started; zero
 	// means the time Serve was called.
 	InitTime time.Duration
+	// InitStages, when set, go into core.ready (agentproto.Ready): when
+	// each step of the init before Serve ended.
+	InitStages []agentproto.InitStage
 	// Upgrades, when not nil, delivers connections from the host's vsock
 	// listener (agentproto.AgentVsockPort); Serve then advertises
 	// agentproto.CapVsock. The first connection received is adopted: the
@@ -199,6 +202,7 @@ func (s *server) run(ctx context.Context) (err error) {
 		ReadyTimeNs:     uint64(bootTime()),
 		ProtocolVersion: agentproto.ProtocolVersion,
 		Capabilities:    capabilitiesFor(s.opts),
+		InitStages:      s.opts.InitStages,
 	})
 	if err != nil {
 		s.closeConn()

@@ -45,7 +45,25 @@ type Ready struct {
 	ProtocolVersion uint32 `cbor:"protocol_version"`
 	// Capabilities is an msb extension, e.g. CapExecPTY; absent from 0.4.4.
 	Capabilities []string `cbor:"capabilities"`
+	// InitStages is an msb extension: when agentd finished each step of
+	// its init, for the host's boot timeline (msb run --timings). At most
+	// MaxInitStages are read; the host treats them as hints only.
+	InitStages []InitStage `cbor:"init_stages,omitempty"`
 }
+
+// InitStage is one step of agentd's init and the CLOCK_BOOTTIME nanoseconds
+// at which it ended.
+type InitStage struct {
+	Name string `cbor:"name"`
+	Ns   uint64 `cbor:"ns"`
+}
+
+// MaxInitStages bounds how many init stages a host takes from core.ready,
+// and MaxInitStageName the length of a name it keeps.
+const (
+	MaxInitStages    = 32
+	MaxInitStageName = 64
+)
 
 // Has reports whether the agent advertised capability c.
 func (r Ready) Has(c string) bool {

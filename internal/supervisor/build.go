@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/msb-go/msb/internal/agentproto"
 	"github.com/msb-go/msb/internal/confine"
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/launch"
@@ -193,11 +195,8 @@ func (s *sandbox) awaitAgent(ctx context.Context) error {
 	now := time.Now()
 	// The guest's times are its CLOCK_BOOTTIME; placed on this clock by
 	// the arrival of core.ready (the relay's latency is left in).
-	s.tl.Add(
-		timeline.Mark{Stage: "guest: kernel clock starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs)), By: "guest"},
-		timeline.Mark{Stage: "guest: agentd starts (inferred)", At: now.Add(-time.Duration(ready.ReadyTimeNs - ready.InitTimeNs)), By: "guest"},
-		timeline.Mark{Stage: "sandbox process: agentd core.ready", At: now, By: "sandbox"},
-	)
+	s.tl.Add(guestMarks(ready, now)...)
+	s.tl.Add(timeline.Mark{Stage: "sandbox process: agentd core.ready", At: now, By: "sandbox"})
 	s.upgradeAgent(ctx, ready)
 	s.relayReady = true
 	// The kernel unpacked the initramfs long ago; its boot environment
@@ -456,4 +455,47 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// guestMarks places the guest's boot times from core.ready on the host's
+// clock, anchored at now (when core.ready arrived; the relay's latency is
+// left in). The agent is not trusted: times after ready or before the
+// kernel started are dropped, at most agentproto.MaxInitStages init stages
+// are kept, and their names are cut to agentproto.MaxInitStageName printable
+// ASCII characters before they reach a terminal.
+func guestMarks(ready agentproto.Ready, now time.Time) []timeline.Mark {
+	if ready.ReadyTimeNs > uint64(math.MaxInt64) {
+		return nil
+	}
+	at := func(ns uint64) time.Time { return now.Add(-time.Duration(ready.ReadyTimeNs - ns)) }
+	marks := []timeline.Mark{{Stage: "guest: kernel clock starts (inferred)", At: at(0), By: "guest"}}
+	if ready.InitTimeNs > ready.ReadyTimeNs {
+		return marks
+	}
+	marks = append(marks, timeline.Mark{Stage: "guest: agentd starts (inferred)", At: at(ready.InitTimeNs), By: "guest"})
+	for i, st := range ready.InitStages {
+		if i == agentproto.MaxInitStages {
+			break
+		}
+		if st.Ns < ready.InitTimeNs || st.Ns > ready.ReadyTimeNs {
+			continue
+		}
+		marks = append(marks, timeline.Mark{Stage: "guest: " + printableName(st.Name), At: at(st.Ns), By: "guest"})
+	}
+	return marks
+}
+
+// printableName keeps the printable ASCII of name, at most
+// agentproto.MaxInitStageName bytes of it.
+func printableName(name string) string {
+	b := make([]byte, 0, min(len(name), agentproto.MaxInitStageName))
+	for i := 0; i < len(name) && len(b) < agentproto.MaxInitStageName; i++ {
+		if c := name[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	if len(b) == 0 {
+		return "?"
+	}
+	return string(b)
 }

@@ -177,7 +177,7 @@ func TestCLIRunTimings(t *testing.T) {
 	last := -1
 	for _, stage := range []string{
 		"store open", "upper layer created", "spawn sandbox process", "sandbox process: main",
-		"sandbox process: VMM started", "guest: agentd starts",
+		"sandbox process: VMM started", "guest: agentd starts", "guest: root assembled",
 		"sandbox process: agentd core.ready", "sandbox process: agent stream on vsock", "cli: exec exited", "cli: sandbox process exited", "cli: exit",
 	} {
 		i := strings.Index(stderr, stage)
