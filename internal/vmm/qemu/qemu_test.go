@@ -34,7 +34,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"-M", "microvm,acpi=off,rtc=off", "-accel", "tcg",
+		"-M", "microvm,acpi=off,rtc=on", "-accel", "tcg",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-smp", "2", "-m", "512", "-kernel", "/k/vmlinux", "-initrd", "/k/initrd",
@@ -47,7 +47,7 @@ func TestArgs(t *testing.T) {
 		"-device", "virtio-serial-device,max_ports=2",
 		"-device", "virtserialport,chardev=agent,name=agent",
 		"-device", "virtio-rng-device",
-		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on tsc_early_khz=2100000 MSB_PROBE=1",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 tsc_early_khz=2100000 MSB_PROBE=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
@@ -91,7 +91,7 @@ func TestArgsShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"-M", "microvm,acpi=off,rtc=off,memory-backend=mem", "-accel", "tcg",
+		"-M", "microvm,acpi=off,rtc=on,memory-backend=mem", "-accel", "tcg",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-smp", "1", "-m", "256", "-kernel", "/k/vmlinux",
@@ -102,7 +102,7 @@ func TestArgsShares(t *testing.T) {
 		"-chardev", "socket,id=fs1,fd=6",
 		"-device", "vhost-user-fs-device,chardev=fs1,tag=ro,,data",
 		"-device", "virtio-rng-device",
-		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
@@ -199,7 +199,7 @@ func TestArgsTransports(t *testing.T) {
 		if want := "socket,id=vsock,fd=" + strconv.Itoa(fdShare0+tc.shares); vs && !slices.Contains(got, want) {
 			t.Errorf("%d shares: no %q in %q", tc.shares, want, got)
 		}
-		if vs && !slices.Contains(got, "microvm,acpi=off,rtc=off,memory-backend=mem") {
+		if vs && !slices.Contains(got, "microvm,acpi=off,rtc=on,memory-backend=mem") {
 			t.Errorf("vsock without shared guest memory: %q", got)
 		}
 	}
