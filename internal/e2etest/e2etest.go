@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/msb-go/msb/internal/guestkernel"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/vmm/qemu"
@@ -129,14 +131,18 @@ type Boot struct {
 	Initrd    string
 	Cmdline   []string
 	Disks     []machine.Disk
-	Agent     *os.File // host end of the agent port, or nil
+	Agent     *os.File // QEMU's end of the agent port, or nil
+	// AgentHost is the test's end of the agent port: the guest's first
+	// frame there counts as progress (see StallTimeout).
+	AgentHost *os.File
 	VCPUs     int      // default 1
 	MemoryMiB int      // default 256
 	// Timeout bounds the whole run (default 90 s).
 	Timeout time.Duration
-	// StallTimeout: a guest that has printed nothing on its console by then
-	// is killed and booted once more (default 30 s). TCG boots on a loaded
-	// 2-core machine occasionally stall in early timer setup.
+	// StallTimeout: a guest that has printed nothing on its console (a
+	// quiet kernel prints nothing) nor written to its agent port by then is
+	// killed and booted once more (default 30 s). TCG boots on a loaded
+	// 2-core machine occasionally stalled in early timer setup.
 	StallTimeout time.Duration
 }
 
@@ -210,6 +216,9 @@ func start(t testing.TB, env Env, b Boot, attempt int) (*Guest, bool) {
 			if st, err := f.Stat(); err == nil && st.Size() > 0 {
 				return g, false
 			}
+			if b.AgentHost != nil && readable(b.AgentHost) {
+				return g, false
+			}
 		case <-deadline.C:
 			_ = p.Kill()
 			<-p.Done()
@@ -243,4 +252,19 @@ func Accel() qemu.Accel {
 	}
 	a, _ := qemu.DefaultAccel()
 	return a
+}
+
+// readable reports whether the guest has written to the agent socket f,
+// without consuming what it wrote.
+func readable(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, _ = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	})
+	return n > 0
 }

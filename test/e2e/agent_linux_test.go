@@ -56,7 +56,7 @@ func TestAgentInGuest(t *testing.T) {
 	}
 	host := os.NewFile(uintptr(fds[0]), "agent-host")
 	guest := os.NewFile(uintptr(fds[1]), "agent-guest")
-	g := e2etest.Start(t, env, e2etest.Boot{Initrd: initrd, Agent: guest})
+	g := e2etest.Start(t, env, e2etest.Boot{Initrd: initrd, Agent: guest, AgentHost: host})
 	guest.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

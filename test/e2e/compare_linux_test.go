@@ -328,7 +328,7 @@ func BenchmarkCompareRSS(b *testing.B) {
 			b.Fatal(err)
 		}
 		host, gend := os.NewFile(uintptr(fds[0]), "agent-host"), os.NewFile(uintptr(fds[1]), "agent-guest")
-		g := e2etest.Start(b, env, e2etest.Boot{Initrd: initrd, Agent: gend, MemoryMiB: mem})
+		g := e2etest.Start(b, env, e2etest.Boot{Initrd: initrd, Agent: gend, AgentHost: host, MemoryMiB: mem})
 		gend.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		ac, err := agentclient.NewDirect(ctx, host)
