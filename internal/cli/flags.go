@@ -222,7 +222,7 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.scriptPaths, "script-path", nil, "install the host file PATH as script NAME: NAME:PATH (repeatable)")
 	fl.StringArrayVar(&f.copies, "copy", nil, "copy a host file or directory into the sandbox before boot: HOST:GUEST (repeatable)")
 	fl.StringArrayVarP(&f.mounts.volumes, "volume", "v", nil, "mount SRC at DST in the guest: SRC:DST[:ro]; SRC starting with /, ./, ../ or ~ is a host directory (shared live), otherwise the name of a volume in $MSB_HOME/volumes, created if missing and kept after the sandbox is removed (repeatable)")
-	fl.StringArrayVar(&f.mounts.tmpfs, "tmpfs", nil, "mount a memory-backed tmpfs: PATH[:SIZE], SIZE like 64M or 1G (default: half the guest memory; repeatable)")
+	fl.StringArrayVar(&f.mounts.tmpfs, "tmpfs", nil, "mount a memory-backed tmpfs: PATH[:SIZE], SIZE like 64M or 1G (default: half the guest memory; repeatable). An image's /tmp is one already (a quarter of the memory, 1M-512M) unless a mount is at or under /tmp")
 	fl.StringArrayVar(&f.mounts.disks, "disk", nil, "attach a raw or ext4 disk image and mount it: FILE:GUEST[:ro] (the guest detects the file system; repeatable)")
 	fl.StringVar(&f.pull, "pull", "if-missing", "image pull policy: if-missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no pull progress")

@@ -220,3 +220,35 @@ func TestCreateLiveRootRejects(t *testing.T) {
 		t.Errorf("normalize(image, live) = %v; want the live root error", err)
 	}
 }
+
+func TestWithImageTmp(t *testing.T) {
+	tmp := func(mib int) launch.Mount { return launch.Mount{Kind: launch.MountTmpfs, Target: "/tmp", SizeMiB: mib} }
+	bind := func(target string) launch.Mount {
+		return launch.Mount{Kind: launch.MountBind, Source: "/src", Target: target}
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		in   []launch.Mount
+		want []launch.Mount
+	}{
+		{"image, default memory", Config{Image: "alpine", MemoryMiB: 512}, nil, []launch.Mount{tmp(128)}},
+		{"image, small memory", Config{Image: "alpine", MemoryMiB: 2}, nil, []launch.Mount{tmp(1)}},
+		{"image, large memory capped", Config{Image: "alpine", MemoryMiB: 16384}, nil, []launch.Mount{tmp(512)}},
+		{"image, tmpfs first", Config{Image: "alpine", MemoryMiB: 1024}, []launch.Mount{bind("/data")},
+			[]launch.Mount{tmp(256), bind("/data")}},
+		{"image, user's /tmp", Config{Image: "alpine", MemoryMiB: 512}, []launch.Mount{bind("/tmp")}, []launch.Mount{bind("/tmp")}},
+		{"image, mount under /tmp", Config{Image: "alpine", MemoryMiB: 512}, []launch.Mount{bind("/tmp/x")},
+			[]launch.Mount{bind("/tmp/x")}},
+		{"image, /tmpdata is not /tmp", Config{Image: "alpine", MemoryMiB: 512}, []launch.Mount{bind("/tmpdata")},
+			[]launch.Mount{tmp(128), bind("/tmpdata")}},
+		{"host directory root", Config{Rootfs: "/r", MemoryMiB: 512}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := withImageTmp(tt.cfg, tt.in); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("withImageTmp = %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+}

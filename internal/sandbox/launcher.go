@@ -52,7 +52,7 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		NoHarden: cfg.NoHarden,
 		LogLevel: cfg.LogLevel,
 		Network:  cfg.Network,
-		Mounts:   launchMounts(h, cfg.Mounts),
+		Mounts:   withImageTmp(cfg, launchMounts(h, cfg.Mounts)),
 		TLS:      cfg.TLS,
 		Slot:     int(sb.ID),
 	}
@@ -60,6 +60,26 @@ func newLaunch(h home.Home, sb store.Sandbox, cfg Config, opts CreateOptions, bi
 		l.RootShare = cfg.Rootfs
 	}
 	return l
+}
+
+// withImageTmp gives an image's root a /tmp tmpfs of a quarter of the
+// guest's memory, at least 1 and at most 512 MiB, as 0.4.4 does for OCI
+// roots: scratch files stay off the writable layer (and out of snapshots).
+// A root from a host directory keeps the /tmp it has, and so does a sandbox
+// with a mount at or under /tmp (0.4.4 yields only to one at /tmp; a tmpfs
+// mounted after a bind under /tmp would hide it). The tmpfs goes first:
+// agentd mounts in order.
+func withImageTmp(cfg Config, ms []launch.Mount) []launch.Mount {
+	if cfg.Image == "" {
+		return ms
+	}
+	for _, m := range ms {
+		if m.Target == "/tmp" || strings.HasPrefix(m.Target, "/tmp/") {
+			return ms
+		}
+	}
+	size := min(max(cfg.MemoryMiB/4, 1), 512)
+	return append([]launch.Mount{{Kind: launch.MountTmpfs, Target: "/tmp", SizeMiB: size}}, ms...)
 }
 
 // launchMounts is cfg's mounts with each named volume's source derived from

@@ -84,12 +84,15 @@ r["opq"] = sorted(os.listdir("/t/opq"))
 r["same_inode"] = os.stat("/t/link1").st_ino == os.stat("/t/link2").st_ino
 r["cap_xattr"] = os.getxattr("/t/cap", "security.capability").hex()
 r["keep_data"] = open("/t/keep").read()
+m = [l.split() for l in open("/proc/mounts") if l.split()[1] == "/tmp"]
+r["tmp"] = [m[-1][2], oct(os.stat("/tmp").st_mode), os.statvfs("/tmp").f_blocks * os.statvfs("/tmp").f_frsize] if m else None
 print(json.dumps(r, sort_keys=True))
 `
 
 // TestCLIRunImage is issue 6's end-to-end check: an image pushed to a real
 // registry runs with `msb run`, runs again with the registry gone (the cache
-// serves it), and its special files look in the guest as OCI semantics say.
+// serves it), and its special files look in the guest as OCI semantics say;
+// its /tmp is a tmpfs.
 func TestCLIRunImage(t *testing.T) {
 	c := newCLI(t)
 	ctx := t.Context()
@@ -151,6 +154,8 @@ func TestCLIRunImage(t *testing.T) {
 		"same_inode": true,
 		"cap_xattr":  "0100000200040000000000000000000000000000",
 		"keep_data":  "keep",
+		// An image's /tmp is a tmpfs of a quarter of the guest's 512 MiB.
+		"tmp": []any{"tmpfs", "0o41777", float64(128 << 20)},
 	}
 	for k, w := range want {
 		if g := got[k]; !jsonEqual(g, w) {
