@@ -128,15 +128,15 @@ func Initramfs(t testing.TB, agentd string, env []string, extra ...guestkernel.E
 
 // Boot describes one guest boot.
 type Boot struct {
-	Initrd    string
-	Cmdline   []string
-	Disks     []machine.Disk
-	Agent     *os.File // QEMU's end of the agent port, or nil
+	Initrd  string
+	Cmdline []string
+	Disks   []machine.Disk
+	Agent   *os.File // QEMU's end of the agent port, or nil
 	// AgentHost is the test's end of the agent port: the guest's first
 	// frame there counts as progress (see StallTimeout).
 	AgentHost *os.File
-	VCPUs     int      // default 1
-	MemoryMiB int      // default 256
+	VCPUs     int // default 1
+	MemoryMiB int // default 256
 	// Timeout bounds the whole run (default 90 s).
 	Timeout time.Duration
 	// StallTimeout: a guest that has printed nothing on its console (a
