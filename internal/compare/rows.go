@@ -72,7 +72,7 @@ var Rows = []Row{
 	{ID: "read-guest", Title: "fs read 256 MiB out of a TCG guest", Pkg: pkgE2E, Bench: "BenchmarkCompareCopyGuest",
 		Msb: "read-MB/s", Peer: "guest-pipe-MB/s", Unit: "MB/s", PeerName: "the guest's own pipe",
 		Better: Higher, Goal: 0.5, Benchtime: "1x", Slow: true},
-	{ID: "write-guest", Title: "fs write 256 MiB into a TCG guest", Pkg: pkgE2E, Bench: "BenchmarkCompareCopyGuest",
+	{ID: "write-guest", Title: "fs write 256 MiB into a TCG guest (its /tmp tmpfs)", Pkg: pkgE2E, Bench: "BenchmarkCompareCopyGuest",
 		Msb: "write-MB/s", Peer: "guest-pipe-MB/s", Unit: "MB/s", PeerName: "the guest's own pipe",
 		Better: Higher, Goal: 0.5, Benchtime: "1x", Slow: true},
 	{ID: "stdout-guest", Title: "exec stdout 256 MiB from a TCG guest", Pkg: pkgE2E, Bench: "BenchmarkCompareCopyGuest",
