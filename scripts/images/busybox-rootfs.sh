@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # busybox-rootfs.sh builds a minimal root directory around Debian's static
 # busybox (package busybox-static) and prints its path. The result is cached
-# under ${MSB_CACHE:-~/.cache/msb}/rootfs/busybox/<hash>/, where <hash> covers
+# under msb's cache (scripts/lib/cache.sh: $MSB_CACHE, $XDG_CACHE_HOME/msb or
+# ~/.cache/msb)/rootfs/busybox/<hash>/, where <hash> covers
 # the busybox binary and this script, so running it again is a cheap no-op.
 #
 # Layout: /bin/busybox plus one symlink per applet (as `busybox --install -s`
@@ -23,7 +24,8 @@ if [ ! -x "$busybox" ]; then
   exit 1
 fi
 
-cache=${MSB_CACHE:-${HOME:?HOME is not set}/.cache/msb}
+. "$script_dir/../lib/cache.sh"
+cache=$(msb_cache_root busybox-rootfs)
 hash=$(cat "$busybox" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 out=$cache/rootfs/busybox/$hash
 if [ -d "$out" ]; then
