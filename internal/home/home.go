@@ -166,6 +166,11 @@ func (h Home) RuntimeDir(name string) string { return filepath.Join(h.SandboxDir
 // AgentSock is the relay socket sandboxes/<name>/runtime/agent.sock (0600).
 func (h Home) AgentSock(name string) string { return filepath.Join(h.RuntimeDir(name), "agent.sock") }
 
+// NetSock is sandboxes/<name>/runtime/net.sock (0600), where the sandbox
+// process serves the guest's virtio-net device to QEMU over vhost-user; it
+// exists only while QEMU starts (removed once QEMU has connected).
+func (h Home) NetSock(name string) string { return filepath.Join(h.RuntimeDir(name), "net.sock") }
+
 // GuestDir is sandboxes/<name>/guest, the directory the guest sees as
 // /.msb (virtio-fs tag msb_runtime): heartbeat.json, its scripts and
 // certificates. **better** than 0.4.4, which shares runtime/ itself: what

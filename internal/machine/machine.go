@@ -36,7 +36,8 @@ type Spec struct {
 	Console *os.File
 	// Net, when set, gives the guest one virtio-net device whose frames go to
 	// the host end of a stream socket (4-byte big-endian length prefix per
-	// frame, as QEMU's stream netdev speaks).
+	// frame, as QEMU's stream netdev speaks), or, on the qemu backend, to
+	// the device the caller serves over vhost-user (Net.VhostUserPath).
 	Net *Net
 	// Shares are virtio-fs shared directories.
 	Shares []Share
@@ -95,8 +96,21 @@ type Disk struct {
 
 // Net is a virtio-net device backed by a frame stream.
 type Net struct {
+	// Conn is the guest end of the frame stream. The native VMM puts a
+	// virtio-net device (vmm.NewNet) on it; so does the caller that serves
+	// the qemu backend over VhostUser, which then leaves Conn nil.
 	Conn *os.File
 	MAC  string // "02:6d:73:00:01:02"
+	// VhostUserPath is used by the qemu backend only: a unix socket the
+	// caller listens on and serves the virtio-net device from over
+	// vhost-user once QEMU connects (-netdev vhost-user). QEMU is then only
+	// the front-end: the frames never pass through it, and the device
+	// offers the guest checksum and TCP segmentation offload, which QEMU's
+	// stream netdev cannot (it has no virtio-net header). A path, not an
+	// inherited descriptor as for shares and vsock: QEMU 7.2's vhost-user
+	// netdev refuses a chardev made from an fd ("does not support FD
+	// passing"). Without it, QEMU gets Conn as a stream netdev.
+	VhostUserPath string
 }
 
 // Share is one virtio-fs device.

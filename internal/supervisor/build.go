@@ -66,6 +66,9 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 		if err := s.serveShares(spec, undo); err != nil {
 			return err
 		}
+		if err := s.serveNet(spec, undo); err != nil {
+			return err
+		}
 	}
 	if err := s.wireVsock(spec, backend.Name(), undo); err != nil {
 		return err

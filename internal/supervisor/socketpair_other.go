@@ -2,7 +2,12 @@
 
 package supervisor
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // socketpair returns a connected pair of Unix stream sockets, both
 // close-on-exec. Without SOCK_CLOEXEC the flag is set after creation, under
@@ -18,4 +23,22 @@ func socketpair() ([2]int, error) {
 	syscall.CloseOnExec(fds[0])
 	syscall.CloseOnExec(fds[1])
 	return fds, nil
+}
+
+// peerUID is the user id of c's peer (LOCAL_PEERCRED).
+func peerUID(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid, uerr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		var cred *unix.Xucred
+		if cred, uerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED); uerr == nil {
+			uid = int(cred.Uid)
+		}
+	}); err != nil {
+		return -1, err
+	}
+	return uid, uerr
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/virtio/virtiofs"
+	"github.com/msb-go/msb/internal/virtio/virtionet"
 )
 
 // Machine is one microVM of the native VMM, which needs KVM: elsewhere
@@ -32,6 +33,11 @@ func (m *Machine) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (m *Machine) Close() error { return nil }
+
+// NewNet needs Linux (the stream is read through the poller).
+func NewNet(machine.Net) (*virtionet.Device, io.Closer, error) {
+	return nil, nil, fmt.Errorf("virtio-net devices need a Linux host: %w", errors.ErrUnsupported)
+}
 
 // NewShare needs Linux (openat2 and the passthrough file system).
 func NewShare(machine.Share, *slog.Logger) (*virtiofs.Device, io.Closer, error) {

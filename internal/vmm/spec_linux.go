@@ -127,21 +127,11 @@ func buildDevices(spec *machine.Spec, log *slog.Logger) (_ *deviceSet, err error
 		set.devs = append(set.devs, dev)
 	}
 	if spec.Net != nil {
-		mac, err := net.ParseMAC(spec.Net.MAC)
+		dev, stream, err := NewNet(*spec.Net)
 		if err != nil {
 			return nil, fmt.Errorf("net: %w", err)
 		}
-		conn, err := pollable(spec.Net.Conn)
-		if err != nil {
-			return nil, fmt.Errorf("net: %w", err)
-		}
-		set.owned = append(set.owned, conn)
-		backend := newStreamBackend(conn)
-		set.closers = append(set.closers, backend)
-		dev, err := virtionet.New(virtionet.Config{Backend: backend, MAC: mac})
-		if err != nil {
-			return nil, fmt.Errorf("net: %w", err)
-		}
+		set.closers = append(set.closers, stream)
 		set.devs = append(set.devs, dev)
 	}
 	for i, sh := range spec.Shares {
@@ -185,6 +175,33 @@ func newDisk(d machine.Disk) (*virtioblk.Device, *os.File, error) {
 		Serial:    d.Serial,
 	})
 	return dev, f, err
+}
+
+// NewNet returns the virtio-net device for n: the frames the guest sends
+// and receives travel over n.Conn, a stream in QEMU's stream-netdev framing
+// whose other end is the host network stack. It takes over n.Conn once it
+// succeeds; the returned closer ends the stream (and its reader) and must
+// be closed after the device. The native VMM puts the device on
+// virtio-mmio; the sandbox process serves it to QEMU over vhost-user.
+func NewNet(n machine.Net) (*virtionet.Device, io.Closer, error) {
+	if n.Conn == nil {
+		return nil, nil, errors.New("no frame stream")
+	}
+	mac, err := net.ParseMAC(n.MAC)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := pollable(n.Conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	stream := newStreamBackend(conn)
+	dev, err := virtionet.New(virtionet.Config{Backend: stream, MAC: mac})
+	if err != nil {
+		stream.Close()
+		return nil, nil, err
+	}
+	return dev, stream, nil
 }
 
 // NewShare returns the virtio-fs device for sh and the file system it

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +68,11 @@ func TestNetwork(t *testing.T) {
 			"-p", strconv.Itoa(hostPort)+":8080", "-p", strconv.Itoa(udpHostPort)+":9090/udp",
 			"--copy", udpc+":/bin/udpc")
 		defer c.must(0, "rm", "-f", "net1")
+		// The vhost-user socket QEMU connected to is gone once it has
+		// (a single-use rendezvous, not a door left open).
+		if _, err := os.Stat(filepath.Join(c.home, "sandboxes", "net1", "runtime", "net.sock")); !os.IsNotExist(err) {
+			t.Errorf("runtime/net.sock after start: %v; want it removed", err)
+		}
 		var listed []struct {
 			Name  string
 			Ports []string

@@ -137,20 +137,30 @@ func (d *Device) Err() error {
 
 // Activate implements virtio.Device.
 func (d *Device) Activate(_ *guestmem.Memory, features uint64, queues []*virtio.Queue, irq virtio.Interrupt) error {
+	hdrLen := headerLen(features)
 	if tx := virtio.QueueAt(queues, txQueue); tx != nil {
 		kick := d.Kick(txQueue)
 		d.Go(func(ctx context.Context) {
 			virtio.ServeQueue(ctx.Done(), kick, tx, txQueue, irq, func(c virtio.Chain, err error) uint32 {
-				d.transmit(ctx, c, err, features)
+				d.transmit(ctx, c, err, features, hdrLen)
 				return 0
 			})
 		})
 	}
 	if rx := virtio.QueueAt(queues, rxQueue); rx != nil {
 		kick := d.Kick(rxQueue)
-		d.Go(func(ctx context.Context) { d.receive(ctx, kick, rx, irq) })
+		d.Go(func(ctx context.Context) { d.receive(ctx, kick, rx, irq, hdrLen) })
 	}
 	return nil
+}
+
+// headerLen is the size of the virtio_net_hdr in front of every frame
+// under features: num_buffers is there with VERSION_1 or MRG_RXBUF only.
+func headerLen(features uint64) int {
+	if features&(1<<virtio.VIRTIO_F_VERSION_1|1<<VIRTIO_NET_F_MRG_RXBUF) != 0 {
+		return HeaderSize
+	}
+	return LegacyHeaderSize
 }
 
 // netHeader is the part of struct virtio_net_hdr (§5.1.6) a transmitted
@@ -166,7 +176,7 @@ type netHeader struct {
 // only with HOST_TSO4/6 (and NEEDS_CSUM, which Linux always sets with it),
 // for ECN only with HOST_ECN; DATA_VALID and RSC_INFO are receive-only.
 func parseHeader(b []byte, features uint64) (netHeader, error) {
-	if len(b) < HeaderSize {
+	if len(b) < headerLen(features) {
 		return netHeader{}, fmt.Errorf("header of %d bytes: %w", len(b), ErrHeader)
 	}
 	h := netHeader{
@@ -203,9 +213,9 @@ func parseHeader(b []byte, features uint64) (netHeader, error) {
 
 // frame validates a transmit chain and returns its frame copied into buf,
 // with a requested checksum completed.
-func (d *Device) frame(c virtio.Chain, buf []byte, features uint64) ([]byte, error) {
+func (d *Device) frame(c virtio.Chain, buf []byte, features uint64, hdrLen int) ([]byte, error) {
 	var hdr [HeaderSize]byte
-	n := c.Readable.CopyTo(hdr[:], 0)
+	n := c.Readable.CopyTo(hdr[:hdrLen], 0)
 	h, err := parseHeader(hdr[:n], features)
 	if err != nil {
 		return nil, err
@@ -214,11 +224,11 @@ func (d *Device) frame(c virtio.Chain, buf []byte, features uint64) ([]byte, err
 	if h.gsoType != VIRTIO_NET_HDR_GSO_NONE {
 		limit = maxTSOFrame
 	}
-	size := c.Readable.Len() - HeaderSize
+	size := c.Readable.Len() - uint64(hdrLen)
 	if size < ethHeader || size > limit {
 		return nil, fmt.Errorf("frame of %d bytes: %w", size, ErrFrameSize)
 	}
-	f := buf[:c.Readable.CopyTo(buf[:size], HeaderSize)]
+	f := buf[:c.Readable.CopyTo(buf[:size], uint64(hdrLen))]
 	if h.flags&VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
 		if err := completeChecksum(f, int(h.csumStart), int(h.csumOffset)); err != nil {
 			return nil, err
@@ -261,12 +271,12 @@ func onesSum(b []byte) uint16 {
 	return uint16(sum)
 }
 
-func (d *Device) transmit(ctx context.Context, c virtio.Chain, chainErr error, features uint64) {
+func (d *Device) transmit(ctx context.Context, c virtio.Chain, chainErr error, features uint64, hdrLen int) {
 	if chainErr != nil {
 		d.txDropped.Add(1)
 		return
 	}
-	f, err := d.frame(c, d.txBuf, features)
+	f, err := d.frame(c, d.txBuf, features, hdrLen)
 	if err != nil {
 		d.txDropped.Add(1)
 		return
@@ -281,7 +291,7 @@ func (d *Device) transmit(ctx context.Context, c virtio.Chain, chainErr error, f
 // receive reads frames from the backend and delivers each into one
 // receive chain (no VIRTIO_NET_F_MRG_RXBUF). While the guest has no
 // buffers it stops reading, which pushes back on the backend.
-func (d *Device) receive(ctx context.Context, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt) {
+func (d *Device) receive(ctx context.Context, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt, hdrLen int) {
 	for {
 		n, err := d.backend.ReadFrame(ctx, d.rxBuf)
 		if err != nil {
@@ -296,7 +306,7 @@ func (d *Device) receive(ctx context.Context, kick virtio.Kick, q *virtio.Queue,
 			d.rxDropped.Add(1)
 			continue
 		}
-		if !d.deliver(ctx.Done(), kick, q, irq, d.rxBuf[:n]) {
+		if !d.deliver(ctx.Done(), kick, q, irq, d.rxBuf[:n], hdrLen) {
 			return
 		}
 	}
@@ -304,7 +314,7 @@ func (d *Device) receive(ctx context.Context, kick virtio.Kick, q *virtio.Queue,
 
 // deliver waits for a receive chain and writes hdr+frame into it. It
 // returns false when the device stops or the queue breaks.
-func (d *Device) deliver(stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt, frame []byte) bool {
+func (d *Device) deliver(stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue, irq virtio.Interrupt, frame []byte, hdrLen int) bool {
 	for {
 		c, ok, err := q.Pop()
 		if !ok {
@@ -320,13 +330,14 @@ func (d *Device) deliver(stop <-chan struct{}, kick virtio.Kick, q *virtio.Queue
 			}
 		}
 		var written uint32
-		if err == nil && c.Writable.Len() >= uint64(HeaderSize+len(frame)) {
+		if err == nil && c.Writable.Len() >= uint64(hdrLen+len(frame)) {
 			var hdr [HeaderSize]byte
-			// §5.1.6.3.2: num_buffers is 1 without MRG_RXBUF.
+			// §5.1.6.3.2: num_buffers, when there, is 1 without
+			// MRG_RXBUF.
 			binary.LittleEndian.PutUint16(hdr[10:], 1)
-			c.Writable.CopyFrom(hdr[:], 0)
-			c.Writable.CopyFrom(frame, HeaderSize)
-			written = uint32(HeaderSize + len(frame))
+			c.Writable.CopyFrom(hdr[:hdrLen], 0)
+			c.Writable.CopyFrom(frame, uint64(hdrLen))
+			written = uint32(hdrLen + len(frame))
 			d.rxFrames.Add(1)
 		} else {
 			d.rxDropped.Add(1) // malformed chain or buffer too small

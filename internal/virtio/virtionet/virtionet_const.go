@@ -34,6 +34,12 @@ const (
 	// (num_buffers always present, §5.1.6): flags, gso_type, hdr_len,
 	// gso_size, csum_start, csum_offset, num_buffers.
 	HeaderSize = 12
+	// LegacyHeaderSize is the header without num_buffers, which a legacy
+	// driver uses when neither VIRTIO_F_VERSION_1 nor
+	// VIRTIO_NET_F_MRG_RXBUF is negotiated (§5.1.6.1, legacy interface):
+	// what Linux sends through QEMU's legacy virtio-mmio transport
+	// (microvm's default) to a vhost-user back-end.
+	LegacyHeaderSize = 10
 
 	configSize = 12 // mac[6], status, max_virtqueue_pairs, mtu
 	offStatus  = 6

@@ -245,6 +245,46 @@ func TestReceive(t *testing.T) {
 	}
 }
 
+// TestHeaderLength checks both header layouts on both queues: 12 bytes
+// with VERSION_1 (the native VMM), 10 without it or MRG_RXBUF (a legacy
+// driver: Linux behind QEMU's legacy virtio-mmio, served over vhost-user).
+// A device that assumed the wrong one would shift every frame by 2 bytes.
+func TestHeaderLength(t *testing.T) {
+	tests := []struct {
+		name     string
+		features uint64
+		hdrLen   int
+	}{
+		{"version 1", plainFeatures, HeaderSize},
+		{"legacy", plainFeatures &^ (1 << virtio.VIRTIO_F_VERSION_1), LegacyHeaderSize},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRigFeatures(t, tc.features)
+			frame := ethFrame(200, 5)
+			r.Do(txQueue, virtiotest.Readable(append(make([]byte, tc.hdrLen), frame...)))
+			var got []byte
+			select {
+			case got = <-r.be.fromGuest:
+			default:
+			}
+			if diff := cmp.Diff(frame, got); diff != "" {
+				t.Errorf("transmitted frame (-want +got):\n%s", diff)
+			}
+
+			r.be.toGuest <- frame
+			rp := r.Do(rxQueue, virtiotest.Writable(uint32(HeaderSize+len(frame))))
+			want := make([]byte, tc.hdrLen)
+			if tc.hdrLen == HeaderSize {
+				binary.LittleEndian.PutUint16(want[10:], 1) // num_buffers
+			}
+			if diff := cmp.Diff(append(want, frame...), rp.Data()); diff != "" {
+				t.Errorf("received buffer (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestConfig(t *testing.T) {
 	be := newChanBackend()
 	if _, err := New(Config{MAC: mac}); !errors.Is(err, ErrConfig) {
@@ -270,19 +310,23 @@ func TestConfig(t *testing.T) {
 }
 
 // FuzzNetHeader sends a transmit chain made of a fuzzed header and a frame
-// of frameLen bytes: the device must not panic and may pass on only frames
-// with a zero header and a valid size.
+// of frameLen bytes, under the features the native VMM negotiates (12-byte
+// header) or a legacy driver's (10 bytes, no VERSION_1: QEMU's legacy
+// virtio-mmio over vhost-user): the device must not panic and may pass on
+// only frames with a valid header and size.
 func FuzzNetHeader(f *testing.F) {
-	f.Add(netHdr(0, 0), uint16(60))
-	f.Add(netHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0), uint16(60))
-	f.Add(netHdr(0, 1), uint16(60))
-	f.Add(netHdr(0, 0)[:10], uint16(0))
-	f.Add(netHdr(0, 0), uint16(1519))
-	f.Add(netHdr(0, 0), uint16(13))
-	f.Add(csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, 34, 16), uint16(9000))
-	f.Add(csumHdr(0, 34, 16), uint16(100))
-	f.Add(csumHdr(0, 200, 16), uint16(100))
-	f.Fuzz(func(t *testing.T, hdr []byte, frameLen uint16) {
+	f.Add(netHdr(0, 0), uint16(60), false)
+	f.Add(netHdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0), uint16(60), false)
+	f.Add(netHdr(0, 1), uint16(60), false)
+	f.Add(netHdr(0, 0)[:10], uint16(0), false)
+	f.Add(netHdr(0, 0), uint16(1519), false)
+	f.Add(netHdr(0, 0), uint16(13), false)
+	f.Add(csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, 34, 16), uint16(9000), false)
+	f.Add(csumHdr(0, 34, 16), uint16(100), false)
+	f.Add(csumHdr(0, 200, 16), uint16(100), false)
+	f.Add(netHdr(0, 0)[:10], uint16(60), true)
+	f.Add(csumHdr(VIRTIO_NET_HDR_GSO_TCPV4, 34, 16)[:10], uint16(9000), true)
+	f.Fuzz(func(t *testing.T, hdr []byte, frameLen uint16, legacy bool) {
 		be := newChanBackend()
 		dev, err := New(Config{Backend: be, MAC: mac})
 		if err != nil {
@@ -300,7 +344,12 @@ func FuzzNetHeader(f *testing.F) {
 			return
 		}
 		c, err := virtiotest.PopChain(t, drv, q, bufs...)
-		dev.transmit(context.Background(), c, err, dev.Features())
+		features := dev.Features()
+		if legacy {
+			features &^= 1 << virtio.VIRTIO_F_VERSION_1
+		}
+		hdrLen := headerLen(features)
+		dev.transmit(context.Background(), c, err, features, hdrLen)
 		var got []byte
 		select {
 		case got = <-be.fromGuest:
@@ -309,8 +358,8 @@ func FuzzNetHeader(f *testing.F) {
 		// The header may continue into the frame's descriptor (§2.7.4:
 		// framing is independent of descriptor boundaries).
 		all := append(bytes.Clone(hdr), ethFrame(int(frameLen), 0)...)
-		h, err := parseHeader(all[:min(len(all), HeaderSize)], dev.Features())
-		total := len(all) - HeaderSize
+		h, err := parseHeader(all[:min(len(all), hdrLen)], features)
+		total := len(all) - hdrLen
 		limit := 1518
 		if h.gsoType != VIRTIO_NET_HDR_GSO_NONE {
 			limit = maxTSOFrame

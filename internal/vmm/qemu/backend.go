@@ -17,8 +17,9 @@ var _ machine.Backend = (*Backend)(nil)
 // Name returns machine.BackendQEMU.
 func (b *Backend) Name() string { return machine.BackendQEMU }
 
-// Start launches QEMU for spec. QEMU inherits spec.Agent, spec.Net.Conn and
-// the shares' vhost-user connections;
+// Start launches QEMU for spec. QEMU inherits spec.Agent, spec.Net.Conn
+// (unless the network is served over vhost-user at Net.VhostUserPath), and
+// the shares' and vsock's vhost-user connections;
 // Start closes this process's copies whatever its outcome (the backend owns
 // them, machine.Backend says).
 func (b *Backend) Start(ctx context.Context, spec *machine.Spec) (machine.Running, error) {

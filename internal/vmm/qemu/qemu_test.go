@@ -114,6 +114,60 @@ func TestArgsShares(t *testing.T) {
 	}
 }
 
+// TestArgsNet pins both ways QEMU gets the network: a stream netdev on the
+// inherited fd, or only the front-end of the caller's vhost-user device at
+// a socket path (which needs guest RAM in a shared memfd).
+func TestArgsNet(t *testing.T) {
+	conn, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tests := []struct {
+		name string
+		net  machine.Net
+		want []string // from -M to the last device before -append
+	}{
+		{"stream", machine.Net{Conn: conn, MAC: "02:6d:73:00:01:02"}, []string{
+			"-M", "microvm,acpi=off,rtc=on", "-accel", "tcg",
+			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+			"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+			"-smp", "1", "-m", "256", "-kernel", "/k/vmlinux",
+			"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+			"-netdev", "socket,id=net0,fd=4",
+			"-device", "virtio-net-device,netdev=net0,mac=02:6d:73:00:01:02",
+			"-device", "virtio-rng-device",
+		}},
+		{"vhost-user", machine.Net{VhostUserPath: "/s/run,time/net.sock", MAC: "02:6d:73:00:01:02"}, []string{
+			"-M", "microvm,acpi=off,rtc=on,memory-backend=mem", "-accel", "tcg",
+			"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+			"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+			"-smp", "1", "-m", "256", "-kernel", "/k/vmlinux",
+			"-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+			"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+			"-chardev", "socket,id=netc,path=/s/run,,time/net.sock",
+			"-netdev", "vhost-user,id=net0,chardev=netc",
+			"-device", "virtio-net-device,netdev=net0,mac=02:6d:73:00:01:02",
+			"-device", "virtio-rng-device",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &machine.Spec{Kernel: "/k/vmlinux", VCPUs: 1, MemoryMiB: 256, Net: &tc.net}
+			got, err := Args(spec, Config{Accel: AccelTCG})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i := slices.Index(got, "-append"); i >= 0 {
+				got = got[:i]
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Args (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestParseVersion(t *testing.T) {
 	tests := []struct {
 		in   string
