@@ -98,7 +98,7 @@ type Disk struct {
 type Net struct {
 	// Conn is the guest end of the frame stream. The native VMM puts a
 	// virtio-net device (vmm.NewNet) on it; so does the caller that serves
-	// the qemu backend over VhostUser, which then leaves Conn nil.
+	// the qemu backend at VhostUserPath, which then leaves Conn nil.
 	Conn *os.File
 	MAC  string // "02:6d:73:00:01:02"
 	// VhostUserPath is used by the qemu backend only: a unix socket the
