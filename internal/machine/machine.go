@@ -94,16 +94,23 @@ type Disk struct {
 	Serial string
 }
 
-// Net is a virtio-net device backed by a frame stream.
+// Net is the guest's virtio-net device: one the caller built (Device), or
+// one on a frame stream (Conn).
 type Net struct {
-	// Conn is the guest end of the frame stream. The native VMM puts a
-	// virtio-net device (vmm.NewNet) on it; so does the caller that serves
-	// the qemu backend at VhostUserPath, which then leaves Conn nil.
+	// Device, when set, is a virtio-net device the caller built on its
+	// network stack (internal/virtio/virtionet on a netstack.FrameLink):
+	// a virtio.Device, typed any so that this package names no device
+	// package. The native VMM puts it on virtio-mmio; the caller serves it
+	// to the qemu backend at VhostUserPath. Conn is then unused.
+	Device any
+	// Conn is the guest end of a frame stream, for a Net without Device:
+	// the native VMM puts a virtio-net device on it (vmm.NewNet), QEMU
+	// gets it as a stream netdev.
 	Conn *os.File
 	MAC  string // "02:6d:73:00:01:02"
 	// VhostUserPath is used by the qemu backend only: a unix socket the
-	// caller listens on and serves the virtio-net device from over
-	// vhost-user once QEMU connects (-netdev vhost-user). QEMU is then only
+	// caller listens on and serves Device from over vhost-user once QEMU
+	// connects (-netdev vhost-user). QEMU is then only
 	// the front-end: the frames never pass through it, and the device
 	// offers the guest checksum and TCP segmentation offload, which QEMU's
 	// stream netdev cannot (it has no virtio-net header). A path, not an

@@ -56,10 +56,17 @@ func BenchmarkLoopbackTCP(b *testing.B) {
 }
 
 // BenchmarkGuestToHostTCP sends from the fake guest through the Stack to a
-// loopback sink; compare with BenchmarkLoopbackTCP.
-func BenchmarkGuestToHostTCP(b *testing.B) {
+// loopback sink; compare with BenchmarkLoopbackTCP. The fake guest reaches
+// the Stack over a stream (Serve), as QEMU's stream netdev did.
+func BenchmarkGuestToHostTCP(b *testing.B) { benchGuestToHost(b, newRig) }
+
+// BenchmarkGuestToHostTCPLink is BenchmarkGuestToHostTCP over the FrameLink,
+// the path of a virtio-net device in the sandbox process (both backends).
+func BenchmarkGuestToHostTCPLink(b *testing.B) { benchGuestToHost(b, newLinkRig) }
+
+func benchGuestToHost(b *testing.B, mk func(testing.TB, Config) *rig) {
 	sink, got := patternSink(b)
-	r := newRig(b, Config{})
+	r := mk(b, Config{})
 	c, err := r.dialTCP(ctxT(b, 10*time.Second), netip.AddrPortFrom(r.addr.GatewayV4, sink.Port()))
 	if err != nil {
 		b.Fatal(err)

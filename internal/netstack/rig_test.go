@@ -111,8 +111,9 @@ type rig struct {
 	dialer   *testDialer
 	guest    *stack.Stack
 	gEP      *channel.Endpoint
-	hostC    net.Conn // the Stack's side of the stream
-	guestC   net.Conn // the fake guest's side
+	hostC    net.Conn   // the Stack's side of the stream
+	guestC   net.Conn   // the fake guest's side
+	link     *FrameLink // instead of the stream (newLinkRig)
 	serveErr chan error
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -137,8 +138,15 @@ func socketPair(t testing.TB) (net.Conn, net.Conn) {
 }
 
 // newRig starts a Stack with cfg (Addressing, Policy and Dial filled in when
-// zero) and a fake guest connected to it.
-func newRig(t testing.TB, cfg Config) *rig {
+// zero) and a fake guest connected to it over a stream (Serve).
+func newRig(t testing.TB, cfg Config) *rig { return newRigOn(t, cfg, false) }
+
+// newLinkRig is newRig with the fake guest on the Stack's FrameLink, as a
+// virtio-net device in the sandbox process is: no stream (hostC and guestC
+// are nil).
+func newLinkRig(t testing.TB, cfg Config) *rig { return newRigOn(t, cfg, true) }
+
+func newRigOn(t testing.TB, cfg Config, link bool) *rig {
 	t.Helper()
 	r := &rig{t: t, serveErr: make(chan error, 1)}
 	if cfg.Addressing.GuestMAC == nil {
@@ -171,11 +179,30 @@ func newRig(t testing.TB, cfg Config) *rig {
 	s.ping = func(context.Context, netip.Addr, uint16, uint16, []byte) error {
 		return errors.New("no ping in tests unless a test sets one")
 	}
-	r.hostC, r.guestC = socketPair(t)
 	r.guest, r.gEP = newGuestStack(t, r.addr)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	if link {
+		l, err := s.FrameLink()
+		if err != nil {
+			t.Fatalf("FrameLink: %v", err)
+		}
+		r.link = l
+		r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, linkWriter{ctx, l}) })
+		r.wg.Go(func() {
+			buf := make([]byte, maxFrameLen)
+			for {
+				n, err := l.ReadFrame(ctx, buf)
+				if err != nil {
+					return
+				}
+				injectFrame(r.gEP, buf[:n])
+			}
+		})
+		t.Cleanup(r.close)
+		return r
+	}
+	r.hostC, r.guestC = socketPair(t)
 	r.wg.Go(func() { r.serveErr <- s.Serve(ctx, r.hostC) })
 	r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, r.guestC) })
 	r.wg.Go(func() {
@@ -194,9 +221,14 @@ func newRig(t testing.TB, cfg Config) *rig {
 
 func (r *rig) close() {
 	r.cancel()
+	if r.link != nil {
+		r.link.Close()
+	}
 	r.s.Close()
-	r.guestC.Close()
-	r.hostC.Close()
+	if r.guestC != nil {
+		r.guestC.Close()
+		r.hostC.Close()
+	}
 	r.wg.Wait()
 	r.guest.Close()
 	r.guest.Wait()
@@ -331,6 +363,33 @@ func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer) {
 			return
 		}
 	}
+}
+
+// linkWriter hands the length-prefixed frames guestWriteLoop batches to a
+// FrameLink one at a time, as a virtio-net device hands over each chain.
+type linkWriter struct {
+	ctx context.Context
+	l   *FrameLink
+}
+
+func (w linkWriter) Write(b []byte) (int, error) {
+	for p := b; len(p) > 0; {
+		if len(p) < frameHeaderLen {
+			return 0, errors.New("linkWriter: partial length prefix")
+		}
+		n := int(binary.BigEndian.Uint32(p))
+		p = p[frameHeaderLen:]
+		if n > len(p) {
+			return 0, errors.New("linkWriter: partial frame")
+		}
+		if err := w.l.WriteFrame(w.ctx, p[:n]); err != nil {
+			return 0, err
+		}
+		p = p[n:]
+	}
+	// One batch, as a device drains its queue and then flushes.
+	w.l.Flush()
+	return len(b), nil
 }
 
 // appendSegments appends the TCP GSO packet pkt (headers, with the TCP

@@ -9,14 +9,13 @@ import (
 	"os"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/netpolicy"
 	"github.com/msb-go/msb/internal/netstack"
+	"github.com/msb-go/msb/internal/virtio"
 	"github.com/msb-go/msb/internal/virtio/vhostuser"
-	"github.com/msb-go/msb/internal/vmm"
+	"github.com/msb-go/msb/internal/virtio/virtionet"
 )
 
 // network builds the sandbox's user-mode network: addressing from its slot,
@@ -85,49 +84,49 @@ func (s *sandbox) network(spec *machine.Spec, undo *cleanups) ([]string, error) 
 		return nil, launch.Fail(launch.PrefixNetwork, err)
 	}
 	undo.add(func() { st.Close() })
-	hostEnd, guestEnd, err := socketPair("net")
+	// The guest's NIC is a virtio-net device in this process on the
+	// stack's FrameLink: frames go between guest memory and the stack
+	// with no socket between (the native VMM puts the device on
+	// virtio-mmio, QEMU gets it over vhost-user: serveNet).
+	link, err := st.FrameLink()
 	if err != nil {
-		return nil, launch.Fail(launch.PrefixNetwork, fmt.Errorf("socketpair: %w", err))
-	}
-	// The stack reads its end through the poller, so a cancelled Serve
-	// returns at once instead of after the guest's next frame.
-	if hostEnd, err = pollable(hostEnd); err != nil {
-		guestEnd.Close()
 		return nil, launch.Fail(launch.PrefixNetwork, err)
 	}
-	undo.add(func() { hostEnd.Close() })
-	spec.Net = &machine.Net{Conn: guestEnd, MAC: addr.GuestMAC.String()}
-	s.net, s.netConn = st, hostEnd
+	undo.add(func() { link.Close() })
+	dev, err := virtionet.New(virtionet.Config{Backend: link, MAC: addr.GuestMAC})
+	if err != nil {
+		return nil, launch.Fail(launch.PrefixNetwork, fmt.Errorf("virtio-net: %w", err))
+	}
+	undo.add(func() { dev.Close() }) // before the link: its goroutines use it
+	spec.Net = &machine.Net{Device: dev, MAC: addr.GuestMAC.String()}
+	s.net = st
 	s.log.Info("network", "guest", addr.GuestV4, "gateway", addr.GatewayV4, "guest6", addr.GuestV6,
 		"policy", pol.String(), "ports", len(cfg.Ports))
 	return addr.GuestEnv(netstack.DefaultHostAlias), nil
 }
 
-// serveNet serves the guest's virtio-net device to QEMU over vhost-user:
-// the device (the Go code the native VMM runs on virtio-mmio) sits on the
-// stream to the stack, and QEMU, only the front-end, connects to
-// runtime/net.sock instead of getting the stream. Frames then move between
-// guest memory and the stack in this process, and the guest gets checksum
-// and TCP segmentation offload, which QEMU's stream netdev cannot give it:
-// under TCG the guest's own checksumming of every 1500-byte segment was
-// what bounded guest→host TCP. The socket is bound now (QEMU connects while
-// it starts, before confinement allows no new socket) and serves exactly
-// one connection from our own user; undo stops it and joins the goroutine.
+// serveNet serves the guest's virtio-net device (network's, on the stack's
+// FrameLink: the Go code the native VMM puts on virtio-mmio) to QEMU over
+// vhost-user: QEMU, only the front-end, connects to runtime/net.sock.
+// Frames then move between guest memory and the stack in this process, and
+// the guest gets checksum and TCP segmentation offload, which QEMU's stream
+// netdev cannot give it: under TCG the guest's own checksumming of every
+// 1500-byte segment was what bounded guest→host TCP. The socket is bound
+// now (QEMU connects while it starts, before confinement allows no new
+// socket) and serves exactly one connection from our own user; undo stops
+// it and joins the goroutine.
 func (s *sandbox) serveNet(spec *machine.Spec, undo *cleanups) error {
 	if spec.Net == nil {
 		return nil
 	}
-	dev, stream, err := vmm.NewNet(*spec.Net)
-	if err != nil {
-		return launch.Fail(launch.PrefixNetwork, fmt.Errorf("virtio-net: %w", err))
+	dev, ok := spec.Net.Device.(virtio.Device)
+	if !ok {
+		return launch.Fail(launch.PrefixNetwork, fmt.Errorf("virtio-net: no device to serve (%T)", spec.Net.Device))
 	}
-	spec.Net.Conn = nil // the device's now
 	path := s.home.NetSock(s.launch.Name)
 	_ = os.Remove(path)
 	ln, err := listenUnix(path)
 	if err != nil {
-		dev.Close()
-		stream.Close()
 		return launch.Fail(launch.PrefixNetwork, fmt.Errorf("vhost-user net socket: %w", err))
 	}
 	spec.Net.VhostUserPath = path
@@ -139,8 +138,6 @@ func (s *sandbox) serveNet(spec *machine.Spec, undo *cleanups) error {
 		cancel()
 		ln.Close()
 		wg.Wait()
-		dev.Close()
-		stream.Close()
 	})
 	wg.Add(1)
 	go func() {
@@ -201,18 +198,3 @@ func (a policyAdapter) AllowFlow(f netstack.Flow) bool {
 }
 
 func (a policyAdapter) AllowName(name string) bool { return a.p.AllowName(name) }
-
-// pollable returns f as a non-blocking, poller-registered file.
-func pollable(f *os.File) (*os.File, error) {
-	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("dup: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("nonblock: %w", err)
-	}
-	unix.CloseOnExec(fd)
-	return os.NewFile(uintptr(fd), f.Name()), nil
-}

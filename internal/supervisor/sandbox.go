@@ -53,7 +53,6 @@ type sandbox struct {
 	listener   net.Listener
 	qemuBinary string // resolved QEMU executable, for the Landlock rules
 	net        *netstack.Stack
-	netConn    *os.File // host end of the guest NIC's frame stream
 	vsock      *virtiovsock.Device
 	guestCA    []byte // the interception CA the guest trusts (PEM), if any
 	relayReady bool

@@ -28,9 +28,6 @@ func (s *sandbox) supervise(ctx context.Context) (store.TerminationReason, int) 
 	stopReq, request := s.stopReq, s.requestStop
 
 	g.Go(func() error { return ignoreCanceled(s.relay.Serve(gctx, s.listener)) })
-	if s.net != nil {
-		g.Go(func() error { return ignoreCanceled(s.net.Serve(gctx, s.netConn)) })
-	}
 	g.Go(func() error { watchSignals(gctx, request); return nil })
 	if l.Attached {
 		g.Go(func() error { watchParent(gctx, launch.WatchdogFD, request); return nil })

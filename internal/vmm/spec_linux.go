@@ -126,7 +126,14 @@ func buildDevices(spec *machine.Spec, log *slog.Logger) (_ *deviceSet, err error
 		}
 		set.devs = append(set.devs, dev)
 	}
-	if spec.Net != nil {
+	switch {
+	case spec.Net != nil && spec.Net.Device != nil:
+		dev, ok := spec.Net.Device.(virtio.Device)
+		if !ok || dev.Type() != virtio.VIRTIO_ID_NET {
+			return nil, fmt.Errorf("net: %T is not a virtio-net device", spec.Net.Device)
+		}
+		set.devs = append(set.devs, dev)
+	case spec.Net != nil:
 		dev, stream, err := NewNet(*spec.Net)
 		if err != nil {
 			return nil, fmt.Errorf("net: %w", err)
@@ -177,12 +184,12 @@ func newDisk(d machine.Disk) (*virtioblk.Device, *os.File, error) {
 	return dev, f, err
 }
 
-// NewNet returns the virtio-net device for n: the frames the guest sends
-// and receives travel over n.Conn, a stream in QEMU's stream-netdev framing
-// whose other end is the host network stack. It takes over n.Conn once it
-// succeeds; the returned closer ends the stream (and its reader) and must
-// be closed after the device. The native VMM puts the device on
-// virtio-mmio; the sandbox process serves it to QEMU over vhost-user.
+// NewNet returns the virtio-net device for a Net without Device: the frames
+// the guest sends and receives travel over n.Conn, a stream in QEMU's
+// stream-netdev framing whose other end is a host network stack. It takes
+// over n.Conn once it succeeds; the returned closer ends the stream (and its
+// reader) and must be closed after the device. (The sandbox process builds
+// its device on its stack's FrameLink instead, with no stream between.)
 func NewNet(n machine.Net) (*virtionet.Device, io.Closer, error) {
 	if n.Conn == nil {
 		return nil, nil, errors.New("no frame stream")

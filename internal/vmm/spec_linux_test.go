@@ -3,10 +3,12 @@ package vmm
 import (
 	"context"
 	"errors"
+	"github.com/msb-go/msb/internal/virtio/virtiorng"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,5 +103,17 @@ func TestNewFromSpecRejects(t *testing.T) {
 				t.Errorf("NewFromSpec() = %v; want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNewFromSpecNetDevice: a caller's network device must be a virtio-net
+// device; anything else is refused before a VM exists.
+func TestNewFromSpecNetDevice(t *testing.T) {
+	for _, dev := range []any{virtiorng.New(), "not a device"} {
+		spec := machine.Spec{Kernel: "/k", VCPUs: 1, MemoryMiB: 64, Net: &machine.Net{Device: dev, MAC: "02:6d:73:00:01:02"}}
+		_, err := NewFromSpec(&spec, nil)
+		if err == nil || !strings.Contains(err.Error(), "not a virtio-net device") {
+			t.Errorf("NewFromSpec with Net.Device %T = %v; want a not-a-virtio-net-device error", dev, err)
+		}
 	}
 }

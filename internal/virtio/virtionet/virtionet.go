@@ -39,6 +39,15 @@ type Backend interface {
 	ReadFrame(ctx context.Context, frame []byte) (int, error)
 }
 
+// Flusher is implemented by a Backend that holds written frames back to
+// merge them (generic receive offload in the host stack). The device calls
+// Flush once it has handed over every frame the driver made available,
+// before it waits for the next notification, so frames of one batch merge
+// and none waits beyond its batch.
+type Flusher interface {
+	Flush()
+}
+
 // Config describes a network device. Fields may not change after New.
 type Config struct {
 	Backend Backend
@@ -140,11 +149,26 @@ func (d *Device) Activate(_ *guestmem.Memory, features uint64, queues []*virtio.
 	hdrLen := headerLen(features)
 	if tx := virtio.QueueAt(queues, txQueue); tx != nil {
 		kick := d.Kick(txQueue)
+		flusher, _ := d.backend.(Flusher)
 		d.Go(func(ctx context.Context) {
-			virtio.ServeQueue(ctx.Done(), kick, tx, txQueue, irq, func(c virtio.Chain, err error) uint32 {
+			handle := func(c virtio.Chain, err error) uint32 {
 				d.transmit(ctx, c, err, features, hdrLen)
 				return 0
-			})
+			}
+			for {
+				if err := virtio.Drain(tx, txQueue, irq, handle); err != nil {
+					irq.NeedsReset(err)
+					return
+				}
+				if flusher != nil {
+					flusher.Flush()
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-kick:
+				}
+			}
 		})
 	}
 	if rx := virtio.QueueAt(queues, rxQueue); rx != nil {
