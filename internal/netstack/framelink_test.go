@@ -93,16 +93,7 @@ func TestFrameLinkMalformed(t *testing.T) {
 
 // TestFrameLinkLifecycle pins who may hold the stack and how calls end.
 func TestFrameLinkLifecycle(t *testing.T) {
-	a, err := AddressingFor(1, netip.Prefix{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Addressing: a, Nameservers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-
+	s := bareStack(t)
 	l, err := s.FrameLink()
 	if err != nil {
 		t.Fatal(err)
@@ -176,23 +167,11 @@ func FuzzFrameLink(f *testing.F) {
 		f.Add(bf.stream[frameHeaderLen:])
 	}
 	f.Add(append(append(make([]byte, 12), 0x08, 0x00), 0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 1, 0, 0, 198, 18, 0, 6, 203, 0, 113, 7, 8, 0, 0, 0, 0, 0, 0, 0))
-	a, _ := AddressingFor(1, netip.Prefix{})
-	s, err := New(Config{
-		Addressing:  a,
-		Nameservers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")},
-		Dial: func(context.Context, string, string) (net.Conn, error) {
-			return nil, errors.New("fuzz: no dials")
-		},
-	})
+	l, err := bareStack(f).FrameLink()
 	if err != nil {
 		f.Fatal(err)
 	}
-	s.ping = func(context.Context, netip.Addr, uint16, uint16, []byte) error { return errors.New("fuzz: no pings") }
-	l, err := s.FrameLink()
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { l.Close(); s.Close() })
+	f.Cleanup(func() { l.Close() })
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if err := l.WriteFrame(context.Background(), frame); err != nil {
 			t.Fatalf("WriteFrame = %v", err)

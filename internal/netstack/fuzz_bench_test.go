@@ -11,6 +11,29 @@ import (
 	"time"
 )
 
+// bareStack is a Stack with no guest attached that dials and pings
+// nothing (every attempt fails), closed when t ends.
+func bareStack(t testing.TB) *Stack {
+	t.Helper()
+	a, err := AddressingFor(1, netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{
+		Addressing:  a,
+		Nameservers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")},
+		Dial: func(context.Context, string, string) (net.Conn, error) {
+			return nil, errors.New("test: no dials")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ping = func(context.Context, netip.Addr, uint16, uint16, []byte) error { return errors.New("test: no pings") }
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // FuzzFrames feeds arbitrary streams through the frame path of one Stack:
 // framing, validation, ICMP interception and gVisor's parsers. Nothing may
 // panic, and memory stays bounded by maxFrameLen per read.
@@ -19,19 +42,7 @@ func FuzzFrames(f *testing.F) {
 		f.Add(bf.stream)
 	}
 	f.Add(frame(append(append(make([]byte, 12), 0x08, 0x00), 0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 1, 0, 0, 198, 18, 0, 6, 203, 0, 113, 7, 8, 0, 0, 0, 0, 0, 0, 0)))
-	a, _ := AddressingFor(1, netip.Prefix{})
-	s, err := New(Config{
-		Addressing:  a,
-		Nameservers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")},
-		Dial: func(context.Context, string, string) (net.Conn, error) {
-			return nil, errors.New("fuzz: no dials")
-		},
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	s.ping = func(context.Context, netip.Addr, uint16, uint16, []byte) error { return errors.New("fuzz: no pings") }
-	f.Cleanup(func() { s.Close() })
+	s := bareStack(f)
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		err := s.readLoop(bytes.NewReader(stream))
 		if err == nil {

@@ -125,15 +125,7 @@ func TestInterceptICMPv6Extensions(t *testing.T) {
 // behind a hop-by-hop header is a plain ICMPv6 echo reply with a valid
 // checksum.
 func TestEchoReplyDropsExtensions(t *testing.T) {
-	a, err := AddressingFor(1, netip.Prefix{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Addressing: a, Nameservers: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := bareStack(t)
 	echo := []byte{uint8(header.ICMPv6EchoRequest), 0, 0, 0, 0, 1, 0, 7, 'm', 's', 'b', '!'}
 	f := append(make([]byte, header.EthernetMinimumSize), ipv6With(ipv6HopByHop, [][]byte{ext(58, 8)}, echo)...)
 	header.Ethernet(f).Encode(&header.EthernetFields{Type: header.IPv6ProtocolNumber})

@@ -174,6 +174,19 @@ func acceptFront(ln *net.UnixListener) (*net.UnixConn, error) {
 	}
 }
 
+// peerUID is the user id of c's peer.
+func peerUID(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid, uerr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) { uid, uerr = peerUIDOf(int(fd)) }); err != nil {
+		return -1, err
+	}
+	return uid, uerr
+}
+
 // parseNameserver reads ADDR or ADDR:PORT (IPv6 in brackets with a port).
 func parseNameserver(s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {

@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -25,20 +24,11 @@ func socketpair() ([2]int, error) {
 	return fds, nil
 }
 
-// peerUID is the user id of c's peer (LOCAL_PEERCRED).
-func peerUID(c *net.UnixConn) (int, error) {
-	rc, err := c.SyscallConn()
+// peerUIDOf is the user id of the peer of unix socket fd (LOCAL_PEERCRED).
+func peerUIDOf(fd int) (int, error) {
+	cred, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
 		return -1, err
 	}
-	uid, uerr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) {
-		var cred *unix.Xucred
-		if cred, uerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED); uerr == nil {
-			uid = int(cred.Uid)
-		}
-	}); err != nil {
-		return -1, err
-	}
-	return uid, uerr
+	return int(cred.Uid), nil
 }
