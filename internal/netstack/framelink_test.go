@@ -15,21 +15,7 @@ import (
 // process takes, and checks the counters move as over a stream.
 func TestFrameLinkFlows(t *testing.T) {
 	echo := loopbackServer(t, echoHandler)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	defer pc.Close()
+	udpPort, _ := udpEchoServer(t, func(b []byte) []byte { return b })
 
 	r := newLinkRig(t, Config{})
 	c, err := r.dialTCP(ctxT(t, 5*time.Second), netip.AddrPortFrom(r.addr.GatewayV4, echo.Port()))
@@ -48,7 +34,7 @@ func TestFrameLinkFlows(t *testing.T) {
 		t.Errorf("TCP echo differs from what was sent")
 	}
 
-	u, err := r.dialUDP(netip.AddrPortFrom(r.addr.GatewayV4, netip.MustParseAddrPort(pc.LocalAddr().String()).Port()))
+	u, err := r.dialUDP(netip.AddrPortFrom(r.addr.GatewayV4, udpPort))
 	if err != nil {
 		t.Fatal(err)
 	}

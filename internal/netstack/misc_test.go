@@ -80,7 +80,10 @@ func TestGuestEnv(t *testing.T) {
 	}
 }
 
-func TestUDPEchoViaGateway(t *testing.T) {
+// udpEchoServer answers each datagram on host loopback with reply(it) until
+// t ends, and returns its port and its address as the dialer sees it.
+func udpEchoServer(t testing.TB, reply func([]byte) []byte) (uint16, string) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,11 +97,15 @@ func TestUDPEchoViaGateway(t *testing.T) {
 			if err != nil {
 				return
 			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
+			pc.WriteTo(reply(buf[:n]), from)
 		}
 	}()
-	defer func() { pc.Close(); <-done }()
-	port := netip.MustParseAddrPort(pc.LocalAddr().String()).Port()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return netip.MustParseAddrPort(pc.LocalAddr().String()).Port(), pc.LocalAddr().String()
+}
+
+func TestUDPEchoViaGateway(t *testing.T) {
+	port, hostAddr := udpEchoServer(t, bytes.ToUpper)
 
 	pol := &testPolicy{}
 	r := newRig(t, Config{Policy: pol})
@@ -123,7 +130,7 @@ func TestUDPEchoViaGateway(t *testing.T) {
 	if got := pol.seen(); len(got) != 1 || !flowEqual(got[0], want) {
 		t.Errorf("policy saw %+v; want exactly %+v (one session)", got, want)
 	}
-	if got, want := r.dialer.seen(), []string{"udp " + pc.LocalAddr().String()}; !slices.Equal(got, want) {
+	if got, want := r.dialer.seen(), []string{"udp " + hostAddr}; !slices.Equal(got, want) {
 		t.Errorf("dialed %q; want %q", got, want)
 	}
 }
