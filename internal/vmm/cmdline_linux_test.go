@@ -58,7 +58,7 @@ func TestNativeCmdlineAndDevices(t *testing.T) {
 	wantLine := "console=ttyS0 reboot=k panic=-1 " +
 		"virtio_mmio.device=0x1000@0xd0000000:5 virtio_mmio.device=0x1000@0xd0001000:6 virtio_mmio.device=0x1000@0xd0002000:7 " +
 		"virtio_mmio.device=0x1000@0xd0003000:8 virtio_mmio.device=0x1000@0xd0004000:9 virtio_mmio.device=0x1000@0xd0005000:10 " +
-		"rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 " +
+		"rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 noreplace-smp " +
 		"tsc_early_khz=2100000 MSB_PROBE=1"
 	if line != wantLine {
 		t.Errorf("native kernel command line:\n got %s\nwant %s", line, wantLine)

@@ -47,7 +47,7 @@ func TestArgs(t *testing.T) {
 		"-device", "virtio-serial-device,max_ports=2",
 		"-device", "virtserialport,chardev=agent,name=agent",
 		"-device", "virtio-rng-device",
-		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 tsc_early_khz=2100000 MSB_PROBE=1",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 noreplace-smp tsc_early_khz=2100000 MSB_PROBE=1",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
@@ -102,7 +102,7 @@ func TestArgsShares(t *testing.T) {
 		"-chardev", "socket,id=fs1,fd=6",
 		"-device", "vhost-user-fs-device,chardev=fs1,tag=ro,,data",
 		"-device", "virtio-rng-device",
-		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000",
+		"-append", "console=ttyS0 panic=-1 reboot=t rdinit=/init quiet tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on msb_apic_khz=1000000 noreplace-smp",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Args (-want +got):\n%s", diff)
