@@ -146,8 +146,28 @@ func newRig(t testing.TB, cfg Config) *rig { return newRigOn(t, cfg, false) }
 // are nil).
 func newLinkRig(t testing.TB, cfg Config) *rig { return newRigOn(t, cfg, true) }
 
-func newRigOn(t testing.TB, cfg Config, link bool) *rig {
+// newLinkRigTSO is newLinkRig with a guest whose NIC does TSO, as msb's
+// virtio-net device offers (VIRTIO_NET_F_HOST_TSO4/6) and a Linux guest
+// uses: each large TCP segment reaches the FrameLink as one frame, checksummed
+// in full as the device completes it.
+func newLinkRigTSO(t testing.TB, cfg Config) *rig {
+	r := newRigOn(t, cfg, true, withTSO())
+	return r
+}
+
+// rigOption changes how newRigOn builds a rig.
+type rigOption func(*rigOptions)
+
+type rigOptions struct{ tso bool }
+
+func withTSO() rigOption { return func(o *rigOptions) { o.tso = true } }
+
+func newRigOn(t testing.TB, cfg Config, link bool, opts ...rigOption) *rig {
 	t.Helper()
+	var o rigOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	r := &rig{t: t, serveErr: make(chan error, 1)}
 	if cfg.Addressing.GuestMAC == nil {
 		a, err := AddressingFor(1, netip.Prefix{})
@@ -188,7 +208,7 @@ func newRigOn(t testing.TB, cfg Config, link bool) *rig {
 			t.Fatalf("FrameLink: %v", err)
 		}
 		r.link = l
-		r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, linkWriter{ctx, l}) })
+		r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, linkWriter{ctx, l}, o.tso) })
 		r.wg.Go(func() {
 			buf := make([]byte, maxFrameLen)
 			for {
@@ -204,7 +224,7 @@ func newRigOn(t testing.TB, cfg Config, link bool) *rig {
 	}
 	r.hostC, r.guestC = socketPair(t)
 	r.wg.Go(func() { r.serveErr <- s.Serve(ctx, r.hostC) })
-	r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, r.guestC) })
+	r.wg.Go(func() { guestWriteLoop(ctx, r.gEP, r.guestC, o.tso) })
 	r.wg.Go(func() {
 		fr := newFrameReader(r.guestC)
 		for {
@@ -335,8 +355,8 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 
 // guestWriteLoop is the fake guest's writeLoop: it writes what the guest
 // stack queued on ep to w as frames, segmenting TCP GSO packets as a guest
-// kernel does for a NIC without TSO.
-func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer) {
+// kernel does for a NIC without TSO, or, with tso, each as one frame.
+func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer, tso bool) {
 	var buf []byte
 	var payload bytes.Buffer
 	for {
@@ -351,7 +371,11 @@ func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer) {
 			} else {
 				payload.Reset()
 				pkt.Data().ReadTo(&payload, true)
-				buf = appendSegments(buf, pkt, payload.Bytes())
+				if tso {
+					buf = appendTSOFrame(buf, pkt, payload.Bytes())
+				} else {
+					buf = appendSegments(buf, pkt, payload.Bytes())
+				}
 			}
 			pkt.DecRef()
 			if len(buf) >= writeBatch {
@@ -390,6 +414,43 @@ func (w linkWriter) Write(b []byte) (int, error) {
 	// One batch, as a device drains its queue and then flushes.
 	w.l.Flush()
 	return len(b), nil
+}
+
+// appendTSOFrame appends the TCP GSO packet pkt (headers, with the TCP
+// checksum holding only the pseudo-header sum) and its payload to b as one
+// frame, as a virtio-net device hands over a TSO chain: the IP length covers
+// the whole segment and the TCP checksum is complete (the device computes it
+// over the segment, VIRTIO_NET_HDR_F_NEEDS_CSUM, and so does this).
+func appendTSOFrame(b []byte, pkt *stack.PacketBuffer, payload []byte) []byte {
+	eth := pkt.LinkHeader().Slice()
+	l3 := pkt.NetworkHeader().Slice()
+	l4 := pkt.TransportHeader().Slice()
+	seg := len(l4) + len(payload)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(eth)+len(l3)+seg))
+	start := len(b)
+	b = append(b, eth...)
+	b = append(b, l3...)
+	b = append(b, l4...)
+	b = append(b, payload...)
+	ip := b[start+len(eth) : start+len(eth)+len(l3)]
+	var src, dst tcpip.Address
+	if pkt.GSOOptions.Type == stack.GSOTCPv4 {
+		h := header.IPv4(ip)
+		h.SetTotalLength(uint16(len(l3) + seg))
+		h.SetChecksum(0)
+		h.SetChecksum(^h.CalculateChecksum())
+		src, dst = h.SourceAddress(), h.DestinationAddress()
+	} else {
+		h := header.IPv6(ip)
+		h.SetPayloadLength(uint16(seg))
+		src, dst = h.SourceAddress(), h.DestinationAddress()
+	}
+	tcp := header.TCP(b[start+len(eth)+len(l3) : start+len(eth)+len(l3)+len(l4)])
+	tcp.SetChecksum(0)
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(seg))
+	xsum = checksum.Checksum(payload, xsum)
+	tcp.SetChecksum(^tcp.CalculateChecksum(xsum))
+	return b
 }
 
 // appendSegments appends the TCP GSO packet pkt (headers, with the TCP
