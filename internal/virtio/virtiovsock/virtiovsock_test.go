@@ -239,6 +239,37 @@ func TestHostTellsCreditAsItReads(t *testing.T) {
 	}
 }
 
+// TestDrainedBufferReleased fills a connection's receive buffer past
+// rbufKeep while the host does not read, reads it all, and checks that the
+// connection no longer holds the burst's memory (and still works).
+func TestDrainedBufferReleased(t *testing.T) {
+	g := newGuest(t, Config{BufAlloc: 4 << 20})
+	c, req := g.dial(64 << 10)
+	defer c.Close()
+	const pkt = 64 << 10
+	var want []byte
+	for i := range 3 * rbufKeep / pkt {
+		data := bytes.Repeat([]byte{byte(i)}, pkt)
+		want = append(want, data...)
+		g.send(reply(req, VIRTIO_VSOCK_OP_RW, 64<<10, 0), data)
+	}
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, err %v; want the %d sent", len(got), err, len(want))
+	}
+	g.d.mu.Lock()
+	held := cap(c.rbuf)
+	g.d.mu.Unlock()
+	if held > rbufKeep {
+		t.Errorf("a drained connection holds a %d-byte buffer; want at most %d", held, rbufKeep)
+	}
+	g.send(reply(req, VIRTIO_VSOCK_OP_RW, 64<<10, 0), []byte("after"))
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "after" {
+		t.Errorf("read after the release = %q, %v; want %q", buf, err, "after")
+	}
+}
+
 func TestDialRefusedAndCancelled(t *testing.T) {
 	g := newGuest(t, Config{})
 	errc := make(chan error, 1)
