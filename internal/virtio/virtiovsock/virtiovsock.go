@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -69,17 +68,20 @@ const (
 	DefaultMaxConns = 16
 	// DefaultBufAlloc is the guest's window on a connection. With 1 MiB a
 	// TCG guest copying out (fs read, exec stdout) stalled on credit; 4 MiB
-	// gave fs read 369-417 against 324-376 MB/s and exec stdout 304-328
-	// against 221-288 MB/s (make compare's guest copy rows, five
-	// alternating pairs, 2026-12-06).
+	// and the chunked receive queue gave fs read a median of 418 against
+	// 365 MB/s and exec stdout 324 against 302 MB/s (make compare's guest
+	// copy rows, five alternating pairs, 2026-12-06; docs/relay.md).
 	DefaultBufAlloc   = 4 << 20
 	DefaultSendBuffer = 256 << 10
 )
 
-// rbufKeep is the most a drained connection keeps of its receive buffer:
-// a burst that grew it towards twice BufAlloc (a reader that fell behind)
-// gives the memory back once it is read.
-const rbufKeep = 1 << 20
+// rchunkSize is the size of the chunks a connection queues received bytes
+// in (a packet carries at most 64 KiB). Chunks come from a pool and go back
+// to it as they are read, so a connection holds only what is unread: no
+// buffer grown for a burst stays with it, and no copy compacts it.
+const rchunkSize = 64 << 10
+
+var rchunkPool = sync.Pool{New: func() any { return new([rchunkSize]byte) }}
 
 // Config describes a device. GuestCID is required.
 type Config struct {
@@ -430,7 +432,7 @@ func (d *Device) handleTx(c virtio.Chain, err error) uint32 {
 			conn.reset(fmt.Errorf("RW on a connection that is not open: %w", ErrBadPacket))
 			break
 		}
-		buffered := len(conn.rbuf) - conn.roff
+		buffered := conn.rlen
 		if uint64(buffered)+uint64(h.Len) > uint64(d.bufAlloc) {
 			conn.reset(fmt.Errorf("%d bytes beyond the %d granted: %w", buffered+int(h.Len), d.bufAlloc, ErrBadPacket))
 			break
@@ -440,10 +442,7 @@ func (d *Device) handleTx(c virtio.Chain, err error) uint32 {
 			conn.fwdCnt += h.Len
 			break
 		}
-		conn.compactR()
-		at := len(conn.rbuf)
-		conn.rbuf = slices.Grow(conn.rbuf, int(h.Len))[:at+int(h.Len)]
-		c.Readable.CopyTo(conn.rbuf[at:], hdrSize)
+		conn.receive(c.Readable, hdrSize, int(h.Len))
 	case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
 	case VIRTIO_VSOCK_OP_CREDIT_REQUEST:
 		conn.needCredit = true
@@ -492,8 +491,12 @@ type Conn struct {
 	// closed: Close was called.
 	closed bool
 
-	rbuf []byte // received, not yet read: rbuf[roff:]
+	// Received, not yet read: rq[0][roff:], then the other chunks, rlen
+	// bytes in all. Each chunk is a pooled rchunkSize array sliced to
+	// what it holds.
+	rq   [][]byte
 	roff int
+	rlen int
 	sbuf []byte // written, not yet sent: sbuf[soff:]
 	soff int
 
@@ -564,13 +567,59 @@ func (c *Conn) sent(n int) {
 	}
 }
 
-// compactR moves unread bytes to the front when more than half of rbuf is
-// consumed, so rbuf stays within about twice BufAlloc.
-func (c *Conn) compactR() {
-	if c.roff > 0 && c.roff >= len(c.rbuf)/2 {
-		n := copy(c.rbuf, c.rbuf[c.roff:])
-		c.rbuf, c.roff = c.rbuf[:n], 0
+// receive queues n bytes of r from offset off.
+// Preconditions: d.mu is held.
+func (c *Conn) receive(r virtio.Buffers, off uint64, n int) {
+	for n > 0 {
+		last := len(c.rq) - 1
+		if last < 0 || len(c.rq[last]) == rchunkSize {
+			c.rq = append(c.rq, rchunkPool.Get().(*[rchunkSize]byte)[:0])
+			last++
+		}
+		chunk := c.rq[last]
+		k := min(rchunkSize-len(chunk), n)
+		got := r.CopyTo(chunk[len(chunk):len(chunk)+k], off)
+		c.rq[last] = chunk[:len(chunk)+got]
+		c.rlen += got
+		if got < k {
+			return // the chain was shorter than its header said
+		}
+		off += uint64(k)
+		n -= k
 	}
+}
+
+// readQueued moves up to len(p) queued bytes into p, giving chunks back to
+// the pool as they empty. Preconditions: d.mu is held.
+func (c *Conn) readQueued(p []byte) int {
+	done := 0
+	for done < len(p) && len(c.rq) > 0 {
+		n := copy(p[done:], c.rq[0][c.roff:])
+		done += n
+		c.roff += n
+		if c.roff == len(c.rq[0]) {
+			c.dropHead()
+		}
+	}
+	c.rlen -= done
+	return done
+}
+
+func (c *Conn) dropHead() {
+	rchunkPool.Put((*[rchunkSize]byte)(c.rq[0][:rchunkSize]))
+	c.rq[0] = nil
+	c.rq, c.roff = c.rq[1:], 0
+	if len(c.rq) == 0 {
+		c.rq = nil
+	}
+}
+
+// dropQueued gives every queued chunk back. Preconditions: d.mu is held.
+func (c *Conn) dropQueued() {
+	for len(c.rq) > 0 {
+		c.dropHead()
+	}
+	c.rlen = 0
 }
 
 // fail ends the connection with err without telling the guest.
@@ -601,14 +650,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if n := copy(p, c.rbuf[c.roff:]); n > 0 || len(p) == 0 {
-			c.roff += n
-			if c.roff == len(c.rbuf) {
-				c.rbuf, c.roff = c.rbuf[:0], 0
-				if cap(c.rbuf) > rbufKeep {
-					c.rbuf = nil
-				}
-			}
+		if n := c.readQueued(p); n > 0 || len(p) == 0 {
 			c.fwdCnt += uint32(n)
 			// Tell the guest about the space well before it runs out.
 			if c.state == open && c.fwdCnt-c.fwdReported >= d.bufAlloc/4 {
@@ -690,7 +732,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
-	c.rbuf, c.roff = nil, 0
+	c.dropQueued()
 	if c.state != done {
 		c.reset(net.ErrClosed)
 	} else if !c.needRst && d.conns[c.hostPort] == c {

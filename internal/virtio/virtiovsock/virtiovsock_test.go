@@ -239,34 +239,46 @@ func TestHostTellsCreditAsItReads(t *testing.T) {
 	}
 }
 
-// TestDrainedBufferReleased fills a connection's receive buffer past
-// rbufKeep while the host does not read, reads it all, and checks that the
-// connection no longer holds the burst's memory (and still works).
-func TestDrainedBufferReleased(t *testing.T) {
+// TestReceiveQueue sends a burst of packets of assorted sizes the host
+// does not read at once, reads it back in pieces of other sizes, and
+// checks the bytes, their order and that a drained connection holds no
+// chunk (a burst's memory goes back to the pool).
+func TestReceiveQueue(t *testing.T) {
 	g := newGuest(t, Config{BufAlloc: 4 << 20})
 	c, req := g.dial(64 << 10)
 	defer c.Close()
-	const pkt = 64 << 10
 	var want []byte
-	for i := range 3 * rbufKeep / pkt {
-		data := bytes.Repeat([]byte{byte(i)}, pkt)
+	for i, n := range []int{1, rchunkSize - 1, rchunkSize, 3, rchunkSize, 40 << 10, 1000, rchunkSize} {
+		data := bytes.Repeat([]byte{byte(i + 1)}, n)
 		want = append(want, data...)
 		g.send(reply(req, VIRTIO_VSOCK_OP_RW, 64<<10, 0), data)
 	}
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes, err %v; want the %d sent", len(got), err, len(want))
+	got := make([]byte, 0, len(want))
+	for _, n := range []int{7, rchunkSize + 5, 1, 100 << 10} {
+		buf := make([]byte, n)
+		k, err := io.ReadFull(c, buf)
+		if err != nil {
+			t.Fatalf("read %d: %v", n, err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	rest := make([]byte, len(want)-len(got))
+	if _, err := io.ReadFull(c, rest); err != nil {
+		t.Fatal(err)
+	}
+	if got = append(got, rest...); !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes that differ from the %d sent", len(got), len(want))
 	}
 	g.d.mu.Lock()
-	held := cap(c.rbuf)
+	chunks, queued := len(c.rq), c.rlen
 	g.d.mu.Unlock()
-	if held > rbufKeep {
-		t.Errorf("a drained connection holds a %d-byte buffer; want at most %d", held, rbufKeep)
+	if chunks != 0 || queued != 0 {
+		t.Errorf("drained connection holds %d chunks, %d bytes; want none", chunks, queued)
 	}
 	g.send(reply(req, VIRTIO_VSOCK_OP_RW, 64<<10, 0), []byte("after"))
 	buf := make([]byte, 5)
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "after" {
-		t.Errorf("read after the release = %q, %v; want %q", buf, err, "after")
+		t.Errorf("read after the burst = %q, %v; want %q", buf, err, "after")
 	}
 }
 
@@ -407,7 +419,7 @@ func TestHostileGuest(t *testing.T) {
 				t.Errorf("write after: %v; want connection reset %v", werr, tc.wantReset)
 			}
 			g.d.mu.Lock()
-			buffered := len(c.rbuf)
+			buffered := c.rlen
 			g.d.mu.Unlock()
 			if buffered > 8<<10 {
 				t.Errorf("host buffered %d bytes of 8192 granted", buffered)
@@ -518,8 +530,8 @@ func FuzzGuestPacket(f *testing.F) {
 				t.Fatalf("tx handler wrote %d bytes", n)
 			}
 		}
-		if len(c.rbuf)-c.roff > 1024 {
-			t.Fatalf("%d bytes buffered; 1024 granted", len(c.rbuf)-c.roff)
+		if c.rlen > 1024 {
+			t.Fatalf("%d bytes buffered; 1024 granted", c.rlen)
 		}
 		if len(d.ctrl) > maxCtrl {
 			t.Fatalf("%d control packets queued", len(d.ctrl))
