@@ -371,11 +371,11 @@ func guestWriteLoop(ctx context.Context, ep *channel.Endpoint, w io.Writer, tso 
 			} else {
 				payload.Reset()
 				pkt.Data().ReadTo(&payload, true)
+				mss := int(pkt.GSOOptions.MSS)
 				if tso {
-					buf = appendTSOFrame(buf, pkt, payload.Bytes())
-				} else {
-					buf = appendSegments(buf, pkt, payload.Bytes())
+					mss = payload.Len()
 				}
+				buf = appendSegments(buf, pkt, payload.Bytes(), mss)
 			}
 			pkt.DecRef()
 			if len(buf) >= writeBatch {
@@ -416,53 +416,19 @@ func (w linkWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// appendTSOFrame appends the TCP GSO packet pkt (headers, with the TCP
-// checksum holding only the pseudo-header sum) and its payload to b as one
-// frame, as a virtio-net device hands over a TSO chain: the IP length covers
-// the whole segment and the TCP checksum is complete (the device computes it
-// over the segment, VIRTIO_NET_HDR_F_NEEDS_CSUM, and so does this).
-func appendTSOFrame(b []byte, pkt *stack.PacketBuffer, payload []byte) []byte {
-	eth := pkt.LinkHeader().Slice()
-	l3 := pkt.NetworkHeader().Slice()
-	l4 := pkt.TransportHeader().Slice()
-	seg := len(l4) + len(payload)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(eth)+len(l3)+seg))
-	start := len(b)
-	b = append(b, eth...)
-	b = append(b, l3...)
-	b = append(b, l4...)
-	b = append(b, payload...)
-	ip := b[start+len(eth) : start+len(eth)+len(l3)]
-	var src, dst tcpip.Address
-	if pkt.GSOOptions.Type == stack.GSOTCPv4 {
-		h := header.IPv4(ip)
-		h.SetTotalLength(uint16(len(l3) + seg))
-		h.SetChecksum(0)
-		h.SetChecksum(^h.CalculateChecksum())
-		src, dst = h.SourceAddress(), h.DestinationAddress()
-	} else {
-		h := header.IPv6(ip)
-		h.SetPayloadLength(uint16(seg))
-		src, dst = h.SourceAddress(), h.DestinationAddress()
-	}
-	tcp := header.TCP(b[start+len(eth)+len(l3) : start+len(eth)+len(l3)+len(l4)])
-	tcp.SetChecksum(0)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(seg))
-	xsum = checksum.Checksum(payload, xsum)
-	tcp.SetChecksum(^tcp.CalculateChecksum(xsum))
-	return b
-}
-
 // appendSegments appends the TCP GSO packet pkt (headers, with the TCP
 // checksum holding only the pseudo-header sum) and its payload to b as
-// frames of at most MSS payload bytes each, with their own lengths,
+// frames of at most mss payload bytes each, with their own lengths,
 // sequence numbers, IPv4 IDs and checksums; PSH and FIN stay on the last.
-func appendSegments(b []byte, pkt *stack.PacketBuffer, payload []byte) []byte {
+// With mss the payload's length it is one frame, as a virtio-net device
+// hands over a TSO chain: the checksum completed over the whole segment
+// (VIRTIO_NET_HDR_F_NEEDS_CSUM), as the device does.
+func appendSegments(b []byte, pkt *stack.PacketBuffer, payload []byte, mss int) []byte {
 	gso := pkt.GSOOptions
 	eth := pkt.LinkHeader().Slice()
 	l3 := pkt.NetworkHeader().Slice()
 	l4 := pkt.TransportHeader().Slice()
-	mss := int(gso.MSS)
+	mss = max(mss, 1)
 	first := header.TCP(l4)
 	for off := 0; ; off += mss {
 		end := min(off+mss, len(payload))
