@@ -295,7 +295,9 @@ func (ss *session) spawn(sp *spawnPlan, cio *childIO) (int, <-chan unix.WaitStat
 		files = append(slices.Clone(files), w)
 	}
 	pid, exitc, err := ss.srv.reaper.spawn(func() (int, error) {
-		p, err := os.StartProcess(exe, argv, &os.ProcAttr{Dir: sp.cwd, Env: sp.env, Files: files, Sys: attr})
+		p, err := withDefaultSlack(func() (*os.Process, error) {
+			return os.StartProcess(exe, argv, &os.ProcAttr{Dir: sp.cwd, Env: sp.env, Files: files, Sys: attr})
+		})
 		if err != nil {
 			return 0, err
 		}

@@ -87,13 +87,13 @@ func handOff(cfg *Config, initTime time.Duration, log *slog.Logger) error {
 	child.Args = []string{"agentd"}
 	child.Env = []string{childEnv + "=" + string(spec)}
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
-	if err := child.Start(); err != nil {
+	if _, err := withDefaultSlack(func() (struct{}, error) { return struct{}{}, child.Start() }); err != nil {
 		return fmt.Errorf("start serving agentd: %w", err)
 	}
 	log.Info("init: handing PID 1 over", "init", initPath, "agent_pid", child.Process.Pid)
 	argv := append([]string{initPath}, cfg.Init.Args...)
 	env := MergeEnv(cfg.Env, cfg.Init.Env)
-	err = syscall.Exec(initPath, argv, env)
+	_, err = withDefaultSlack(func() (struct{}, error) { return struct{}{}, syscall.Exec(initPath, argv, env) })
 	fmt.Fprintf(os.Stderr, "agentd: exec init %s: %v; PID 1 stays agentd and only reaps\n", initPath, err)
 	for {
 		var ws unix.WaitStatus

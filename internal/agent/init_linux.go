@@ -461,6 +461,7 @@ func runInit(c *Config, log *slog.Logger, st *stageLog) error {
 	if err := mountPseudo(); err != nil {
 		return err
 	}
+	go relaxSysmon()
 	st.mark("pseudo filesystems mounted")
 	if c.Probe {
 		return nil

@@ -21,6 +21,10 @@ import (
 // stdout.
 func Main() {
 	runShimIfRequested()
+	if os.Getpid() != 1 {
+		// PID 1 does it once it has mounted /proc (runInit).
+		go relaxSysmon()
+	}
 	runChildIfRequested()
 	initTime := bootTime()
 	// The level is raised or lowered once the configuration (MSB_LOG_LEVEL)

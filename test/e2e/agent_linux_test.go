@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +82,24 @@ func TestAgentInGuest(t *testing.T) {
 			t.Fatalf("uname -a = %q (exit %d, stderr %q); want Linux ...", res.Stdout, res.ExitCode, res.Stderr)
 		}
 		t.Logf("guest: %s", bytes.TrimSpace(res.Stdout))
+	})
+
+	// agentd gives the runtime's sysmon thread a slack of a scheduler
+	// tick (fewer timer interrupts); the commands it starts keep the
+	// kernel's default, though threads sysmon starts carry its slack.
+	t.Run("timer slack", func(t *testing.T) {
+		res, err := c.Exec(ctx, agentproto.ExecRequest{Cmd: "sh", Args: []string{"-c",
+			"cat /proc/self/timerslack_ns; for t in /proc/1/task/*; do cat /proc/${t##*/}/timerslack_ns; done"}}, nil)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("exec: %v %+v", err, res)
+		}
+		lines := strings.Fields(string(res.Stdout))
+		if len(lines) < 2 || lines[0] != "50000" {
+			t.Fatalf("a command's timer slack = %q; want the kernel's default 50000 (output %q)", lines[0], res.Stdout)
+		}
+		if !slices.Contains(lines[1:], "4000000") {
+			t.Errorf("agentd's threads' slacks = %v; want sysmon's 4000000 among them", lines[1:])
+		}
 	})
 
 	t.Run("exit code and stderr", func(t *testing.T) {
