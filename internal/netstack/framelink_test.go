@@ -133,14 +133,7 @@ func TestFrameLinkLifecycle(t *testing.T) {
 	}()
 	time.Sleep(20 * time.Millisecond)
 	l.Close()
-	select {
-	case err := <-readErr:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("ReadFrame across Close = %v; want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ReadFrame still blocked after Close")
-	}
+	wantReadClosed(t, readErr, "Close")
 	if err := l.WriteFrame(context.Background(), make([]byte, 60)); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("WriteFrame after Close = %v; want net.ErrClosed", err)
 	}
@@ -159,14 +152,7 @@ func TestFrameLinkLifecycle(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
-	select {
-	case err := <-readErr:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("ReadFrame across the Stack's Close = %v; want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("ReadFrame still blocked after the Stack's Close")
-	}
+	wantReadClosed(t, readErr, "the Stack's Close")
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
@@ -194,4 +180,18 @@ func FuzzFrameLink(f *testing.F) {
 			t.Fatalf("WriteFrame = %v", err)
 		}
 	})
+}
+
+// wantReadClosed waits for the result of a ReadFrame that was blocked when
+// what happened, and wants net.ErrClosed.
+func wantReadClosed(t *testing.T, readErr <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("ReadFrame across %s = %v; want net.ErrClosed", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("ReadFrame still blocked after %s", what)
+	}
 }
