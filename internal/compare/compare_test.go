@@ -57,15 +57,15 @@ func TestEvaluate(t *testing.T) {
 		want Result
 	}{
 		{"lower met", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "peer", Better: Lower, Goal: 1},
-			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, Goal: "≤ 1×", Met: &yes, Rounds: 3}},
+			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, RatioMin: 0.5, RatioMax: 1.5, Goal: "≤ 1×", Met: &yes, Rounds: 3}},
 		{"lower not met", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "peer", Better: Lower, Goal: 0.9},
-			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, Goal: "≤ 0.9×", Met: &no, Rounds: 3}},
+			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, RatioMin: 0.5, RatioMax: 1.5, Goal: "≤ 0.9×", Met: &no, Rounds: 3}},
 		{"higher not met", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "peer", Better: Higher, Goal: 1.5},
-			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, Goal: "≥ 1.5×", Met: &no, Rounds: 3}},
+			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, RatioMin: 0.5, RatioMax: 1.5, Goal: "≥ 1.5×", Met: &no, Rounds: 3}},
 		{"absolute", Row{ID: "a", Bench: "B", Msb: "big", Peer: "peer", Better: Lower, AbsGoal: 20, Unit: "MiB"},
 			Result{ID: "a", Unit: "MiB", Msb: 30, PeerVal: 2, Ratio: 15, Goal: "msb ≤ 20 MiB", Met: &no, Rounds: 1}},
 		{"no goal", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "peer", Better: Lower},
-			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, Rounds: 3}},
+			Result{ID: "a", Msb: 2, PeerVal: 2, Ratio: 1, RatioMin: 0.5, RatioMax: 1.5, Rounds: 3}},
 		{"zero peer has no verdict", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "zero", Better: Lower, Goal: 1},
 			Result{ID: "a", Msb: 2, Goal: "≤ 1×", Rounds: 1}},
 		{"missing metric", Row{ID: "a", Bench: "B", Msb: "msb", Peer: "absent", Better: Lower, Goal: 1},
@@ -200,5 +200,22 @@ func TestMarkdownEscapesPipes(t *testing.T) {
 	row := lines[len(lines)-1]
 	if got, want := strings.Count(row, "|")-strings.Count(row, `\|`), 7; got != want {
 		t.Errorf("row %q has %d cell separators; want %d", row, got, want)
+	}
+}
+
+// The rounds' own ratios: a range when every round measured both sides,
+// none when the rounds do not pair up; the table prints it after the ratio.
+func TestRatioRange(t *testing.T) {
+	s := Samples{"B": {"msb": {400, 300, 450}, "peer": {800, 500, 900}, "one": {700}}}
+	got := Evaluate(Row{ID: "a", Bench: "B", Msb: "msb", Peer: "peer", Better: Higher, Goal: 0.5}, s)
+	if got.Ratio != 400.0/800 || got.RatioMin != 0.5 || got.RatioMax != 0.6 {
+		t.Errorf("ratio %v range %v–%v; want 0.5, 0.5–0.6", got.Ratio, got.RatioMin, got.RatioMax)
+	}
+	if md := (Report{Rounds: 3, Rows: []Result{got}}).Markdown(); !strings.Contains(md, "| 0.50× (0.50–0.60) |") {
+		t.Errorf("Markdown lacks the range:\n%s", md)
+	}
+	unpaired := Evaluate(Row{ID: "a", Bench: "B", Msb: "msb", Peer: "one", Better: Higher, Goal: 0.5}, s)
+	if unpaired.RatioMin != 0 || unpaired.RatioMax != 0 || unpaired.spread() != "" {
+		t.Errorf("unpaired rounds: range %v–%v %q; want none", unpaired.RatioMin, unpaired.RatioMax, unpaired.spread())
 	}
 }

@@ -22,7 +22,11 @@ type Result struct {
 	PeerVal  float64 `json:"peer_value"`
 	// Ratio is msb/peer; 0 when either side is missing.
 	Ratio float64 `json:"ratio"`
-	Goal  string  `json:"goal,omitempty"`
+	// RatioMin and RatioMax are the lowest and highest of the rounds'
+	// own ratios (msb and peer of the same round), when there are several.
+	RatioMin float64 `json:"ratio_min,omitempty"`
+	RatioMax float64 `json:"ratio_max,omitempty"`
+	Goal     string  `json:"goal,omitempty"`
 	// Met is nil when the row has no goal or was not measured.
 	Met    *bool  `json:"met,omitempty"`
 	Rounds int    `json:"rounds"`
@@ -79,6 +83,17 @@ func Evaluate(r Row, s Samples) Result {
 	if res.PeerVal != 0 {
 		res.Ratio = res.Msb / res.PeerVal
 	}
+	if len(msb) == len(peer) && len(msb) > 1 && !slices.Contains(peer, 0) {
+		// Each round measured both sides: its ratio is a pair from the
+		// same minutes of the machine, and the range shows how far the
+		// medians' ratio can be trusted.
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i := range msb {
+			r := msb[i] / peer[i]
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		res.RatioMin, res.RatioMax = lo, hi
+	}
 	var met bool
 	switch {
 	case r.AbsGoal > 0 && r.Better == Lower:
@@ -110,6 +125,15 @@ func num(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
+// spread is the rounds' range of ratios as the table shows it after the
+// ratio, or nothing.
+func (res Result) spread() string {
+	if res.RatioMax == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s–%s)", num(res.RatioMin), num(res.RatioMax))
+}
+
 func (res Result) verdict() string {
 	switch {
 	case res.Error != "":
@@ -131,8 +155,8 @@ func (rep Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%s\t%s\n", r.Title, r.Goal, r.verdict(), r.PeerName)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%s×\t%s\t%s\t%s\n", r.Title, num(r.Msb), r.Unit, num(r.PeerVal), r.Unit,
-			num(r.Ratio), r.Goal, r.verdict(), r.PeerName)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s %s\t%s×%s\t%s\t%s\t%s\n", r.Title, num(r.Msb), r.Unit, num(r.PeerVal), r.Unit,
+			num(r.Ratio), r.spread(), r.Goal, r.verdict(), r.PeerName)
 	}
 	return tw.Flush()
 }
@@ -148,8 +172,8 @@ func (rep Report) Markdown() string {
 			fmt.Fprintf(&b, "| %s | – | – | – | %s | not measured |\n", cell(r.Title), cell(r.Goal))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s %s | %s %s (%s) | %s× | %s | %s |\n", cell(r.Title), num(r.Msb), r.Unit, num(r.PeerVal),
-			r.Unit, cell(r.PeerName), num(r.Ratio), cell(r.Goal), r.verdict())
+		fmt.Fprintf(&b, "| %s | %s %s | %s %s (%s) | %s×%s | %s | %s |\n", cell(r.Title), num(r.Msb), r.Unit, num(r.PeerVal),
+			r.Unit, cell(r.PeerName), num(r.Ratio), r.spread(), cell(r.Goal), r.verdict())
 	}
 	return b.String()
 }
