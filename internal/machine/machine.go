@@ -48,15 +48,24 @@ type Spec struct {
 	// (tsc_early_khz) so it skips calibrating its TSC, which stalls or
 	// fails under emulation and nested virtualization. See HostTSCKHz.
 	TSCKHz int
+	// RAM, when set, is a file of MemoryMiB bytes for the qemu backend to
+	// keep guest RAM in where that RAM must be shared (vhost-user devices),
+	// instead of a memfd: internal/hostmem makes one that the host maps
+	// with huge pages. The native VMM allocates its own memory and ignores
+	// it.
+	RAM *os.File
 }
 
 // CloseStreams closes the guest-side stream ends s carries (the agent port,
-// the network's frame stream, the shares' vhost-user connections): what a
-// Backend owns once Start is called, and what a caller still holds if it
-// never gets that far.
+// the network's frame stream, the shares' vhost-user connections) and the
+// RAM file: what a Backend owns once Start is called, and what a caller
+// still holds if it never gets that far.
 func (s *Spec) CloseStreams() {
 	if s.Agent != nil {
 		s.Agent.Close()
+	}
+	if s.RAM != nil {
+		s.RAM.Close()
 	}
 	if s.Net != nil && s.Net.Conn != nil {
 		s.Net.Conn.Close()

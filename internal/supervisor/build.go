@@ -17,6 +17,7 @@ import (
 	"github.com/msb-go/msb/internal/agentproto"
 	"github.com/msb-go/msb/internal/confine"
 	"github.com/msb-go/msb/internal/guestkernel"
+	"github.com/msb-go/msb/internal/hostmem"
 	"github.com/msb-go/msb/internal/launch"
 	"github.com/msb-go/msb/internal/machine"
 	"github.com/msb-go/msb/internal/relay"
@@ -78,6 +79,9 @@ func (s *sandbox) build(ctx context.Context, undo *cleanups) error {
 	}
 	if err := s.wireConsole(spec, undo); err != nil {
 		return err
+	}
+	if backend.Name() == machine.BackendQEMU {
+		s.hugeRAM(spec)
 	}
 	// agent.sock is bound before confinement (no new unix sockets after
 	// it) but served only once the agent is ready; the parent waits for
@@ -313,6 +317,23 @@ func (s *sandbox) askQEMUVersion(ctx context.Context, b *qemu.Backend) func() er
 	}
 }
 
+// hugeRAM gives QEMU a file for guest RAM on which the host maps 2 MiB
+// pages (internal/hostmem), where it would otherwise use a memfd mapped
+// 4 KiB at a time. Each first touch of a page is a page fault, and on the
+// machines this was measured on (nested virtualization) a 4 KiB fault
+// costs 11–16 µs: `msb run -- true` went from 978 to 806 ms (medians of 10
+// alternating runs). It needs CAP_SYS_ADMIN; without it, or on a host
+// whose kernel refuses huge pages to tmpfs, the memfd stays.
+func (s *sandbox) hugeRAM(spec *machine.Spec) {
+	f, err := hostmem.Huge(s.home.RuntimeDir(s.launch.Name), int64(spec.MemoryMiB)<<20)
+	if err != nil {
+		s.log.Debug("guest RAM stays in a memfd (4 KiB pages)", "why", err)
+		return
+	}
+	spec.RAM = f
+	s.log.Debug("guest RAM on a huge-page tmpfs")
+}
+
 // confineFiles limits the files this process, and a QEMU it starts, may
 // touch (Landlock). Kernels without Landlock, and cgo builds, go on with a
 // warning: seccomp still applies.
@@ -337,6 +358,11 @@ func (s *sandbox) confineFiles(spec *machine.Spec) error {
 		} else {
 			rw = append(rw, sh.Path)
 		}
+	}
+	if spec.RAM != nil {
+		// QEMU reopens it through /proc/self/fd: a rule on the file
+		// itself, which lives in no directory the rules name.
+		rw = append(rw, fmt.Sprintf("/proc/self/fd/%d", spec.RAM.Fd()))
 	}
 	rules := fileRules(s.home.SandboxDir(l.Name), filepath.Dir(s.home.DBPath()), ro, rw, s.qemuBinary)
 	if err := confine.Landlock(rules); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,6 +210,7 @@ func TestCLILifecycle(t *testing.T) {
 	}
 	c.must(0, "exec", "box", "--", "sh", "-c", "echo kept > /root/file")
 	checkConfined(t, c.ls()["box"].PID)
+	checkHugeRAM(t, c.ls()["box"].PID)
 	// The runtime share: the host sees the guest's heartbeat.
 	var hb launch.Heartbeat
 	var hbErr error
@@ -503,18 +505,9 @@ func TestCLIScripts(t *testing.T) {
 func checkConfined(t *testing.T, sandboxPID int) {
 	t.Helper()
 	pids := map[string]int{"sandbox process": sandboxPID}
-	// QEMU's parent is whichever thread of the sandbox process forked it.
-	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(sandboxPID) + "/task")
-	for _, task := range tasks {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(sandboxPID) + "/task/" + task.Name() + "/children")
-		for _, f := range strings.Fields(string(b)) {
-			comm, _ := os.ReadFile("/proc/" + f + "/comm")
-			if strings.HasPrefix(string(comm), "qemu") {
-				pids["qemu"], _ = strconv.Atoi(f)
-			}
-		}
-	}
-	if _, ok := pids["qemu"]; !ok {
+	if q := qemuChild(sandboxPID); q != 0 {
+		pids["qemu"] = q
+	} else {
 		t.Errorf("no qemu child of the sandbox process %d found", sandboxPID)
 	}
 	for name, pid := range pids {
@@ -532,4 +525,54 @@ func checkConfined(t *testing.T, sandboxPID int) {
 			t.Errorf("%s (pid %d): Seccomp %q NoNewPrivs %q; want 2 and 1", name, pid, fields["Seccomp"], fields["NoNewPrivs"])
 		}
 	}
+}
+
+// qemuChild returns the pid of the sandbox process's QEMU, or 0. QEMU's
+// parent is whichever thread of the sandbox process forked it.
+func qemuChild(sandboxPID int) int {
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(sandboxPID) + "/task")
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(sandboxPID) + "/task/" + task.Name() + "/children")
+		for _, f := range strings.Fields(string(b)) {
+			comm, _ := os.ReadFile("/proc/" + f + "/comm")
+			if strings.HasPrefix(string(comm), "qemu") {
+				pid, _ := strconv.Atoi(f)
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// checkHugeRAM asserts that, where the sandbox process may mount (root) and
+// the host gives tmpfs huge pages, the guest's RAM is on the huge-page file
+// (internal/hostmem) and mapped 2 MiB at a time, not in a memfd.
+func checkHugeRAM(t *testing.T, sandboxPID int) {
+	t.Helper()
+	shmem, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+	if os.Geteuid() != 0 || err != nil || strings.Contains(string(shmem), "[deny]") {
+		t.Logf("guest RAM stays in a memfd here (euid %d, shmem_enabled %q, %v)", os.Geteuid(), shmem, err)
+		return
+	}
+	q := qemuChild(sandboxPID)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", q))
+	if err != nil {
+		t.Fatalf("qemu cmdline: %v", err)
+	}
+	if !strings.Contains(string(cmdline), "memory-backend-file,") || !strings.Contains(string(cmdline), "align=2M") {
+		t.Errorf("qemu's guest RAM is not the huge-page file: %q", strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", q))
+	if err != nil {
+		t.Fatalf("qemu smaps: %v", err)
+	}
+	for _, line := range strings.Split(string(rollup), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "ShmemPmdMapped:" {
+			if kb, _ := strconv.Atoi(f[1]); kb < 2048 {
+				t.Errorf("qemu maps %s kB of shared memory with huge pages; want the guest's RAM in 2 MiB pages", f[1])
+			}
+			return
+		}
+	}
+	t.Errorf("no ShmemPmdMapped in qemu's smaps_rollup")
 }

@@ -123,12 +123,16 @@ const microvmTransports = 8
 var ErrTooManyDevices = errors.New("too many virtio devices for QEMU microvm")
 
 // Fixed fd numbers of the files handed to QEMU (exec.Cmd.ExtraFiles start at
-// 3); share i's vhost-user socket is fdShare0+i.
+// 3); share i's vhost-user socket is fdShare0+i, then come the vsock
+// device's socket and the RAM file (fdVsock, fdRAM).
 const (
 	fdAgent  = 3
 	fdNet    = 4
 	fdShare0 = 5
 )
+
+func fdVsock(spec *machine.Spec) int { return fdShare0 + len(spec.Shares) }
+func fdRAM(spec *machine.Spec) int   { return fdVsock(spec) + 1 }
 
 // Args returns the QEMU command line (without the binary) for spec. Files the
 // spec references (Agent, Net's Conn unless it has a VhostUserPath, each Share's Conn) are
@@ -193,7 +197,15 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 		"-kernel", spec.Kernel,
 	)
 	if vhostUser {
-		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryMiB))
+		if spec.RAM != nil {
+			// QEMU opens mem-path itself; /proc/self/fd reopens the file
+			// it inherited. align=2M puts the mapping on huge-page
+			// boundaries, without which the file's huge pages are still
+			// mapped 4 KiB at a time.
+			args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,share=on,mem-path=/proc/self/fd/%d,align=2M", spec.MemoryMiB, fdRAM(spec)))
+		} else {
+			args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", spec.MemoryMiB))
+		}
 	}
 	if accel == AccelKVM || accel == AccelHVF {
 		args = append(args, "-cpu", "host")
@@ -264,7 +276,7 @@ func Args(spec *machine.Spec, cfg Config) ([]string, error) {
 			return nil, errors.New("vsock: no vhost-user connection: the qemu backend needs the caller to serve virtio-vsock")
 		}
 		args = append(args,
-			"-chardev", fmt.Sprintf("socket,id=vsock,fd=%d", fdShare0+len(spec.Shares)),
+			"-chardev", fmt.Sprintf("socket,id=vsock,fd=%d", fdVsock(spec)),
 			"-device", "vhost-user-vsock-device,chardev=vsock")
 	}
 	if withRNG {
@@ -335,9 +347,12 @@ func Start(ctx context.Context, spec *machine.Spec, cfg Config) (*Process, error
 	// QEMU needs no environment, and the caller's may hold secrets.
 	cmd.Env = []string{}
 	// ExtraFiles[i] becomes fd 3+i; unused slots stay nil (closed in the child).
-	extra := make([]*os.File, fdShare0-3+len(spec.Shares), fdShare0-3+len(spec.Shares)+1)
+	extra := make([]*os.File, fdRAM(spec)-3+1)
 	if spec.Vsock != nil {
-		extra = append(extra, spec.Vsock.Conn)
+		extra[fdVsock(spec)-3] = spec.Vsock.Conn
+	}
+	if spec.RAM != nil {
+		extra[fdRAM(spec)-3] = spec.RAM
 	}
 	if spec.Agent != nil {
 		extra[fdAgent-3] = spec.Agent

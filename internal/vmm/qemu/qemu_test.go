@@ -114,6 +114,53 @@ func TestArgsShares(t *testing.T) {
 	}
 }
 
+// TestArgsRAM pins where shared guest RAM lives: a memfd, or the RAM file
+// the caller passed, reopened through the fd that follows the vsock
+// device's and mapped on 2 MiB boundaries.
+func TestArgsRAM(t *testing.T) {
+	conn, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tests := []struct {
+		name string
+		spec machine.Spec
+		want string
+	}{
+		{"memfd", machine.Spec{Vsock: &machine.Vsock{Conn: conn}},
+			"memory-backend-memfd,id=mem,size=256M,share=on"},
+		{"RAM file after the vsock fd", machine.Spec{Vsock: &machine.Vsock{Conn: conn}, RAM: conn},
+			"memory-backend-file,id=mem,size=256M,share=on,mem-path=/proc/self/fd/6,align=2M"},
+		{"RAM file after a share and the vsock fd", machine.Spec{
+			Shares: []machine.Share{{Tag: "w", Path: "/w", Conn: conn}},
+			Vsock:  &machine.Vsock{Conn: conn}, RAM: conn},
+			"memory-backend-file,id=mem,size=256M,share=on,mem-path=/proc/self/fd/7,align=2M"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec
+			spec.Kernel, spec.VCPUs, spec.MemoryMiB = "/k/vmlinux", 1, 256
+			args, err := Args(&spec, Config{Accel: AccelTCG})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for i, a := range args {
+				if a == "-object" && i+1 < len(args) {
+					got = args[i+1]
+				}
+			}
+			if got != tc.want {
+				t.Errorf("guest RAM object %q; want %q", got, tc.want)
+			}
+			if spec.RAM != nil && fdRAM(&spec) != fdVsock(&spec)+1 {
+				t.Errorf("fdRAM %d does not follow fdVsock %d", fdRAM(&spec), fdVsock(&spec))
+			}
+		})
+	}
+}
+
 // TestArgsNet pins both ways QEMU gets the network: a stream netdev on the
 // inherited fd, or only the front-end of the caller's vhost-user device at
 // a socket path (which needs guest RAM in a shared memfd).
