@@ -85,7 +85,7 @@ var Rows = []Row{
 	{ID: "stdin-guest", Title: "exec stdin 256 MiB into a TCG guest (to cat > /dev/null)", Pkg: pkgE2E, Bench: "BenchmarkCompareCopyGuest",
 		Msb: "stdin-MB/s", Peer: "guest-pipe-MB/s", Unit: "MB/s", PeerName: "the guest's own pipe",
 		Better: Higher, Goal: 0.5, Benchtime: "1x", Slow: true},
-	{ID: "rss-sandbox-qemu", Title: "sandbox process RSS, QEMU backend (QEMU apart)", Pkg: pkgE2E,
+	{ID: "rss-sandbox-qemu", Title: "sandbox process RSS beyond guest RAM, QEMU backend (QEMU apart)", Pkg: pkgE2E,
 		Bench: "BenchmarkCompareRSS", Msb: "msb-MiB", Peer: "peer-MiB", Unit: "MiB",
 		PeerName: "bare QEMU's RSS beyond guest RAM", Better: Lower, AbsGoal: 20, Benchtime: "1x"},
 	{ID: "anon-sandbox-qemu", Title: "sandbox process private (anonymous) memory, QEMU backend", Pkg: pkgE2E,

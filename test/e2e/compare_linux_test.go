@@ -329,9 +329,63 @@ func guestRAMKiB(b testing.TB, pid, memMiB int) int64 {
 	return found
 }
 
+// guestRAMFile is the device and inode ("fe:00 1234") of the file behind
+// QEMU's guest RAM mapping (a memfd or internal/hostmem's file).
+func guestRAMFile(b testing.TB, pid, memMiB int) string {
+	b.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var file string
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			file = fields[3] + " " + fields[4]
+			continue
+		}
+		if len(fields) >= 2 && fields[0] == "Size:" && fields[1] == strconv.Itoa(memMiB<<10) {
+			return file
+		}
+	}
+	b.Fatalf("no %d MiB guest RAM mapping in QEMU pid %d", memMiB, pid)
+	return ""
+}
+
+// mappedKiB sums the resident kB of pid's mappings of file (guestRAMFile):
+// the vhost-user back-ends in the sandbox process map guest RAM too, and a
+// page they touched is the guest's, already counted in QEMU's mapping.
+func mappedKiB(b testing.TB, pid int, file string) int64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if file == "00:00 0" { // anonymous guest RAM: nothing is shared
+		return 0
+	}
+	var sum int64
+	in := false
+	for _, l := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = fields[3]+" "+fields[4] == file
+			continue
+		}
+		if in && len(fields) >= 2 && fields[0] == "Rss:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			sum += n
+		}
+	}
+	return sum
+}
+
 // BenchmarkCompareRSS measures what a running, idle sandbox costs the host
-// on the QEMU backend: the sandbox process's RSS (msb's own part: relay,
-// network stack, file server, store), and QEMU's RSS beyond the resident
+// on the QEMU backend: the sandbox process's RSS beyond the guest RAM its
+// vhost-user back-ends map (msb's own part: relay, network stack, file
+// server, store), and QEMU's RSS beyond the resident
 // guest RAM next to a bare QEMU of the same kernel and flags running the
 // same agent; and the guest RAM each touched after boot. (Under TCG, QEMU's
 // own figure is mostly its translation cache.)
@@ -352,7 +406,11 @@ func BenchmarkCompareRSS(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second) // let the boot's transient work settle
 		ram := guestRAMKiB(b, qemus[0], mem)
-		sbRSS = append(sbRSS, float64(procRSSKiB(b, pid))/1024)
+		// Beyond guest RAM, as for QEMU: with guest RAM in 2 MiB pages
+		// (internal/hostmem) each page a back-end touches maps 2 MiB of
+		// the guest's memory into this process too.
+		shared := mappedKiB(b, pid, guestRAMFile(b, qemus[0], mem))
+		sbRSS = append(sbRSS, float64(procRSSKiB(b, pid)-shared)/1024)
 		// The rest of the RSS is msb's own text and read-only data: page
 		// cache shared by every msb process, mapped a whole folio at a
 		// fault on kernels that do that (6.18), so it varies with how
