@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/msb-go/msb/internal/cli"
+	"github.com/msb-go/msb/internal/hostmem"
 	"github.com/msb-go/msb/internal/supervisor"
 )
 
@@ -18,6 +19,11 @@ func main() {
 	// the SDK, never links the VMM.
 	if len(os.Args) == 2 && os.Args[1] == "sandbox" {
 		os.Exit(supervisor.Main(context.Background()))
+	}
+	// The sandbox process's helper for guest RAM in huge pages, run in a
+	// user namespace of its own when it lacks CAP_SYS_ADMIN.
+	if len(os.Args) > 1 && os.Args[1] == hostmem.HelperArg {
+		os.Exit(hostmem.HelperMain(os.Args[2:]))
 	}
 	// SIGHUP too (the user's terminal went away): commands then end their
 	// sessions and restore the terminal settings instead of dying at once.

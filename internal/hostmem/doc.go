@@ -14,6 +14,9 @@
 // Huge mounts that tmpfs in a mount namespace of its own, on one OS thread
 // that is thrown away afterwards, creates the file, and detaches the mount:
 // nothing appears in the host's mount table, and the file system goes away
-// with the last descriptor or mapping of the file. It needs CAP_SYS_ADMIN;
-// without it the caller keeps the memfd.
+// with the last descriptor or mapping of the file. That needs
+// CAP_SYS_ADMIN. Without it, Huge runs this binary again as a helper
+// (HelperArg, HelperMain) in a new user and mount namespace, where an
+// unprivileged user may mount tmpfs, and receives the file over a socket.
+// Where user namespaces are off too, the caller keeps the memfd.
 package hostmem

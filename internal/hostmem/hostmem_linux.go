@@ -49,33 +49,56 @@ func Huge(dir string, size int64) (*os.File, error) {
 		c <- result{f, err}
 	}()
 	r := <-c
+	if errors.Is(r.err, errNoCapability) {
+		// Not privileged here: a helper process in a user namespace of
+		// its own may mount tmpfs.
+		return viaHelper(mnt, size)
+	}
 	return r.f, r.err
 }
+
+// errNoCapability is a failed unshare: no CAP_SYS_ADMIN in this process's
+// user namespace.
+var errNoCapability = fmt.Errorf("%w: no CAP_SYS_ADMIN", ErrUnavailable)
 
 // mountAndCreate runs on a locked thread that it moves to a new mount
 // namespace.
 func mountAndCreate(mnt string, size int64) (*os.File, error) {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("%w: new mount namespace: %v", ErrUnavailable, err)
+			return nil, errNoCapability
 		}
 		return nil, fmt.Errorf("huge memory: new mount namespace: %w", err)
 	}
+	if err := mountTmpfs(mnt, size); err != nil {
+		return nil, err
+	}
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	return createFile(mnt, size)
+}
+
+// mountTmpfs mounts the huge-page tmpfs on mnt, in a mount namespace of
+// the caller's own.
+func mountTmpfs(mnt string, size int64) error {
 	// Without this the mount below would propagate to the host's shared
 	// mounts (systemd makes / shared).
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("huge memory: make mounts private: %w", err)
+		return fmt.Errorf("huge memory: make mounts private: %w", err)
 	}
 	// size caps the tmpfs at the file: the guest cannot grow it.
 	opts := fmt.Sprintf("huge=always,size=%d,nr_inodes=4,mode=0700", size)
 	if err := unix.Mount("msb-ram", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			// A kernel without transparent huge pages rejects huge=.
-			return nil, fmt.Errorf("%w: tmpfs huge=always: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: tmpfs huge=always: %v", ErrUnavailable, err)
 		}
-		return nil, fmt.Errorf("huge memory: mount tmpfs: %w", err)
+		return fmt.Errorf("huge memory: mount tmpfs: %w", err)
 	}
-	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	return nil
+}
+
+// createFile makes the unlinked RAM file on the tmpfs at mnt.
+func createFile(mnt string, size int64) (*os.File, error) {
 	fd, err := unix.Open(mnt, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("huge memory: create: %w", err)

@@ -74,6 +74,13 @@ func TestHugePages(t *testing.T) {
 	if st, err := f.Stat(); err != nil || st.Size() != size {
 		t.Fatalf("file size %v, %v; want %d", st.Size(), err, size)
 	}
+	checkHugeMapping(t, f, size)
+}
+
+// checkHugeMapping maps f as QEMU does (shared, 2 MiB-aligned), touches
+// every page, and checks that the kernel mapped huge pages.
+func checkHugeMapping(t *testing.T, f *os.File, size int) {
+	t.Helper()
 	// Reserve size+2 MiB, then map the file at the first 2 MiB boundary.
 	res, err := unix.Mmap(-1, 0, size+2<<20, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
@@ -81,7 +88,7 @@ func TestHugePages(t *testing.T) {
 	}
 	defer unix.Munmap(res)
 	aligned := alignUp(res, 2<<20)
-	addr, err := unix.MmapPtr(int(f.Fd()), 0, aligned, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED)
+	addr, err := unix.MmapPtr(int(f.Fd()), 0, aligned, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED)
 	if err != nil {
 		t.Fatalf("mmap: %v", err)
 	}
