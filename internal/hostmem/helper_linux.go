@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -128,6 +129,13 @@ func helper(args []string) error {
 	size, err := strconv.ParseInt(args[1], 10, 64)
 	if err != nil || size <= 0 {
 		return fmt.Errorf("size %q", args[1])
+	}
+	// A mount namespace of this thread's own even here, where viaHelper
+	// made one: run by hand as root, the helper must not make the host's
+	// mounts private nor mount anything in them.
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("new mount namespace: %w", err)
 	}
 	if err := mountTmpfs(args[0], size); err != nil {
 		return err

@@ -1,8 +1,10 @@
 package hostmem
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -67,5 +69,25 @@ func TestHelperArgs(t *testing.T) {
 		if got := HelperMain(args); got == 0 {
 			t.Errorf("HelperMain(%q) = 0; want a failure", args)
 		}
+	}
+}
+
+// TestHelperByHandLeavesHostMounts runs the helper as a command would be
+// run by hand, outside viaHelper's namespaces: whatever it does stays out
+// of this process's mount table.
+func TestHelperByHandLeavesHostMounts(t *testing.T) {
+	before, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("/proc/self/exe", HelperArg, dir, "2097152")
+	out, _ := cmd.CombinedOutput() // it fails: fd 3 is no socket
+	after, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Errorf("the mount table changed (helper output %q):\nbefore:\n%s\nafter:\n%s", out, before, after)
 	}
 }
