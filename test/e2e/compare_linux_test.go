@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -296,87 +295,70 @@ func procStatusKiB(b testing.TB, pid int, field string) int64 {
 	return 0
 }
 
-// guestRAMKiB is the resident part of QEMU's guest RAM mapping: the one
-// mapping of exactly memMiB in /proc/pid/smaps. What the guest touched is
-// counted against the guest, not against the VMM.
-func guestRAMKiB(b testing.TB, pid, memMiB int) int64 {
-	b.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	inRAM, found := false, int64(-1)
-	for sc.Scan() {
-		l := sc.Text()
-		if v, ok := strings.CutPrefix(l, "Size:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			inRAM = n == int64(memMiB)<<10
-			continue
-		}
-		if v, ok := strings.CutPrefix(l, "Rss:"); ok && inRAM {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if found >= 0 {
-				b.Fatalf("two %d MiB mappings in QEMU pid %d: cannot tell guest RAM", memMiB, pid)
-			}
-			found = n
-		}
-	}
-	if found < 0 {
-		b.Fatalf("no %d MiB guest RAM mapping in QEMU pid %d", memMiB, pid)
-	}
-	return found
+// mapping is one entry of /proc/pid/smaps: the device and inode of the
+// file mapped ("fe:00 1234"; "00:00 0" for anonymous memory), its size and
+// its resident part in kB.
+type mapping struct {
+	file      string
+	size, rss int64
 }
 
-// guestRAMFile is the device and inode ("fe:00 1234") of the file behind
-// QEMU's guest RAM mapping (a memfd or internal/hostmem's file).
-func guestRAMFile(b testing.TB, pid, memMiB int) string {
+func smaps(b testing.TB, pid int) []mapping {
 	b.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var file string
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			file = fields[3] + " " + fields[4]
-			continue
-		}
-		if len(fields) >= 2 && fields[0] == "Size:" && fields[1] == strconv.Itoa(memMiB<<10) {
-			return file
+	var ms []mapping
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && !strings.HasSuffix(f[0], ":"): // "start-end perms offset dev inode [path]"
+			ms = append(ms, mapping{file: f[3] + " " + f[4]})
+		case len(ms) > 0 && len(f) >= 2 && f[0] == "Size:":
+			ms[len(ms)-1].size, _ = strconv.ParseInt(f[1], 10, 64)
+		case len(ms) > 0 && len(f) >= 2 && f[0] == "Rss:":
+			ms[len(ms)-1].rss, _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
-	b.Fatalf("no %d MiB guest RAM mapping in QEMU pid %d", memMiB, pid)
-	return ""
+	return ms
 }
+
+// guestRAM is QEMU's guest RAM mapping: the one mapping of exactly memMiB.
+func guestRAM(b testing.TB, pid, memMiB int) mapping {
+	b.Helper()
+	var ram []mapping
+	for _, m := range smaps(b, pid) {
+		if m.size == int64(memMiB)<<10 {
+			ram = append(ram, m)
+		}
+	}
+	if len(ram) != 1 {
+		b.Fatalf("%d mappings of %d MiB in QEMU pid %d; want one, its guest RAM", len(ram), memMiB, pid)
+	}
+	return ram[0]
+}
+
+// guestRAMKiB is the resident part of QEMU's guest RAM mapping. What the
+// guest touched is counted against the guest, not against the VMM.
+func guestRAMKiB(b testing.TB, pid, memMiB int) int64 { return guestRAM(b, pid, memMiB).rss }
+
+// guestRAMFile is the device and inode of the file behind QEMU's guest RAM
+// (a memfd or internal/hostmem's file).
+func guestRAMFile(b testing.TB, pid, memMiB int) string { return guestRAM(b, pid, memMiB).file }
 
 // mappedKiB sums the resident kB of pid's mappings of file (guestRAMFile):
 // the vhost-user back-ends in the sandbox process map guest RAM too, and a
 // page they touched is the guest's, already counted in QEMU's mapping.
 func mappedKiB(b testing.TB, pid int, file string) int64 {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
 	if file == "00:00 0" { // anonymous guest RAM: nothing is shared
 		return 0
 	}
 	var sum int64
-	in := false
-	for _, l := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(l)
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			in = fields[3]+" "+fields[4] == file
-			continue
-		}
-		if in && len(fields) >= 2 && fields[0] == "Rss:" {
-			n, _ := strconv.ParseInt(fields[1], 10, 64)
-			sum += n
+	for _, m := range smaps(b, pid) {
+		if m.file == file {
+			sum += m.rss
 		}
 	}
 	return sum
