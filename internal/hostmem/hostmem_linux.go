@@ -11,8 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrUnavailable reports a host where Huge cannot help: no CAP_SYS_ADMIN,
-// no transparent huge pages, or huge pages refused to every tmpfs.
+// ErrUnavailable reports a host where Huge cannot help: neither
+// CAP_SYS_ADMIN nor user namespaces, no transparent huge pages, or huge
+// pages refused to every tmpfs.
 var ErrUnavailable = errors.New("huge-page guest memory unavailable")
 
 // shmemEnabled is the machine-wide setting a tmpfs's huge= option yields
