@@ -91,3 +91,91 @@ func TestReadvEOFAndDeadline(t *testing.T) {
 		t.Errorf("readv after the writer closed = %d, %v; want 0, io.EOF", n, err)
 	}
 }
+
+// TestWritev checks that writev delivers every byte of several buffers in
+// order through a session's stdin pipe, waiting in the poller while the
+// pipe is full (short writes go on with the rest), and that a pipe whose
+// reader is gone is an error, not a hang.
+func TestWritev(t *testing.T) {
+	tests := []struct {
+		name string
+		bufs []int
+	}{
+		{"fits the pipe", []int{100, 4096, 7}},
+		{"four chunks, more than the pipe", []int{256 << 10, 256 << 10, 256 << 10, 300 << 10}},
+		{"empty buffers between", []int{0, 5, 0, 70 << 10}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := sessionPipe(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			var want []byte
+			iov := make([][]byte, len(tc.bufs))
+			for i, n := range tc.bufs {
+				iov[i] = make([]byte, n)
+				for j := range iov[i] {
+					iov[i][j] = byte(i*31 + j*7/5)
+				}
+				want = append(want, iov[i]...)
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(r)
+				got <- b
+			}()
+			rc, err := w.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writev(rc, iov); err != nil {
+				t.Fatalf("writev: %v", err)
+			}
+			w.Close()
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Errorf("read %d bytes, not the %d written in order", len(b), len(want))
+			}
+		})
+	}
+	t.Run("reader gone", func(t *testing.T) {
+		r, w, err := sessionPipe(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		r.Close()
+		rc, err := w.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writev(rc, [][]byte{[]byte("x")}); !errors.Is(err, unix.EPIPE) {
+			t.Errorf("writev to a pipe without reader = %v; want EPIPE", err)
+		}
+	})
+	t.Run("closed while full", func(t *testing.T) {
+		r, w, err := sessionPipe(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rc, err := w.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- writev(rc, [][]byte{make([]byte, 4<<20)}) }()
+		time.Sleep(50 * time.Millisecond)
+		w.Close()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("writev into a full pipe closed under it returned nil")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("writev still blocked after Close")
+		}
+	})
+}

@@ -115,6 +115,34 @@ func (q *stdinQueue) pop() (c stdinChunk, eof, ok bool) {
 	}
 }
 
+// popBatch is pop for up to len(buf) chunks: it waits as pop does, then
+// takes every chunk queued, at most len(buf), into buf. n is how many; eof
+// and ok are pop's, and eof comes only once no chunk is left.
+func (q *stdinQueue) popBatch(buf []stdinChunk) (n int, eof, ok bool) {
+	p := q.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(q.chunks) == 0 && !q.eof && !q.dead {
+		p.cond.Wait()
+	}
+	switch {
+	case q.dead:
+		return 0, false, false
+	case len(q.chunks) > 0:
+		n = copy(buf, q.chunks)
+		for i := range n {
+			q.size -= len(buf[i].data)
+			p.used -= len(buf[i].data)
+			q.chunks[i] = stdinChunk{}
+		}
+		q.chunks = q.chunks[n:]
+		p.cond.Broadcast()
+		return n, false, true
+	default:
+		return 0, true, true
+	}
+}
+
 // release gives back the frame of a popped chunk.
 func (c stdinChunk) release() { agentproto.PutBulk(c.frame) }
 

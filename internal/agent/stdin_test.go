@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -90,6 +91,71 @@ func TestStdinQueue(t *testing.T) {
 		}
 		if _, p := q.buffered(); p != 0 {
 			t.Errorf("pool holds %d bytes after kill; want 0", p)
+		}
+	})
+}
+
+// TestStdinPopBatch checks that popBatch takes what is queued, in order, up
+// to its buffer, frees the bounds it held (a waiting push goes on), and
+// reports EOF only once the queue is drained.
+func TestStdinPopBatch(t *testing.T) {
+	tests := []struct {
+		name   string
+		pushed []string
+		eof    bool
+		buf    int
+		want   [][]string // each popBatch's chunks, in order
+	}{
+		{"one call takes all", []string{"a", "bb", "ccc"}, false, 4, [][]string{{"a", "bb", "ccc"}}},
+		{"the buffer bounds a call", []string{"a", "bb", "ccc"}, false, 2, [][]string{{"a", "bb"}, {"ccc"}}},
+		{"eof after the chunks", []string{"a", "bb"}, true, 4, [][]string{{"a", "bb"}, nil}},
+		{"eof alone", nil, true, 4, [][]string{nil}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := newStdinQueue(100, newStdinPool(100))
+			for _, p := range tc.pushed {
+				q.push([]byte(p), nil)
+			}
+			if tc.eof {
+				q.push(nil, nil)
+			}
+			buf := make([]stdinChunk, tc.buf)
+			for i, want := range tc.want {
+				n, eof, ok := q.popBatch(buf)
+				if !ok {
+					t.Fatalf("call %d: queue dead", i)
+				}
+				var got []string
+				for _, c := range buf[:n] {
+					got = append(got, string(c.data))
+				}
+				if wantEOF := want == nil; eof != wantEOF || !slices.Equal(got, want) {
+					t.Errorf("call %d = %q, eof %v; want %q, eof %v", i, got, eof, want, wantEOF)
+				}
+			}
+			if q.size != 0 || q.pool.used != 0 {
+				t.Errorf("after draining: queue holds %d bytes, pool %d; want 0", q.size, q.pool.used)
+			}
+		})
+	}
+	t.Run("a waiting push goes on", func(t *testing.T) {
+		q := newStdinQueue(4, newStdinPool(100))
+		q.push([]byte("1234"), nil)
+		done := pushAsync(q, []byte("56"))
+		waits(t, done)
+		buf := make([]stdinChunk, 4)
+		if n, _, _ := q.popBatch(buf); n != 1 || string(buf[0].data) != "1234" {
+			t.Fatalf("popBatch = %d %q; want 1 \"1234\"", n, buf[0].data)
+		}
+		returns(t, done)
+	})
+	t.Run("killed", func(t *testing.T) {
+		q := newStdinQueue(4, newStdinPool(100))
+		q.push([]byte("12"), nil)
+		q.kill()
+		if _, _, ok := q.popBatch(make([]stdinChunk, 4)); ok {
+			t.Error("popBatch on a killed queue: ok; want not ok")
 		}
 	})
 }
