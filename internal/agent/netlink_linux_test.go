@@ -139,3 +139,38 @@ func FuzzParseAck(f *testing.F) {
 		parseAck(b, seq)
 	})
 }
+
+// TestIfIndex checks the link lookup setupNetwork uses against the
+// kernel's own numbering, and that a missing or impossible name is an
+// error.
+func TestIfIndex(t *testing.T) {
+	inNetns(t, func() {
+		nl, err := openNetlink()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nl.Close()
+		tests := []struct {
+			name    string
+			wantErr bool
+		}{
+			{"lo", false},
+			{"nosuchlink0", true},
+			{"a-name-longer-than-ifnamsiz", true},
+			{"", true},
+		}
+		for _, tc := range tests {
+			got, err := nl.ifIndex(tc.name)
+			if tc.wantErr {
+				if err == nil {
+					t.Errorf("ifIndex(%q) = %d; want an error", tc.name, got)
+				}
+				continue
+			}
+			ifc, ierr := net.InterfaceByName(tc.name)
+			if err != nil || ierr != nil || got != ifc.Index {
+				t.Errorf("ifIndex(%q) = %d, %v; want %v (%v)", tc.name, got, err, ifc, ierr)
+			}
+		}
+	})
+}
